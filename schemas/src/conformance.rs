@@ -1,0 +1,394 @@
+//! Tests that pin the vocabulary to its published artefacts: one JSON Schema file per
+//! event kind and one for the export record (`schemas/events/`, `schemas/record.schema.json`),
+//! and the test vectors (`schemas/vectors/`). Run with `WRIT_BLESS=1` to rewrite them after
+//! a deliberate change to the vocabulary; a normal run fails if they drift.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::*;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+fn ts(text: &str) -> Timestamp {
+    Timestamp::parse(text).unwrap_or_else(|err| unreachable!("{err}"))
+}
+
+fn admin() -> Actor {
+    Actor::Admin { token_id: "adm_1".into() }
+}
+
+/// One example of every kind (the match is exhaustive, so a new kind must add one).
+pub(crate) fn sample(kind: EventKind) -> Event {
+    let agent = ClientId::from("agt_research");
+    let user = UserId::from("5f0c6a4e-8d1b-4c1e-9a53-3f7e2b9d0c11");
+    let jti = Jti::from("jti_7Qm2");
+    let digest = Digest::of(b"example");
+    match kind {
+        EventKind::AgentRegistered => Event::from(AgentRegistered {
+            client_id: agent,
+            name: "Research assistant".into(),
+            owner: Some(user),
+            scopes: vec!["files:read".into(), "mail:send".into()],
+            grant_types: vec!["client_credentials".into()],
+            redirect_uris: vec![],
+            token_endpoint_auth_method: "client_secret_basic".into(),
+            secret_hash: Some(digest),
+            require_consent: true,
+            agent_type: AgentType::Autonomous,
+            expires_at: Some(ts("2027-01-01T00:00:00.000000Z")),
+            by: admin(),
+        }),
+        EventKind::AgentIdentitySet => Event::from(AgentIdentitySet {
+            client_id: agent,
+            owner: Some(user),
+            expires_at: None,
+            by: admin(),
+        }),
+        EventKind::AgentSecretRotated => Event::from(AgentSecretRotated {
+            client_id: agent,
+            secret_hash: digest,
+            previous_valid_until: ts("2026-11-24T00:00:00.000000Z"),
+            by: admin(),
+        }),
+        EventKind::AgentDisabled => Event::from(AgentDisabled { client_id: agent, by: admin() }),
+        EventKind::AgentEnabled => Event::from(AgentEnabled { client_id: agent, by: admin() }),
+        EventKind::AgentReviewed => Event::from(AgentReviewed {
+            client_id: agent,
+            note: Some("scopes checked against the runbook".into()),
+            by: Actor::User { user_id: user },
+        }),
+        EventKind::AgentPolicySet => Event::from(AgentPolicySet {
+            client_id: agent,
+            max_ttl_seconds: Some(600),
+            allowed_scopes: Some(vec!["files:read".into()]),
+            allowed_audiences: None,
+            max_delegation_depth: Some(2),
+            max_operations: Some(100),
+            by: admin(),
+        }),
+        EventKind::UserRegistered => Event::from(UserRegistered {
+            user_id: user,
+            email: "ada@example.com".into(),
+            name: Some("Ada".into()),
+            by: admin(),
+        }),
+        EventKind::UserDeactivated => Event::from(UserDeactivated { user_id: user, by: admin() }),
+        EventKind::UserReactivated => Event::from(UserReactivated { user_id: user, by: admin() }),
+        EventKind::ApiKeyIssued => Event::from(ApiKeyIssued {
+            key_id: ApiKeyId::from("0d4f7c52-61f1-4a51-8f2c-6a1b0f3e9d22"),
+            user_id: user,
+            key_hash: digest,
+            by: admin(),
+        }),
+        EventKind::ApiKeyRevoked => Event::from(ApiKeyRevoked {
+            key_id: ApiKeyId::from("0d4f7c52-61f1-4a51-8f2c-6a1b0f3e9d22"),
+            by: Actor::User { user_id: user },
+        }),
+        EventKind::DelegationGranted => Event::from(DelegationGranted {
+            delegation_id: DelegationId::from("b3c1e0a2-7a2d-4f0e-8c55-0e1d2c3b4a59"),
+            user_id: user.clone(),
+            client_id: agent,
+            scopes: Some(vec!["files:read".into()]),
+            expires_at: Some(ts("2026-12-31T23:59:59.000000Z")),
+            by: Actor::User { user_id: user },
+        }),
+        EventKind::DelegationRevoked => Event::from(DelegationRevoked {
+            delegation_id: DelegationId::from("b3c1e0a2-7a2d-4f0e-8c55-0e1d2c3b4a59"),
+            by: Actor::User { user_id: user },
+        }),
+        EventKind::SessionGrantCreated => Event::from(SessionGrantCreated {
+            grant_id: GrantId::from("c9a4d3e1-2b6f-4d8a-9e7c-1f2a3b4c5d6e"),
+            client_id: agent,
+            server_id: ServerId::from("srv_slack"),
+            user_id: user.clone(),
+            shared: false,
+            by: Actor::User { user_id: user },
+        }),
+        EventKind::SessionGrantToggled => Event::from(SessionGrantToggled {
+            grant_id: GrantId::from("c9a4d3e1-2b6f-4d8a-9e7c-1f2a3b4c5d6e"),
+            shared: true,
+            by: Actor::User { user_id: user },
+        }),
+        EventKind::SessionGrantRevoked => Event::from(SessionGrantRevoked {
+            grant_id: GrantId::from("c9a4d3e1-2b6f-4d8a-9e7c-1f2a3b4c5d6e"),
+            by: Actor::User { user_id: user },
+        }),
+        EventKind::TokenIssued => Event::from(TokenIssued {
+            jti,
+            digest,
+            kid: KeyId::from("k1"),
+            grant_type: "urn:ietf:params:oauth:grant-type:token-exchange".into(),
+            client_id: ClientId::from("agt_summarizer"),
+            subject: user.to_string(),
+            user_id: Some(user),
+            actors: vec![ClientId::from("agt_summarizer"), agent],
+            delegation_id: Some(DelegationId::from("b3c1e0a2-7a2d-4f0e-8c55-0e1d2c3b4a59")),
+            parent_jti: Some(Jti::from("jti_parent")),
+            family_id: None,
+            audience: vec!["https://files.example.com".into()],
+            scopes: vec!["files:read".into()],
+            issued_at: ts("2026-11-23T09:00:00.000000Z"),
+            expires_at: ts("2026-11-23T09:15:00.000000Z"),
+            agent_type: AgentType::Ephemeral,
+            task_id: Some("task-42".into()),
+            max_operations: Some(10),
+            expires_on_completion: true,
+            intent_description: Some("summarise the Q3 report".into()),
+        }),
+        EventKind::TokenRevoked => Event::from(TokenRevoked {
+            jti,
+            cause: RevocationCause::ParentRevoked { parent_jti: Jti::from("jti_parent") },
+        }),
+        EventKind::TokenExhausted => Event::from(TokenExhausted { jti }),
+        EventKind::OperationRecorded => Event::from(OperationRecorded {
+            jti,
+            operation: "files.read".into(),
+            resource: Some("q3-report.pdf".into()),
+            idempotency_key: Some("op-1".into()),
+        }),
+        EventKind::RefreshTokenIssued => Event::from(RefreshTokenIssued {
+            refresh_id: RefreshId::from("rt_1"),
+            digest,
+            family_id: FamilyId::from("fam_1"),
+            client_id: agent,
+            user_id: Some(user),
+            scopes: vec!["files:read".into()],
+            expires_at: ts("2026-12-23T09:00:00.000000Z"),
+            access_jti: jti,
+        }),
+        EventKind::RefreshTokenRotated => Event::from(RefreshTokenRotated {
+            refresh_id: RefreshId::from("rt_1"),
+            replaced_by: RefreshId::from("rt_2"),
+        }),
+        EventKind::RefreshTokenReuseDetected => Event::from(RefreshTokenReuseDetected {
+            refresh_id: RefreshId::from("rt_1"),
+            family_id: FamilyId::from("fam_1"),
+            client_id: agent,
+        }),
+        EventKind::SigningKeyRotated => Event::from(SigningKeyRotated {
+            kid: KeyId::from("k2"),
+            alg: "EdDSA".into(),
+            public_key: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
+            previous_kid: Some(KeyId::from("k1")),
+        }),
+    }
+}
+
+fn kind_schema(kind: EventKind) -> Value {
+    let mut generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
+    let mut payload = kind.payload_schema(&mut generator).to_value();
+    let defs = payload.as_object_mut().and_then(|object| {
+        object.remove("$schema");
+        object.remove("title");
+        object.remove("$defs")
+    });
+    let mut schema = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": kind.name(),
+        "description": format!("A `{}` event as stored in the ledger (canonical JSON).", kind.name()),
+        "type": "object",
+        "required": ["data", "type", "v"],
+        "additionalProperties": false,
+        "properties": {
+            "data": payload,
+            "type": { "const": kind.name() },
+            "v": { "type": "integer", "minimum": 1, "maximum": kind.version() }
+        }
+    });
+    if let (Some(defs), Some(object)) = (defs, schema.as_object_mut()) {
+        object.insert("$defs".into(), defs);
+    }
+    schema
+}
+
+fn record_schema() -> Value {
+    let hex = json!({ "type": "string", "pattern": "^[0-9a-f]{64}$" });
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Record",
+        "description": "One line of a ledger export. `event` matches the schema file of its `type` in events/.",
+        "type": "object",
+        "required": ["event", "hash", "prev_hash", "seq", "ts"],
+        "additionalProperties": false,
+        "properties": {
+            "event": {
+                "type": "object",
+                "required": ["data", "type", "v"],
+                "properties": {
+                    "type": { "enum": EventKind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>() }
+                }
+            },
+            "hash": hex,
+            "prev_hash": hex,
+            "seq": { "type": "integer", "minimum": 1, "maximum": crate::INTEGER_MAGNITUDE_MAX },
+            "ts": {
+                "type": "string",
+                "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{6}Z$"
+            }
+        }
+    })
+}
+
+/// Compares `text` with the committed file, or rewrites it under `WRIT_BLESS=1`.
+fn pin(path: &Path, text: &str) {
+    if std::env::var_os("WRIT_BLESS").is_some() {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap_or_else(|err| unreachable!("{err}"));
+        }
+        std::fs::write(path, text).unwrap_or_else(|err| unreachable!("{err}"));
+        return;
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(committed == text, "{} is out of date: run the tests once with WRIT_BLESS=1", path.display());
+}
+
+fn pretty(value: &Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default() + "\n"
+}
+
+#[test]
+fn every_event_kind_has_a_schema_file_that_accepts_it() {
+    for &kind in EventKind::ALL {
+        let schema = kind_schema(kind);
+        pin(&root().join("events").join(format!("{}.schema.json", kind.name())), &pretty(&schema));
+        let validator = jsonschema::validator_for(&schema).unwrap_or_else(|err| unreachable!("{err}"));
+        let event = sample(kind);
+        assert_eq!(event.kind(), kind);
+        let bytes = event.encode().unwrap_or_else(|err| unreachable!("{err}"));
+        let instance: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let errors: Vec<String> = validator.iter_errors(&instance).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", kind.name());
+        assert_eq!(Event::decode(&bytes), Ok(event), "{} round trip", kind.name());
+        assert_eq!(crate::is_canonical(&bytes), Ok(true));
+    }
+}
+
+#[test]
+fn schema_files_refuse_what_the_decoder_refuses() {
+    let schema = kind_schema(EventKind::TokenExhausted);
+    let validator = jsonschema::validator_for(&schema).unwrap_or_else(|err| unreachable!("{err}"));
+    for bad in [
+        json!({"data": {"jti": "a", "extra": 1}, "type": "TokenExhausted", "v": 1}),
+        json!({"data": {}, "type": "TokenExhausted", "v": 1}),
+        json!({"data": {"jti": "a"}, "type": "TokenRevoked", "v": 1}),
+        json!({"data": {"jti": "a"}, "type": "TokenExhausted", "v": 2}),
+    ] {
+        assert!(!validator.is_valid(&bad), "schema accepted {bad}");
+        let bytes = crate::to_canonical_vec(&bad).unwrap_or_default();
+        assert!(Event::decode(&bytes).is_err(), "decoder accepted {bad}");
+    }
+}
+
+/// The vectors: every sample kind as one record, chained from seq 1, at fixed times.
+fn vector_records() -> Vec<Record> {
+    let mut prev = Hash::ZERO;
+    let start = ts("2026-11-23T09:00:00.000000Z");
+    EventKind::ALL
+        .iter()
+        .enumerate()
+        .map(|(index, &kind)| {
+            let seq = index as u64 + 1;
+            let event = sample(kind).encode().unwrap_or_else(|err| unreachable!("{err}"));
+            let record = Record::seal(seq, start.plus_seconds(index as i64), prev, event);
+            prev = record.hash;
+            record
+        })
+        .collect()
+}
+
+#[test]
+fn test_vectors_match_and_verify() {
+    let records = vector_records();
+    let mut export = Vec::new();
+    for record in &records {
+        record.write_export_line(&mut export);
+    }
+    let export = String::from_utf8(export).unwrap_or_default();
+    pin(&root().join("vectors").join("ledger.jsonl"), &export);
+    let first = &records[0];
+    let ts_text = first.ts.to_string();
+    let mut material = Vec::new();
+    material.extend_from_slice(&first.seq.to_be_bytes());
+    material.extend_from_slice(&first.prev_hash.0);
+    material.extend_from_slice(&(ts_text.len() as u32).to_be_bytes());
+    material.extend_from_slice(ts_text.as_bytes());
+    material.extend_from_slice(&first.event);
+    let worked = json!({
+        "description": "The hash of record 1 of ledger.jsonl, step by step (see LEDGER.md).",
+        "context": crate::RECORD_HASH_CONTEXT,
+        "seq": first.seq,
+        "prev_hash": first.prev_hash.to_hex(),
+        "ts": ts_text,
+        "event": String::from_utf8_lossy(&first.event),
+        "key_material_hex": hex::encode(&material),
+        "hash": first.hash.to_hex(),
+        "last_hash": records.last().map(|r| r.hash.to_hex()),
+        "records": records.len(),
+    });
+    pin(&root().join("vectors").join("record-1.json"), &pretty(&worked));
+
+    let committed = std::fs::read(root().join("vectors").join("ledger.jsonl")).unwrap_or_default();
+    let items: Vec<Item<'_>> = committed
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| parse_export_line(line).map_err(|e| e.to_string()))
+        .collect();
+    let mut chain = Chain::new();
+    assert_eq!(verify_batch(&mut chain, &items, 2), Ok(()));
+    assert_eq!(chain.seq, EventKind::ALL.len() as u64);
+    for item in &items {
+        let schema = record_schema();
+        let validator = jsonschema::validator_for(&schema).unwrap_or_else(|err| unreachable!("{err}"));
+        let line: Value = match item {
+            Ok(record) => {
+                let mut out = Vec::new();
+                record.write_export_line(&mut out);
+                serde_json::from_slice(&out).unwrap_or_default()
+            }
+            Err(err) => unreachable!("{err}"),
+        };
+        assert!(validator.is_valid(&line), "record schema refused {line}");
+    }
+    pin(&root().join("record.schema.json"), &pretty(&record_schema()));
+}
+
+#[test]
+fn verification_names_the_first_bad_record() {
+    let records = vector_records();
+    let lines: Vec<Vec<u8>> = records
+        .iter()
+        .map(|record| {
+            let mut out = Vec::new();
+            record.write_export_line(&mut out);
+            out.pop();
+            out
+        })
+        .collect();
+    let verify = |lines: &[Vec<u8>]| {
+        let items: Vec<Item<'_>> =
+            lines.iter().map(|line| parse_export_line(line).map_err(|e| e.to_string())).collect();
+        verify_batch(&mut Chain::new(), &items, 2).map_err(|bad| bad.seq)
+    };
+    assert_eq!(verify(&lines), Ok(()));
+
+    let mut swapped = lines.clone();
+    swapped.swap(3, 4);
+    assert_eq!(verify(&swapped), Err(4));
+
+    let mut deleted = lines.clone();
+    deleted.remove(6);
+    assert_eq!(verify(&deleted), Err(7));
+
+    let mut altered = lines.clone();
+    let position = altered[9].iter().position(|&b| b == b'a').unwrap_or(0);
+    altered[9][position] = b'b';
+    assert_eq!(verify(&altered), Err(10));
+
+    let mut garbled = lines.clone();
+    garbled[2] = b"{not json".to_vec();
+    assert_eq!(verify(&garbled), Err(3));
+}

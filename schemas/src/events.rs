@@ -1,0 +1,660 @@
+//! The ledger's vocabulary: every fact writ records, as past-tense events.
+//!
+//! An event is stored as canonical JSON `{"data":{...},"type":"<Kind>","v":<version>}`.
+//! Adding a kind is local: write its payload struct below and add one line to the
+//! `events!` list; the enum, the kind names, decoding and the JSON Schema files follow.
+//! Evolving a kind adds optional fields (absent means "as before") or bumps its version
+//! with an upcast in [`Event::decode`]; history is never re-serialized.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::canonical::{self, CanonicalError};
+use crate::ids::{
+    ApiKeyId, ClientId, DelegationId, Digest, FamilyId, GrantId, Jti, KeyId, RefreshId, ServerId,
+    UserId,
+};
+use crate::time::Timestamp;
+
+/// Who caused a management event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Actor {
+    /// An administrator, by the id of the admin token used.
+    Admin {
+        /// The admin token's id (never the token).
+        token_id: String,
+    },
+    /// A person, by API key or user token.
+    User {
+        /// The person.
+        user_id: UserId,
+    },
+    /// An agent acting as itself.
+    Agent {
+        /// The agent.
+        client_id: ClientId,
+    },
+    /// writ itself (expiry sweeps, cascades, start-up).
+    System,
+}
+
+/// How an agent runs, which sets token defaults and gateway behaviour.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentType {
+    /// Acts on its own within its grants.
+    Autonomous,
+    /// A person approves its critical actions.
+    Supervised,
+    /// Short-lived, few operations, expires on completion.
+    Ephemeral,
+}
+
+/// Why a token stopped being valid before its expiry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RevocationCause {
+    /// Revoked directly (RFC 7009 or the management API).
+    Requested {
+        /// Who asked.
+        by: Actor,
+    },
+    /// The token it was derived from was revoked.
+    ParentRevoked {
+        /// The parent token.
+        parent_jti: Jti,
+    },
+    /// The delegation it acted under was revoked.
+    DelegationRevoked {
+        /// The delegation.
+        delegation_id: DelegationId,
+    },
+    /// The person it acted for was deactivated.
+    UserDeactivated {
+        /// The person.
+        user_id: UserId,
+    },
+    /// Its agent was disabled.
+    AgentDisabled {
+        /// The agent.
+        client_id: ClientId,
+    },
+    /// Its refresh family was revoked (reuse of a spent refresh token, or a grant withdrawn).
+    RefreshFamilyRevoked {
+        /// The family.
+        family_id: FamilyId,
+    },
+    /// Its last allowed operation was recorded and it expires on completion.
+    Completed,
+}
+
+/// An agent (OAuth client) was registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentRegistered {
+    /// The agent's client id.
+    pub client_id: ClientId,
+    /// Its display name.
+    pub name: String,
+    /// The person accountable for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<UserId>,
+    /// The scopes it may ever be granted.
+    pub scopes: Vec<String>,
+    /// The OAuth grant types it may use.
+    pub grant_types: Vec<String>,
+    /// Exact redirect URIs for the authorization code flow.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirect_uris: Vec<String>,
+    /// How it authenticates at the token endpoint.
+    pub token_endpoint_auth_method: String,
+    /// Keyed hash of its client secret (absent for `private_key_jwt` or public clients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_hash: Option<Digest>,
+    /// It may act for a person only under an active delegation.
+    pub require_consent: bool,
+    /// How it runs.
+    pub agent_type: AgentType,
+    /// After this instant it gets no token (fail closed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    /// Who registered it.
+    pub by: Actor,
+}
+
+/// An agent's accountable owner or expiry changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentIdentitySet {
+    /// The agent.
+    pub client_id: ClientId,
+    /// The new owner; absent clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<UserId>,
+    /// The new expiry; absent clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    /// Who changed it.
+    pub by: Actor,
+}
+
+/// An agent's client secret was replaced; the previous one stays valid for a grace period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSecretRotated {
+    /// The agent.
+    pub client_id: ClientId,
+    /// Keyed hash of the new secret.
+    pub secret_hash: Digest,
+    /// Until when the previous secret is still accepted.
+    pub previous_valid_until: Timestamp,
+    /// Who rotated it.
+    pub by: Actor,
+}
+
+/// An agent was disabled: it gets no token, and its tokens are revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentDisabled {
+    /// The agent.
+    pub client_id: ClientId,
+    /// Who disabled it.
+    pub by: Actor,
+}
+
+/// A disabled agent was enabled again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentEnabled {
+    /// The agent.
+    pub client_id: ClientId,
+    /// Who enabled it.
+    pub by: Actor,
+}
+
+/// Someone attested that they reviewed an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentReviewed {
+    /// The agent.
+    pub client_id: ClientId,
+    /// The reviewer's note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The reviewer.
+    pub by: Actor,
+}
+
+/// An agent's governance ceilings were set (absent fields: no ceiling beyond the defaults).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentPolicySet {
+    /// The agent.
+    pub client_id: ClientId,
+    /// Longest token lifetime, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ttl_seconds: Option<u64>,
+    /// Scopes a token may carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_scopes: Option<Vec<String>>,
+    /// Audiences a token may name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_audiences: Option<Vec<String>>,
+    /// Deepest chain of `act` a token may carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delegation_depth: Option<u32>,
+    /// Most operations one token may record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_operations: Option<u64>,
+    /// Who set them.
+    pub by: Actor,
+}
+
+/// A person was registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserRegistered {
+    /// The person's id.
+    pub user_id: UserId,
+    /// Their email address, unique among users.
+    pub email: String,
+    /// Their display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Who registered them.
+    pub by: Actor,
+}
+
+/// A person was deactivated: their delegations stop working and their tokens are revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserDeactivated {
+    /// The person.
+    pub user_id: UserId,
+    /// Who deactivated them.
+    pub by: Actor,
+}
+
+/// A deactivated person was reactivated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserReactivated {
+    /// The person.
+    pub user_id: UserId,
+    /// Who reactivated them.
+    pub by: Actor,
+}
+
+/// A user API key was issued (the key was shown once; only its keyed hash is kept).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyIssued {
+    /// The key's id.
+    pub key_id: ApiKeyId,
+    /// The person it acts as.
+    pub user_id: UserId,
+    /// Keyed hash of the key.
+    pub key_hash: Digest,
+    /// Who issued it.
+    pub by: Actor,
+}
+
+/// A user API key was revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyRevoked {
+    /// The key.
+    pub key_id: ApiKeyId,
+    /// Who revoked it.
+    pub by: Actor,
+}
+
+/// A person delegated to an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DelegationGranted {
+    /// The delegation's id.
+    pub delegation_id: DelegationId,
+    /// The delegating person.
+    pub user_id: UserId,
+    /// The agent that may act for them.
+    pub client_id: ClientId,
+    /// The scopes delegated; absent means all of the agent's scopes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    /// When the delegation lapses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    /// Who granted it (the person, or an admin for them).
+    pub by: Actor,
+}
+
+/// A delegation was withdrawn; every token derived from it is revoked in the same append.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DelegationRevoked {
+    /// The delegation.
+    pub delegation_id: DelegationId,
+    /// Who revoked it.
+    pub by: Actor,
+}
+
+/// A person let an agent use their session with an upstream MCP server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionGrantCreated {
+    /// The grant's id.
+    pub grant_id: GrantId,
+    /// The agent.
+    pub client_id: ClientId,
+    /// The upstream server.
+    pub server_id: ServerId,
+    /// The person whose session it is.
+    pub user_id: UserId,
+    /// Shared: any person acting through this agent may use it.
+    pub shared: bool,
+    /// Who created it.
+    pub by: Actor,
+}
+
+/// A session grant was switched between personal and shared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionGrantToggled {
+    /// The grant.
+    pub grant_id: GrantId,
+    /// Its new state.
+    pub shared: bool,
+    /// Who toggled it.
+    pub by: Actor,
+}
+
+/// A session grant was revoked (the delegation stays).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionGrantRevoked {
+    /// The grant.
+    pub grant_id: GrantId,
+    /// Who revoked it.
+    pub by: Actor,
+}
+
+/// An access token was issued. It is found later by the digest of its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenIssued {
+    /// The token's `jti`.
+    pub jti: Jti,
+    /// BLAKE3 of the token's bytes.
+    pub digest: Digest,
+    /// The signing key.
+    pub kid: KeyId,
+    /// The grant that produced it (`client_credentials`, token exchange, ...).
+    pub grant_type: String,
+    /// The agent holding it.
+    pub client_id: ClientId,
+    /// The `sub` claim: the agent itself, or the person it acts for.
+    pub subject: String,
+    /// The person it acts for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
+    /// The `act` chain, outermost (current) actor first; empty for a token of its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actors: Vec<ClientId>,
+    /// The delegation it acts under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegation_id: Option<DelegationId>,
+    /// The token it was exchanged from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_jti: Option<Jti>,
+    /// The refresh family it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_id: Option<FamilyId>,
+    /// The `aud` claim.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audience: Vec<String>,
+    /// The granted scopes.
+    pub scopes: Vec<String>,
+    /// `iat`.
+    pub issued_at: Timestamp,
+    /// `exp`.
+    pub expires_at: Timestamp,
+    /// How the agent runs.
+    pub agent_type: AgentType,
+    /// The task it was issued for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// Most operations it may record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_operations: Option<u64>,
+    /// Revoke it when its last operation is recorded.
+    pub expires_on_completion: bool,
+    /// What the agent said it means to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent_description: Option<String>,
+}
+
+/// An access token was revoked before its expiry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRevoked {
+    /// The token.
+    pub jti: Jti,
+    /// Why.
+    pub cause: RevocationCause,
+}
+
+/// A token recorded its last allowed operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenExhausted {
+    /// The token.
+    pub jti: Jti,
+}
+
+/// A token was used for one operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OperationRecorded {
+    /// The token used.
+    pub jti: Jti,
+    /// What was done (a tool name, an API operation).
+    pub operation: String,
+    /// What it was done to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// The caller's idempotency key: the same key on the same token never counts twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// A refresh token was issued (only its digest is kept).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshTokenIssued {
+    /// The refresh token's id.
+    pub refresh_id: RefreshId,
+    /// BLAKE3 of the refresh token's bytes.
+    pub digest: Digest,
+    /// Its family.
+    pub family_id: FamilyId,
+    /// The agent holding it.
+    pub client_id: ClientId,
+    /// The person it acts for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
+    /// The scopes it may refresh to.
+    pub scopes: Vec<String>,
+    /// When it lapses.
+    pub expires_at: Timestamp,
+    /// The access token issued beside it.
+    pub access_jti: Jti,
+}
+
+/// A refresh token was spent and replaced by a new one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshTokenRotated {
+    /// The spent refresh token.
+    pub refresh_id: RefreshId,
+    /// The one that replaces it.
+    pub replaced_by: RefreshId,
+}
+
+/// A spent refresh token was presented again: the family is revoked, the agent flagged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshTokenReuseDetected {
+    /// The spent refresh token that was presented.
+    pub refresh_id: RefreshId,
+    /// Its family.
+    pub family_id: FamilyId,
+    /// The agent it belongs to.
+    pub client_id: ClientId,
+}
+
+/// A new signing key became current. Only public material enters the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKeyRotated {
+    /// The new key's `kid`.
+    pub kid: KeyId,
+    /// Its JWS algorithm (`EdDSA`, `ES256`, `RS256`).
+    pub alg: String,
+    /// The public key, as its JWK's members would carry it, unpadded base64url.
+    pub public_key: String,
+    /// The key it replaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_kid: Option<KeyId>,
+}
+
+macro_rules! events {
+    ($($kind:ident = $version:literal,)*) => {
+        /// One fact in the ledger.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Event {
+            $(
+                #[doc = concat!("See [`", stringify!($kind), "`].")]
+                $kind($kind),
+            )*
+        }
+
+        /// The kind of an event: its `type` member.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum EventKind {
+            $(
+                #[doc = concat!("`", stringify!($kind), "`")]
+                $kind,
+            )*
+        }
+
+        impl EventKind {
+            /// Every kind, in the order of the vocabulary.
+            pub const ALL: &'static [EventKind] = &[$(EventKind::$kind),*];
+
+            /// The kind's name as written in the `type` member.
+            pub fn name(self) -> &'static str {
+                match self { $(EventKind::$kind => stringify!($kind),)* }
+            }
+
+            /// The current version of the kind's payload.
+            pub fn version(self) -> u32 {
+                match self { $(EventKind::$kind => $version,)* }
+            }
+
+            /// The kind named `name`, if there is one.
+            pub fn from_name(name: &str) -> Option<EventKind> {
+                match name { $(stringify!($kind) => Some(EventKind::$kind),)* _ => None }
+            }
+
+            /// The JSON Schema of the kind's payload.
+            pub fn payload_schema(self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                match self { $(EventKind::$kind => generator.root_schema_for::<$kind>(),)* }
+            }
+        }
+
+        impl Event {
+            /// The event's kind.
+            pub fn kind(&self) -> EventKind {
+                match self { $(Event::$kind(_) => EventKind::$kind,)* }
+            }
+
+            fn data_value(&self) -> Result<serde_json::Value, serde_json::Error> {
+                match self { $(Event::$kind(data) => serde_json::to_value(data),)* }
+            }
+
+            fn decode_data(kind: EventKind, data: &str) -> Result<Event, serde_json::Error> {
+                match kind { $(EventKind::$kind => serde_json::from_str(data).map(Event::$kind),)* }
+            }
+        }
+
+        $(
+            impl From<$kind> for Event {
+                fn from(data: $kind) -> Event {
+                    Event::$kind(data)
+                }
+            }
+        )*
+    };
+}
+
+events! {
+    AgentRegistered = 1,
+    AgentIdentitySet = 1,
+    AgentSecretRotated = 1,
+    AgentDisabled = 1,
+    AgentEnabled = 1,
+    AgentReviewed = 1,
+    AgentPolicySet = 1,
+    UserRegistered = 1,
+    UserDeactivated = 1,
+    UserReactivated = 1,
+    ApiKeyIssued = 1,
+    ApiKeyRevoked = 1,
+    DelegationGranted = 1,
+    DelegationRevoked = 1,
+    SessionGrantCreated = 1,
+    SessionGrantToggled = 1,
+    SessionGrantRevoked = 1,
+    TokenIssued = 1,
+    TokenRevoked = 1,
+    TokenExhausted = 1,
+    OperationRecorded = 1,
+    RefreshTokenIssued = 1,
+    RefreshTokenRotated = 1,
+    RefreshTokenReuseDetected = 1,
+    SigningKeyRotated = 1,
+}
+
+/// Event bytes that are not a valid event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Not JSON, or not an object of `data`, `type` and `v`.
+    #[error("event is not a JSON object of \"data\", \"type\" and \"v\": {0}")]
+    Envelope(String),
+    /// A `type` this vocabulary does not know.
+    #[error("unknown event type `{0}`")]
+    UnknownKind(String),
+    /// A version newer than this reader knows.
+    #[error("{kind} version {version} is newer than this reader (knows up to {known})")]
+    UnsupportedVersion {
+        /// The kind.
+        kind: &'static str,
+        /// The version found.
+        version: u32,
+        /// The newest version this reader knows.
+        known: u32,
+    },
+    /// The payload does not match the kind's schema.
+    #[error("{kind} payload does not match its schema: {message}")]
+    Data {
+        /// The kind.
+        kind: &'static str,
+        /// serde's account of what was wrong.
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    data: &'a RawValue,
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    v: u32,
+}
+
+impl Event {
+    /// The event's canonical bytes: exactly what is hashed, stored and exported.
+    pub fn encode(&self) -> Result<Vec<u8>, CanonicalError> {
+        let data = self.data_value().map_err(|err| CanonicalError::NotJson(err.to_string()))?;
+        let kind = self.kind();
+        let envelope = serde_json::json!({ "data": data, "type": kind.name(), "v": kind.version() });
+        let mut out = Vec::with_capacity(256);
+        canonical::write_value(&envelope, &mut out)?;
+        Ok(out)
+    }
+
+    /// Reads an event from its stored bytes, checking it against its kind's schema.
+    pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+        let envelope: Envelope<'_> =
+            serde_json::from_slice(bytes).map_err(|err| DecodeError::Envelope(err.to_string()))?;
+        let kind = EventKind::from_name(&envelope.kind)
+            .ok_or_else(|| DecodeError::UnknownKind(envelope.kind.chars().take(64).collect()))?;
+        // Every kind is at version 1: there is nothing to upcast yet. A kind that moves to
+        // version 2 reads version-1 payloads here and converts them.
+        if envelope.v == 0 || envelope.v > kind.version() {
+            return Err(DecodeError::UnsupportedVersion {
+                kind: kind.name(),
+                version: envelope.v,
+                known: kind.version(),
+            });
+        }
+        Event::decode_data(kind, envelope.data.get())
+            .map_err(|err| DecodeError::Data { kind: kind.name(), message: err.to_string() })
+    }
+}
