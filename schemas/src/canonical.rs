@@ -27,7 +27,8 @@ pub enum CanonicalError {
 
 /// Encodes any serializable value canonically.
 pub fn to_canonical_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CanonicalError> {
-    let value = serde_json::to_value(value).map_err(|err| CanonicalError::NotJson(err.to_string()))?;
+    let value =
+        serde_json::to_value(value).map_err(|err| CanonicalError::NotJson(err.to_string()))?;
     let mut out = Vec::with_capacity(256);
     write_value(&value, &mut out)?;
     Ok(out)
@@ -116,19 +117,31 @@ mod tests {
         // RFC 8785 §3.2.3: U+FB33 is one UTF-16 unit (0xFB33) and sorts after the surrogate
         // pair of U+1F600 (0xD83D ...), although its UTF-8 bytes sort before.
         let value = json!({"\u{fb33}": 1, "\u{1f600}": 2, "\u{20ac}": 3, "a": 4, "\r": 5, "1": 6});
-        assert_eq!(canon(value), "{\"\\r\":5,\"1\":6,\"a\":4,\"\u{20ac}\":3,\"\u{1f600}\":2,\"\u{fb33}\":1}");
+        assert_eq!(
+            canon(value),
+            "{\"\\r\":5,\"1\":6,\"a\":4,\"\u{20ac}\":3,\"\u{1f600}\":2,\"\u{fb33}\":1}"
+        );
     }
 
     #[test]
     fn strings_escape_exactly_as_jcs() {
         let value = json!("\u{8}\t\n\u{c}\r\"\\/\u{1}\u{1f}\u{7f}é");
-        assert_eq!(canon(value), "\"\\b\\t\\n\\f\\r\\\"\\\\/\\u0001\\u001f\u{7f}é\"");
+        assert_eq!(
+            canon(value),
+            "\"\\b\\t\\n\\f\\r\\\"\\\\/\\u0001\\u001f\u{7f}é\""
+        );
     }
 
     #[test]
     fn only_safe_integers_are_numbers() {
-        assert_eq!(canon(json!([0, -1, 9007199254740991i64])), "[0,-1,9007199254740991]");
-        assert!(matches!(to_canonical_vec(&json!(1.5)), Err(CanonicalError::NotAnInteger(_))));
+        assert_eq!(
+            canon(json!([0, -1, 9007199254740991i64])),
+            "[0,-1,9007199254740991]"
+        );
+        assert!(matches!(
+            to_canonical_vec(&json!(1.5)),
+            Err(CanonicalError::NotAnInteger(_))
+        ));
         assert!(matches!(
             to_canonical_vec(&json!(9007199254740992u64)),
             Err(CanonicalError::IntegerTooLarge(_))

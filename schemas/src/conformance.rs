@@ -18,7 +18,9 @@ fn ts(text: &str) -> Timestamp {
 }
 
 fn admin() -> Actor {
-    Actor::Admin { token_id: "adm_1".into() }
+    Actor::Admin {
+        token_id: "adm_1".into(),
+    }
 }
 
 /// One example of every kind (the match is exhaustive, so a new kind must add one).
@@ -54,8 +56,14 @@ pub(crate) fn sample(kind: EventKind) -> Event {
             previous_valid_until: ts("2026-11-24T00:00:00.000000Z"),
             by: admin(),
         }),
-        EventKind::AgentDisabled => Event::from(AgentDisabled { client_id: agent, by: admin() }),
-        EventKind::AgentEnabled => Event::from(AgentEnabled { client_id: agent, by: admin() }),
+        EventKind::AgentDisabled => Event::from(AgentDisabled {
+            client_id: agent,
+            by: admin(),
+        }),
+        EventKind::AgentEnabled => Event::from(AgentEnabled {
+            client_id: agent,
+            by: admin(),
+        }),
         EventKind::AgentReviewed => Event::from(AgentReviewed {
             client_id: agent,
             note: Some("scopes checked against the runbook".into()),
@@ -76,8 +84,14 @@ pub(crate) fn sample(kind: EventKind) -> Event {
             name: Some("Ada".into()),
             by: admin(),
         }),
-        EventKind::UserDeactivated => Event::from(UserDeactivated { user_id: user, by: admin() }),
-        EventKind::UserReactivated => Event::from(UserReactivated { user_id: user, by: admin() }),
+        EventKind::UserDeactivated => Event::from(UserDeactivated {
+            user_id: user,
+            by: admin(),
+        }),
+        EventKind::UserReactivated => Event::from(UserReactivated {
+            user_id: user,
+            by: admin(),
+        }),
         EventKind::ApiKeyIssued => Event::from(ApiKeyIssued {
             key_id: ApiKeyId::from("0d4f7c52-61f1-4a51-8f2c-6a1b0f3e9d22"),
             user_id: user,
@@ -141,7 +155,9 @@ pub(crate) fn sample(kind: EventKind) -> Event {
         }),
         EventKind::TokenRevoked => Event::from(TokenRevoked {
             jti,
-            cause: RevocationCause::ParentRevoked { parent_jti: Jti::from("jti_parent") },
+            cause: RevocationCause::ParentRevoked {
+                parent_jti: Jti::from("jti_parent"),
+            },
         }),
         EventKind::TokenExhausted => Event::from(TokenExhausted { jti }),
         EventKind::OperationRecorded => Event::from(OperationRecorded {
@@ -243,7 +259,11 @@ fn pin(path: &Path, text: &str) {
         return;
     }
     let committed = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(committed == text, "{} is out of date: run the tests once with WRIT_BLESS=1", path.display());
+    assert!(
+        committed == text,
+        "{} is out of date: run the tests once with WRIT_BLESS=1",
+        path.display()
+    );
 }
 
 fn pretty(value: &Value) -> String {
@@ -254,15 +274,29 @@ fn pretty(value: &Value) -> String {
 fn every_event_kind_has_a_schema_file_that_accepts_it() {
     for &kind in EventKind::ALL {
         let schema = kind_schema(kind);
-        pin(&root().join("events").join(format!("{}.schema.json", kind.name())), &pretty(&schema));
-        let validator = jsonschema::validator_for(&schema).unwrap_or_else(|err| unreachable!("{err}"));
+        pin(
+            &root()
+                .join("events")
+                .join(format!("{}.schema.json", kind.name())),
+            &pretty(&schema),
+        );
+        let validator =
+            jsonschema::validator_for(&schema).unwrap_or_else(|err| unreachable!("{err}"));
         let event = sample(kind);
         assert_eq!(event.kind(), kind);
         let bytes = event.encode().unwrap_or_else(|err| unreachable!("{err}"));
         let instance: Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        let errors: Vec<String> = validator.iter_errors(&instance).map(|e| e.to_string()).collect();
+        let errors: Vec<String> = validator
+            .iter_errors(&instance)
+            .map(|e| e.to_string())
+            .collect();
         assert!(errors.is_empty(), "{}: {errors:?}", kind.name());
-        assert_eq!(Event::decode(&bytes), Ok(event), "{} round trip", kind.name());
+        assert_eq!(
+            Event::decode(&bytes),
+            Ok(event),
+            "{} round trip",
+            kind.name()
+        );
         assert_eq!(crate::is_canonical(&bytes), Ok(true));
     }
 }
@@ -292,7 +326,9 @@ fn vector_records() -> Vec<Record> {
         .enumerate()
         .map(|(index, &kind)| {
             let seq = index as u64 + 1;
-            let event = sample(kind).encode().unwrap_or_else(|err| unreachable!("{err}"));
+            let event = sample(kind)
+                .encode()
+                .unwrap_or_else(|err| unreachable!("{err}"));
             let record = Record::seal(seq, start.plus_seconds(index as i64), prev, event);
             prev = record.hash;
             record
@@ -329,7 +365,10 @@ fn test_vectors_match_and_verify() {
         "last_hash": records.last().map(|r| r.hash.to_hex()),
         "records": records.len(),
     });
-    pin(&root().join("vectors").join("record-1.json"), &pretty(&worked));
+    pin(
+        &root().join("vectors").join("record-1.json"),
+        &pretty(&worked),
+    );
 
     let committed = std::fs::read(root().join("vectors").join("ledger.jsonl")).unwrap_or_default();
     let items: Vec<Item<'_>> = committed
@@ -342,7 +381,8 @@ fn test_vectors_match_and_verify() {
     assert_eq!(chain.seq, EventKind::ALL.len() as u64);
     for item in &items {
         let schema = record_schema();
-        let validator = jsonschema::validator_for(&schema).unwrap_or_else(|err| unreachable!("{err}"));
+        let validator =
+            jsonschema::validator_for(&schema).unwrap_or_else(|err| unreachable!("{err}"));
         let line: Value = match item {
             Ok(record) => {
                 let mut out = Vec::new();
@@ -353,7 +393,10 @@ fn test_vectors_match_and_verify() {
         };
         assert!(validator.is_valid(&line), "record schema refused {line}");
     }
-    pin(&root().join("record.schema.json"), &pretty(&record_schema()));
+    pin(
+        &root().join("record.schema.json"),
+        &pretty(&record_schema()),
+    );
 }
 
 #[test]
@@ -369,8 +412,10 @@ fn verification_names_the_first_bad_record() {
         })
         .collect();
     let verify = |lines: &[Vec<u8>]| {
-        let items: Vec<Item<'_>> =
-            lines.iter().map(|line| parse_export_line(line).map_err(|e| e.to_string())).collect();
+        let items: Vec<Item<'_>> = lines
+            .iter()
+            .map(|line| parse_export_line(line).map_err(|e| e.to_string()))
+            .collect();
         verify_batch(&mut Chain::new(), &items, 2).map_err(|bad| bad.seq)
     };
     assert_eq!(verify(&lines), Ok(()));

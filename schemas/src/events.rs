@@ -41,7 +41,17 @@ pub enum Actor {
 
 /// How an agent runs, which sets token defaults and gateway behaviour.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum AgentType {
@@ -631,9 +641,12 @@ struct Envelope<'a> {
 impl Event {
     /// The event's canonical bytes: exactly what is hashed, stored and exported.
     pub fn encode(&self) -> Result<Vec<u8>, CanonicalError> {
-        let data = self.data_value().map_err(|err| CanonicalError::NotJson(err.to_string()))?;
+        let data = self
+            .data_value()
+            .map_err(|err| CanonicalError::NotJson(err.to_string()))?;
         let kind = self.kind();
-        let envelope = serde_json::json!({ "data": data, "type": kind.name(), "v": kind.version() });
+        let envelope =
+            serde_json::json!({ "data": data, "type": kind.name(), "v": kind.version() });
         let mut out = Vec::with_capacity(256);
         canonical::write_value(&envelope, &mut out)?;
         Ok(out)
@@ -654,7 +667,9 @@ impl Event {
                 known: kind.version(),
             });
         }
-        Event::decode_data(kind, envelope.data.get())
-            .map_err(|err| DecodeError::Data { kind: kind.name(), message: err.to_string() })
+        Event::decode_data(kind, envelope.data.get()).map_err(|err| DecodeError::Data {
+            kind: kind.name(),
+            message: err.to_string(),
+        })
     }
 }

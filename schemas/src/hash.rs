@@ -64,12 +64,19 @@ impl fmt::Display for Hash {
 
 impl Serialize for Hash {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_hex())
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&self.to_hex())
+        } else {
+            self.0.serialize(serializer)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Hash {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if !deserializer.is_human_readable() {
+            return <[u8; 32]>::deserialize(deserializer).map(Hash);
+        }
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         Hash::from_hex(&text).map_err(serde::de::Error::custom)
     }
@@ -99,7 +106,10 @@ mod tests {
     fn hex_round_trips_and_refuses_other_spellings() {
         let hash = record_hash(1, &Hash::ZERO, "2026-01-01T00:00:00.000000Z", b"{}");
         assert_eq!(Hash::from_hex(&hash.to_hex()), Ok(hash));
-        assert_eq!(Hash::from_hex(&hash.to_hex().to_uppercase()), Err(HashParseError));
+        assert_eq!(
+            Hash::from_hex(&hash.to_hex().to_uppercase()),
+            Err(HashParseError)
+        );
         assert_eq!(Hash::from_hex("00"), Err(HashParseError));
         let mut written = Vec::new();
         hash.write_hex(&mut written);
@@ -112,7 +122,10 @@ mod tests {
         let base = record_hash(1, &Hash::ZERO, ts, b"{}");
         assert_ne!(base, record_hash(2, &Hash::ZERO, ts, b"{}"));
         assert_ne!(base, record_hash(1, &Hash([1; 32]), ts, b"{}"));
-        assert_ne!(base, record_hash(1, &Hash::ZERO, "2026-01-01T00:00:00.000001Z", b"{}"));
+        assert_ne!(
+            base,
+            record_hash(1, &Hash::ZERO, "2026-01-01T00:00:00.000001Z", b"{}")
+        );
         assert_ne!(base, record_hash(1, &Hash::ZERO, ts, b"{ }"));
     }
 

@@ -89,17 +89,26 @@ impl fmt::Debug for Digest {
 
 impl Serialize for Digest {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_base64url())
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&self.to_base64url())
+        } else {
+            self.0.serialize(serializer)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Digest {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if !deserializer.is_human_readable() {
+            return <[u8; 32]>::deserialize(deserializer).map(Digest);
+        }
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         let mut bytes = [0u8; 32];
         match URL_SAFE_NO_PAD.decode_slice(text.as_bytes(), &mut bytes) {
             Ok(32) => Ok(Digest(bytes)),
-            _ => Err(serde::de::Error::custom("a digest must be 32 bytes as unpadded base64url")),
+            _ => Err(serde::de::Error::custom(
+                "a digest must be 32 bytes as unpadded base64url",
+            )),
         }
     }
 }

@@ -30,7 +30,13 @@ impl Record {
     /// Seals an event into the record that follows `prev_hash`.
     pub fn seal(seq: u64, ts: Timestamp, prev_hash: Hash, event: Vec<u8>) -> Record {
         let hash = record_hash(seq, &prev_hash, &ts.to_string(), &event);
-        Record { seq, ts, prev_hash, hash, event }
+        Record {
+            seq,
+            ts,
+            prev_hash,
+            hash,
+            event,
+        }
     }
 
     /// Decodes the event (schema-checked).
@@ -44,7 +50,13 @@ impl Record {
     }
 
     fn as_ref_with<T>(&self, ts: &str, then: impl FnOnce(&RecordRef<'_>) -> T) -> T {
-        then(&RecordRef { seq: self.seq, ts, prev_hash: self.prev_hash, hash: self.hash, event: &self.event })
+        then(&RecordRef {
+            seq: self.seq,
+            ts,
+            prev_hash: self.prev_hash,
+            hash: self.hash,
+            event: &self.event,
+        })
     }
 }
 
@@ -115,11 +127,19 @@ struct ExportLine<'a> {
 
 /// Reads one export line (without its newline) as a borrowed record.
 pub fn parse_export_line(line: &[u8]) -> Result<RecordRef<'_>, ExportLineError> {
-    let parsed: ExportLine<'_> = serde_json::from_slice(line).map_err(|err| ExportLineError(err.to_string()))?;
-    let hash = Hash::from_hex(parsed.hash).map_err(|err| ExportLineError(format!("hash: {err}")))?;
-    let prev_hash =
-        Hash::from_hex(parsed.prev_hash).map_err(|err| ExportLineError(format!("prev_hash: {err}")))?;
-    Ok(RecordRef { seq: parsed.seq, ts: parsed.ts, prev_hash, hash, event: parsed.event.get().as_bytes() })
+    let parsed: ExportLine<'_> =
+        serde_json::from_slice(line).map_err(|err| ExportLineError(err.to_string()))?;
+    let hash =
+        Hash::from_hex(parsed.hash).map_err(|err| ExportLineError(format!("hash: {err}")))?;
+    let prev_hash = Hash::from_hex(parsed.prev_hash)
+        .map_err(|err| ExportLineError(format!("prev_hash: {err}")))?;
+    Ok(RecordRef {
+        seq: parsed.seq,
+        ts: parsed.ts,
+        prev_hash,
+        hash,
+        event: parsed.event.get().as_bytes(),
+    })
 }
 
 #[cfg(test)]
@@ -130,7 +150,12 @@ mod tests {
     #[test]
     fn export_line_is_canonical_and_round_trips() {
         let ts = Timestamp::parse("2026-11-23T09:02:53.123456Z").unwrap_or_else(|_| unreachable!());
-        let record = Record::seal(1, ts, Hash::ZERO, b"{\"data\":{},\"type\":\"X\",\"v\":1}".to_vec());
+        let record = Record::seal(
+            1,
+            ts,
+            Hash::ZERO,
+            b"{\"data\":{},\"type\":\"X\",\"v\":1}".to_vec(),
+        );
         let mut line = Vec::new();
         record.write_export_line(&mut line);
         assert_eq!(line.pop(), Some(b'\n'));
@@ -143,8 +168,12 @@ mod tests {
     fn export_line_errors_are_clear() {
         assert!(parse_export_line(b"not json").is_err());
         assert!(parse_export_line(b"{\"seq\":1}").is_err());
-        let bad_hash = b"{\"event\":{},\"hash\":\"zz\",\"prev_hash\":\"00\",\"seq\":1,\"ts\":\"x\"}";
-        let err = parse_export_line(bad_hash).err().map(|e| e.to_string()).unwrap_or_default();
+        let bad_hash =
+            b"{\"event\":{},\"hash\":\"zz\",\"prev_hash\":\"00\",\"seq\":1,\"ts\":\"x\"}";
+        let err = parse_export_line(bad_hash)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("hash"), "{err}");
     }
 }

@@ -61,7 +61,8 @@ impl Timestamp {
     /// Hand-rolled over the fixed layout rather than a format string: `writ verify` checks
     /// every record's timestamp and this keeps that check in the tens of nanoseconds.
     pub fn parse(text: &str) -> Result<Timestamp, TimestampParseError> {
-        parse_fixed(text.as_bytes()).ok_or_else(|| TimestampParseError(text.chars().take(64).collect()))
+        parse_fixed(text.as_bytes())
+            .ok_or_else(|| TimestampParseError(text.chars().take(64).collect()))
     }
 }
 
@@ -71,8 +72,19 @@ fn parse_fixed(bytes: &[u8]) -> Option<Timestamp> {
     if bytes.len() != TIMESTAMP_LEN {
         return None;
     }
-    let punctuation = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (26, b'Z')];
-    if punctuation.iter().any(|&(at, expected)| bytes[at] != expected) {
+    let punctuation = [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (26, b'Z'),
+    ];
+    if punctuation
+        .iter()
+        .any(|&(at, expected)| bytes[at] != expected)
+    {
         return None;
     }
     let number = |from: usize, to: usize| -> Option<u32> {
@@ -82,8 +94,12 @@ fn parse_fixed(bytes: &[u8]) -> Option<Timestamp> {
     };
     let year = i32::try_from(number(0, 4)?).ok()?;
     let date = chrono::NaiveDate::from_ymd_opt(year, number(5, 7)?, number(8, 10)?)?;
-    let time =
-        chrono::NaiveTime::from_hms_micro_opt(number(11, 13)?, number(14, 16)?, number(17, 19)?, number(20, 26)?)?;
+    let time = chrono::NaiveTime::from_hms_micro_opt(
+        number(11, 13)?,
+        number(14, 16)?,
+        number(17, 19)?,
+        number(20, 26)?,
+    )?;
     Some(Timestamp(date.and_time(time).and_utc()))
 }
 
@@ -101,12 +117,21 @@ impl fmt::Debug for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        if serializer.is_human_readable() {
+            serializer.collect_str(self)
+        } else {
+            serializer.serialize_i64(self.unix_micros())
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if !deserializer.is_human_readable() {
+            let micros = i64::deserialize(deserializer)?;
+            return Timestamp::from_unix_micros(micros)
+                .ok_or_else(|| serde::de::Error::custom("timestamp out of range"));
+        }
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         Timestamp::parse(&text).map_err(serde::de::Error::custom)
     }

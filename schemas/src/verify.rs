@@ -40,12 +40,23 @@ impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Fault::SeqOutOfOrder { expected, found } => {
-                write!(f, "missing or out of order: found seq {found} where seq {expected} belongs")
+                write!(
+                    f,
+                    "missing or out of order: found seq {found} where seq {expected} belongs"
+                )
             }
-            Fault::PrevHashMismatch => f.write_str("prev_hash is not the hash of the record before it"),
-            Fault::HashMismatch => f.write_str("hash does not match the record's contents (altered)"),
-            Fault::BadTimestamp => f.write_str("timestamp is not RFC 3339 UTC with six fractional digits"),
-            Fault::TimeWentBackwards => f.write_str("timestamp is earlier than the record before it"),
+            Fault::PrevHashMismatch => {
+                f.write_str("prev_hash is not the hash of the record before it")
+            }
+            Fault::HashMismatch => {
+                f.write_str("hash does not match the record's contents (altered)")
+            }
+            Fault::BadTimestamp => {
+                f.write_str("timestamp is not RFC 3339 UTC with six fractional digits")
+            }
+            Fault::TimeWentBackwards => {
+                f.write_str("timestamp is earlier than the record before it")
+            }
             Fault::BadEvent(err) => write!(f, "event: {err}"),
             Fault::Unreadable(why) => write!(f, "unreadable: {why}"),
         }
@@ -90,14 +101,21 @@ impl Default for Chain {
 impl Chain {
     /// A chain before record 1.
     pub fn new() -> Chain {
-        Chain { seq: 0, hash: Hash::ZERO, ts: String::new() }
+        Chain {
+            seq: 0,
+            hash: Hash::ZERO,
+            ts: String::new(),
+        }
     }
 
     /// Checks `record` follows the last one, and moves past it.
     pub fn link(&mut self, record: &RecordRef<'_>) -> Result<(), Fault> {
         let expected = self.seq + 1;
         if record.seq != expected {
-            return Err(Fault::SeqOutOfOrder { expected, found: record.seq });
+            return Err(Fault::SeqOutOfOrder {
+                expected,
+                found: record.seq,
+            });
         }
         if record.prev_hash != self.hash {
             return Err(Fault::PrevHashMismatch);
@@ -119,12 +137,21 @@ pub type Item<'a> = Result<RecordRef<'a>, String>;
 
 /// Verifies `items`, which continue `chain`, using up to `threads` threads.
 /// On success the chain has moved past the batch.
-pub fn verify_batch(chain: &mut Chain, items: &[Item<'_>], threads: usize) -> Result<(), BadRecord> {
+pub fn verify_batch(
+    chain: &mut Chain,
+    items: &[Item<'_>],
+    threads: usize,
+) -> Result<(), BadRecord> {
     let own_checks = check_all(items, threads.max(1));
     for (item, own) in items.iter().zip(own_checks) {
         let expected = chain.seq + 1;
-        let bad = |fault| BadRecord { seq: expected, fault };
-        let record = item.as_ref().map_err(|why| bad(Fault::Unreadable(why.clone())))?;
+        let bad = |fault| BadRecord {
+            seq: expected,
+            fault,
+        };
+        let record = item
+            .as_ref()
+            .map_err(|why| bad(Fault::Unreadable(why.clone())))?;
         chain.link(record).map_err(bad)?;
         own.map_err(bad)?;
     }
@@ -149,7 +176,9 @@ fn check_all(items: &[Item<'_>], threads: usize) -> Vec<Result<(), Fault>> {
         handles
             .into_iter()
             .flat_map(|handle| {
-                handle.join().unwrap_or_else(|_| vec![Err(Fault::Unreadable("checker thread failed".into()))])
+                handle.join().unwrap_or_else(|_| {
+                    vec![Err(Fault::Unreadable("checker thread failed".into()))]
+                })
             })
             .collect()
     })

@@ -1,0 +1,278 @@
+//! The compliance trail: one entry per event saying who, via which agents, did what, to
+//! what, with which outcome, anchored by the record's seq and hash.
+//!
+//! An entry is computed from the state *before* its event is applied (so a revocation
+//! can still name the person and agent chain of the token it revoked).
+
+use serde::{Deserialize, Serialize};
+use writ_schemas::{Actor, ClientId, Event, Hash, Timestamp, UserId};
+
+use crate::model::{Head, Token};
+use crate::state::State;
+
+/// One line of the compliance trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// The record's seq.
+    pub seq: u64,
+    /// The record's hash.
+    pub hash: Hash,
+    /// When it was appended.
+    pub ts: Timestamp,
+    /// Who did it: `admin:<token id>`, `user:<id>`, `agent:<client id>` or `system`.
+    pub actor: String,
+    /// The person it was done for or by, when there is one (a pseudonymous id).
+    pub user: Option<UserId>,
+    /// The agent chain it went through, outermost first.
+    pub agents: Vec<ClientId>,
+    /// The event kind.
+    pub action: String,
+    /// What it acted on (a client id, a jti, a delegation id, ...).
+    pub target: String,
+    /// How it ended.
+    pub outcome: String,
+}
+
+impl AuditEntry {
+    /// The entry as a sentence: "user X, via agent chain Z, did Y, at T, outcome".
+    pub fn sentence(&self) -> String {
+        let who = match &self.user {
+            Some(user) if !self.actor.ends_with(user.as_str()) => {
+                format!("{} for user {user}", self.actor)
+            }
+            _ => self.actor.clone(),
+        };
+        let via = if self.agents.is_empty() {
+            String::new()
+        } else {
+            let chain: Vec<&str> = self.agents.iter().map(|a| a.as_str()).collect();
+            format!(", via agent chain {}", chain.join(" > "))
+        };
+        format!(
+            "{who}{via}, did {} on {}, at {}, {}",
+            self.action, self.target, self.ts, self.outcome
+        )
+    }
+}
+
+fn actor_text(actor: &Actor) -> (String, Option<UserId>) {
+    match actor {
+        Actor::Admin { token_id } => (format!("admin:{token_id}"), None),
+        Actor::User { user_id } => (format!("user:{user_id}"), Some(user_id.clone())),
+        Actor::Agent { client_id } => (format!("agent:{client_id}"), None),
+        Actor::System => ("system".to_owned(), None),
+    }
+}
+
+fn chain_of(token: &Token) -> Vec<ClientId> {
+    if token.actors.is_empty() {
+        vec![token.client_id.clone()]
+    } else {
+        token.actors.clone()
+    }
+}
+
+struct Parts {
+    actor: String,
+    user: Option<UserId>,
+    agents: Vec<ClientId>,
+    target: String,
+    outcome: String,
+}
+
+impl Parts {
+    fn by(actor: &Actor, target: impl ToString) -> Parts {
+        let (actor, user) = actor_text(actor);
+        Parts {
+            actor,
+            user,
+            agents: Vec::new(),
+            target: target.to_string(),
+            outcome: "succeeded".into(),
+        }
+    }
+
+    fn agent(mut self, client_id: &ClientId) -> Parts {
+        self.agents = vec![client_id.clone()];
+        self
+    }
+
+    fn token(state: &State, jti: &writ_schemas::Jti, outcome: String) -> Parts {
+        let token = state.token(jti);
+        let agents = token.map(chain_of).unwrap_or_default();
+        Parts {
+            actor: agents
+                .first()
+                .map(|a| format!("agent:{a}"))
+                .unwrap_or_else(|| "system".into()),
+            user: token.and_then(|t| t.user_id.clone()),
+            agents,
+            target: jti.to_string(),
+            outcome,
+        }
+    }
+}
+
+/// The audit entry for `event` at `head`, read against the state before it is applied.
+pub fn audit_entry(state: &State, head: Head, event: &Event) -> AuditEntry {
+    let parts = parts_of(state, event);
+    AuditEntry {
+        seq: head.seq,
+        hash: head.hash,
+        ts: head
+            .ts
+            .unwrap_or_else(|| Timestamp::from_unix_micros(0).unwrap_or_else(|| unreachable!())),
+        actor: parts.actor,
+        user: parts.user,
+        agents: parts.agents,
+        action: event.kind().name().to_owned(),
+        target: parts.target,
+        outcome: parts.outcome,
+    }
+}
+
+fn parts_of(state: &State, event: &Event) -> Parts {
+    match event {
+        Event::AgentRegistered(e) => Parts::by(&e.by, &e.client_id).agent(&e.client_id),
+        Event::AgentIdentitySet(e) => Parts::by(&e.by, &e.client_id).agent(&e.client_id),
+        Event::AgentSecretRotated(e) => Parts::by(&e.by, &e.client_id).agent(&e.client_id),
+        Event::AgentDisabled(e) => Parts::by(&e.by, &e.client_id).agent(&e.client_id),
+        Event::AgentEnabled(e) => Parts::by(&e.by, &e.client_id).agent(&e.client_id),
+        Event::AgentReviewed(e) => Parts::by(&e.by, &e.client_id).agent(&e.client_id),
+        Event::AgentPolicySet(e) => Parts::by(&e.by, &e.client_id).agent(&e.client_id),
+        Event::UserRegistered(e) => with_user(Parts::by(&e.by, &e.user_id), &e.user_id),
+        Event::UserDeactivated(e) => with_user(Parts::by(&e.by, &e.user_id), &e.user_id),
+        Event::UserReactivated(e) => with_user(Parts::by(&e.by, &e.user_id), &e.user_id),
+        Event::ApiKeyIssued(e) => with_user(Parts::by(&e.by, &e.key_id), &e.user_id),
+        Event::ApiKeyRevoked(e) => {
+            let owner = state.api_key(&e.key_id).map(|key| key.user_id.clone());
+            let parts = Parts::by(&e.by, &e.key_id);
+            match owner {
+                Some(owner) => with_user(parts, &owner),
+                None => parts,
+            }
+        }
+        Event::DelegationGranted(e) => {
+            with_user(Parts::by(&e.by, &e.delegation_id), &e.user_id).agent(&e.client_id)
+        }
+        Event::DelegationRevoked(e) => {
+            let parts = Parts::by(&e.by, &e.delegation_id);
+            match state.delegation(&e.delegation_id) {
+                Some(d) => with_user(parts, &d.user_id).agent(&d.client_id),
+                None => parts,
+            }
+        }
+        Event::SessionGrantCreated(e) => {
+            with_user(Parts::by(&e.by, &e.grant_id), &e.user_id).agent(&e.client_id)
+        }
+        Event::SessionGrantToggled(e) => grant_parts(state, &e.by, &e.grant_id),
+        Event::SessionGrantRevoked(e) => grant_parts(state, &e.by, &e.grant_id),
+        Event::TokenIssued(e) => {
+            let agents = if e.actors.is_empty() {
+                vec![e.client_id.clone()]
+            } else {
+                e.actors.clone()
+            };
+            Parts {
+                actor: format!("agent:{}", e.client_id),
+                user: e.user_id.clone(),
+                agents,
+                target: e.jti.to_string(),
+                outcome: format!(
+                    "issued ({}, scope \"{}\")",
+                    e.grant_type,
+                    e.scopes.join(" ")
+                ),
+            }
+        }
+        Event::TokenRevoked(e) => {
+            let mut parts =
+                Parts::token(state, &e.jti, format!("revoked ({})", cause_text(&e.cause)));
+            if let writ_schemas::RevocationCause::Requested { by } = &e.cause {
+                parts.actor = actor_text(by).0;
+            }
+            parts
+        }
+        Event::TokenExhausted(e) => Parts::token(state, &e.jti, "quota exhausted".into()),
+        Event::OperationRecorded(e) => {
+            let target = match &e.resource {
+                Some(resource) => format!("{} {resource}", e.operation),
+                None => e.operation.clone(),
+            };
+            let mut parts = Parts::token(state, &e.jti, "succeeded".into());
+            parts.target = format!("{target} with token {}", e.jti);
+            parts
+        }
+        Event::RefreshTokenIssued(e) => {
+            refresh_parts(&e.client_id, e.user_id.as_ref(), &e.refresh_id, "issued")
+        }
+        Event::RefreshTokenRotated(e) => match state.refresh_token(&e.refresh_id) {
+            Some(r) => refresh_parts(&r.client_id, r.user_id.as_ref(), &e.refresh_id, "rotated"),
+            None => Parts::by(&Actor::System, &e.refresh_id),
+        },
+        Event::RefreshTokenReuseDetected(e) => {
+            let user = state
+                .refresh_token(&e.refresh_id)
+                .and_then(|r| r.user_id.clone());
+            let mut parts = refresh_parts(&e.client_id, user.as_ref(), &e.refresh_id, "");
+            parts.outcome = format!("reuse detected; family {} revoked", e.family_id);
+            parts
+        }
+        Event::SigningKeyRotated(e) => Parts::by(&Actor::System, &e.kid),
+    }
+}
+
+fn with_user(mut parts: Parts, user_id: &UserId) -> Parts {
+    parts.user = Some(user_id.clone());
+    parts
+}
+
+fn grant_parts(state: &State, by: &Actor, grant_id: &writ_schemas::GrantId) -> Parts {
+    let parts = Parts::by(by, grant_id);
+    match state.session_grant(grant_id) {
+        Some(grant) => with_user(parts, &grant.user_id).agent(&grant.client_id),
+        None => parts,
+    }
+}
+
+fn refresh_parts(
+    client_id: &ClientId,
+    user: Option<&UserId>,
+    id: &impl ToString,
+    outcome: &str,
+) -> Parts {
+    Parts {
+        actor: format!("agent:{client_id}"),
+        user: user.cloned(),
+        agents: vec![client_id.clone()],
+        target: id.to_string(),
+        outcome: outcome.to_owned(),
+    }
+}
+
+fn cause_text(cause: &writ_schemas::RevocationCause) -> String {
+    use writ_schemas::RevocationCause as C;
+    match cause {
+        C::Requested { .. } => "requested".into(),
+        C::ParentRevoked { parent_jti } => format!("parent token {parent_jti} revoked"),
+        C::DelegationRevoked { delegation_id } => format!("delegation {delegation_id} revoked"),
+        C::UserDeactivated { user_id } => format!("user {user_id} deactivated"),
+        C::AgentDisabled { client_id } => format!("agent {client_id} disabled"),
+        C::RefreshFamilyRevoked { family_id } => format!("refresh family {family_id} revoked"),
+        C::Completed => "task completed".into(),
+    }
+}
+
+/// The trail as a fold: entries in ledger order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuditTrail {
+    /// The entries so far.
+    pub entries: Vec<AuditEntry>,
+}
+
+impl AuditTrail {
+    /// Records `event`'s entry (read against `state` before the event is applied).
+    pub fn record(&mut self, state: &State, head: Head, event: &Event) {
+        self.entries.push(audit_entry(state, head, event));
+    }
+}

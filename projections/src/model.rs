@@ -1,0 +1,342 @@
+//! The read models' rows: what the folds keep about each agent, person, key, delegation,
+//! session grant, token, refresh token and signing key.
+
+use serde::{Deserialize, Serialize};
+use writ_schemas::{
+    AgentType, ApiKeyId, ClientId, DelegationId, Digest, FamilyId, GrantId, Jti, KeyId, RefreshId,
+    RevocationCause, ServerId, Timestamp, UserId,
+};
+
+/// Where a snapshot or a state stands in the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Head {
+    /// Seq of the last record folded in (0: none).
+    pub seq: u64,
+    /// Its hash.
+    pub hash: writ_schemas::Hash,
+    /// Its timestamp (absent before the first record).
+    pub ts: Option<Timestamp>,
+}
+
+/// Governance ceilings on an agent's tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Ceilings {
+    /// Longest token lifetime, in seconds.
+    pub max_ttl_seconds: Option<u64>,
+    /// Scopes a token may carry.
+    pub allowed_scopes: Option<Vec<String>>,
+    /// Audiences a token may name.
+    pub allowed_audiences: Option<Vec<String>>,
+    /// Deepest `act` chain.
+    pub max_delegation_depth: Option<u32>,
+    /// Most operations per token.
+    pub max_operations: Option<u64>,
+}
+
+/// An agent's inventory row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agent {
+    /// Client id.
+    pub client_id: ClientId,
+    /// Display name.
+    pub name: String,
+    /// Accountable person.
+    pub owner: Option<UserId>,
+    /// Scopes it may ever be granted.
+    pub scopes: Vec<String>,
+    /// Grant types it may use.
+    pub grant_types: Vec<String>,
+    /// Exact redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Token endpoint authentication method.
+    pub token_endpoint_auth_method: String,
+    /// Keyed hash of the current secret.
+    pub secret_hash: Option<Digest>,
+    /// The previous secret's hash and until when it is still accepted.
+    pub previous_secret: Option<(Digest, Timestamp)>,
+    /// Acts for a person only under a delegation.
+    pub require_consent: bool,
+    /// How it runs.
+    pub agent_type: AgentType,
+    /// No token after this instant.
+    pub expires_at: Option<Timestamp>,
+    /// When it was registered.
+    pub registered_at: Timestamp,
+    /// Last token issued to it or operation recorded by it.
+    pub last_used_at: Option<Timestamp>,
+    /// Not disabled.
+    pub enabled: bool,
+    /// When it was last reviewed (none: it needs review).
+    pub reviewed_at: Option<Timestamp>,
+    /// Unresolved anomalies (refresh token reuse).
+    pub open_anomalies: u32,
+    /// Governance ceilings.
+    pub ceilings: Ceilings,
+}
+
+/// An agent's status at an instant, as the inventory shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AgentStatus {
+    /// May get tokens.
+    Active,
+    /// Past its expiry.
+    Expired,
+    /// Disabled by an admin.
+    Disabled,
+    /// Its owner is deactivated.
+    Orphaned,
+}
+
+impl AgentStatus {
+    /// The status as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Active => "active",
+            AgentStatus::Expired => "expired",
+            AgentStatus::Disabled => "disabled",
+            AgentStatus::Orphaned => "orphaned",
+        }
+    }
+}
+
+/// A person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Id.
+    pub user_id: UserId,
+    /// Email, unique.
+    pub email: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Not deactivated.
+    pub active: bool,
+    /// When registered.
+    pub registered_at: Timestamp,
+}
+
+/// A user API key (its hash only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// Id.
+    pub key_id: ApiKeyId,
+    /// The person it acts as.
+    pub user_id: UserId,
+    /// Keyed hash of the key.
+    pub key_hash: Digest,
+    /// When issued.
+    pub issued_at: Timestamp,
+    /// When revoked.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A person's delegation to an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delegation {
+    /// Id.
+    pub delegation_id: DelegationId,
+    /// The delegating person.
+    pub user_id: UserId,
+    /// The agent.
+    pub client_id: ClientId,
+    /// Delegated scopes (none: all of the agent's).
+    pub scopes: Option<Vec<String>>,
+    /// When it lapses.
+    pub expires_at: Option<Timestamp>,
+    /// When granted.
+    pub granted_at: Timestamp,
+    /// When revoked.
+    pub revoked_at: Option<Timestamp>,
+    /// Last token issued under it.
+    pub last_used_at: Option<Timestamp>,
+}
+
+impl Delegation {
+    /// In force at `now`: not revoked, not lapsed.
+    pub fn is_active(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|end| now < end)
+    }
+}
+
+/// A person's session with an MCP server lent to an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionGrant {
+    /// Id.
+    pub grant_id: GrantId,
+    /// The agent.
+    pub client_id: ClientId,
+    /// The server.
+    pub server_id: ServerId,
+    /// Whose session.
+    pub user_id: UserId,
+    /// Usable by anyone acting through the agent.
+    pub shared: bool,
+    /// When created.
+    pub created_at: Timestamp,
+    /// When revoked.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// Why a token is no longer usable, if it is not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TokenStatus {
+    /// Usable until expiry.
+    Live,
+    /// Revoked, with the cause and when.
+    Revoked {
+        /// Why.
+        #[serde(with = "as_json_text")]
+        cause: RevocationCause,
+        /// When.
+        at: Timestamp,
+    },
+}
+
+/// An access token's row: what introspection, the operations API and cascades read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token {
+    /// `jti`.
+    pub jti: Jti,
+    /// BLAKE3 of the token's bytes.
+    pub digest: Digest,
+    /// Signing key.
+    pub kid: KeyId,
+    /// Grant type that produced it.
+    pub grant_type: String,
+    /// The agent holding it.
+    pub client_id: ClientId,
+    /// `sub`.
+    pub subject: String,
+    /// The person it acts for.
+    pub user_id: Option<UserId>,
+    /// `act` chain, outermost first.
+    pub actors: Vec<ClientId>,
+    /// Delegation it acts under.
+    pub delegation_id: Option<DelegationId>,
+    /// Token it was exchanged from.
+    pub parent_jti: Option<Jti>,
+    /// Tokens exchanged from it.
+    pub children: Vec<Jti>,
+    /// Refresh family.
+    pub family_id: Option<FamilyId>,
+    /// `aud`.
+    pub audience: Vec<String>,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// `iat`.
+    pub issued_at: Timestamp,
+    /// `exp`.
+    pub expires_at: Timestamp,
+    /// How the agent runs.
+    pub agent_type: AgentType,
+    /// Task.
+    pub task_id: Option<String>,
+    /// Operation quota.
+    pub max_operations: Option<u64>,
+    /// Operations recorded so far.
+    pub operations_used: u64,
+    /// Revoked when the quota is used up.
+    pub expires_on_completion: bool,
+    /// Stated intent.
+    pub intent_description: Option<String>,
+    /// Live or revoked.
+    pub status: TokenStatus,
+    /// The quota was used up.
+    pub exhausted: bool,
+    /// Idempotency keys already used, with the operations remaining that use answered.
+    pub idempotency: Vec<(String, Option<u64>)>,
+}
+
+impl Token {
+    /// Usable at `now`: not revoked, not expired.
+    pub fn is_active(&self, now: Timestamp) -> bool {
+        matches!(self.status, TokenStatus::Live) && now < self.expires_at
+    }
+
+    /// Operations left under the quota (none: no quota).
+    pub fn operations_remaining(&self) -> Option<u64> {
+        self.max_operations
+            .map(|max| max.saturating_sub(self.operations_used))
+    }
+
+    /// The answer already given for an idempotency key, if the key was used.
+    pub fn idempotent_answer(&self, key: &str) -> Option<Option<u64>> {
+        self.idempotency
+            .iter()
+            .find(|(used, _)| used == key)
+            .map(|(_, remaining)| *remaining)
+    }
+
+    /// The `act` chain's depth (0: the token acts for itself or directly for a person).
+    pub fn delegation_depth(&self) -> usize {
+        self.actors.len()
+    }
+}
+
+/// A refresh token's row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshToken {
+    /// Id.
+    pub refresh_id: RefreshId,
+    /// BLAKE3 of its bytes.
+    pub digest: Digest,
+    /// Family.
+    pub family_id: FamilyId,
+    /// Holder.
+    pub client_id: ClientId,
+    /// Person it acts for.
+    pub user_id: Option<UserId>,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// Lapses at.
+    pub expires_at: Timestamp,
+    /// Access token issued beside it.
+    pub access_jti: Jti,
+    /// Spent: replaced by this one.
+    pub replaced_by: Option<RefreshId>,
+}
+
+/// A refresh family: one authorization's chain of rotations.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Family {
+    /// Refresh tokens in rotation order.
+    pub refresh_ids: Vec<RefreshId>,
+    /// Access tokens issued in the family.
+    pub access_jtis: Vec<Jti>,
+    /// A spent token was reused; the family is dead.
+    pub reuse_detected: bool,
+}
+
+/// A signing key's public record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningKey {
+    /// `kid`.
+    pub kid: KeyId,
+    /// Algorithm.
+    pub alg: String,
+    /// Public key, unpadded base64url.
+    pub public_key: String,
+    /// When it became current.
+    pub activated_at: Timestamp,
+}
+
+/// Carries a value as its JSON text. The causes of revocation are internally tagged in
+/// the ledger's JSON (`{"kind": ...}`), which postcard, having no self-description, cannot
+/// read back; as text they round-trip through any format.
+mod as_json_text {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer, de::DeserializeOwned};
+
+    pub fn serialize<T: Serialize, S: Serializer>(
+        value: &T,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let text = serde_json::to_string(value).map_err(serde::ser::Error::custom)?;
+        serializer.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<T, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        serde_json::from_str(&text).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,351 @@
+//! `State`: every read model the sequencer validates against and readers query, as one
+//! deterministic fold over the ledger.
+//!
+//! Architecture Invariant: `apply` reads nothing but the record and the state: no clock,
+//! no randomness, no environment, no hash-ordered containers. That is what makes two
+//! replays produce byte-identical snapshots. Queries that depend on time take `now`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use writ_schemas::{
+    ApiKeyId, ClientId, DelegationId, Digest, Event, FamilyId, GrantId, Jti, RefreshId, Timestamp,
+    UserId,
+};
+
+use crate::model::*;
+
+mod queries;
+pub use queries::CASCADE_TOKENS_MAX;
+
+/// All read models, at one point of the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct State {
+    head: Head,
+    agents: BTreeMap<ClientId, Agent>,
+    users: BTreeMap<UserId, User>,
+    users_by_email: BTreeMap<String, UserId>,
+    api_keys: BTreeMap<ApiKeyId, ApiKey>,
+    api_keys_by_hash: BTreeMap<Digest, ApiKeyId>,
+    delegations: BTreeMap<DelegationId, Delegation>,
+    session_grants: BTreeMap<GrantId, SessionGrant>,
+    tokens: BTreeMap<Jti, Token>,
+    tokens_by_digest: BTreeMap<Digest, Jti>,
+    tokens_by_delegation: BTreeMap<DelegationId, Vec<Jti>>,
+    tokens_by_user: BTreeMap<UserId, Vec<Jti>>,
+    tokens_by_agent: BTreeMap<ClientId, Vec<Jti>>,
+    refresh_tokens: BTreeMap<RefreshId, RefreshToken>,
+    refresh_by_digest: BTreeMap<Digest, RefreshId>,
+    families: BTreeMap<FamilyId, Family>,
+    signing_keys: Vec<SigningKey>,
+}
+
+impl State {
+    /// The empty state, before record 1.
+    pub fn new() -> State {
+        State::default()
+    }
+
+    /// The record this state reflects.
+    pub fn head(&self) -> Head {
+        self.head
+    }
+
+    /// Folds one record in. `event` is the record's decoded event.
+    ///
+    /// Records must come in ledger order; an event that names an unknown id changes
+    /// nothing (the sequencer never writes one; an auditor's replay must not crash on one).
+    pub fn apply(&mut self, head: Head, event: &Event) {
+        assert!(
+            head.seq == self.head.seq + 1,
+            "records folded out of order: seq {} after {}",
+            head.seq,
+            self.head.seq
+        );
+        self.head = head;
+        let at = head
+            .ts
+            .unwrap_or_else(|| Timestamp::from_unix_micros(0).unwrap_or_else(|| unreachable!()));
+        match event {
+            Event::AgentRegistered(e) => self.agent_registered(e, at),
+            Event::AgentIdentitySet(e) => {
+                if let Some(agent) = self.agents.get_mut(&e.client_id) {
+                    agent.owner.clone_from(&e.owner);
+                    agent.expires_at = e.expires_at;
+                }
+            }
+            Event::AgentSecretRotated(e) => {
+                if let Some(agent) = self.agents.get_mut(&e.client_id) {
+                    agent.previous_secret =
+                        agent.secret_hash.map(|old| (old, e.previous_valid_until));
+                    agent.secret_hash = Some(e.secret_hash);
+                }
+            }
+            Event::AgentDisabled(e) => self.with_agent(&e.client_id, |agent| agent.enabled = false),
+            Event::AgentEnabled(e) => self.with_agent(&e.client_id, |agent| agent.enabled = true),
+            Event::AgentReviewed(e) => self.with_agent(&e.client_id, |agent| {
+                agent.reviewed_at = Some(at);
+                agent.open_anomalies = 0;
+            }),
+            Event::AgentPolicySet(e) => self.with_agent(&e.client_id, |agent| {
+                agent.ceilings = Ceilings {
+                    max_ttl_seconds: e.max_ttl_seconds,
+                    allowed_scopes: e.allowed_scopes.clone(),
+                    allowed_audiences: e.allowed_audiences.clone(),
+                    max_delegation_depth: e.max_delegation_depth,
+                    max_operations: e.max_operations,
+                }
+            }),
+            Event::UserRegistered(e) => self.user_registered(e, at),
+            Event::UserDeactivated(e) => self.with_user(&e.user_id, |user| user.active = false),
+            Event::UserReactivated(e) => self.with_user(&e.user_id, |user| user.active = true),
+            Event::ApiKeyIssued(e) => {
+                self.api_keys_by_hash.insert(e.key_hash, e.key_id.clone());
+                self.api_keys.insert(
+                    e.key_id.clone(),
+                    ApiKey {
+                        key_id: e.key_id.clone(),
+                        user_id: e.user_id.clone(),
+                        key_hash: e.key_hash,
+                        issued_at: at,
+                        revoked_at: None,
+                    },
+                );
+            }
+            Event::ApiKeyRevoked(e) => {
+                if let Some(key) = self.api_keys.get_mut(&e.key_id) {
+                    key.revoked_at.get_or_insert(at);
+                }
+            }
+            Event::DelegationGranted(e) => {
+                let delegation = Delegation {
+                    delegation_id: e.delegation_id.clone(),
+                    user_id: e.user_id.clone(),
+                    client_id: e.client_id.clone(),
+                    scopes: e.scopes.clone(),
+                    expires_at: e.expires_at,
+                    granted_at: at,
+                    revoked_at: None,
+                    last_used_at: None,
+                };
+                self.delegations.insert(e.delegation_id.clone(), delegation);
+            }
+            Event::DelegationRevoked(e) => {
+                if let Some(delegation) = self.delegations.get_mut(&e.delegation_id) {
+                    delegation.revoked_at.get_or_insert(at);
+                }
+            }
+            Event::SessionGrantCreated(e) => {
+                let grant = SessionGrant {
+                    grant_id: e.grant_id.clone(),
+                    client_id: e.client_id.clone(),
+                    server_id: e.server_id.clone(),
+                    user_id: e.user_id.clone(),
+                    shared: e.shared,
+                    created_at: at,
+                    revoked_at: None,
+                };
+                self.session_grants.insert(e.grant_id.clone(), grant);
+            }
+            Event::SessionGrantToggled(e) => {
+                if let Some(grant) = self.session_grants.get_mut(&e.grant_id) {
+                    grant.shared = e.shared;
+                }
+            }
+            Event::SessionGrantRevoked(e) => {
+                if let Some(grant) = self.session_grants.get_mut(&e.grant_id) {
+                    grant.revoked_at.get_or_insert(at);
+                }
+            }
+            Event::TokenIssued(e) => self.token_issued(e, at),
+            Event::TokenRevoked(e) => {
+                if let Some(token) = self.tokens.get_mut(&e.jti)
+                    && matches!(token.status, TokenStatus::Live)
+                {
+                    token.status = TokenStatus::Revoked {
+                        cause: e.cause.clone(),
+                        at,
+                    };
+                }
+            }
+            Event::TokenExhausted(e) => {
+                if let Some(token) = self.tokens.get_mut(&e.jti) {
+                    token.exhausted = true;
+                }
+            }
+            Event::OperationRecorded(e) => self.operation_recorded(e, at),
+            Event::RefreshTokenIssued(e) => self.refresh_issued(e),
+            Event::RefreshTokenRotated(e) => {
+                if let Some(refresh) = self.refresh_tokens.get_mut(&e.refresh_id) {
+                    refresh.replaced_by = Some(e.replaced_by.clone());
+                }
+            }
+            Event::RefreshTokenReuseDetected(e) => {
+                self.families
+                    .entry(e.family_id.clone())
+                    .or_default()
+                    .reuse_detected = true;
+                self.with_agent(&e.client_id, |agent| agent.open_anomalies += 1);
+            }
+            Event::SigningKeyRotated(e) => self.signing_keys.push(SigningKey {
+                kid: e.kid.clone(),
+                alg: e.alg.clone(),
+                public_key: e.public_key.clone(),
+                activated_at: at,
+            }),
+        }
+    }
+
+    fn with_agent(&mut self, client_id: &ClientId, change: impl FnOnce(&mut Agent)) {
+        if let Some(agent) = self.agents.get_mut(client_id) {
+            change(agent);
+        }
+    }
+
+    fn with_user(&mut self, user_id: &UserId, change: impl FnOnce(&mut User)) {
+        if let Some(user) = self.users.get_mut(user_id) {
+            change(user);
+        }
+    }
+
+    fn agent_registered(&mut self, e: &writ_schemas::AgentRegistered, at: Timestamp) {
+        let agent = Agent {
+            client_id: e.client_id.clone(),
+            name: e.name.clone(),
+            owner: e.owner.clone(),
+            scopes: e.scopes.clone(),
+            grant_types: e.grant_types.clone(),
+            redirect_uris: e.redirect_uris.clone(),
+            token_endpoint_auth_method: e.token_endpoint_auth_method.clone(),
+            secret_hash: e.secret_hash,
+            previous_secret: None,
+            require_consent: e.require_consent,
+            agent_type: e.agent_type,
+            expires_at: e.expires_at,
+            registered_at: at,
+            last_used_at: None,
+            enabled: true,
+            reviewed_at: None,
+            open_anomalies: 0,
+            ceilings: Ceilings::default(),
+        };
+        self.agents.insert(e.client_id.clone(), agent);
+    }
+
+    fn user_registered(&mut self, e: &writ_schemas::UserRegistered, at: Timestamp) {
+        self.users_by_email
+            .insert(e.email.to_ascii_lowercase(), e.user_id.clone());
+        let user = User {
+            user_id: e.user_id.clone(),
+            email: e.email.clone(),
+            name: e.name.clone(),
+            active: true,
+            registered_at: at,
+        };
+        self.users.insert(e.user_id.clone(), user);
+    }
+
+    fn token_issued(&mut self, e: &writ_schemas::TokenIssued, at: Timestamp) {
+        let jti = e.jti.clone();
+        if let Some(parent) = e.parent_jti.as_ref().and_then(|p| self.tokens.get_mut(p)) {
+            parent.children.push(jti.clone());
+        }
+        if let Some(delegation_id) = &e.delegation_id {
+            self.tokens_by_delegation
+                .entry(delegation_id.clone())
+                .or_default()
+                .push(jti.clone());
+            if let Some(delegation) = self.delegations.get_mut(delegation_id) {
+                delegation.last_used_at = Some(at);
+            }
+        }
+        if let Some(user_id) = &e.user_id {
+            self.tokens_by_user
+                .entry(user_id.clone())
+                .or_default()
+                .push(jti.clone());
+        }
+        if let Some(family_id) = &e.family_id {
+            self.families
+                .entry(family_id.clone())
+                .or_default()
+                .access_jtis
+                .push(jti.clone());
+        }
+        // Every agent in the chain acted, so each one's token list (for cascades on
+        // disable) and last use include it.
+        let mut holders = vec![e.client_id.clone()];
+        holders.extend(e.actors.iter().filter(|a| **a != e.client_id).cloned());
+        for holder in holders {
+            self.with_agent(&holder, |agent| agent.last_used_at = Some(at));
+            self.tokens_by_agent
+                .entry(holder)
+                .or_default()
+                .push(jti.clone());
+        }
+        self.tokens_by_digest.insert(e.digest, jti.clone());
+        let token = Token {
+            jti: jti.clone(),
+            digest: e.digest,
+            kid: e.kid.clone(),
+            grant_type: e.grant_type.clone(),
+            client_id: e.client_id.clone(),
+            subject: e.subject.clone(),
+            user_id: e.user_id.clone(),
+            actors: e.actors.clone(),
+            delegation_id: e.delegation_id.clone(),
+            parent_jti: e.parent_jti.clone(),
+            children: Vec::new(),
+            family_id: e.family_id.clone(),
+            audience: e.audience.clone(),
+            scopes: e.scopes.clone(),
+            issued_at: e.issued_at,
+            expires_at: e.expires_at,
+            agent_type: e.agent_type,
+            task_id: e.task_id.clone(),
+            max_operations: e.max_operations,
+            operations_used: 0,
+            expires_on_completion: e.expires_on_completion,
+            intent_description: e.intent_description.clone(),
+            status: TokenStatus::Live,
+            exhausted: false,
+            idempotency: Vec::new(),
+        };
+        self.tokens.insert(jti, token);
+    }
+
+    fn operation_recorded(&mut self, e: &writ_schemas::OperationRecorded, at: Timestamp) {
+        let Some(token) = self.tokens.get_mut(&e.jti) else {
+            return;
+        };
+        token.operations_used += 1;
+        if let Some(key) = &e.idempotency_key {
+            let remaining = token.operations_remaining();
+            token.idempotency.push((key.clone(), remaining));
+        }
+        let client_id = token.client_id.clone();
+        self.with_agent(&client_id, |agent| agent.last_used_at = Some(at));
+    }
+
+    fn refresh_issued(&mut self, e: &writ_schemas::RefreshTokenIssued) {
+        self.refresh_by_digest
+            .insert(e.digest, e.refresh_id.clone());
+        self.families
+            .entry(e.family_id.clone())
+            .or_default()
+            .refresh_ids
+            .push(e.refresh_id.clone());
+        let refresh = RefreshToken {
+            refresh_id: e.refresh_id.clone(),
+            digest: e.digest,
+            family_id: e.family_id.clone(),
+            client_id: e.client_id.clone(),
+            user_id: e.user_id.clone(),
+            scopes: e.scopes.clone(),
+            expires_at: e.expires_at,
+            access_jti: e.access_jti.clone(),
+            replaced_by: None,
+        };
+        self.refresh_tokens.insert(e.refresh_id.clone(), refresh);
+    }
+}

@@ -1,0 +1,176 @@
+//! Given events, then state: the folds' behaviour on hand-written sequences.
+
+use writ_schemas::*;
+
+use crate::{Head, State, TokenStatus, audit_entry, snapshot};
+
+fn ts(seconds: i64) -> Timestamp {
+    Timestamp::from_unix_micros(1_800_000_000_000_000 + seconds * 1_000_000)
+        .unwrap_or_else(|| unreachable!())
+}
+
+fn fold(events: &[Event]) -> State {
+    let mut state = State::new();
+    for (index, event) in events.iter().enumerate() {
+        let seq = index as u64 + 1;
+        state.apply(
+            Head {
+                seq,
+                hash: Hash([seq as u8; 32]),
+                ts: Some(ts(seq as i64)),
+            },
+            event,
+        );
+    }
+    state
+}
+
+fn issued(
+    jti: &str,
+    parent: Option<&str>,
+    delegation: Option<&str>,
+    max_operations: Option<u64>,
+) -> Event {
+    Event::from(TokenIssued {
+        jti: Jti::from(jti),
+        digest: Digest::of(jti.as_bytes()),
+        kid: KeyId::from("k1"),
+        grant_type: "client_credentials".into(),
+        client_id: ClientId::from("a1"),
+        subject: "u1".into(),
+        user_id: Some(UserId::from("u1")),
+        actors: vec![],
+        delegation_id: delegation.map(DelegationId::from),
+        parent_jti: parent.map(Jti::from),
+        family_id: None,
+        audience: vec![],
+        scopes: vec!["s".into()],
+        issued_at: ts(0),
+        expires_at: ts(900),
+        agent_type: AgentType::Ephemeral,
+        task_id: None,
+        max_operations,
+        expires_on_completion: true,
+        intent_description: None,
+    })
+}
+
+fn op(jti: &str, key: Option<&str>) -> Event {
+    Event::from(OperationRecorded {
+        jti: Jti::from(jti),
+        operation: "read".into(),
+        resource: None,
+        idempotency_key: key.map(str::to_owned),
+    })
+}
+
+#[test]
+fn lineage_walks_every_depth_once() {
+    let state = fold(&[
+        issued("root", None, Some("d1"), None),
+        issued("child", Some("root"), None, None),
+        issued("grandchild", Some("child"), None, None),
+        issued("sibling", Some("root"), None, None),
+        issued("other", None, None, None),
+    ]);
+    let names = |jtis: Vec<Jti>| jtis.into_iter().map(|j| j.0).collect::<Vec<_>>();
+    assert_eq!(
+        names(state.lineage(&Jti::from("root"))),
+        ["root", "child", "grandchild", "sibling"]
+    );
+    assert_eq!(
+        names(state.tokens_under_delegation(&DelegationId::from("d1"))),
+        ["root", "child", "grandchild", "sibling"]
+    );
+    assert_eq!(
+        names(state.lineage(&Jti::from("child"))),
+        ["child", "grandchild"]
+    );
+    assert!(state.lineage(&Jti::from("nope")).is_empty());
+}
+
+#[test]
+fn operations_count_down_and_remember_idempotency_keys() {
+    let state = fold(&[
+        issued("t", None, None, Some(3)),
+        op("t", Some("k1")),
+        op("t", None),
+    ]);
+    let token = state.token_by_digest(&Digest::of(b"t"));
+    assert_eq!(token.map(|t| t.operations_remaining()), Some(Some(1)));
+    assert_eq!(token.and_then(|t| t.idempotent_answer("k1")), Some(Some(2)));
+    assert_eq!(token.and_then(|t| t.idempotent_answer("k2")), None);
+}
+
+#[test]
+fn revocation_keeps_its_cause_and_ends_activity() {
+    let cause = RevocationCause::ParentRevoked {
+        parent_jti: Jti::from("p"),
+    };
+    let state = fold(&[
+        issued("t", None, None, None),
+        Event::from(TokenRevoked {
+            jti: Jti::from("t"),
+            cause: cause.clone(),
+        }),
+    ]);
+    let token = state.token(&Jti::from("t"));
+    assert_eq!(token.map(|t| t.is_active(ts(10))), Some(false));
+    assert_eq!(
+        token.map(|t| t.status.clone()),
+        Some(TokenStatus::Revoked { cause, at: ts(2) })
+    );
+    let live = fold(&[issued("t", None, None, None)]);
+    assert_eq!(
+        live.token(&Jti::from("t"))
+            .map(|t| (t.is_active(ts(899)), t.is_active(ts(900)))),
+        Some((true, false))
+    );
+}
+
+#[test]
+fn audit_entry_names_person_agent_chain_and_outcome() {
+    let state = fold(&[issued("t", None, None, None)]);
+    let head = Head {
+        seq: 2,
+        hash: Hash([2; 32]),
+        ts: Some(ts(2)),
+    };
+    let entry = audit_entry(&state, head, &op("t", None));
+    assert_eq!(entry.user, Some(UserId::from("u1")));
+    assert_eq!(entry.agents, vec![ClientId::from("a1")]);
+    assert_eq!(
+        entry.sentence(),
+        format!(
+            "agent:a1 for user u1, via agent chain a1, did OperationRecorded on read with token t, at {}, succeeded",
+            ts(2)
+        )
+    );
+}
+
+#[test]
+fn snapshot_refuses_damage_with_a_reason() {
+    let bytes = snapshot::encode(&fold(&[issued("t", None, None, None)]));
+    assert!(snapshot::decode(&bytes).is_ok());
+    assert_eq!(
+        snapshot::decode(b"hello, world").err(),
+        Some(snapshot::SnapshotError::NotASnapshot)
+    );
+    assert!(matches!(
+        snapshot::decode(&bytes[..bytes.len() - 5]),
+        Err(snapshot::SnapshotError::Truncated { .. })
+    ));
+    let mut flipped = bytes.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 1;
+    assert_eq!(
+        snapshot::decode(&flipped).err(),
+        Some(snapshot::SnapshotError::Checksum)
+    );
+    let mut future = bytes;
+    future[11] = 99;
+    assert!(matches!(
+        snapshot::decode(&future),
+        Err(snapshot::SnapshotError::Format { .. })
+    ));
+}
