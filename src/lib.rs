@@ -1,1 +1,17 @@
-//! x
+//! `writ`: an authorization server for AI agents whose whole state is a hash-chained,
+//! append-only ledger of events.
+//!
+//! This crate holds the ledger (storage backends, the sequencer, snapshots), the
+//! decisions commands lead to, and the offline tools of the `writ` command line. The
+//! vocabulary lives in `writ-schemas`, the read models in `writ-projections`.
+
+pub mod cli;
+pub mod clock;
+pub mod decide;
+pub mod harness;
+pub mod ledger;
+pub mod offline;
+
+pub use clock::Clock;
+pub use decide::{Answer, Command, Refusal};
+pub use ledger::{Ledger, LedgerOptions, OpenReport, Receipt, SubmitError};

@@ -14,7 +14,7 @@ mod state;
 
 pub use audit::{AuditEntry, AuditTrail, audit_entry};
 pub use model::*;
-pub use state::{CASCADE_TOKENS_MAX, State};
+pub use state::{AgentCounts, CASCADE_TOKENS_MAX, State, Summary, TokenCounts};
 
 #[cfg(test)]
 mod proptests;

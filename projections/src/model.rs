@@ -243,7 +243,7 @@ pub struct Token {
     /// The quota was used up.
     pub exhausted: bool,
     /// Idempotency keys already used, with the operations remaining that use answered.
-    pub idempotency: Vec<(String, Option<u64>)>,
+    pub idempotency: std::collections::BTreeMap<String, Option<u64>>,
 }
 
 impl Token {
@@ -260,10 +260,7 @@ impl Token {
 
     /// The answer already given for an idempotency key, if the key was used.
     pub fn idempotent_answer(&self, key: &str) -> Option<Option<u64>> {
-        self.idempotency
-            .iter()
-            .find(|(used, _)| used == key)
-            .map(|(_, remaining)| *remaining)
+        self.idempotency.get(key).copied()
     }
 
     /// The `act` chain's depth (0: the token acts for itself or directly for a person).

@@ -16,7 +16,9 @@ use writ_schemas::{
 use crate::model::*;
 
 mod queries;
+mod summary;
 pub use queries::CASCADE_TOKENS_MAX;
+pub use summary::{AgentCounts, Summary, TokenCounts};
 
 /// All read models, at one point of the ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -309,7 +311,7 @@ impl State {
             intent_description: e.intent_description.clone(),
             status: TokenStatus::Live,
             exhausted: false,
-            idempotency: Vec::new(),
+            idempotency: BTreeMap::new(),
         };
         self.tokens.insert(jti, token);
     }
@@ -321,7 +323,7 @@ impl State {
         token.operations_used += 1;
         if let Some(key) = &e.idempotency_key {
             let remaining = token.operations_remaining();
-            token.idempotency.push((key.clone(), remaining));
+            token.idempotency.entry(key.clone()).or_insert(remaining);
         }
         let client_id = token.client_id.clone();
         self.with_agent(&client_id, |agent| agent.last_used_at = Some(at));

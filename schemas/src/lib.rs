@@ -18,7 +18,10 @@ pub use hash::{Hash, HashParseError, RECORD_HASH_CONTEXT, record_hash};
 pub use ids::*;
 pub use record::{ExportLineError, Record, RecordRef, parse_export_line};
 pub use time::{TIMESTAMP_LEN, Timestamp, TimestampParseError};
-pub use verify::{BadRecord, Chain, Fault, Item, check_record, verify_batch};
+pub use verify::{
+    BadRecord, Chain, ExportVerifier, Fault, Item, check_batch, check_record, link_batch,
+    verify_batch,
+};
 
 #[cfg(test)]
 mod conformance;

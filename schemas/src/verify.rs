@@ -108,6 +108,25 @@ impl Chain {
         }
     }
 
+    /// A chain resumed after record `seq` whose hash is `hash` (trusted, not checked:
+    /// the next record's `prev_hash` must match it).
+    pub fn resume(seq: u64, hash: Hash) -> Chain {
+        Chain {
+            seq,
+            hash,
+            ts: String::new(),
+        }
+    }
+
+    /// A chain whose last good record is `record` (trusted, not checked).
+    pub fn after(record: &RecordRef<'_>) -> Chain {
+        Chain {
+            seq: record.seq,
+            hash: record.hash,
+            ts: record.ts.to_owned(),
+        }
+    }
+
     /// Checks `record` follows the last one, and moves past it.
     pub fn link(&mut self, record: &RecordRef<'_>) -> Result<(), Fault> {
         let expected = self.seq + 1;
@@ -142,7 +161,18 @@ pub fn verify_batch(
     items: &[Item<'_>],
     threads: usize,
 ) -> Result<(), BadRecord> {
-    let own_checks = check_all(items, threads.max(1));
+    let own_checks = check_batch(items, threads);
+    link_batch(chain, items, own_checks, |_, _| ())
+}
+
+/// Links checked items to `chain` in order, handing each good record and its event to
+/// `then`; stops at the first fault in ledger order.
+pub fn link_batch<'a>(
+    chain: &mut Chain,
+    items: &[Item<'a>],
+    own_checks: Vec<Result<Event, Fault>>,
+    mut then: impl FnMut(&RecordRef<'a>, Event),
+) -> Result<(), BadRecord> {
     for (item, own) in items.iter().zip(own_checks) {
         let expected = chain.seq + 1;
         let bad = |fault| BadRecord {
@@ -152,34 +182,111 @@ pub fn verify_batch(
         let record = item
             .as_ref()
             .map_err(|why| bad(Fault::Unreadable(why.clone())))?;
+        // The link is checked first: a record in the wrong place is named as missing
+        // where it should have been, whatever else is wrong with it.
         chain.link(record).map_err(bad)?;
-        own.map_err(bad)?;
+        then(record, own.map_err(bad)?);
     }
     Ok(())
 }
 
-fn check_all(items: &[Item<'_>], threads: usize) -> Vec<Result<(), Fault>> {
+/// Each item's own checks ([`check_record`]), on up to `threads` threads, in order.
+pub fn check_batch(items: &[Item<'_>], threads: usize) -> Vec<Result<Event, Fault>> {
     let check = |item: &Item<'_>| match item {
-        Ok(record) => check_record(record).map(|_| ()),
+        Ok(record) => check_record(record),
         // Reported by the in-order walk, which knows the seq it should have had.
-        Err(_) => Ok(()),
+        Err(why) => Err(Fault::Unreadable(why.clone())),
     };
+    parallel_map(items, threads, check)
+}
+
+/// Maps `items` on up to `threads` scoped threads, keeping order.
+fn parallel_map<T: Sync, U: Send>(
+    items: &[T],
+    threads: usize,
+    map: impl Fn(&T) -> U + Sync,
+) -> Vec<U> {
+    let threads = threads.max(1);
     if threads == 1 || items.len() < 1024 {
-        return items.iter().map(check).collect();
+        return items.iter().map(map).collect();
     }
     let chunk_len = items.len().div_ceil(threads);
+    let map = &map;
     std::thread::scope(|scope| {
         let handles: Vec<_> = items
             .chunks(chunk_len)
-            .map(|chunk| scope.spawn(move || chunk.iter().map(check).collect::<Vec<_>>()))
+            .map(|chunk| scope.spawn(move || chunk.iter().map(map).collect::<Vec<_>>()))
             .collect();
         handles
             .into_iter()
             .flat_map(|handle| {
-                handle.join().unwrap_or_else(|_| {
-                    vec![Err(Fault::Unreadable("checker thread failed".into()))]
-                })
+                handle
+                    .join()
+                    .unwrap_or_else(|payload| std::panic::resume_unwind(payload))
             })
             .collect()
     })
+}
+
+/// Verifies an export (JSON lines) fed to it in blocks of any size.
+#[derive(Debug)]
+pub struct ExportVerifier {
+    chain: Chain,
+    carry: Vec<u8>,
+    threads: usize,
+    lines: u64,
+}
+
+impl ExportVerifier {
+    /// A verifier expecting record 1 first.
+    pub fn new(threads: usize) -> ExportVerifier {
+        ExportVerifier {
+            chain: Chain::new(),
+            carry: Vec::new(),
+            threads,
+            lines: 0,
+        }
+    }
+
+    /// The last good record so far.
+    pub fn chain(&self) -> &Chain {
+        &self.chain
+    }
+
+    /// Verifies every whole line in `carry + block`; keeps a partial last line for later.
+    pub fn feed(&mut self, block: &[u8]) -> Result<(), BadRecord> {
+        self.carry.extend_from_slice(block);
+        let Some(last_newline) = self.carry.iter().rposition(|&b| b == b'\n') else {
+            return Ok(());
+        };
+        let rest = self.carry.split_off(last_newline + 1);
+        let whole = std::mem::replace(&mut self.carry, rest);
+        self.verify_lines(&whole[..last_newline])
+    }
+
+    /// Verifies a last line without a newline; the export must end here.
+    pub fn finish(mut self) -> Result<Chain, BadRecord> {
+        let rest = std::mem::take(&mut self.carry);
+        if !rest.is_empty() {
+            self.verify_lines(&rest)?;
+        }
+        Ok(self.chain)
+    }
+
+    fn verify_lines(&mut self, text: &[u8]) -> Result<(), BadRecord> {
+        let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+        let first_line = self.lines + 1;
+        self.lines += lines.len() as u64;
+        let items: Vec<Item<'_>> = parallel_map(&lines, self.threads, |line| {
+            crate::record::parse_export_line(line).map_err(|err| err.to_string())
+        });
+        let items: Vec<Item<'_>> = items
+            .into_iter()
+            .enumerate()
+            .map(|(index, item)| {
+                item.map_err(|why| format!("line {}: {why}", first_line + index as u64))
+            })
+            .collect();
+        verify_batch(&mut self.chain, &items, self.threads)
+    }
 }

@@ -1,0 +1,192 @@
+//! The `writ` command line: argument parsing and wiring only; the work is in the library.
+//!
+//! Exit codes: 0 success; 1 a ledger failed verification; 2 bad input (a path that is not
+//! a ledger, an unreadable file, a bad argument).
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::offline::{self, OfflineError, Verdict};
+
+/// writ: an authorization server for AI agents, on a hash-chained event ledger.
+#[derive(Debug, Parser)]
+#[command(name = "writ", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Debug, Subcommand)]
+enum Commands {
+    /// Verify a ledger: gap-free seqs, the hash chain, every record's hash and every
+    /// event's schema. Names the first bad record; exits 1 if there is one.
+    Verify {
+        /// A data directory, or an export file (JSON lines, as `writ export` writes).
+        path: PathBuf,
+    },
+    /// Rebuild the read models as of a record (verifying on the way) and print a summary.
+    Replay {
+        /// The data directory.
+        #[arg(long, env = "WRIT_DATA_DIR", default_value = "./writ-data")]
+        data_dir: PathBuf,
+        /// The last record to include (default: the end of the ledger).
+        #[arg(long)]
+        as_of_seq: Option<u64>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the ledger as JSON lines, one record a line (the format of schemas/LEDGER.md).
+    Export {
+        /// The data directory.
+        #[arg(long, env = "WRIT_DATA_DIR", default_value = "./writ-data")]
+        data_dir: PathBuf,
+        /// Write here instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Harnesses for writ's own tests and benchmarks.
+    #[command(hide = true, subcommand)]
+    Internal(crate::harness::Harness),
+}
+
+/// Runs the command line.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Commands::Verify { path } => return verify(&path),
+        Commands::Replay {
+            data_dir,
+            as_of_seq,
+            json,
+        } => replay(&data_dir, as_of_seq, json),
+        Commands::Export { data_dir, output } => export(&data_dir, output),
+        Commands::Internal(harness) => return harness.run(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("writ: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn progress_bar(total_bytes: u64, verb: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total_bytes);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(verb.to_owned());
+    bar
+}
+
+fn verify(path: &std::path::Path) -> ExitCode {
+    let is_dir = path.is_dir();
+    let total = if is_dir {
+        offline::ledger_bytes(path)
+    } else {
+        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    };
+    let bar = progress_bar(total, "verifying");
+    let mut tick = |done: u64| bar.set_position(done);
+    let verdict = if is_dir {
+        offline::verify_dir(path, &mut tick)
+    } else {
+        offline::verify_export(path, &mut tick)
+    };
+    bar.finish_and_clear();
+    match verdict {
+        Ok(Verdict::Intact(chain)) => {
+            println!(
+                "ok: {} records verified; head is record {} with hash {}",
+                chain.seq, chain.seq, chain.hash
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Verdict::Broken(bad)) => {
+            println!("FAILED: {bad}");
+            ExitCode::from(1)
+        }
+        Err(err) => {
+            eprintln!("writ verify: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn replay(dir: &std::path::Path, as_of_seq: Option<u64>, json: bool) -> Result<(), OfflineError> {
+    let bar = progress_bar(offline::ledger_bytes(dir), "replaying");
+    let (state, _) = offline::replay(dir, as_of_seq, &mut |done| bar.set_position(done))?;
+    bar.finish_and_clear();
+    let summary = state.summary();
+    let text = if json {
+        serde_json::to_string_pretty(&summary).unwrap_or_default()
+    } else {
+        render(&summary)
+    };
+    println!("{text}");
+    Ok(())
+}
+
+fn render(s: &writ_projections::Summary) -> String {
+    let at = s.at.map(|t| t.to_string()).unwrap_or_else(|| "-".into());
+    let a = &s.agents;
+    let t = &s.tokens;
+    [
+        format!("ledger as of record {} (hash {}, at {at})", s.seq, s.hash),
+        format!(
+            "agents:           {} ({} active, {} disabled, {} expired, {} orphaned; {} need review)",
+            a.total, a.active, a.disabled, a.expired, a.orphaned, a.needs_review
+        ),
+        format!("users:            {} ({} active)", s.users.0, s.users.1),
+        format!("api keys:         {} ({} revoked)", s.api_keys.0, s.api_keys.1),
+        format!("delegations:      {} ({} active)", s.delegations.0, s.delegations.1),
+        format!("session grants:   {} ({} active, {} shared)", s.session_grants.0, s.session_grants.1, s.session_grants.2),
+        format!(
+            "tokens:           {} ({} active, {} revoked, {} expired, {} exhausted; {} operations)",
+            t.issued, t.active, t.revoked, t.expired, t.exhausted, t.operations
+        ),
+        format!("refresh families: {} ({} with reuse detected)", s.refresh_families.0, s.refresh_families.1),
+        format!("signing keys:     {}", s.signing_keys),
+    ]
+    .join("\n")
+}
+
+fn export(dir: &std::path::Path, output: Option<PathBuf>) -> Result<(), OfflineError> {
+    let bar = progress_bar(offline::ledger_bytes(dir), "exporting");
+    let mut tick = |done: u64| bar.set_position(done);
+    let count = match &output {
+        Some(path) => {
+            let file = std::fs::File::create(path).map_err(|err| {
+                OfflineError::Input(format!("cannot create {}: {err}", path.display()))
+            })?;
+            let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
+            let count = offline::export(dir, &mut writer, &mut tick)?;
+            writer
+                .into_inner()
+                .map_err(|err| OfflineError::Output(err.into_error()))?
+                .sync_all()
+                .map_err(OfflineError::Output)?;
+            count
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut writer = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            let count = offline::export(dir, &mut writer, &mut tick)?;
+            writer.flush().map_err(OfflineError::Output)?;
+            count
+        }
+    };
+    bar.finish_and_clear();
+    if let Some(path) = output {
+        eprintln!("exported {count} records to {}", path.display());
+    }
+    Ok(())
+}

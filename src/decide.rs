@@ -1,0 +1,295 @@
+//! Commands and the decisions they lead to: `decide(&state, command, now)` is a pure
+//! function from the current state to the events that record the outcome, or a refusal.
+//!
+//! Architecture Invariant: nothing here reads a clock, draws randomness or does I/O. Ids,
+//! secrets' hashes and token digests arrive in the command; time arrives as `now`. The
+//! sequencer can therefore replay a run decision for decision.
+
+use writ_projections::{State, TokenStatus};
+use writ_schemas::{
+    Actor, AgentRegistered, Digest, Event, Jti, OperationRecorded, RevocationCause, Timestamp,
+    TokenExhausted, TokenIssued, TokenRevoked, UserId, UserRegistered,
+};
+
+/// Something asked of the ledger.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Register a person.
+    RegisterUser {
+        /// Their new id.
+        user_id: UserId,
+        /// Their email (unique, case-insensitively).
+        email: String,
+        /// Their display name.
+        name: Option<String>,
+        /// Who asks.
+        by: Actor,
+    },
+    /// Register an agent as described.
+    RegisterAgent(AgentRegistered),
+    /// Record a token that was just signed (it is handed out only once this is durable).
+    IssueToken(TokenIssued),
+    /// Record one use of a token, enforcing its operation quota exactly.
+    RecordOperation {
+        /// Digest of the token's bytes.
+        digest: Digest,
+        /// What was done.
+        operation: String,
+        /// What it was done to.
+        resource: Option<String>,
+        /// The caller's retry key.
+        idempotency_key: Option<String>,
+    },
+    /// Revoke a token and everything derived from it.
+    RevokeToken {
+        /// The token.
+        jti: Jti,
+        /// Who asks.
+        by: Actor,
+    },
+}
+
+/// What a command's success tells the caller besides "done".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Nothing more.
+    Done,
+    /// After recording an operation.
+    Operation {
+        /// Operations left (none: no quota).
+        operations_remaining: Option<u64>,
+        /// The token can still be used.
+        active: bool,
+    },
+    /// After a revocation: how many tokens it ended.
+    Revoked {
+        /// Tokens revoked by this command (0 when already revoked or unknown).
+        tokens: usize,
+    },
+}
+
+/// Why a command was refused. Each refusal names what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A user id already in use.
+    #[error("user {0} already exists")]
+    UserExists(UserId),
+    /// An email already in use.
+    #[error("a user with email {0} already exists")]
+    EmailTaken(String),
+    /// A client id already in use.
+    #[error("agent {0} already exists")]
+    AgentExists(String),
+    /// An owner that is not a registered user.
+    #[error("owner {0} is not a registered user")]
+    UnknownOwner(UserId),
+    /// An agent that does not exist.
+    #[error("agent {0} is not registered")]
+    UnknownAgent(String),
+    /// A disabled agent.
+    #[error("agent {0} is disabled")]
+    AgentDisabled(String),
+    /// An agent past its expiry.
+    #[error("agent {0} expired at {1}")]
+    AgentExpired(String, Timestamp),
+    /// A person who does not exist or is deactivated.
+    #[error("user {0} is unknown or deactivated")]
+    UserInactive(UserId),
+    /// A jti or token digest already recorded.
+    #[error("token {0} was already issued")]
+    DuplicateToken(Jti),
+    /// A parent token that is not live.
+    #[error("parent token {0} is revoked, expired or unknown")]
+    ParentInactive(Jti),
+    /// A token whose expiry is not after its issue time.
+    #[error("a token must expire after it is issued")]
+    BadLifetime,
+    /// A token writ does not know.
+    #[error("the token is not one writ issued")]
+    UnknownToken,
+    /// A token revoked or past expiry.
+    #[error("the token is revoked or expired")]
+    TokenInactive,
+    /// A token with no operations left.
+    #[error("the token's operation quota is used up")]
+    QuotaExhausted,
+    /// An event too large to store.
+    #[error("the event is {0} bytes; the ledger stores events of at most {1} bytes")]
+    EventTooLarge(usize, usize),
+    /// An event with no canonical encoding (a bug in the caller, refused rather than stored).
+    #[error("the event cannot be encoded canonically: {0}")]
+    Unencodable(String),
+}
+
+/// Decides `command` against `state` at `now`.
+pub fn decide(
+    state: &State,
+    command: &Command,
+    now: Timestamp,
+) -> Result<(Vec<Event>, Answer), Refusal> {
+    match command {
+        Command::RegisterUser {
+            user_id,
+            email,
+            name,
+            by,
+        } => {
+            if state.user(user_id).is_some() {
+                return Err(Refusal::UserExists(user_id.clone()));
+            }
+            if state.user_by_email(email).is_some() {
+                return Err(Refusal::EmailTaken(email.clone()));
+            }
+            let event = UserRegistered {
+                user_id: user_id.clone(),
+                email: email.clone(),
+                name: name.clone(),
+                by: by.clone(),
+            };
+            Ok((vec![event.into()], Answer::Done))
+        }
+        Command::RegisterAgent(agent) => {
+            if state.agent(&agent.client_id).is_some() {
+                return Err(Refusal::AgentExists(agent.client_id.to_string()));
+            }
+            if let Some(owner) = agent
+                .owner
+                .as_ref()
+                .filter(|owner| state.user(owner).is_none())
+            {
+                return Err(Refusal::UnknownOwner(owner.clone()));
+            }
+            Ok((vec![agent.clone().into()], Answer::Done))
+        }
+        Command::IssueToken(token) => issue_token(state, token, now),
+        Command::RecordOperation {
+            digest,
+            operation,
+            resource,
+            idempotency_key,
+        } => record_operation(state, digest, operation, resource, idempotency_key, now),
+        Command::RevokeToken { jti, by } => {
+            let events = cascade(state, jti, RevocationCause::Requested { by: by.clone() });
+            let tokens = events.len();
+            Ok((events, Answer::Revoked { tokens }))
+        }
+    }
+}
+
+fn issue_token(
+    state: &State,
+    token: &TokenIssued,
+    now: Timestamp,
+) -> Result<(Vec<Event>, Answer), Refusal> {
+    let agent = state
+        .agent(&token.client_id)
+        .ok_or_else(|| Refusal::UnknownAgent(token.client_id.to_string()))?;
+    if !agent.enabled {
+        return Err(Refusal::AgentDisabled(token.client_id.to_string()));
+    }
+    if let Some(expired) = agent.expires_at.filter(|end| now >= *end) {
+        return Err(Refusal::AgentExpired(token.client_id.to_string(), expired));
+    }
+    if let Some(user_id) = token
+        .user_id
+        .as_ref()
+        .filter(|u| !state.user(u).is_some_and(|user| user.active))
+    {
+        return Err(Refusal::UserInactive(user_id.clone()));
+    }
+    if state.token(&token.jti).is_some() || state.token_by_digest(&token.digest).is_some() {
+        return Err(Refusal::DuplicateToken(token.jti.clone()));
+    }
+    if let Some(parent) = &token.parent_jti
+        && !state.token(parent).is_some_and(|p| p.is_active(now))
+    {
+        return Err(Refusal::ParentInactive(parent.clone()));
+    }
+    if token.expires_at <= token.issued_at {
+        return Err(Refusal::BadLifetime);
+    }
+    Ok((vec![token.clone().into()], Answer::Done))
+}
+
+fn record_operation(
+    state: &State,
+    digest: &Digest,
+    operation: &str,
+    resource: &Option<String>,
+    idempotency_key: &Option<String>,
+    now: Timestamp,
+) -> Result<(Vec<Event>, Answer), Refusal> {
+    let token = state.token_by_digest(digest).ok_or(Refusal::UnknownToken)?;
+    if let Some(first) = idempotency_key
+        .as_deref()
+        .and_then(|key| token.idempotent_answer(key))
+    {
+        return Ok((
+            vec![],
+            Answer::Operation {
+                operations_remaining: first,
+                active: token.is_active(now),
+            },
+        ));
+    }
+    if !token.is_active(now) {
+        return Err(Refusal::TokenInactive);
+    }
+    if token.operations_remaining() == Some(0) {
+        return Err(Refusal::QuotaExhausted);
+    }
+    let mut events: Vec<Event> = vec![
+        OperationRecorded {
+            jti: token.jti.clone(),
+            operation: operation.to_owned(),
+            resource: resource.clone(),
+            idempotency_key: idempotency_key.clone(),
+        }
+        .into(),
+    ];
+    let remaining = token.operations_remaining().map(|left| left - 1);
+    let mut active = true;
+    if remaining == Some(0) {
+        events.push(
+            TokenExhausted {
+                jti: token.jti.clone(),
+            }
+            .into(),
+        );
+        if token.expires_on_completion {
+            events.extend(cascade(state, &token.jti, RevocationCause::Completed));
+            active = false;
+        }
+    }
+    Ok((
+        events,
+        Answer::Operation {
+            operations_remaining: remaining,
+            active,
+        },
+    ))
+}
+
+/// Revocations for `root` and every live token derived from it; the root carries `cause`,
+/// each descendant names its parent.
+pub fn cascade(state: &State, root: &Jti, cause: RevocationCause) -> Vec<Event> {
+    state
+        .lineage(root)
+        .into_iter()
+        .filter_map(|jti| state.token(&jti))
+        .filter(|token| matches!(token.status, TokenStatus::Live))
+        .map(|token| {
+            let cause = match &token.parent_jti {
+                Some(parent) if token.jti != *root => RevocationCause::ParentRevoked {
+                    parent_jti: parent.clone(),
+                },
+                _ => cause.clone(),
+            };
+            TokenRevoked {
+                jti: token.jti.clone(),
+                cause,
+            }
+            .into()
+        })
+        .collect()
+}

@@ -1,0 +1,232 @@
+//! The ledger: storage, the sequencer that is its single writer, and the read side.
+//!
+//! ```text
+//! submit(command) --bounded channel--> sequencer thread
+//!     batch: decide each command against the write-side state (as left by the commands
+//!     before it), seal events into hash-chained records -> one durable append
+//!     -> apply to the read-side state -> answer every command of the batch
+//! ```
+//!
+//! Architecture Invariant: a command is answered only after its records are durable, and
+//! readers see a record's effects only after that too (durable before visible). Readers
+//! take a read lock that the writer holds only while applying a batch, never during I/O.
+//! A ledger is a value: several can live in one process (one per tenant), nothing is global.
+
+pub mod datadir;
+pub mod embedded;
+pub mod frame;
+pub mod reader;
+mod sequencer;
+pub mod snapshots;
+pub mod storage;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{mpsc, oneshot};
+use writ_projections::{Head, State};
+
+use crate::clock::Clock;
+use crate::decide::{Answer, Command, Refusal};
+use datadir::DataDir;
+use embedded::{Embedded, Recovery};
+use storage::{Storage, StorageError};
+
+/// Limits and settings of a ledger.
+#[derive(Debug, Clone)]
+pub struct LedgerOptions {
+    /// Commands waiting for the sequencer before `submit` waits (backpressure).
+    pub channel_commands_max: usize,
+    /// Commands decided and appended together at most.
+    pub batch_commands_max: usize,
+    /// Records between snapshots (0: only at close).
+    pub snapshot_every_records: u64,
+    /// Size at which the embedded backend starts a new segment.
+    pub segment_bytes_max: u64,
+    /// Where time comes from.
+    pub clock: Clock,
+}
+
+impl Default for LedgerOptions {
+    fn default() -> Self {
+        LedgerOptions {
+            channel_commands_max: 8192,
+            batch_commands_max: 1024,
+            snapshot_every_records: 100_000,
+            segment_bytes_max: embedded::SEGMENT_BYTES_MAX_DEFAULT,
+            clock: Clock::System,
+        }
+    }
+}
+
+/// Why a submitted command did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The command was decided and refused; nothing was written.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The ledger cannot write (storage failure, or it is closing).
+    #[error("the ledger is not accepting writes: {0}")]
+    Unavailable(String),
+}
+
+/// A command's success: its answer and the ledger position that makes it durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The head after the batch that carried the command.
+    pub seq: u64,
+    /// What the command tells its caller.
+    pub answer: Answer,
+}
+
+/// What opening a ledger found and did.
+#[derive(Debug, Clone, Default)]
+pub struct OpenReport {
+    /// A torn tail cut off, if any.
+    pub recovery: Recovery,
+    /// The snapshot loaded (its seq), if any.
+    pub snapshot_seq: Option<u64>,
+    /// Records replayed on top of it.
+    pub replayed: u64,
+    /// Snapshots passed over, with why.
+    pub skipped_snapshots: Vec<(PathBuf, String)>,
+}
+
+/// Errors opening or closing a ledger.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// Storage refused.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A record did not decode during replay.
+    #[error("record {seq} cannot be replayed: {why}")]
+    Replay {
+        /// Its seq.
+        seq: u64,
+        /// Why.
+        why: String,
+    },
+}
+
+pub(crate) struct Submission {
+    command: Command,
+    reply: oneshot::Sender<Result<Receipt, SubmitError>>,
+}
+
+struct Shared {
+    storage: Arc<dyn Storage>,
+    state: RwLock<State>,
+}
+
+/// An open ledger: submit commands, read projections.
+pub struct Ledger {
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Submission>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Ledger {
+    /// Opens (creating if needed) the embedded ledger in `dir`.
+    pub fn open_embedded(
+        dir: &Path,
+        options: LedgerOptions,
+    ) -> Result<(Ledger, OpenReport), LedgerError> {
+        let data_dir = DataDir::new(dir);
+        let (storage, recovery) = Embedded::open(&data_dir, options.segment_bytes_max)?;
+        let storage: Arc<dyn Storage> = Arc::new(storage);
+        let mut report = OpenReport {
+            recovery,
+            ..OpenReport::default()
+        };
+        let state = sequencer::restore(&*storage, Some(&data_dir.snapshots()), &mut report)?;
+        Ok((
+            Ledger::start(storage, state, Some(data_dir.snapshots()), options),
+            report,
+        ))
+    }
+
+    fn start(
+        storage: Arc<dyn Storage>,
+        state: State,
+        snapshot_dir: Option<PathBuf>,
+        options: LedgerOptions,
+    ) -> Ledger {
+        let (commands, receiver) = mpsc::channel(options.channel_commands_max.max(1));
+        let shared = Arc::new(Shared {
+            storage,
+            state: RwLock::new(state),
+        });
+        let writer_shared = Arc::clone(&shared);
+        let writer = std::thread::Builder::new()
+            .name("writ-sequencer".into())
+            .spawn(move || {
+                sequencer::run(&writer_shared, receiver, &options, snapshot_dir.as_deref())
+            })
+            .ok();
+        Ledger {
+            shared,
+            commands,
+            writer: Mutex::new(writer),
+        }
+    }
+
+    /// Submits a command and waits until it is durable (or refused).
+    pub async fn submit(&self, command: Command) -> Result<Receipt, SubmitError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Submission { command, reply })
+            .await
+            .map_err(|_| SubmitError::Unavailable("the sequencer has stopped".into()))?;
+        answer.await.map_err(|_| {
+            SubmitError::Unavailable("the sequencer stopped before answering".into())
+        })?
+    }
+
+    /// `submit` for callers outside an async runtime.
+    pub fn submit_blocking(&self, command: Command) -> Result<Receipt, SubmitError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .blocking_send(Submission { command, reply })
+            .map_err(|_| SubmitError::Unavailable("the sequencer has stopped".into()))?;
+        answer.blocking_recv().map_err(|_| {
+            SubmitError::Unavailable("the sequencer stopped before answering".into())
+        })?
+    }
+
+    /// Reads the projections as of the last durable batch.
+    pub fn read<T>(&self, query: impl FnOnce(&State) -> T) -> T {
+        query(&self.shared.state.read())
+    }
+
+    /// The last durable record.
+    pub fn head(&self) -> Head {
+        self.shared.storage.head()
+    }
+
+    /// The storage backend (for reading records and subscribing to the head).
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.shared.storage
+    }
+
+    /// Stops taking commands, lets the sequencer finish what it has, and writes a snapshot.
+    pub fn close(self) {
+        let Ledger {
+            commands, writer, ..
+        } = self;
+        drop(commands);
+        if let Some(handle) = writer.lock().take() {
+            // The sequencer only ends by returning; a panic there has already stopped
+            // writes (fail-stop) and is reported by the thread itself.
+            let _ = handle.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("head", &self.head())
+            .finish()
+    }
+}

@@ -1,0 +1,241 @@
+//! The single writer: batches commands, decides them, appends once per batch, then
+//! publishes and answers. Also restoring the state when a ledger opens.
+
+use std::path::Path;
+
+use tokio::sync::mpsc;
+use writ_projections::{Head, State};
+use writ_schemas::{Event, Record, Timestamp};
+
+use super::embedded::BATCH_BYTES_MAX;
+use super::frame::EVENT_BYTES_MAX;
+use super::storage::Storage;
+use super::{
+    LedgerError, LedgerOptions, OpenReport, Receipt, Shared, Submission, SubmitError, snapshots,
+};
+use crate::decide::{Refusal, decide};
+
+/// Records read per step while replaying.
+const REPLAY_RECORDS_PER_READ: usize = 65_536;
+
+/// The newest trustworthy snapshot plus a replay of every record after it.
+pub(super) fn restore(
+    storage: &dyn Storage,
+    snapshot_dir: Option<&Path>,
+    report: &mut OpenReport,
+) -> Result<State, LedgerError> {
+    let head = storage.head();
+    let mut state = snapshot_dir
+        .and_then(|dir| {
+            snapshots::load_newest(dir, storage, head.seq, |path, why| {
+                tracing::warn!(snapshot = %path.display(), %why, "ignoring snapshot");
+                report.skipped_snapshots.push((path.to_path_buf(), why));
+            })
+        })
+        .unwrap_or_default();
+    report.snapshot_seq = (state.head().seq > 0).then_some(state.head().seq);
+    while state.head().seq < head.seq {
+        let records = storage.read(state.head().seq + 1, REPLAY_RECORDS_PER_READ)?;
+        if records.is_empty() {
+            return Err(LedgerError::Replay {
+                seq: state.head().seq + 1,
+                why: "missing from storage".into(),
+            });
+        }
+        let events = decode_all(&records)?;
+        for (record, event) in records.iter().zip(&events) {
+            state.apply(
+                Head {
+                    seq: record.seq,
+                    hash: record.hash,
+                    ts: Some(record.ts),
+                },
+                event,
+            );
+        }
+        report.replayed += records.len() as u64;
+    }
+    Ok(state)
+}
+
+/// Decodes records' events on every core (decoding is most of a replay's cost).
+pub(crate) fn decode_all(records: &[Record]) -> Result<Vec<Event>, LedgerError> {
+    use rayon::prelude::*;
+    records
+        .par_iter()
+        .map(|record| {
+            record.decode_event().map_err(|err| LedgerError::Replay {
+                seq: record.seq,
+                why: err.to_string(),
+            })
+        })
+        .collect()
+}
+
+struct Pending {
+    reply: tokio::sync::oneshot::Sender<Result<Receipt, SubmitError>>,
+    outcome: Result<crate::decide::Answer, Refusal>,
+}
+
+/// The sequencer loop: runs until every `Ledger` handle is gone, then snapshots.
+pub(super) fn run(
+    shared: &Shared,
+    mut commands: mpsc::Receiver<Submission>,
+    options: &LedgerOptions,
+    snapshot_dir: Option<&Path>,
+) {
+    let mut state = shared.state.read().clone();
+    let mut carried: Option<Submission> = None;
+    let mut since_snapshot = 0u64;
+    let mut stopped: Option<String> = None;
+    loop {
+        let Some(first) = carried.take().or_else(|| commands.blocking_recv()) else {
+            break;
+        };
+        if let Some(why) = &stopped {
+            let _ = first.reply.send(Err(SubmitError::Unavailable(why.clone())));
+            continue;
+        }
+        let now = options
+            .clock
+            .now()
+            .max(state.head().ts.unwrap_or_else(|| options.clock.now()));
+        let mut batch = Batch::new(state.head());
+        batch.add(&mut state, first, now);
+        while batch.pending.len() < options.batch_commands_max && batch.bytes < BATCH_BYTES_MAX {
+            match commands.try_recv() {
+                Ok(next) if batch.fits(&next, &state, now) => batch.add(&mut state, next, now),
+                Ok(next) => {
+                    carried = Some(next);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        if let Err(why) = commit(shared, &batch) {
+            tracing::error!(%why, "storage write failed; the ledger stops taking writes");
+            for pending in batch.pending {
+                let _ = pending
+                    .reply
+                    .send(Err(SubmitError::Unavailable(why.clone())));
+            }
+            stopped = Some(why);
+            continue;
+        }
+        since_snapshot += batch.records.len() as u64;
+        let seq = state.head().seq;
+        for pending in batch.pending {
+            let _ = pending.reply.send(
+                pending
+                    .outcome
+                    .map(|answer| Receipt { seq, answer })
+                    .map_err(SubmitError::from),
+            );
+        }
+        if options.snapshot_every_records > 0 && since_snapshot >= options.snapshot_every_records {
+            since_snapshot = 0;
+            take_snapshot(snapshot_dir, &state);
+        }
+    }
+    if stopped.is_none() && since_snapshot > 0 {
+        take_snapshot(snapshot_dir, &state);
+    }
+}
+
+fn take_snapshot(dir: Option<&Path>, state: &State) {
+    if let Some(dir) = dir
+        && let Err(err) = snapshots::save(dir, state)
+    {
+        // A snapshot is a cache: failing to write one costs start-up time, not data.
+        tracing::warn!(%err, "could not write a snapshot");
+    }
+}
+
+/// Appends the batch, then makes it visible.
+fn commit(shared: &Shared, batch: &Batch) -> Result<(), String> {
+    if batch.records.is_empty() {
+        return Ok(());
+    }
+    shared
+        .storage
+        .append(&batch.records)
+        .map_err(|err| err.to_string())?;
+    let mut read_side = shared.state.write();
+    for (record, event) in batch.records.iter().zip(&batch.events) {
+        read_side.apply(
+            Head {
+                seq: record.seq,
+                hash: record.hash,
+                ts: Some(record.ts),
+            },
+            event,
+        );
+    }
+    Ok(())
+}
+
+struct Batch {
+    head: Head,
+    records: Vec<Record>,
+    events: Vec<Event>,
+    pending: Vec<Pending>,
+    bytes: usize,
+}
+
+impl Batch {
+    fn new(head: Head) -> Batch {
+        Batch {
+            head,
+            records: Vec::new(),
+            events: Vec::new(),
+            pending: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Room for one more command's worst case (a cascade could be large, but the first
+    /// command of a batch is always taken, so one oversized command still goes through).
+    fn fits(&self, _next: &Submission, _state: &State, _now: Timestamp) -> bool {
+        self.bytes + 4 * EVENT_BYTES_MAX <= BATCH_BYTES_MAX
+    }
+
+    /// Decides `submission` against the write-side state and, if it succeeds, seals and
+    /// applies its events there.
+    fn add(&mut self, state: &mut State, submission: Submission, now: Timestamp) {
+        let outcome = decide(state, &submission.command, now).and_then(|(events, answer)| {
+            let encoded = encode_all(&events)?;
+            for (event, bytes) in events.into_iter().zip(encoded) {
+                let record = Record::seal(self.head.seq + 1, now, self.head.hash, bytes);
+                self.head = Head {
+                    seq: record.seq,
+                    hash: record.hash,
+                    ts: Some(record.ts),
+                };
+                self.bytes += record.event.len() + 103;
+                state.apply(self.head, &event);
+                self.records.push(record);
+                self.events.push(event);
+            }
+            Ok(answer)
+        });
+        self.pending.push(Pending {
+            reply: submission.reply,
+            outcome,
+        });
+    }
+}
+
+fn encode_all(events: &[Event]) -> Result<Vec<Vec<u8>>, Refusal> {
+    events
+        .iter()
+        .map(|event| {
+            let bytes = event
+                .encode()
+                .map_err(|err| Refusal::Unencodable(err.to_string()))?;
+            if bytes.len() > EVENT_BYTES_MAX {
+                return Err(Refusal::EventTooLarge(bytes.len(), EVENT_BYTES_MAX));
+            }
+            Ok(bytes)
+        })
+        .collect()
+}

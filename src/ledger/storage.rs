@@ -1,0 +1,59 @@
+//! The storage trait every ledger backend implements: append a batch durably, read a
+//! range, report the head, and wake subscribers when the head moves.
+//!
+//! Architecture Invariant: `append` returns only once the records are durable (fsync, or
+//! a database commit); `read` and `head` never show a record `append` has not returned.
+
+use tokio::sync::watch;
+use writ_projections::Head;
+use writ_schemas::Record;
+
+/// Why storage could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// An operating-system I/O error.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The data directory is not a writ ledger.
+    #[error("{0}")]
+    NotALedger(String),
+    /// The ledger is damaged somewhere a crash cannot explain.
+    #[error("ledger is corrupt: {0}; run `writ verify` on the data directory for details")]
+    Corrupt(String),
+    /// Another process has the ledger open for writing.
+    #[error("{0} is in use by another writ process (its LOCK file is held)")]
+    Locked(String),
+    /// An earlier write failed; the ledger stopped taking writes (fail-stop).
+    #[error("the ledger stopped taking writes after a storage failure: {0}")]
+    Stopped(String),
+}
+
+impl StorageError {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> StorageError {
+        StorageError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// A ledger backend. One process appends (the sequencer); any number read.
+pub trait Storage: Send + Sync {
+    /// Appends records that continue the head, durably, in one write where possible.
+    fn append(&self, records: &[Record]) -> Result<(), StorageError>;
+
+    /// Up to `limit` records from `from_seq` on, in order (fewer at the head).
+    fn read(&self, from_seq: u64, limit: usize) -> Result<Vec<Record>, StorageError>;
+
+    /// The last durable record.
+    fn head(&self) -> Head;
+
+    /// Watches the durable head's seq: a wake-up; read by seq to catch up.
+    fn subscribe(&self) -> watch::Receiver<u64>;
+}

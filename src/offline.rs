@@ -1,0 +1,291 @@
+//! Reading a data directory without opening it for writing: verifying it, replaying it
+//! to a point, exporting it. Safe beside a running server (no lock, no repair): these
+//! read only, and report a torn tail as the fault it is rather than cutting it off.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use writ_projections::{AuditTrail, Head, State, snapshot};
+use writ_schemas::{BadRecord, Chain, ExportVerifier, Fault, Item, check_batch, link_batch};
+
+use crate::ledger::datadir::DataDir;
+use crate::ledger::reader::{SegmentSpan, WalkError, spans_of, walk};
+use crate::ledger::snapshots;
+
+/// Why an offline operation could not even start or finish reading.
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    /// The path is not something this command reads.
+    #[error("{0}")]
+    Input(String),
+    /// Writing the output failed.
+    #[error("writing the output: {0}")]
+    Output(std::io::Error),
+}
+
+/// The verdict on a ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Everything holds: this many records, ending at this head.
+    Intact(Chain),
+    /// The first bad record.
+    Broken(BadRecord),
+}
+
+/// Progress reporting: called with bytes done so far.
+pub type Progress<'a> = &'a mut dyn FnMut(u64);
+
+fn threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn open_dir(dir: &Path) -> Result<Vec<SegmentSpan>, OfflineError> {
+    DataDir::new(dir)
+        .check_existing()
+        .map_err(|err| OfflineError::Input(err.to_string()))?;
+    spans_of(&DataDir::new(dir).ledger()).map_err(|err| OfflineError::Input(err.to_string()))
+}
+
+/// Total bytes of a data directory's segments (for progress bars).
+pub fn ledger_bytes(dir: &Path) -> u64 {
+    open_dir(dir)
+        .map(|spans| {
+            spans
+                .iter()
+                .filter_map(|s| std::fs::metadata(&s.path).ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn walk_fault(chain: &Chain, err: WalkError) -> BadRecord {
+    BadRecord {
+        seq: chain.seq + 1,
+        fault: Fault::Unreadable(err.to_string()),
+    }
+}
+
+/// Walks and checks every record of `spans`, folding each good one through `then`,
+/// stopping at `upto` (inclusive) if given.
+fn checked_walk(
+    spans: &[SegmentSpan],
+    chain: &mut Chain,
+    upto: Option<u64>,
+    progress: Progress<'_>,
+    mut then: impl FnMut(&writ_schemas::RecordRef<'_>, writ_schemas::Event),
+) -> Result<(), BadRecord> {
+    let threads = threads();
+    let mut bad = None;
+    let mut bytes_done = 0u64;
+    let walked = walk(spans, |block| {
+        // Records a resumed chain already covers are skipped; records past `upto` end the walk.
+        let block = &block[block.partition_point(|r| r.seq <= chain.seq)..];
+        let block = match upto {
+            Some(last) => &block[..block.partition_point(|r| r.seq <= last)],
+            None => block,
+        };
+        let items: Vec<Item<'_>> = block.iter().copied().map(Ok).collect();
+        let checks = check_batch(&items, threads);
+        if let Err(fault) = link_batch(chain, &items, checks, &mut then) {
+            bad = Some(fault);
+            return false;
+        }
+        bytes_done += block
+            .iter()
+            .map(|r| r.event.len() as u64 + 103)
+            .sum::<u64>();
+        progress(bytes_done);
+        upto.is_none_or(|last| chain.seq < last)
+    });
+    if let Some(fault) = bad {
+        return Err(fault);
+    }
+    walked.map_err(|err| walk_fault(chain, err))
+}
+
+/// Verifies a data directory: every segment, every record, and that its snapshots name
+/// records the ledger has (a snapshot beyond the end means records were cut off).
+pub fn verify_dir(dir: &Path, progress: Progress<'_>) -> Result<Verdict, OfflineError> {
+    let spans = open_dir(dir)?;
+    let mut chain = Chain::new();
+    if let Err(bad) = checked_walk(&spans, &mut chain, None, progress, |_, _| ()) {
+        return Ok(Verdict::Broken(bad));
+    }
+    for (seq, path) in snapshots::list(&DataDir::new(dir).snapshots()) {
+        let Ok(claimed) = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| snapshot::peek(&b).map_err(|e| e.to_string()))
+        else {
+            continue;
+        };
+        if claimed.0 != seq {
+            continue;
+        }
+        if seq > chain.seq {
+            let fault = Fault::Unreadable(format!(
+                "missing: snapshot {} reflects the ledger up to record {seq}, but the ledger ends at record {}",
+                path.display(),
+                chain.seq
+            ));
+            return Ok(Verdict::Broken(BadRecord {
+                seq: chain.seq + 1,
+                fault,
+            }));
+        }
+    }
+    Ok(Verdict::Intact(chain))
+}
+
+/// Verifies an export file (JSON lines).
+pub fn verify_export(path: &Path, progress: Progress<'_>) -> Result<Verdict, OfflineError> {
+    let mut file = std::fs::File::open(path)
+        .map_err(|err| OfflineError::Input(format!("cannot read {}: {err}", path.display())))?;
+    let mut verifier = ExportVerifier::new(threads());
+    let mut block = vec![0u8; 8 * 1024 * 1024];
+    let mut done = 0u64;
+    loop {
+        let read = file
+            .read(&mut block)
+            .map_err(|err| OfflineError::Input(format!("reading {}: {err}", path.display())))?;
+        if read == 0 {
+            break;
+        }
+        if let Err(bad) = verifier.feed(&block[..read]) {
+            return Ok(Verdict::Broken(bad));
+        }
+        done += read as u64;
+        progress(done);
+    }
+    Ok(match verifier.finish() {
+        Ok(chain) => Verdict::Intact(chain),
+        Err(bad) => Verdict::Broken(bad),
+    })
+}
+
+/// The state as of record `upto` (or the end), verified on the way, starting from the
+/// newest snapshot at or below it that the ledger vouches for.
+pub fn replay(
+    dir: &Path,
+    upto: Option<u64>,
+    progress: Progress<'_>,
+) -> Result<(State, Option<AuditTrail>), OfflineError> {
+    fold(dir, upto, false, progress)
+}
+
+/// Like [`replay`], also building the audit trail (always from record 1).
+pub fn replay_with_audit(
+    dir: &Path,
+    upto: Option<u64>,
+    progress: Progress<'_>,
+) -> Result<(State, Option<AuditTrail>), OfflineError> {
+    fold(dir, upto, true, progress)
+}
+
+fn fold(
+    dir: &Path,
+    upto: Option<u64>,
+    audit: bool,
+    progress: Progress<'_>,
+) -> Result<(State, Option<AuditTrail>), OfflineError> {
+    let spans = open_dir(dir)?;
+    let mut state = if audit {
+        State::new()
+    } else {
+        newest_snapshot(dir, upto)
+    };
+    let start = state.head();
+    // Resuming after a snapshot: the next record's prev_hash must be the snapshot's hash,
+    // so the link check is what vouches for the snapshot.
+    let mut chain = Chain::resume(start.seq, start.hash);
+    let from = spans
+        .partition_point(|s| s.first_seq <= start.seq + 1)
+        .saturating_sub(1);
+    let mut trail = audit.then(AuditTrail::default);
+    checked_walk(
+        &spans[from..],
+        &mut chain,
+        upto,
+        progress,
+        |record, event| {
+            let head = Head {
+                seq: record.seq,
+                hash: record.hash,
+                ts: writ_schemas::Timestamp::parse(record.ts).ok(),
+            };
+            if let Some(trail) = trail.as_mut() {
+                trail.record(&state, head, &event);
+            }
+            state.apply(head, &event);
+        },
+    )
+    .map_err(|fault| {
+        OfflineError::Input(format!(
+            "the ledger does not verify: {fault}; run `writ verify` for details"
+        ))
+    })?;
+    if let Some(last) = upto.filter(|last| *last > state.head().seq) {
+        return Err(OfflineError::Input(format!(
+            "--as-of-seq {last} is past the end of the ledger (its last record is {})",
+            state.head().seq
+        )));
+    }
+    Ok((state, trail))
+}
+
+fn newest_snapshot(dir: &Path, upto: Option<u64>) -> State {
+    for (seq, path) in snapshots::list(&DataDir::new(dir).snapshots()) {
+        if upto.is_some_and(|last| seq > last) {
+            continue;
+        }
+        if let Ok(state) = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| snapshot::decode(&b).map_err(|e| e.to_string()))
+        {
+            return state;
+        }
+    }
+    State::new()
+}
+
+/// Writes the ledger's export (JSON lines) to `out`, checking framing only.
+pub fn export(
+    dir: &Path,
+    out: &mut dyn Write,
+    progress: Progress<'_>,
+) -> Result<u64, OfflineError> {
+    let spans = open_dir(dir)?;
+    let mut line = Vec::with_capacity(1024 * 1024);
+    let mut count = 0u64;
+    let mut failed = None;
+    let mut done = 0u64;
+    let walked = walk(&spans, |block| {
+        line.clear();
+        for record in block {
+            record.write_export_line(&mut line);
+        }
+        if let Err(err) = out.write_all(&line) {
+            failed = Some(err);
+            return false;
+        }
+        count += block.len() as u64;
+        done += block
+            .iter()
+            .map(|r| r.event.len() as u64 + 103)
+            .sum::<u64>();
+        progress(done);
+        true
+    });
+    if let Some(err) = failed {
+        return Err(OfflineError::Output(err));
+    }
+    walked.map_err(|err| {
+        OfflineError::Input(format!(
+            "the ledger cannot be read past record {count}: {err}; run `writ verify`"
+        ))
+    })?;
+    out.flush().map_err(OfflineError::Output)?;
+    Ok(count)
+}
