@@ -116,6 +116,9 @@ pub enum Refusal {
     /// An event too large to store.
     #[error("the event is {0} bytes; the ledger stores events of at most {1} bytes")]
     EventTooLarge(usize, usize),
+    /// A command whose events together exceed what one append may carry.
+    #[error("the command's events take {0} bytes; one append carries at most {1} bytes")]
+    TooLargeToAppend(usize, usize),
     /// An event with no canonical encoding (a bug in the caller, refused rather than stored).
     #[error("the event cannot be encoded canonically: {0}")]
     Unencodable(String),

@@ -20,9 +20,11 @@ use super::frame::{self, Frames, SEGMENT_HEADER_LEN};
 use super::reader::{SegmentSpan, walk};
 use super::storage::{Storage, StorageError};
 
-/// Largest batch the sequencer hands `append` in bytes: also how far back from the end
-/// of the ledger a damaged record may be and still be taken for a torn write.
-pub const BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Bytes at which the sequencer stops adding commands to a batch.
+pub const BATCH_BYTES_TARGET: usize = 4 * 1024 * 1024;
+/// Largest single append, in bytes: also how far back from the end of the ledger a
+/// damaged record may be and still be taken for a torn write.
+pub const WRITE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Default size at which a new segment is started.
 pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 64 * 1024 * 1024;
 
@@ -313,7 +315,7 @@ fn recover_tail(
         return Ok((head, Recovery::default(), good_end as u64));
     };
     let torn = bytes.len() - good_end;
-    if torn > BATCH_BYTES_MAX {
+    if torn > WRITE_BYTES_MAX {
         return Err(StorageError::Corrupt(format!(
             "record {} in {shown} (byte {good_end}): {why}; {torn} bytes follow it, more than one write, so this is not a torn write",
             chain.seq + 1

@@ -42,6 +42,8 @@ pub struct LedgerOptions {
     pub batch_commands_max: usize,
     /// Records between snapshots (0: only at close).
     pub snapshot_every_records: u64,
+    /// Write a snapshot when the ledger closes (or is dropped).
+    pub snapshot_on_close: bool,
     /// Size at which the embedded backend starts a new segment.
     pub segment_bytes_max: u64,
     /// Where time comes from.
@@ -54,6 +56,7 @@ impl Default for LedgerOptions {
             channel_commands_max: 8192,
             batch_commands_max: 1024,
             snapshot_every_records: 100_000,
+            snapshot_on_close: true,
             segment_bytes_max: embedded::SEGMENT_BYTES_MAX_DEFAULT,
             clock: Clock::System,
         }
@@ -122,7 +125,7 @@ struct Shared {
 /// An open ledger: submit commands, read projections.
 pub struct Ledger {
     shared: Arc<Shared>,
-    commands: mpsc::Sender<Submission>,
+    commands: Option<mpsc::Sender<Submission>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -166,7 +169,7 @@ impl Ledger {
             .ok();
         Ledger {
             shared,
-            commands,
+            commands: Some(commands),
             writer: Mutex::new(writer),
         }
     }
@@ -174,7 +177,7 @@ impl Ledger {
     /// Submits a command and waits until it is durable (or refused).
     pub async fn submit(&self, command: Command) -> Result<Receipt, SubmitError> {
         let (reply, answer) = oneshot::channel();
-        self.commands
+        self.sender()?
             .send(Submission { command, reply })
             .await
             .map_err(|_| SubmitError::Unavailable("the sequencer has stopped".into()))?;
@@ -186,7 +189,7 @@ impl Ledger {
     /// `submit` for callers outside an async runtime.
     pub fn submit_blocking(&self, command: Command) -> Result<Receipt, SubmitError> {
         let (reply, answer) = oneshot::channel();
-        self.commands
+        self.sender()?
             .blocking_send(Submission { command, reply })
             .map_err(|_| SubmitError::Unavailable("the sequencer has stopped".into()))?;
         answer.blocking_recv().map_err(|_| {
@@ -209,15 +212,25 @@ impl Ledger {
         &self.shared.storage
     }
 
-    /// Stops taking commands, lets the sequencer finish what it has, and writes a snapshot.
+    fn sender(&self) -> Result<&mpsc::Sender<Submission>, SubmitError> {
+        self.commands
+            .as_ref()
+            .ok_or_else(|| SubmitError::Unavailable("the ledger is closed".into()))
+    }
+
+    /// Stops taking commands, lets the sequencer finish what it has, and writes a
+    /// snapshot. Dropping the ledger does the same.
     pub fn close(self) {
-        let Ledger {
-            commands, writer, ..
-        } = self;
-        drop(commands);
-        if let Some(handle) = writer.lock().take() {
-            // The sequencer only ends by returning; a panic there has already stopped
-            // writes (fail-stop) and is reported by the thread itself.
+        drop(self);
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        drop(self.commands.take());
+        if let Some(handle) = self.writer.lock().take() {
+            // The sequencer ends by returning once the channel closes. If it panicked,
+            // writes have stopped already (fail-stop); the panic was reported there.
             let _ = handle.join();
         }
     }
@@ -230,3 +243,6 @@ impl std::fmt::Debug for Ledger {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests;

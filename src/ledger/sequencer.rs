@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use writ_projections::{Head, State};
 use writ_schemas::{Event, Record, Timestamp};
 
-use super::embedded::BATCH_BYTES_MAX;
+use super::embedded::{BATCH_BYTES_TARGET, WRITE_BYTES_MAX};
 use super::frame::EVENT_BYTES_MAX;
 use super::storage::Storage;
 use super::{
@@ -101,16 +101,18 @@ pub(super) fn run(
             .now()
             .max(state.head().ts.unwrap_or_else(|| options.clock.now()));
         let mut batch = Batch::new(state.head());
-        batch.add(&mut state, first, now);
-        while batch.pending.len() < options.batch_commands_max && batch.bytes < BATCH_BYTES_MAX {
-            match commands.try_recv() {
-                Ok(next) if batch.fits(&next, &state, now) => batch.add(&mut state, next, now),
-                Ok(next) => {
-                    carried = Some(next);
-                    break;
-                }
-                Err(_) => break,
+        let mut next = Some(first);
+        while let Some(submission) = next.take() {
+            if let Some(over) = batch.add(&mut state, submission, now) {
+                carried = Some(over);
+                break;
             }
+            if batch.pending.len() >= options.batch_commands_max
+                || batch.bytes >= BATCH_BYTES_TARGET
+            {
+                break;
+            }
+            next = commands.try_recv().ok();
         }
         if let Err(why) = commit(shared, &batch) {
             tracing::error!(%why, "storage write failed; the ledger stops taking writes");
@@ -137,7 +139,7 @@ pub(super) fn run(
             take_snapshot(snapshot_dir, &state);
         }
     }
-    if stopped.is_none() && since_snapshot > 0 {
+    if stopped.is_none() && since_snapshot > 0 && options.snapshot_on_close {
         take_snapshot(snapshot_dir, &state);
     }
 }
@@ -193,37 +195,56 @@ impl Batch {
         }
     }
 
-    /// Room for one more command's worst case (a cascade could be large, but the first
-    /// command of a batch is always taken, so one oversized command still goes through).
-    fn fits(&self, _next: &Submission, _state: &State, _now: Timestamp) -> bool {
-        self.bytes + 4 * EVENT_BYTES_MAX <= BATCH_BYTES_MAX
-    }
-
     /// Decides `submission` against the write-side state and, if it succeeds, seals and
-    /// applies its events there.
-    fn add(&mut self, state: &mut State, submission: Submission, now: Timestamp) {
-        let outcome = decide(state, &submission.command, now).and_then(|(events, answer)| {
+    /// applies its events there. A command whose events would push this append past
+    /// `WRITE_BYTES_MAX` is handed back, undecided in effect, to lead the next batch.
+    fn add(
+        &mut self,
+        state: &mut State,
+        submission: Submission,
+        now: Timestamp,
+    ) -> Option<Submission> {
+        let decided = decide(state, &submission.command, now).and_then(|(events, answer)| {
             let encoded = encode_all(&events)?;
-            for (event, bytes) in events.into_iter().zip(encoded) {
-                let record = Record::seal(self.head.seq + 1, now, self.head.hash, bytes);
-                self.head = Head {
-                    seq: record.seq,
-                    hash: record.hash,
-                    ts: Some(record.ts),
-                };
-                self.bytes += record.event.len() + 103;
-                state.apply(self.head, &event);
-                self.records.push(record);
-                self.events.push(event);
+            let bytes: usize = encoded.iter().map(|e| e.len() + FRAME_OVERHEAD).sum();
+            if bytes > WRITE_BYTES_MAX {
+                return Err(Refusal::TooLargeToAppend(bytes, WRITE_BYTES_MAX));
             }
-            Ok(answer)
+            Ok((events, encoded, bytes, answer))
         });
+        let outcome = match decided {
+            Ok((_, _, bytes, _))
+                if !self.pending.is_empty() && self.bytes + bytes > WRITE_BYTES_MAX =>
+            {
+                return Some(submission);
+            }
+            Ok((events, encoded, bytes, answer)) => {
+                self.bytes += bytes;
+                for (event, bytes) in events.into_iter().zip(encoded) {
+                    let record = Record::seal(self.head.seq + 1, now, self.head.hash, bytes);
+                    self.head = Head {
+                        seq: record.seq,
+                        hash: record.hash,
+                        ts: Some(record.ts),
+                    };
+                    state.apply(self.head, &event);
+                    self.records.push(record);
+                    self.events.push(event);
+                }
+                Ok(answer)
+            }
+            Err(refusal) => Err(refusal),
+        };
         self.pending.push(Pending {
             reply: submission.reply,
             outcome,
         });
+        None
     }
 }
+
+/// A frame's bytes beyond its event (see frame.rs).
+const FRAME_OVERHEAD: usize = 4 + 8 + 32 + 32 + writ_schemas::TIMESTAMP_LEN;
 
 fn encode_all(events: &[Event]) -> Result<Vec<Vec<u8>>, Refusal> {
     events
