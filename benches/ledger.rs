@@ -1,1 +1,159 @@
-fn main() {}
+//! Ledger benchmarks: append throughput with group commit (one fdatasync per batch) at
+//! batch sizes 1, 16 and 256; `writ verify` and replay throughput over 200,000 records.
+//! Run with `cargo bench --bench ledger`; the README quotes the figures.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use writ::ledger::datadir::DataDir;
+use writ::ledger::embedded::Embedded;
+use writ::ledger::storage::Storage;
+use writ::offline;
+use writ_schemas::*;
+
+const LEDGER_RECORDS: u64 = 200_000;
+
+fn setup_events() -> Vec<Event> {
+    let agent = ClientId::from("bench-agent");
+    let now = Timestamp::parse("2026-11-23T09:00:00.000000Z").unwrap();
+    vec![
+        AgentRegistered {
+            client_id: agent.clone(),
+            name: "bench".into(),
+            owner: None,
+            scopes: vec!["s".into()],
+            grant_types: vec!["client_credentials".into()],
+            redirect_uris: vec![],
+            token_endpoint_auth_method: "client_secret_basic".into(),
+            secret_hash: Some(Digest::of(b"s")),
+            require_consent: false,
+            agent_type: AgentType::Autonomous,
+            expires_at: None,
+            by: Actor::System,
+        }
+        .into(),
+        TokenIssued {
+            jti: Jti::from("bench-token"),
+            digest: Digest::of(b"bench-token"),
+            kid: KeyId::from("k1"),
+            grant_type: "client_credentials".into(),
+            client_id: agent.clone(),
+            subject: agent.to_string(),
+            user_id: None,
+            actors: vec![],
+            delegation_id: None,
+            parent_jti: None,
+            family_id: None,
+            audience: vec![],
+            scopes: vec!["s".into()],
+            issued_at: now,
+            expires_at: now.plus_seconds(3600),
+            agent_type: AgentType::Autonomous,
+            task_id: None,
+            max_operations: None,
+            expires_on_completion: false,
+            intent_description: None,
+        }
+        .into(),
+    ]
+}
+
+/// A realistic operation event (~200 canonical bytes).
+fn operation(index: u64) -> Vec<u8> {
+    Event::from(OperationRecorded {
+        jti: Jti::from("bench-token"),
+        operation: "tools/call".into(),
+        resource: Some(format!("mcp://files/documents/{index}")),
+        idempotency_key: Some(format!("op-{index:016}")),
+    })
+    .encode()
+    .unwrap()
+}
+
+/// Appends `count` records to `storage` in batches of `batch`.
+fn fill(storage: &Embedded, count: u64, batch: usize, next_index: &mut u64) {
+    let mut events: Vec<Vec<u8>> = setup_events().iter().map(|e| e.encode().unwrap()).collect();
+    if storage.head().seq > 0 {
+        events.clear();
+    }
+    let mut records = Vec::with_capacity(batch);
+    let mut head = storage.head();
+    let ts = Timestamp::parse("2026-11-23T09:00:00.000000Z").unwrap();
+    let mut written = 0;
+    while written < count {
+        records.clear();
+        while records.len() < batch && written < count {
+            let bytes = if events.is_empty() {
+                *next_index += 1;
+                operation(*next_index)
+            } else {
+                events.remove(0)
+            };
+            let record = Record::seal(head.seq + 1, ts, head.hash, bytes);
+            head = writ_projections::Head {
+                seq: record.seq,
+                hash: record.hash,
+                ts: Some(record.ts),
+            };
+            records.push(record);
+            written += 1;
+        }
+        storage.append(&records).unwrap();
+    }
+}
+
+fn open(dir: &Path) -> Embedded {
+    Embedded::open(
+        &DataDir::new(dir),
+        writ::ledger::embedded::SEGMENT_BYTES_MAX_DEFAULT,
+    )
+    .unwrap()
+    .0
+}
+
+fn append(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append (one fdatasync per batch)");
+    group.sample_size(10);
+    for batch in [1usize, 16, 256] {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = open(dir.path());
+        let mut index = 0;
+        fill(&storage, 2, 2, &mut index);
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(batch), &batch, |b, &batch| {
+            b.iter(|| fill(&storage, batch as u64, batch, &mut index));
+        });
+    }
+    group.finish();
+}
+
+fn read_side(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let storage = open(dir.path());
+        let mut index = 0;
+        fill(&storage, LEDGER_RECORDS, 4096, &mut index);
+    }
+    let mut group = c.benchmark_group("ledger of 200k records");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(LEDGER_RECORDS));
+    group.bench_function("verify", |b| {
+        b.iter(
+            || match offline::verify_dir(dir.path(), &mut |_| ()).unwrap() {
+                offline::Verdict::Intact(chain) => assert_eq!(chain.seq, LEDGER_RECORDS),
+                offline::Verdict::Broken(bad) => panic!("{bad}"),
+            },
+        );
+    });
+    group.bench_function("replay (verify, decode, fold)", |b| {
+        b.iter(|| {
+            let (state, _) = offline::replay(dir.path(), None, &mut |_| ()).unwrap();
+            assert_eq!(state.head().seq, LEDGER_RECORDS);
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, append, read_side);
+criterion_main!(benches);

@@ -57,6 +57,13 @@ enum Commands {
 /// Runs the command line.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WRIT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
     let result = match cli.command {
         Commands::Verify { path } => return verify(&path),
         Commands::Replay {

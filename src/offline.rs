@@ -240,11 +240,9 @@ fn newest_snapshot(dir: &Path, upto: Option<u64>) -> State {
         if upto.is_some_and(|last| seq > last) {
             continue;
         }
-        if let Ok(state) = std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| snapshot::decode(&b).map_err(|e| e.to_string()))
-        {
-            return state;
+        match snapshots::read(&path) {
+            Ok(state) => return state,
+            Err(why) => tracing::warn!(snapshot = %path.display(), %why, "ignoring snapshot"),
         }
     }
     State::new()

@@ -10,7 +10,7 @@ fn pick<T: Clone + std::fmt::Debug + 'static>(
     pool: &'static [&'static str],
     make: fn(&str) -> T,
 ) -> impl Strategy<Value = T> {
-    prop::sample::select(pool).prop_map(move |text| make(text))
+    prop::sample::select(pool).prop_map(make)
 }
 
 const USERS: &[&str] = &["u1", "u2", "u3"];

@@ -54,6 +54,12 @@ pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
     found
 }
 
+/// Reads and decodes one snapshot file; the error says why it cannot be used.
+pub fn read(path: &Path) -> Result<State, String> {
+    let bytes = std::fs::read(path).map_err(|err| err.to_string())?;
+    snapshot::decode(&bytes).map_err(|err| err.to_string())
+}
+
 /// The newest snapshot at or below `seq_max` that decodes and whose (seq, hash) is a
 /// record of `storage`. Snapshots that fail are reported through `skipped`.
 pub fn load_newest(
@@ -66,10 +72,7 @@ pub fn load_newest(
         if seq > seq_max || seq == 0 {
             continue;
         }
-        let state = match std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| snapshot::decode(&b).map_err(|e| e.to_string()))
-        {
+        let state = match read(&path) {
             Ok(state) => state,
             Err(why) => {
                 skipped(&path, why);

@@ -1,1 +1,8 @@
-//! e2e
+//! writ's end-to-end tests: one binary, a module per capability, each test driving the
+//! real `writ` executable (and, for recovery, the library on the same data directory).
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod bad_input;
+mod crash;
+mod kit;
+mod tamper;

@@ -1,0 +1,86 @@
+//! The test kit: run the real `writ` binary, make real ledgers, find records' bytes.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use writ::ledger::frame::{Frames, list_segments};
+
+/// What a finished `writ` run said.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The `writ` executable built with these tests.
+pub fn writ_command() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_writ"))
+}
+
+/// Runs `writ` with `args` to completion.
+pub fn writ(args: &[&str]) -> Run {
+    let output = writ_command()
+        .args(args)
+        .output()
+        .unwrap_or_else(|err| panic!("running writ: {err}"));
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A ledger in `dir` holding `operations` operations after its two setup records.
+pub fn make_ledger(dir: &Path, operations: u64) {
+    let shown = dir.display().to_string();
+    let count = operations.to_string();
+    let run = writ(&[
+        "internal",
+        "append-load",
+        "--data-dir",
+        &shown,
+        "--count",
+        &count,
+        "--concurrency",
+        "4",
+    ]);
+    assert_eq!(run.code, Some(0), "append-load failed: {}", run.stderr);
+}
+
+/// The only segment of a small ledger.
+pub fn segment(dir: &Path) -> PathBuf {
+    let segments = list_segments(&dir.join("ledger")).unwrap_or_default();
+    assert_eq!(segments.len(), 1, "small test ledgers have one segment");
+    segments[0].1.clone()
+}
+
+/// The byte range of every record's frame in a segment, in order (record i at index i-1).
+pub fn frame_ranges(segment: &[u8]) -> Vec<Range<usize>> {
+    Frames::new(segment)
+        .map(|item| {
+            item.map(|(_, range)| range)
+                .unwrap_or_else(|_| panic!("test ledger is intact"))
+        })
+        .collect()
+}
+
+/// A copy of the directory tree `from` at `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|err| panic!("{err}"));
+    for entry in std::fs::read_dir(from).unwrap_or_else(|err| panic!("{err}")) {
+        let entry = entry.unwrap_or_else(|err| panic!("{err}"));
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap_or_else(|err| panic!("{err}"));
+        }
+    }
+}
+
+/// A fresh temporary directory.
+pub fn temp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"))
+}
