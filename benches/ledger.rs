@@ -16,7 +16,6 @@ const LEDGER_RECORDS: u64 = 200_000;
 
 fn setup_events() -> Vec<Event> {
     let agent = ClientId::from("bench-agent");
-    let now = Timestamp::parse("2026-11-23T09:00:00.000000Z").unwrap();
     vec![
         AgentRegistered {
             client_id: agent.clone(),
@@ -33,36 +32,53 @@ fn setup_events() -> Vec<Event> {
             by: Actor::System,
         }
         .into(),
-        TokenIssued {
-            jti: Jti::from("bench-token"),
-            digest: Digest::of(b"bench-token"),
-            kid: KeyId::from("k1"),
-            grant_type: "client_credentials".into(),
-            client_id: agent.clone(),
-            subject: agent.to_string(),
-            user_id: None,
-            actors: vec![],
-            delegation_id: None,
-            parent_jti: None,
-            family_id: None,
-            audience: vec![],
-            scopes: vec!["s".into()],
-            issued_at: now,
-            expires_at: now.plus_seconds(3600),
-            agent_type: AgentType::Autonomous,
-            task_id: None,
-            max_operations: None,
-            expires_on_completion: false,
-            intent_description: None,
-        }
-        .into(),
     ]
 }
 
-/// A realistic operation event (~200 canonical bytes).
+/// Operations recorded per token before the workload moves to a new token (tokens live
+/// 15 minutes by default, so a ledger holds many tokens with a few uses each).
+const OPERATIONS_PER_TOKEN: u64 = 100;
+
+fn token(index: u64) -> Vec<u8> {
+    let now = Timestamp::parse("2026-11-23T09:00:00.000000Z").unwrap();
+    let jti = format!("bench-token-{}", index / (OPERATIONS_PER_TOKEN + 1));
+    Event::from(TokenIssued {
+        digest: Digest::of(jti.as_bytes()),
+        jti: Jti(jti),
+        kid: KeyId::from("k1"),
+        grant_type: "client_credentials".into(),
+        client_id: ClientId::from("bench-agent"),
+        subject: "bench-agent".into(),
+        user_id: None,
+        actors: vec![],
+        delegation_id: None,
+        parent_jti: None,
+        family_id: None,
+        audience: vec![],
+        scopes: vec!["s".into()],
+        issued_at: now,
+        expires_at: now.plus_seconds(900),
+        agent_type: AgentType::Autonomous,
+        task_id: None,
+        max_operations: Some(OPERATIONS_PER_TOKEN),
+        expires_on_completion: false,
+        intent_description: None,
+    })
+    .encode()
+    .unwrap()
+}
+
+/// The workload's next event: a token every `OPERATIONS_PER_TOKEN` operations, and
+/// operations (~200 canonical bytes, each with an idempotency key) on it.
 fn operation(index: u64) -> Vec<u8> {
+    if index.is_multiple_of(OPERATIONS_PER_TOKEN + 1) {
+        return token(index);
+    }
     Event::from(OperationRecorded {
-        jti: Jti::from("bench-token"),
+        jti: Jti(format!(
+            "bench-token-{}",
+            index / (OPERATIONS_PER_TOKEN + 1)
+        )),
         operation: "tools/call".into(),
         resource: Some(format!("mcp://files/documents/{index}")),
         idempotency_key: Some(format!("op-{index:016}")),
@@ -86,7 +102,7 @@ fn fill(storage: &Embedded, count: u64, batch: usize, next_index: &mut u64) {
         while records.len() < batch && written < count {
             let bytes = if events.is_empty() {
                 *next_index += 1;
-                operation(*next_index)
+                operation(*next_index - 1)
             } else {
                 events.remove(0)
             };

@@ -6,7 +6,9 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use writ_projections::{AuditTrail, Head, State, snapshot};
-use writ_schemas::{BadRecord, Chain, ExportVerifier, Fault, Item, check_batch, link_batch};
+use writ_schemas::{
+    BadRecord, Chain, Event, ExportVerifier, Fault, Item, check_record, link_batch, verify_batch,
+};
 
 use crate::ledger::datadir::DataDir;
 use crate::ledger::reader::{SegmentSpan, WalkError, spans_of, walk};
@@ -75,7 +77,7 @@ fn checked_walk(
     chain: &mut Chain,
     upto: Option<u64>,
     progress: Progress<'_>,
-    mut then: impl FnMut(&writ_schemas::RecordRef<'_>, writ_schemas::Event),
+    mut check: impl FnMut(&mut Chain, &[Item<'_>], usize) -> Result<(), BadRecord>,
 ) -> Result<(), BadRecord> {
     let threads = threads();
     let mut bad = None;
@@ -88,8 +90,7 @@ fn checked_walk(
             None => block,
         };
         let items: Vec<Item<'_>> = block.iter().copied().map(Ok).collect();
-        let checks = check_batch(&items, threads);
-        if let Err(fault) = link_batch(chain, &items, checks, &mut then) {
+        if let Err(fault) = check(chain, &items, threads) {
             bad = Some(fault);
             return false;
         }
@@ -111,7 +112,7 @@ fn checked_walk(
 pub fn verify_dir(dir: &Path, progress: Progress<'_>) -> Result<Verdict, OfflineError> {
     let spans = open_dir(dir)?;
     let mut chain = Chain::new();
-    if let Err(bad) = checked_walk(&spans, &mut chain, None, progress, |_, _| ()) {
+    if let Err(bad) = checked_walk(&spans, &mut chain, None, progress, verify_batch) {
         return Ok(Verdict::Broken(bad));
     }
     for (seq, path) in snapshots::list(&DataDir::new(dir).snapshots()) {
@@ -204,24 +205,23 @@ fn fold(
         .partition_point(|s| s.first_seq <= start.seq + 1)
         .saturating_sub(1);
     let mut trail = audit.then(AuditTrail::default);
-    checked_walk(
-        &spans[from..],
-        &mut chain,
-        upto,
-        progress,
-        |record, event| {
-            let head = Head {
-                seq: record.seq,
-                hash: record.hash,
-                ts: writ_schemas::Timestamp::parse(record.ts).ok(),
-            };
-            if let Some(trail) = trail.as_mut() {
-                trail.record(&state, head, &event);
-            }
-            state.apply(head, &event);
-        },
-    )
-    .map_err(|fault| {
+    let fold_block = |chain: &mut Chain, items: &[Item<'_>], _threads: usize| {
+        pipelined(items, |batch, checked| {
+            link_batch(chain, batch, checked, |record, event| {
+                let ts = writ_schemas::Timestamp::parse(record.ts).ok();
+                let head = Head {
+                    seq: record.seq,
+                    hash: record.hash,
+                    ts,
+                };
+                if let Some(trail) = trail.as_mut() {
+                    trail.record(&state, head, &event);
+                }
+                state.apply(head, &event);
+            })
+        })
+    };
+    checked_walk(&spans[from..], &mut chain, upto, progress, fold_block).map_err(|fault| {
         OfflineError::Input(format!(
             "the ledger does not verify: {fault}; run `writ verify` for details"
         ))
@@ -233,6 +233,40 @@ fn fold(
         )));
     }
     Ok((state, trail))
+}
+
+/// Records checked per step of a pipelined fold.
+const PIPELINE_RECORDS: usize = 4096;
+
+/// Folds chunk k on this thread while chunk k+1 is checked (hashed, decoded) on every
+/// core: folding is sequential by nature, checking is not. `rayon::join` lets this thread
+/// help with the checking once its fold is done, so neither core waits for the other.
+fn pipelined<'a>(
+    items: &[Item<'a>],
+    mut fold: impl FnMut(&[Item<'a>], Vec<Result<Event, Fault>>) -> Result<(), BadRecord> + Send,
+) -> Result<(), BadRecord> {
+    use rayon::prelude::*;
+    let check = |chunk: &[Item<'a>]| -> Vec<Result<Event, Fault>> {
+        chunk
+            .par_iter()
+            .map(|item| match item {
+                Ok(record) => check_record(record),
+                Err(why) => Err(Fault::Unreadable(why.clone())),
+            })
+            .collect()
+    };
+    let chunks: Vec<&[Item<'a>]> = items.chunks(PIPELINE_RECORDS).collect();
+    let Some(first) = chunks.first() else {
+        return Ok(());
+    };
+    let mut checked = check(first);
+    for (index, chunk) in chunks.iter().enumerate() {
+        let next = chunks.get(index + 1);
+        let (folded, ahead) = rayon::join(|| fold(chunk, checked), || next.map(|next| check(next)));
+        folded?;
+        checked = ahead.unwrap_or_default();
+    }
+    Ok(())
 }
 
 fn newest_snapshot(dir: &Path, upto: Option<u64>) -> State {

@@ -243,7 +243,7 @@ pub struct Token {
     /// The quota was used up.
     pub exhausted: bool,
     /// Idempotency keys already used, with the operations remaining that use answered.
-    pub idempotency: std::collections::BTreeMap<String, Option<u64>>,
+    pub idempotency: std::collections::BTreeMap<IdempotencyKey, Option<u64>>,
 }
 
 impl Token {
@@ -260,12 +260,27 @@ impl Token {
 
     /// The answer already given for an idempotency key, if the key was used.
     pub fn idempotent_answer(&self, key: &str) -> Option<Option<u64>> {
-        self.idempotency.get(key).copied()
+        self.idempotency.get(&IdempotencyKey::of(key)).copied()
     }
 
     /// The `act` chain's depth (0: the token acts for itself or directly for a person).
     pub fn delegation_depth(&self) -> usize {
         self.actors.len()
+    }
+}
+
+/// An idempotency key as the projection keeps it: the first 16 bytes of its BLAKE3.
+/// Fixed-size keys sit inline in the map's nodes, so a token with many keys is looked up
+/// without chasing a pointer per comparison; a collision needs ~2^64 keys on one token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct IdempotencyKey(pub [u8; 16]);
+
+impl IdempotencyKey {
+    /// The projection's form of the caller's key.
+    pub fn of(key: &str) -> IdempotencyKey {
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&blake3::hash(key.as_bytes()).as_bytes()[..16]);
+        IdempotencyKey(out)
     }
 }
 

@@ -323,10 +323,14 @@ impl State {
         token.operations_used += 1;
         if let Some(key) = &e.idempotency_key {
             let remaining = token.operations_remaining();
-            token.idempotency.entry(key.clone()).or_insert(remaining);
+            token
+                .idempotency
+                .entry(IdempotencyKey::of(key))
+                .or_insert(remaining);
         }
-        let client_id = token.client_id.clone();
-        self.with_agent(&client_id, |agent| agent.last_used_at = Some(at));
+        if let Some(agent) = self.agents.get_mut(&token.client_id) {
+            agent.last_used_at = Some(at);
+        }
     }
 
     fn refresh_issued(&mut self, e: &writ_schemas::RefreshTokenIssued) {

@@ -437,3 +437,41 @@ fn verification_names_the_first_bad_record() {
     garbled[2] = b"{not json".to_vec();
     assert_eq!(verify(&garbled), Err(3));
 }
+
+#[test]
+fn the_fast_decoder_accepts_exactly_what_the_strict_one_does() {
+    let good = sample(EventKind::TokenExhausted)
+        .encode()
+        .unwrap_or_default();
+    let text = String::from_utf8(good.clone()).unwrap_or_default();
+    assert_eq!(
+        Event::decode_canonical(&good),
+        Some(sample(EventKind::TokenExhausted))
+    );
+    for bad in [
+        text.replace("\"v\":1", "\"v\":01"),
+        text.replace("\"v\":1", "\"v\":+1"),
+        text.replace("\"v\":1", "\"v\":2"),
+        text.replace("}", ",\"x\":1}"),
+        text.replace("\"type\":\"TokenExhausted\"", "\"type\":\"Nope\""),
+        text.replace("{\"data\":{", "{\"data\":{\"extra\":1,"),
+        text.replace("\"jti\"", "\"jtx\""),
+    ] {
+        let strict = Event::decode_strict(bad.as_bytes()).ok();
+        assert_eq!(
+            Event::decode_canonical(bad.as_bytes()),
+            strict.clone(),
+            "fast and strict disagree on {bad}"
+        );
+        assert_eq!(Event::decode(bad.as_bytes()).ok(), strict, "{bad}");
+    }
+    for &kind in EventKind::ALL {
+        let bytes = sample(kind).encode().unwrap_or_default();
+        assert_eq!(
+            Event::decode_canonical(&bytes),
+            Some(sample(kind)),
+            "{} takes the fast path",
+            kind.name()
+        );
+    }
+}

@@ -654,6 +654,40 @@ impl Event {
 
     /// Reads an event from its stored bytes, checking it against its kind's schema.
     pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+        if let Some(event) = Event::decode_canonical(bytes) {
+            return Ok(event);
+        }
+        Event::decode_strict(bytes)
+    }
+
+    /// The fast path for bytes in canonical form, one parse of the payload. Canonical
+    /// order puts `data` first and `type`, `v` last, so the bytes must read exactly
+    /// `{"data":<payload>,"type":"<Kind>","v":<n>}`; the kind comes from that suffix and
+    /// the payload is parsed once, straight into its type. Anything else (including every
+    /// invalid event) returns `None` and goes through [`Event::decode_strict`], which
+    /// also produces the error.
+    pub(crate) fn decode_canonical(bytes: &[u8]) -> Option<Event> {
+        let body = bytes.strip_prefix(b"{\"data\":")?.strip_suffix(b"}")?;
+        let v_at = memrchr(body, b",\"v\":")?;
+        let version_text = std::str::from_utf8(&body[v_at + 5..]).ok()?;
+        let version: u32 = version_text.parse().ok()?;
+        // `parse` takes "01" and "+1", which are not JSON numbers.
+        if version.to_string() != version_text {
+            return None;
+        }
+        let head = &body[..v_at];
+        let kind_quote = head.strip_suffix(b"\"")?;
+        let type_at = memrchr(kind_quote, b",\"type\":\"")?;
+        let kind = EventKind::from_name(std::str::from_utf8(&kind_quote[type_at + 9..]).ok()?)?;
+        if version != kind.version() {
+            return None;
+        }
+        let data = std::str::from_utf8(&head[..type_at]).ok()?;
+        Event::decode_data(kind, data).ok()
+    }
+
+    /// Decoding with the envelope parsed as JSON first: any member order, precise errors.
+    pub(crate) fn decode_strict(bytes: &[u8]) -> Result<Event, DecodeError> {
         let envelope: Envelope<'_> =
             serde_json::from_slice(bytes).map_err(|err| DecodeError::Envelope(err.to_string()))?;
         let kind = EventKind::from_name(&envelope.kind)
@@ -672,4 +706,11 @@ impl Event {
             message: err.to_string(),
         })
     }
+}
+
+/// The position of the last occurrence of `needle` in `haystack`.
+fn memrchr(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .rposition(|window| window == needle)
 }

@@ -13,7 +13,7 @@ use writ_schemas::RecordRef;
 use super::frame::{self, FrameError, Frames, SEGMENT_HEADER_LEN};
 
 /// Bytes read from disk at a time.
-const BLOCK_BYTES: usize = 8 * 1024 * 1024;
+const BLOCK_BYTES: usize = 1024 * 1024;
 
 /// What stops a walk through the segments.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -35,7 +35,7 @@ fn sigkill_under_load_never_loses_an_acknowledged_record() {
             ])
             .args(["--key-prefix", &prefix])
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|err| panic!("spawning writ: {err}"));
         let stdout = child

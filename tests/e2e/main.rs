@@ -5,4 +5,5 @@
 mod bad_input;
 mod crash;
 mod kit;
+mod spec;
 mod tamper;
