@@ -556,8 +556,8 @@ macro_rules! events {
                 match self { $(Event::$kind(data) => serde_json::to_value(data),)* }
             }
 
-            fn decode_data(kind: EventKind, data: &str) -> Result<Event, serde_json::Error> {
-                match kind { $(EventKind::$kind => serde_json::from_str(data).map(Event::$kind),)* }
+            fn decode_data(kind: EventKind, data: &[u8]) -> Result<Event, serde_json::Error> {
+                match kind { $(EventKind::$kind => serde_json::from_slice(data).map(Event::$kind),)* }
             }
         }
 
@@ -682,8 +682,7 @@ impl Event {
         if version != kind.version() {
             return None;
         }
-        let data = std::str::from_utf8(&head[..type_at]).ok()?;
-        Event::decode_data(kind, data).ok()
+        Event::decode_data(kind, &head[..type_at]).ok()
     }
 
     /// Decoding with the envelope parsed as JSON first: any member order, precise errors.
@@ -701,7 +700,7 @@ impl Event {
                 known: kind.version(),
             });
         }
-        Event::decode_data(kind, envelope.data.get()).map_err(|err| DecodeError::Data {
+        Event::decode_data(kind, envelope.data.get().as_bytes()).map_err(|err| DecodeError::Data {
             kind: kind.name(),
             message: err.to_string(),
         })
