@@ -164,7 +164,7 @@ fn read_side(c: &mut Criterion) {
     });
     group.bench_function("replay (verify, decode, fold)", |b| {
         b.iter(|| {
-            let (state, _) = offline::replay(dir.path(), None, &mut |_| ()).unwrap();
+            let state = offline::replay(dir.path(), None, &mut |_| ()).unwrap();
             assert_eq!(state.head().seq, LEDGER_RECORDS);
         });
     });

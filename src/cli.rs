@@ -130,7 +130,7 @@ fn verify(path: &std::path::Path) -> ExitCode {
 
 fn replay(dir: &std::path::Path, as_of_seq: Option<u64>, json: bool) -> Result<(), OfflineError> {
     let bar = progress_bar(offline::ledger_bytes(dir), "replaying");
-    let (state, _) = offline::replay(dir, as_of_seq, &mut |done| bar.set_position(done))?;
+    let state = offline::replay(dir, as_of_seq, &mut |done| bar.set_position(done))?;
     bar.finish_and_clear();
     let summary = state.summary();
     let text = if json {

@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
-use writ_projections::{AuditTrail, Head, State, snapshot};
+use writ_projections::{Head, State, snapshot};
 use writ_schemas::{
     BadRecord, Chain, Event, ExportVerifier, Fault, Item, check_record, link_batch, verify_batch,
 };
@@ -167,36 +167,14 @@ pub fn verify_export(path: &Path, progress: Progress<'_>) -> Result<Verdict, Off
 }
 
 /// The state as of record `upto` (or the end), verified on the way, starting from the
-/// newest snapshot at or below it that the ledger vouches for.
+/// newest snapshot at or below it whose hash the next record's `prev_hash` confirms.
 pub fn replay(
     dir: &Path,
     upto: Option<u64>,
     progress: Progress<'_>,
-) -> Result<(State, Option<AuditTrail>), OfflineError> {
-    fold(dir, upto, false, progress)
-}
-
-/// Like [`replay`], also building the audit trail (always from record 1).
-pub fn replay_with_audit(
-    dir: &Path,
-    upto: Option<u64>,
-    progress: Progress<'_>,
-) -> Result<(State, Option<AuditTrail>), OfflineError> {
-    fold(dir, upto, true, progress)
-}
-
-fn fold(
-    dir: &Path,
-    upto: Option<u64>,
-    audit: bool,
-    progress: Progress<'_>,
-) -> Result<(State, Option<AuditTrail>), OfflineError> {
+) -> Result<State, OfflineError> {
     let spans = open_dir(dir)?;
-    let mut state = if audit {
-        State::new()
-    } else {
-        newest_snapshot(dir, upto)
-    };
+    let mut state = newest_snapshot(dir, upto);
     let start = state.head();
     // Resuming after a snapshot: the next record's prev_hash must be the snapshot's hash,
     // so the link check is what vouches for the snapshot.
@@ -204,20 +182,18 @@ fn fold(
     let from = spans
         .partition_point(|s| s.first_seq <= start.seq + 1)
         .saturating_sub(1);
-    let mut trail = audit.then(AuditTrail::default);
     let fold_block = |chain: &mut Chain, items: &[Item<'_>], _threads: usize| {
         pipelined(items, |batch, checked| {
             link_batch(chain, batch, checked, |record, event| {
                 let ts = writ_schemas::Timestamp::parse(record.ts).ok();
-                let head = Head {
-                    seq: record.seq,
-                    hash: record.hash,
-                    ts,
-                };
-                if let Some(trail) = trail.as_mut() {
-                    trail.record(&state, head, &event);
-                }
-                state.apply(head, &event);
+                state.apply(
+                    Head {
+                        seq: record.seq,
+                        hash: record.hash,
+                        ts,
+                    },
+                    &event,
+                );
             })
         })
     };
@@ -232,7 +208,7 @@ fn fold(
             state.head().seq
         )));
     }
-    Ok((state, trail))
+    Ok(state)
 }
 
 /// Records checked per step of a pipelined fold.

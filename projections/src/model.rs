@@ -192,6 +192,10 @@ pub enum TokenStatus {
 }
 
 /// An access token's row: what introspection, the operations API and cascades read.
+///
+/// It mirrors [`writ_schemas::TokenIssued`] rather than embedding it: the event omits
+/// absent optional members when serialized (canonical JSON has no `null`s), which a
+/// snapshot's postcard encoding, having no field names, could not read back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Token {
     /// `jti`.

@@ -130,17 +130,9 @@ fn a_truncated_snapshot_is_ignored_with_a_warning() {
 #[test]
 fn a_second_writer_on_one_data_directory_is_refused() {
     let dir = temp();
-    let shown = dir.path().display().to_string();
     let (ledger, _) = writ::Ledger::open_embedded(dir.path(), writ::LedgerOptions::default())
         .unwrap_or_else(|err| panic!("{err}"));
-    let run = writ(&[
-        "internal",
-        "append-load",
-        "--data-dir",
-        &shown,
-        "--count",
-        "1",
-    ]);
+    let run = append_load(dir.path(), 1);
     no_panic(&run);
     assert_eq!(run.code, Some(2));
     assert!(

@@ -32,11 +32,12 @@ pub fn writ(args: &[&str]) -> Run {
     }
 }
 
-/// A ledger in `dir` holding `operations` operations after its two setup records.
-pub fn make_ledger(dir: &Path, operations: u64) {
+/// Runs the load harness on `dir`: `operations` operations (after two setup records
+/// on a new ledger).
+pub fn append_load(dir: &Path, operations: u64) -> Run {
     let shown = dir.display().to_string();
     let count = operations.to_string();
-    let run = writ(&[
+    let args = [
         "internal",
         "append-load",
         "--data-dir",
@@ -45,8 +46,26 @@ pub fn make_ledger(dir: &Path, operations: u64) {
         &count,
         "--concurrency",
         "4",
-    ]);
+    ];
+    writ(&args)
+}
+
+/// A ledger in `dir` holding `operations` operations after its two setup records.
+pub fn make_ledger(dir: &Path, operations: u64) {
+    let run = append_load(dir, operations);
     assert_eq!(run.code, Some(0), "append-load failed: {}", run.stderr);
+}
+
+/// Exports the ledger in `dir` to the file `out` with `writ export`.
+pub fn export_to(dir: &Path, out: &Path) {
+    let run = writ(&[
+        "export",
+        "--data-dir",
+        &dir.display().to_string(),
+        "-o",
+        &out.display().to_string(),
+    ]);
+    assert_eq!(run.code, Some(0), "export failed: {}", run.stderr);
 }
 
 /// The only segment of a small ledger.

@@ -44,14 +44,7 @@ fn the_reference_verifier_in_ledger_md_verifies_a_real_export_and_catches_tamper
     let data = dir.path().join("data");
     make_ledger(&data, 30);
     let export = dir.path().join("export.jsonl");
-    let run = writ(&[
-        "export",
-        "--data-dir",
-        &data.display().to_string(),
-        "-o",
-        &export.display().to_string(),
-    ]);
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    export_to(&data, &export);
     let (ok, said) = python(&script, &export);
     assert!(ok && said.contains("ok: 32 records"), "{said}");
 

@@ -124,14 +124,7 @@ fn truncating_at_a_record_boundary_is_caught_by_the_snapshot_that_outlived_it() 
 
 fn export(dir: &Path) -> Vec<String> {
     let out = dir.join("export.jsonl");
-    let run = writ(&[
-        "export",
-        "--data-dir",
-        &dir.display().to_string(),
-        "-o",
-        &out.display().to_string(),
-    ]);
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    export_to(dir, &out);
     std::fs::read_to_string(out)
         .unwrap_or_default()
         .lines()
