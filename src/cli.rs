@@ -22,6 +22,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Commands {
+    /// Run the server on a data directory (created on first start).
+    Serve(crate::serve::ServeArgs),
     /// Verify a ledger: gap-free seqs, the hash chain, every record's hash and every
     /// event's schema. Names the first bad record; exits 1 if there is one.
     Verify {
@@ -65,6 +67,15 @@ pub fn main() -> ExitCode {
         )
         .init();
     let result = match cli.command {
+        Commands::Serve(args) => {
+            return match crate::serve::run(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("writ serve: {err}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Commands::Verify { path } => return verify(&path),
         Commands::Replay {
             data_dir,

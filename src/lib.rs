@@ -9,8 +9,10 @@ pub mod cli;
 pub mod clock;
 pub mod decide;
 pub mod harness;
+pub mod http;
 pub mod ledger;
 pub mod offline;
+pub mod serve;
 
 pub use clock::Clock;
 pub use decide::{Answer, Command, Refusal};

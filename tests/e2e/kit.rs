@@ -103,3 +103,82 @@ pub fn copy_dir(from: &Path, to: &Path) {
 pub fn temp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"))
 }
+
+/// A real `writ serve` process on an ephemeral port.
+pub struct Server {
+    child: std::process::Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// What it printed on start, line by line.
+    pub banner: Vec<String>,
+}
+
+impl Server {
+    /// Starts `writ serve` on `data_dir`, with extra arguments, and waits until it listens.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        use std::io::{BufRead as _, BufReader};
+        let mut child = writ_command()
+            .args([
+                "serve",
+                "--data-dir",
+                &data_dir.display().to_string(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("starting writ serve: {err}"));
+        let stdout = child
+            .stdout
+            .take()
+            .unwrap_or_else(|| panic!("piped stdout"));
+        let mut lines = BufReader::new(stdout).lines();
+        let mut banner = Vec::new();
+        let mut base = None;
+        // The banner is three lines; the first names the address.
+        for line in lines.by_ref().take(3) {
+            let line = line.unwrap_or_default();
+            if let Some(address) = line.strip_prefix("writ listening on ") {
+                base = Some(address.to_owned());
+            }
+            banner.push(line);
+        }
+        let base =
+            base.unwrap_or_else(|| panic!("writ serve did not start; it printed {banner:?}"));
+        Server {
+            child,
+            base,
+            banner,
+        }
+    }
+
+    /// The URL of `path` on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns its exit code.
+    pub fn stop(mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        let signalled = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(signalled.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+        self.child.wait().ok().and_then(|status| status.code())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // A test that failed midway must not leave a server behind.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking HTTP client for the tests.
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap_or_else(|err| panic!("{err}"))
+}

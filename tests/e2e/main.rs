@@ -5,5 +5,6 @@
 mod bad_input;
 mod crash;
 mod kit;
+mod server;
 mod spec;
 mod tamper;

@@ -1,0 +1,110 @@
+//! `writ serve`: open the ledger, serve HTTP until SIGINT or SIGTERM, then stop taking
+//! requests, let the sequencer finish every accepted command, snapshot, and exit.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix_web::{App, HttpServer, web};
+
+use crate::http::{AppState, routes};
+use crate::ledger::{Ledger, LedgerOptions};
+
+/// `writ serve` settings. Every flag also reads `WRIT_<NAME>`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The data directory, created on first start (embedded storage: nothing to install).
+    #[arg(long, env = "WRIT_DATA_DIR", default_value = "./writ-data")]
+    pub data_dir: PathBuf,
+    /// Address and port to listen on; port 0 takes a free one (the chosen port is printed).
+    #[arg(long, env = "WRIT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The issuer URL written into tokens and metadata (default: http://<listen>).
+    #[arg(long, env = "WRIT_ISSUER")]
+    pub issuer: Option<String>,
+    /// Seconds to let in-flight requests finish after a shutdown signal.
+    #[arg(long, env = "WRIT_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    pub shutdown_grace_seconds: u64,
+}
+
+/// Why the server could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The ledger did not open.
+    #[error("cannot open the ledger in {dir}: {source}")]
+    Ledger {
+        /// The data directory.
+        dir: String,
+        /// Why.
+        source: crate::ledger::LedgerError,
+    },
+    /// The address could not be bound or the server failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Runs the server until a shutdown signal; returns once the ledger is closed.
+pub fn run(args: ServeArgs) -> Result<(), ServeError> {
+    let dir = args.data_dir.display().to_string();
+    let (ledger, report) = Ledger::open_embedded(&args.data_dir, LedgerOptions::default())
+        .map_err(|source| ServeError::Ledger {
+            dir: dir.clone(),
+            source,
+        })?;
+    if report.recovery.torn_bytes > 0 {
+        tracing::warn!(
+            torn_bytes = report.recovery.torn_bytes,
+            "recovered from a torn write at the end of the ledger"
+        );
+    }
+    let ledger = Arc::new(ledger);
+    let served = actix_web::rt::System::new().block_on(serve(&args, Arc::clone(&ledger)));
+    // The server and its workers are gone: this is the last handle, and dropping it lets
+    // the sequencer finish what it accepted and write a snapshot.
+    drop(ledger);
+    served
+}
+
+async fn serve(args: &ServeArgs, ledger: Arc<Ledger>) -> Result<(), ServeError> {
+    let listen = args.listen;
+    let listen_error = |source| ServeError::Listen {
+        addr: listen,
+        source,
+    };
+    // Bind first, so that with port 0 the issuer names the port actually taken.
+    let listener = std::net::TcpListener::bind(listen).map_err(listen_error)?;
+    let bound = listener.local_addr().map_err(listen_error)?;
+    let issuer = args
+        .issuer
+        .clone()
+        .unwrap_or_else(|| format!("http://{bound}"));
+    let head = ledger.head();
+    let server = HttpServer::new({
+        let issuer = issuer.clone();
+        move || {
+            let state = AppState {
+                ledger: Arc::clone(&ledger),
+                issuer: issuer.clone(),
+            };
+            App::new().app_data(web::Data::new(state)).configure(routes)
+        }
+    })
+    .shutdown_timeout(args.shutdown_grace_seconds)
+    .listen(listener)
+    .map_err(listen_error)?;
+    println!("writ listening on http://{bound}");
+    println!("  issuer:   {issuer}");
+    println!(
+        "  data dir: {} (ledger at record {})",
+        args.data_dir.display(),
+        head.seq
+    );
+    // Scripts and tests read these lines as soon as they are printed.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    server.run().await.map_err(listen_error)
+}
