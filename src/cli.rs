@@ -51,9 +51,48 @@ enum Commands {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Administration of a data directory (with the server stopped: it holds the lock).
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Harnesses for writ's own tests and benchmarks.
     #[command(hide = true, subcommand)]
     Internal(crate::harness::Harness),
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Admin tokens.
+    #[command(subcommand)]
+    Token(AdminTokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminTokenCommand {
+    /// Create another admin token and print it (once; only its hash is kept).
+    Create {
+        /// The data directory.
+        #[arg(long, env = "WRIT_DATA_DIR", default_value = "./writ-data")]
+        data_dir: PathBuf,
+    },
+}
+
+fn admin(command: AdminCommand) -> Result<(), String> {
+    let AdminCommand::Token(AdminTokenCommand::Create { data_dir }) = command;
+    let data = crate::ledger::datadir::DataDir::new(&data_dir);
+    data.check_existing()
+        .map_err(|err| format!("{err}; start `writ serve` once to create it"))?;
+    let (ledger, _) = crate::Ledger::open_embedded(&data_dir, crate::LedgerOptions::default())
+        .map_err(|err| err.to_string())?;
+    let secrets =
+        crate::secrets::SecretHasher::load_or_create(&data).map_err(|err| err.to_string())?;
+    let token = crate::secrets::new_secret("wrt_admin_");
+    let by = writ_schemas::Actor::System;
+    let token_id = crate::serve::create_admin_token(&ledger, &secrets, &token, by)
+        .map_err(|err| err.to_string())?;
+    ledger.close();
+    println!("{token}");
+    eprintln!("created admin token {token_id}; it is shown once, keep it");
+    Ok(())
 }
 
 /// Runs the command line.
@@ -72,6 +111,15 @@ pub fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("writ serve: {err}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Commands::Admin(command) => {
+            return match admin(command) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("writ admin: {err}");
                     ExitCode::from(2)
                 }
             };

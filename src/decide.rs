@@ -7,8 +7,9 @@
 
 use writ_projections::{State, TokenStatus};
 use writ_schemas::{
-    Actor, AgentRegistered, Digest, Event, Jti, OperationRecorded, RevocationCause, Timestamp,
-    TokenExhausted, TokenIssued, TokenRevoked, UserId, UserRegistered,
+    Actor, AdminTokenIssued, AgentRegistered, Digest, Event, Jti, OperationRecorded,
+    RevocationCause, Timestamp, TokenExhausted, TokenIssued, TokenRevoked, UserDeactivated, UserId,
+    UserReactivated, UserRegistered,
 };
 
 /// Something asked of the ledger.
@@ -22,6 +23,29 @@ pub enum Command {
         email: String,
         /// Their display name.
         name: Option<String>,
+        /// Who asks.
+        by: Actor,
+    },
+    /// Deactivate a person: their tokens, and everything derived from them, are revoked.
+    DeactivateUser {
+        /// The person.
+        user_id: UserId,
+        /// Who asks.
+        by: Actor,
+    },
+    /// Reactivate a deactivated person (their revoked tokens stay revoked).
+    ReactivateUser {
+        /// The person.
+        user_id: UserId,
+        /// Who asks.
+        by: Actor,
+    },
+    /// Record a new admin token (its keyed hash; the token was shown once).
+    IssueAdminToken {
+        /// Its id.
+        token_id: String,
+        /// Its keyed hash.
+        token_hash: Digest,
         /// Who asks.
         by: Actor,
     },
@@ -80,6 +104,15 @@ pub enum Refusal {
     /// A client id already in use.
     #[error("agent {0} already exists")]
     AgentExists(String),
+    /// A person who is not registered.
+    #[error("user {0} is not registered")]
+    UnknownUser(UserId),
+    /// Deactivating a deactivated person, or reactivating an active one.
+    #[error("user {0} is already {1}")]
+    UserAlready(UserId, &'static str),
+    /// An admin token whose hash is already recorded.
+    #[error("that admin token already exists")]
+    AdminTokenExists,
     /// An owner that is not a registered user.
     #[error("owner {0} is not a registered user")]
     UnknownOwner(UserId),
@@ -151,6 +184,36 @@ pub fn decide(
             };
             Ok((vec![event.into()], Answer::Done))
         }
+        Command::DeactivateUser { user_id, by } => deactivate_user(state, user_id, by),
+        Command::ReactivateUser { user_id, by } => {
+            match state.user(user_id) {
+                None => return Err(Refusal::UnknownUser(user_id.clone())),
+                Some(user) if user.active => {
+                    return Err(Refusal::UserAlready(user_id.clone(), "active"));
+                }
+                Some(_) => {}
+            }
+            let event = UserReactivated {
+                user_id: user_id.clone(),
+                by: by.clone(),
+            };
+            Ok((vec![event.into()], Answer::Done))
+        }
+        Command::IssueAdminToken {
+            token_id,
+            token_hash,
+            by,
+        } => {
+            if state.admin_token_by_hash(token_hash).is_some() {
+                return Err(Refusal::AdminTokenExists);
+            }
+            let event = AdminTokenIssued {
+                token_id: token_id.clone(),
+                token_hash: *token_hash,
+                by: by.clone(),
+            };
+            Ok((vec![event.into()], Answer::Done))
+        }
         Command::RegisterAgent(agent) => {
             if state.agent(&agent.client_id).is_some() {
                 return Err(Refusal::AgentExists(agent.client_id.to_string()));
@@ -177,6 +240,57 @@ pub fn decide(
             Ok((events, Answer::Revoked { tokens }))
         }
     }
+}
+
+fn deactivate_user(
+    state: &State,
+    user_id: &UserId,
+    by: &Actor,
+) -> Result<(Vec<Event>, Answer), Refusal> {
+    match state.user(user_id) {
+        None => return Err(Refusal::UnknownUser(user_id.clone())),
+        Some(user) if !user.active => {
+            return Err(Refusal::UserAlready(user_id.clone(), "deactivated"));
+        }
+        Some(_) => {}
+    }
+    let mut events: Vec<Event> = vec![
+        UserDeactivated {
+            user_id: user_id.clone(),
+            by: by.clone(),
+        }
+        .into(),
+    ];
+    // Tokens acting for the person carry that cause; tokens derived from them name
+    // their parent, as in any cascade.
+    for jti in state.tokens_for_user(user_id) {
+        let Some(token) = state
+            .token(&jti)
+            .filter(|t| matches!(t.status, TokenStatus::Live))
+        else {
+            continue;
+        };
+        let cause = match (&token.parent_jti, token.user_id.as_ref() == Some(user_id)) {
+            (Some(parent), _)
+                if state
+                    .token(parent)
+                    .is_some_and(|p| p.user_id.as_ref() == Some(user_id)) =>
+            {
+                RevocationCause::ParentRevoked {
+                    parent_jti: parent.clone(),
+                }
+            }
+            (Some(parent), false) => RevocationCause::ParentRevoked {
+                parent_jti: parent.clone(),
+            },
+            _ => RevocationCause::UserDeactivated {
+                user_id: user_id.clone(),
+            },
+        };
+        events.push(TokenRevoked { jti, cause }.into());
+    }
+    let tokens = events.len() - 1;
+    Ok((events, Answer::Revoked { tokens }))
 }
 
 fn issue_token(

@@ -12,6 +12,7 @@ pub mod harness;
 pub mod http;
 pub mod ledger;
 pub mod offline;
+pub mod secrets;
 pub mod serve;
 
 pub use clock::Clock;

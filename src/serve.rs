@@ -7,8 +7,13 @@ use std::sync::Arc;
 
 use actix_web::{App, HttpServer, web};
 
+use writ_schemas::Actor;
+
+use crate::decide::Command;
 use crate::http::{AppState, routes};
-use crate::ledger::{Ledger, LedgerOptions};
+use crate::ledger::datadir::DataDir;
+use crate::ledger::{Ledger, LedgerOptions, SubmitError};
+use crate::secrets::{SecretHasher, new_id, new_secret};
 
 /// `writ serve` settings. Every flag also reads `WRIT_<NAME>`.
 #[derive(Debug, clap::Args)]
@@ -22,6 +27,10 @@ pub struct ServeArgs {
     /// The issuer URL written into tokens and metadata (default: http://<listen>).
     #[arg(long, env = "WRIT_ISSUER")]
     pub issuer: Option<String>,
+    /// On the first start of a data directory, use this as the initial admin token (stored
+    /// hashed, not printed) instead of generating one. At least 32 characters.
+    #[arg(long, env = "WRIT_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Seconds to let in-flight requests finish after a shutdown signal.
     #[arg(long, env = "WRIT_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
@@ -38,6 +47,12 @@ pub enum ServeError {
         /// Why.
         source: crate::ledger::LedgerError,
     },
+    /// The data directory's keys could not be read or made.
+    #[error("{0}")]
+    Keys(crate::ledger::storage::StorageError),
+    /// The initial admin token could not be set up.
+    #[error("{0}")]
+    AdminToken(String),
     /// The address could not be bound or the server failed.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -62,15 +77,86 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
             "recovered from a torn write at the end of the ledger"
         );
     }
+    let secrets =
+        SecretHasher::load_or_create(&DataDir::new(&args.data_dir)).map_err(ServeError::Keys)?;
+    let first_admin = first_admin_token(&ledger, &secrets, args.admin_token.as_deref())?;
     let ledger = Arc::new(ledger);
-    let served = actix_web::rt::System::new().block_on(serve(&args, Arc::clone(&ledger)));
+    let served = actix_web::rt::System::new().block_on(serve(
+        &args,
+        Arc::clone(&ledger),
+        secrets,
+        first_admin,
+    ));
     // The server and its workers are gone: this is the last handle, and dropping it lets
     // the sequencer finish what it accepted and write a snapshot.
     drop(ledger);
     served
 }
 
-async fn serve(args: &ServeArgs, ledger: Arc<Ledger>) -> Result<(), ServeError> {
+/// Shortest admin token accepted from `WRIT_ADMIN_TOKEN`.
+pub const ADMIN_TOKEN_CHARS_MIN: usize = 32;
+
+/// What the first start did about the admin token, for the banner.
+enum FirstAdmin {
+    /// The ledger already had one.
+    Existing,
+    /// Generated now: shown this once.
+    Generated(String),
+    /// Taken from `WRIT_ADMIN_TOKEN`.
+    FromEnvironment,
+}
+
+fn first_admin_token(
+    ledger: &Ledger,
+    secrets: &SecretHasher,
+    given: Option<&str>,
+) -> Result<FirstAdmin, ServeError> {
+    if ledger.read(|s| s.admin_token_count()) > 0 {
+        return Ok(FirstAdmin::Existing);
+    }
+    let (token, outcome) = match given {
+        Some(token)
+            if token.chars().count() < ADMIN_TOKEN_CHARS_MIN
+                || token.chars().any(char::is_whitespace) =>
+        {
+            return Err(ServeError::AdminToken(format!(
+                "WRIT_ADMIN_TOKEN must be at least {ADMIN_TOKEN_CHARS_MIN} characters without spaces; generate one with `openssl rand -base64 32`"
+            )));
+        }
+        Some(token) => (token.to_owned(), FirstAdmin::FromEnvironment),
+        None => {
+            let token = new_secret("wrt_admin_");
+            (token.clone(), FirstAdmin::Generated(token))
+        }
+    };
+    create_admin_token(ledger, secrets, &token, Actor::System)
+        .map_err(|err| ServeError::AdminToken(err.to_string()))?;
+    Ok(outcome)
+}
+
+/// Records `token` (by its keyed hash) as an admin token; returns its id.
+pub fn create_admin_token(
+    ledger: &Ledger,
+    secrets: &SecretHasher,
+    token: &str,
+    by: Actor,
+) -> Result<String, SubmitError> {
+    let token_id = new_id("adm_");
+    let command = Command::IssueAdminToken {
+        token_id: token_id.clone(),
+        token_hash: secrets.hash(token),
+        by,
+    };
+    ledger.submit_blocking(command)?;
+    Ok(token_id)
+}
+
+async fn serve(
+    args: &ServeArgs,
+    ledger: Arc<Ledger>,
+    secrets: SecretHasher,
+    first_admin: FirstAdmin,
+) -> Result<(), ServeError> {
     let listen = args.listen;
     let listen_error = |source| ServeError::Listen {
         addr: listen,
@@ -90,6 +176,7 @@ async fn serve(args: &ServeArgs, ledger: Arc<Ledger>) -> Result<(), ServeError> 
             let state = AppState {
                 ledger: Arc::clone(&ledger),
                 issuer: issuer.clone(),
+                secrets: secrets.clone(),
             };
             App::new().app_data(web::Data::new(state)).configure(routes)
         }
@@ -104,6 +191,13 @@ async fn serve(args: &ServeArgs, ledger: Arc<Ledger>) -> Result<(), ServeError> 
         args.data_dir.display(),
         head.seq
     );
+    match first_admin {
+        FirstAdmin::Generated(token) => println!("  admin token (shown once, keep it): {token}"),
+        FirstAdmin::FromEnvironment => println!("  admin token: the one given in WRIT_ADMIN_TOKEN"),
+        FirstAdmin::Existing => {}
+    }
+    // A blank line ends the banner (scripts read up to it).
+    println!();
     // Scripts and tests read these lines as soon as they are printed.
     let _ = std::io::Write::flush(&mut std::io::stdout());
     server.run().await.map_err(listen_error)

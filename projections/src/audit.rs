@@ -219,6 +219,7 @@ fn parts_of(state: &State, event: &Event) -> Parts {
             parts
         }
         Event::SigningKeyRotated(e) => Parts::by(&Actor::System, &e.kid),
+        Event::AdminTokenIssued(e) => Parts::by(&e.by, &e.token_id),
     }
 }
 

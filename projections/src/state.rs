@@ -40,6 +40,7 @@ pub struct State {
     refresh_by_digest: BTreeMap<Digest, RefreshId>,
     families: BTreeMap<FamilyId, Family>,
     signing_keys: Vec<SigningKey>,
+    admin_tokens: BTreeMap<Digest, String>,
 }
 
 impl State {
@@ -188,6 +189,9 @@ impl State {
                     .or_default()
                     .reuse_detected = true;
                 self.with_agent(&e.client_id, |agent| agent.open_anomalies += 1);
+            }
+            Event::AdminTokenIssued(e) => {
+                self.admin_tokens.insert(e.token_hash, e.token_id.clone());
             }
             Event::SigningKeyRotated(e) => self.signing_keys.push(SigningKey {
                 kid: e.kid.clone(),

@@ -185,6 +185,11 @@ pub(crate) fn sample(kind: EventKind) -> Event {
             family_id: FamilyId::from("fam_1"),
             client_id: agent,
         }),
+        EventKind::AdminTokenIssued => Event::from(AdminTokenIssued {
+            token_id: "adm_2".into(),
+            token_hash: digest,
+            by: admin(),
+        }),
         EventKind::SigningKeyRotated => Event::from(SigningKeyRotated {
             kid: KeyId::from("k2"),
             alg: "EdDSA".into(),

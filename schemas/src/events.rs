@@ -486,6 +486,18 @@ pub struct RefreshTokenReuseDetected {
     pub client_id: ClientId,
 }
 
+/// An administrator credential was created (shown once; only its keyed hash is kept).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTokenIssued {
+    /// The token's id, which audit entries name (never the token).
+    pub token_id: String,
+    /// Keyed hash of the token.
+    pub token_hash: Digest,
+    /// Who created it (`system` on first start, or an admin).
+    pub by: Actor,
+}
+
 /// A new signing key became current. Only public material enters the ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -597,6 +609,7 @@ events! {
     RefreshTokenRotated = 1,
     RefreshTokenReuseDetected = 1,
     SigningKeyRotated = 1,
+    AdminTokenIssued = 1,
 }
 
 /// Event bytes that are not a valid event.

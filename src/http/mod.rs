@@ -3,7 +3,10 @@
 //! Handlers are thin: parse, ask the ledger (submit a command or read the projections),
 //! map the answer to HTTP. Nothing here decides anything `decide.rs` should decide.
 
+mod auth;
+pub mod error;
 mod health;
+mod users;
 
 use std::sync::Arc;
 
@@ -17,9 +20,33 @@ pub struct AppState {
     pub ledger: Arc<Ledger>,
     /// The issuer URL (`iss`, metadata).
     pub issuer: String,
+    /// Hashes presented secrets for lookup.
+    pub secrets: crate::secrets::SecretHasher,
 }
 
 /// Registers every route.
 pub fn routes(config: &mut web::ServiceConfig) {
-    config.service(health::healthz).service(health::readyz);
+    config
+        .app_data(
+            web::JsonConfig::default()
+                .limit(error::JSON_BODY_BYTES_MAX)
+                .error_handler(error::json_error),
+        )
+        .service(health::healthz)
+        .service(health::readyz)
+        .service(users::create)
+        .service(users::list)
+        .service(users::deactivate)
+        .service(users::reactivate)
+        .default_service(web::to(not_found));
+}
+
+async fn not_found(
+    request: actix_web::HttpRequest,
+) -> Result<actix_web::HttpResponse, error::ApiError> {
+    Err(error::ApiError::NotFound(format!(
+        "no such endpoint: {} {}",
+        request.method(),
+        request.path()
+    )))
 }

@@ -5,6 +5,7 @@
 //! <data-dir>/LOCK             held by the one process that writes
 //! <data-dir>/ledger/*.seg     the records (see frame.rs)
 //! <data-dir>/snapshots/*.snap projection snapshots (a cache)
+//! <data-dir>/keys/            owner-only: the secret-hashing key, signing keys
 //! <data-dir>/torn/            bytes of unacknowledged torn writes, kept for forensics
 //! ```
 
@@ -42,6 +43,11 @@ impl DataDir {
     /// Where snapshots live.
     pub fn snapshots(&self) -> PathBuf {
         self.root.join("snapshots")
+    }
+
+    /// Where keys live (owner-only): the secret-hashing key, signing keys.
+    pub fn keys(&self) -> PathBuf {
+        self.root.join("keys")
     }
 
     /// Where torn tails are kept.

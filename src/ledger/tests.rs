@@ -428,3 +428,82 @@ fn segments_rotate_and_reads_cross_them() {
         Ledger::open_embedded(dir.path(), small).unwrap_or_else(|e| unreachable!("{e}"));
     assert_eq!(ledger.read(writ_projections::snapshot::encode), expected);
 }
+
+#[test]
+fn deactivating_a_person_revokes_their_tokens_and_everything_derived() {
+    let dir = temp();
+    let clock = Clock::manual(start());
+    let ledger = open(dir.path(), &clock);
+    let user = UserId::from("u1");
+    let register = Command::RegisterUser {
+        user_id: user.clone(),
+        email: "u1@example.com".into(),
+        name: None,
+        by: Actor::System,
+    };
+    assert!(submit(&ledger, register).is_ok());
+    assert!(submit(&ledger, agent("a1")).is_ok());
+    let now = clock.now();
+    for (jti, parent) in [("obo", None), ("sub", Some("obo"))] {
+        let Command::IssueToken(mut issued) = token(jti, parent, None, now) else {
+            unreachable!()
+        };
+        issued.user_id = Some(user.clone());
+        assert!(submit(&ledger, Command::IssueToken(issued)).is_ok());
+    }
+    assert!(submit(&ledger, token("m2m", None, None, now)).is_ok());
+    let answer = submit(
+        &ledger,
+        Command::DeactivateUser {
+            user_id: user.clone(),
+            by: Actor::System,
+        },
+    );
+    assert_eq!(answer.ok(), Some(Answer::Revoked { tokens: 2 }));
+    let status = |jti: &str| ledger.read(|s| s.token(&Jti::from(jti)).map(|t| t.status.clone()));
+    let revoked = |cause| Some(writ_projections::TokenStatus::Revoked { cause, at: now });
+    assert_eq!(
+        status("obo"),
+        revoked(RevocationCause::UserDeactivated {
+            user_id: user.clone()
+        })
+    );
+    assert_eq!(
+        status("sub"),
+        revoked(RevocationCause::ParentRevoked {
+            parent_jti: Jti::from("obo")
+        })
+    );
+    assert_eq!(
+        status("m2m"),
+        Some(writ_projections::TokenStatus::Live),
+        "a token not acting for them stays"
+    );
+    assert!(matches!(
+        submit(
+            &ledger,
+            Command::DeactivateUser {
+                user_id: user.clone(),
+                by: Actor::System
+            }
+        ),
+        Err(SubmitError::Refused(Refusal::UserAlready(_, "deactivated")))
+    ));
+    assert!(
+        submit(
+            &ledger,
+            Command::ReactivateUser {
+                user_id: user,
+                by: Actor::System
+            }
+        )
+        .is_ok()
+    );
+    assert_eq!(
+        status("obo"),
+        revoked(RevocationCause::UserDeactivated {
+            user_id: UserId::from("u1")
+        }),
+        "revocation is final"
+    );
+}

@@ -21,7 +21,14 @@ pub fn writ_command() -> Command {
 
 /// Runs `writ` with `args` to completion.
 pub fn writ(args: &[&str]) -> Run {
+    writ_with_env(args, &[])
+}
+
+/// Runs `writ` with `args` and extra environment variables to completion.
+pub fn writ_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     let output = writ_command()
+        .env_remove("WRIT_ADMIN_TOKEN")
+        .envs(env.iter().copied())
         .args(args)
         .output()
         .unwrap_or_else(|err| panic!("running writ: {err}"));
@@ -116,15 +123,17 @@ pub struct Server {
 impl Server {
     /// Starts `writ serve` on `data_dir`, with extra arguments, and waits until it listens.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::start_with(data_dir, extra, &[])
+    }
+
+    /// `start` with extra environment variables.
+    pub fn start_with(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         use std::io::{BufRead as _, BufReader};
+        let shown = data_dir.display().to_string();
         let mut child = writ_command()
-            .args([
-                "serve",
-                "--data-dir",
-                &data_dir.display().to_string(),
-                "--listen",
-                "127.0.0.1:0",
-            ])
+            .env_remove("WRIT_ADMIN_TOKEN")
+            .envs(env.iter().copied())
+            .args(["serve", "--data-dir", &shown, "--listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -133,12 +142,14 @@ impl Server {
             .stdout
             .take()
             .unwrap_or_else(|| panic!("piped stdout"));
-        let mut lines = BufReader::new(stdout).lines();
         let mut banner = Vec::new();
         let mut base = None;
-        // The banner is three lines; the first names the address.
-        for line in lines.by_ref().take(3) {
+        // The banner ends with a blank line; its first line names the address.
+        for line in BufReader::new(stdout).lines() {
             let line = line.unwrap_or_default();
+            if line.is_empty() {
+                break;
+            }
             if let Some(address) = line.strip_prefix("writ listening on ") {
                 base = Some(address.to_owned());
             }
@@ -151,6 +162,17 @@ impl Server {
             base,
             banner,
         }
+    }
+
+    /// The admin token the banner showed (first start only).
+    pub fn admin_token(&self) -> String {
+        let prefix = "  admin token (shown once, keep it): ";
+        let line = self
+            .banner
+            .iter()
+            .find_map(|line| line.strip_prefix(prefix));
+        line.unwrap_or_else(|| panic!("no admin token in {:?}", self.banner))
+            .to_owned()
     }
 
     /// The URL of `path` on this server.

@@ -8,3 +8,4 @@ mod kit;
 mod server;
 mod spec;
 mod tamper;
+mod users;

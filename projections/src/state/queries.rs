@@ -121,6 +121,16 @@ impl State {
         self.families.get(id)
     }
 
+    /// The id of the admin token with this keyed hash, if there is one.
+    pub fn admin_token_by_hash(&self, token_hash: &Digest) -> Option<&str> {
+        self.admin_tokens.get(token_hash).map(String::as_str)
+    }
+
+    /// Number of admin tokens ever created.
+    pub fn admin_token_count(&self) -> usize {
+        self.admin_tokens.len()
+    }
+
     /// Signing keys, oldest first.
     pub fn signing_keys(&self) -> &[SigningKey] {
         &self.signing_keys

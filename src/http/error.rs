@@ -1,0 +1,156 @@
+//! The management API's errors: every refusal maps to exactly one HTTP status and code,
+//! here and nowhere else, as `{"error": "<code>", "detail": "<what to do>"}`.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use crate::decide::Refusal;
+use crate::ledger::SubmitError;
+
+/// Body size accepted by the JSON endpoints.
+pub const JSON_BODY_BYTES_MAX: usize = 64 * 1024;
+
+/// A management API error.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed; the detail names the field and why.
+    #[error("{detail}")]
+    BadRequest {
+        /// Machine-readable code.
+        code: &'static str,
+        /// Human sentence.
+        detail: String,
+    },
+    /// No credential, or one writ does not know.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Unknown id.
+    #[error("{0}")]
+    NotFound(String),
+    /// Conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// Body over the limit.
+    #[error("the request body is larger than {JSON_BODY_BYTES_MAX} bytes")]
+    PayloadTooLarge,
+    /// The ledger cannot take writes now.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    /// A 400 for `field`, saying why.
+    pub fn invalid(field: &str, why: impl std::fmt::Display) -> ApiError {
+        ApiError::BadRequest {
+            code: "invalid_request",
+            detail: format!("{field}: {why}"),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. } => code,
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            ApiError::Unauthorized(_) => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"writ\""),
+                ));
+            }
+            ApiError::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+            }
+            _ => {}
+        }
+        response.json(json!({ "error": self.code(), "detail": self.to_string() }))
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> ApiError {
+        let detail = refusal.to_string();
+        match refusal {
+            Refusal::UnknownUser(_) | Refusal::UnknownAgent(_) | Refusal::UnknownToken => {
+                ApiError::NotFound(detail)
+            }
+            Refusal::UserExists(_)
+            | Refusal::EmailTaken(_)
+            | Refusal::AgentExists(_)
+            | Refusal::UserAlready(..)
+            | Refusal::AdminTokenExists
+            | Refusal::DuplicateToken(_) => ApiError::Conflict(detail),
+            Refusal::UnknownOwner(_)
+            | Refusal::AgentDisabled(_)
+            | Refusal::AgentExpired(..)
+            | Refusal::UserInactive(_)
+            | Refusal::ParentInactive(_)
+            | Refusal::BadLifetime
+            | Refusal::TokenInactive
+            | Refusal::QuotaExhausted
+            | Refusal::EventTooLarge(..)
+            | Refusal::TooLargeToAppend(..)
+            | Refusal::Unencodable(_) => ApiError::BadRequest {
+                code: "invalid_request",
+                detail,
+            },
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(err: SubmitError) -> ApiError {
+        match err {
+            SubmitError::Refused(refusal) => refusal.into(),
+            SubmitError::Unavailable(why) => ApiError::Unavailable(why),
+        }
+    }
+}
+
+/// Turns actix's JSON extraction errors into precise 400s and 413s.
+pub fn json_error(
+    err: actix_web::error::JsonPayloadError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as J;
+    let api = match &err {
+        J::OverflowKnownLength { .. } | J::Overflow { .. } => ApiError::PayloadTooLarge,
+        J::ContentType => ApiError::BadRequest {
+            code: "invalid_request",
+            detail: "send the body as JSON with Content-Type: application/json".into(),
+        },
+        J::Deserialize(inner) => ApiError::BadRequest {
+            code: "invalid_request",
+            detail: format!("body: {inner}"),
+        },
+        other => ApiError::BadRequest {
+            code: "invalid_request",
+            detail: format!("body: {other}"),
+        },
+    };
+    api.into()
+}

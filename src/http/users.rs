@@ -1,0 +1,145 @@
+//! People: `POST /api/v1/users`, `GET /api/v1/users`, deactivate and reactivate (admin).
+
+use actix_web::{HttpResponse, get, post, web};
+use serde::{Deserialize, Serialize};
+use writ_projections::User;
+use writ_schemas::UserId;
+
+use super::AppState;
+use super::auth::Admin;
+use super::error::ApiError;
+use crate::decide::Command;
+
+/// Longest email accepted (RFC 5321's path limit).
+pub const EMAIL_BYTES_MAX: usize = 254;
+/// Longest display name accepted.
+pub const NAME_BYTES_MAX: usize = 200;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    email: String,
+    name: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct UserView {
+    id: String,
+    email: String,
+    name: Option<String>,
+    active: bool,
+    created_at: String,
+}
+
+impl From<&User> for UserView {
+    fn from(user: &User) -> UserView {
+        UserView {
+            id: user.user_id.to_string(),
+            email: user.email.clone(),
+            name: user.name.clone(),
+            active: user.active,
+            created_at: user.registered_at.to_string(),
+        }
+    }
+}
+
+fn check_email(email: &str) -> Result<(), ApiError> {
+    let valid = email.len() <= EMAIL_BYTES_MAX
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "email",
+            format!(
+                "`{}` is not an email address (name@domain, at most {EMAIL_BYTES_MAX} bytes)",
+                email.chars().take(64).collect::<String>()
+            ),
+        ))
+    }
+}
+
+fn check_name(name: &Option<String>) -> Result<(), ApiError> {
+    match name {
+        Some(name) if name.trim().is_empty() => Err(ApiError::invalid(
+            "name",
+            "must not be blank; leave it out instead",
+        )),
+        Some(name) if name.len() > NAME_BYTES_MAX => Err(ApiError::invalid(
+            "name",
+            format!("at most {NAME_BYTES_MAX} bytes"),
+        )),
+        Some(name) if name.chars().any(char::is_control) => Err(ApiError::invalid(
+            "name",
+            "must not contain control characters",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Registers a person.
+#[post("/api/v1/users")]
+pub async fn create(
+    state: web::Data<AppState>,
+    admin: Admin,
+    body: web::Json<NewUser>,
+) -> Result<HttpResponse, ApiError> {
+    let NewUser { email, name } = body.into_inner();
+    check_email(&email)?;
+    check_name(&name)?;
+    let user_id = UserId(uuid::Uuid::new_v4().to_string());
+    let command = Command::RegisterUser {
+        user_id: user_id.clone(),
+        email,
+        name,
+        by: admin.0,
+    };
+    state.ledger.submit(command).await?;
+    let view = state.ledger.read(|s| s.user(&user_id).map(UserView::from));
+    let view = view.ok_or_else(|| {
+        ApiError::Unavailable("the new user is not visible yet; retry the read".into())
+    })?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// Lists people, by id.
+#[get("/api/v1/users")]
+pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
+    let users: Vec<UserView> = state
+        .ledger
+        .read(|s| s.users().map(UserView::from).collect());
+    HttpResponse::Ok().json(users)
+}
+
+/// Deactivates a person and revokes every token acting for them.
+#[post("/api/v1/users/{id}/deactivate")]
+pub async fn deactivate(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let command = Command::DeactivateUser {
+        user_id: UserId(id.into_inner()),
+        by: admin.0,
+    };
+    state.ledger.submit(command).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Reactivates a person (tokens revoked at deactivation stay revoked).
+#[post("/api/v1/users/{id}/reactivate")]
+pub async fn reactivate(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let command = Command::ReactivateUser {
+        user_id: UserId(id.into_inner()),
+        by: admin.0,
+    };
+    state.ledger.submit(command).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
