@@ -7,9 +7,10 @@
 
 use writ_projections::{State, TokenStatus};
 use writ_schemas::{
-    Actor, AdminTokenIssued, AgentRegistered, Digest, Event, Jti, OperationRecorded,
-    RevocationCause, Timestamp, TokenExhausted, TokenIssued, TokenRevoked, UserDeactivated, UserId,
-    UserReactivated, UserRegistered,
+    Actor, AdminTokenIssued, AgentDisabled, AgentEnabled, AgentIdentitySet, AgentPolicySet,
+    AgentRegistered, AgentReviewed, AgentSecretRotated, ClientId, Digest, Event, Jti,
+    OperationRecorded, RevocationCause, Timestamp, TokenExhausted, TokenIssued, TokenRevoked,
+    UserDeactivated, UserId, UserReactivated, UserRegistered,
 };
 
 /// Something asked of the ledger.
@@ -51,6 +52,28 @@ pub enum Command {
     },
     /// Register an agent as described.
     RegisterAgent(AgentRegistered),
+    /// Set (or clear) an agent's accountable owner and expiry.
+    SetAgentIdentity(AgentIdentitySet),
+    /// Attest that someone reviewed an agent.
+    ReviewAgent(AgentReviewed),
+    /// Replace an agent's secret; the previous one stays valid until the given instant.
+    RotateAgentSecret(AgentSecretRotated),
+    /// Disable an agent: no new tokens, and every token it holds or acted in is revoked.
+    DisableAgent {
+        /// The agent.
+        client_id: ClientId,
+        /// Who asks.
+        by: Actor,
+    },
+    /// Enable a disabled agent (tokens revoked when it was disabled stay revoked).
+    EnableAgent {
+        /// The agent.
+        client_id: ClientId,
+        /// Who asks.
+        by: Actor,
+    },
+    /// Set an agent's governance ceilings.
+    SetAgentPolicy(AgentPolicySet),
     /// Record a token that was just signed (it is handed out only once this is durable).
     IssueToken(TokenIssued),
     /// Record one use of a token, enforcing its operation quota exactly.
@@ -113,6 +136,9 @@ pub enum Refusal {
     /// An admin token whose hash is already recorded.
     #[error("that admin token already exists")]
     AdminTokenExists,
+    /// Disabling a disabled agent, or enabling an enabled one.
+    #[error("agent {0} is already {1}")]
+    AgentAlready(String, &'static str),
     /// An owner that is not a registered user.
     #[error("owner {0} is not a registered user")]
     UnknownOwner(UserId),
@@ -214,6 +240,69 @@ pub fn decide(
             };
             Ok((vec![event.into()], Answer::Done))
         }
+        Command::SetAgentIdentity(identity) => {
+            known_agent(state, &identity.client_id)?;
+            if let Some(owner) = identity
+                .owner
+                .as_ref()
+                .filter(|owner| state.user(owner).is_none())
+            {
+                return Err(Refusal::UnknownOwner(owner.clone()));
+            }
+            Ok((vec![identity.clone().into()], Answer::Done))
+        }
+        Command::ReviewAgent(review) => {
+            known_agent(state, &review.client_id)?;
+            Ok((vec![review.clone().into()], Answer::Done))
+        }
+        Command::RotateAgentSecret(rotation) => {
+            known_agent(state, &rotation.client_id)?;
+            Ok((vec![rotation.clone().into()], Answer::Done))
+        }
+        Command::SetAgentPolicy(policy) => {
+            known_agent(state, &policy.client_id)?;
+            Ok((vec![policy.clone().into()], Answer::Done))
+        }
+        Command::DisableAgent { client_id, by } => {
+            if !known_agent(state, client_id)?.enabled {
+                return Err(Refusal::AgentAlready(client_id.to_string(), "disabled"));
+            }
+            let mut events: Vec<Event> = vec![
+                AgentDisabled {
+                    client_id: client_id.clone(),
+                    by: by.clone(),
+                }
+                .into(),
+            ];
+            events.extend(revoke_all(
+                state,
+                state.tokens_of_agent(client_id),
+                |token| {
+                    (token.client_id == *client_id || token.actors.contains(client_id)).then(|| {
+                        RevocationCause::AgentDisabled {
+                            client_id: client_id.clone(),
+                        }
+                    })
+                },
+            ));
+            let tokens = events.len() - 1;
+            Ok((events, Answer::Revoked { tokens }))
+        }
+        Command::EnableAgent { client_id, by } => {
+            if known_agent(state, client_id)?.enabled {
+                return Err(Refusal::AgentAlready(client_id.to_string(), "enabled"));
+            }
+            Ok((
+                vec![
+                    AgentEnabled {
+                        client_id: client_id.clone(),
+                        by: by.clone(),
+                    }
+                    .into(),
+                ],
+                Answer::Done,
+            ))
+        }
         Command::RegisterAgent(agent) => {
             if state.agent(&agent.client_id).is_some() {
                 return Err(Refusal::AgentExists(agent.client_id.to_string()));
@@ -242,6 +331,53 @@ pub fn decide(
     }
 }
 
+fn known_agent<'s>(
+    state: &'s State,
+    client_id: &ClientId,
+) -> Result<&'s writ_projections::Agent, Refusal> {
+    state
+        .agent(client_id)
+        .ok_or_else(|| Refusal::UnknownAgent(client_id.to_string()))
+}
+
+/// Revocations for the live tokens among `jtis`: a token for which `direct` names a
+/// cause is revoked for it; any other was derived from one and names its parent.
+fn revoke_all(
+    state: &State,
+    jtis: Vec<Jti>,
+    direct: impl Fn(&writ_projections::Token) -> Option<RevocationCause>,
+) -> Vec<Event> {
+    jtis.into_iter()
+        .filter_map(|jti| {
+            state
+                .token(&jti)
+                .filter(|t| matches!(t.status, TokenStatus::Live))
+        })
+        .filter_map(|token| {
+            let parent = token.parent_jti.as_ref().and_then(|p| state.token(p));
+            let parent_is_direct = parent.is_some_and(|p| direct(p).is_some());
+            let cause = match (direct(token), &token.parent_jti) {
+                (Some(_), Some(parent)) if parent_is_direct => RevocationCause::ParentRevoked {
+                    parent_jti: parent.clone(),
+                },
+                (Some(cause), _) => cause,
+                (None, Some(parent)) => RevocationCause::ParentRevoked {
+                    parent_jti: parent.clone(),
+                },
+                // Neither revoked for itself nor derived: not this cascade's to revoke.
+                (None, None) => return None,
+            };
+            Some(
+                TokenRevoked {
+                    jti: token.jti.clone(),
+                    cause,
+                }
+                .into(),
+            )
+        })
+        .collect()
+}
+
 fn deactivate_user(
     state: &State,
     user_id: &UserId,
@@ -261,34 +397,11 @@ fn deactivate_user(
         }
         .into(),
     ];
-    // Tokens acting for the person carry that cause; tokens derived from them name
-    // their parent, as in any cascade.
-    for jti in state.tokens_for_user(user_id) {
-        let Some(token) = state
-            .token(&jti)
-            .filter(|t| matches!(t.status, TokenStatus::Live))
-        else {
-            continue;
-        };
-        let cause = match (&token.parent_jti, token.user_id.as_ref() == Some(user_id)) {
-            (Some(parent), _)
-                if state
-                    .token(parent)
-                    .is_some_and(|p| p.user_id.as_ref() == Some(user_id)) =>
-            {
-                RevocationCause::ParentRevoked {
-                    parent_jti: parent.clone(),
-                }
-            }
-            (Some(parent), false) => RevocationCause::ParentRevoked {
-                parent_jti: parent.clone(),
-            },
-            _ => RevocationCause::UserDeactivated {
-                user_id: user_id.clone(),
-            },
-        };
-        events.push(TokenRevoked { jti, cause }.into());
-    }
+    events.extend(revoke_all(state, state.tokens_for_user(user_id), |token| {
+        (token.user_id.as_ref() == Some(user_id)).then(|| RevocationCause::UserDeactivated {
+            user_id: user_id.clone(),
+        })
+    }));
     let tokens = events.len() - 1;
     Ok((events, Answer::Revoked { tokens }))
 }

@@ -177,6 +177,7 @@ async fn serve(
                 ledger: Arc::clone(&ledger),
                 issuer: issuer.clone(),
                 secrets: secrets.clone(),
+                clock: crate::clock::Clock::System,
             };
             App::new().app_data(web::Data::new(state)).configure(routes)
         }

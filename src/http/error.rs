@@ -102,6 +102,7 @@ impl From<Refusal> for ApiError {
             | Refusal::EmailTaken(_)
             | Refusal::AgentExists(_)
             | Refusal::UserAlready(..)
+            | Refusal::AgentAlready(..)
             | Refusal::AdminTokenExists
             | Refusal::DuplicateToken(_) => ApiError::Conflict(detail),
             Refusal::UnknownOwner(_)

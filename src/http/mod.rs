@@ -3,6 +3,7 @@
 //! Handlers are thin: parse, ask the ledger (submit a command or read the projections),
 //! map the answer to HTTP. Nothing here decides anything `decide.rs` should decide.
 
+mod agents;
 mod auth;
 pub mod error;
 mod health;
@@ -22,6 +23,8 @@ pub struct AppState {
     pub issuer: String,
     /// Hashes presented secrets for lookup.
     pub secrets: crate::secrets::SecretHasher,
+    /// Where handlers get `now` (validation of times; the ledger stamps its own).
+    pub clock: crate::clock::Clock,
 }
 
 /// Registers every route.
@@ -38,6 +41,15 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(users::list)
         .service(users::deactivate)
         .service(users::reactivate)
+        .service(agents::create)
+        .service(agents::list)
+        .service(agents::one)
+        .service(agents::identity)
+        .service(agents::review)
+        .service(agents::rotate_secret)
+        .service(agents::disable)
+        .service(agents::enable)
+        .service(agents::policy)
         .default_service(web::to(not_found));
 }
 

@@ -1,0 +1,491 @@
+//! The agent registry (admin): register with a secret shown once, the inventory, identity
+//! (owner and expiry), review attestations, disable and enable, secret rotation with a
+//! grace period, and governance ceilings.
+
+use actix_web::{HttpResponse, get, post, put, web};
+use serde::{Deserialize, Serialize};
+use writ_projections::{Agent, State};
+use writ_schemas::{
+    AgentIdentitySet, AgentPolicySet, AgentRegistered, AgentReviewed, AgentSecretRotated,
+    AgentType, ClientId, Timestamp, UserId,
+};
+
+use super::AppState;
+use super::auth::Admin;
+use super::error::ApiError;
+use crate::decide::Command;
+use crate::secrets::{new_id, new_secret};
+
+/// How long a rotated-out client secret is still accepted.
+pub const SECRET_GRACE_SECONDS: i64 = 24 * 3600;
+/// Most scopes an agent may hold.
+pub const SCOPES_MAX: usize = 100;
+/// Longest scope token.
+pub const SCOPE_BYTES_MAX: usize = 128;
+/// Longest agent name.
+pub const NAME_BYTES_MAX: usize = 200;
+/// Longest review note.
+pub const NOTE_BYTES_MAX: usize = 2000;
+/// Highest `max_ttl_seconds` a policy may set.
+pub const POLICY_TTL_SECONDS_MAX: u64 = 24 * 3600;
+/// Deepest `act` chain a policy may allow.
+pub const POLICY_DELEGATION_DEPTH_MAX: u32 = 10;
+
+const GRANT_TYPES: &[&str] = &[
+    "client_credentials",
+    "urn:ietf:params:oauth:grant-type:token-exchange",
+    "authorization_code",
+    "refresh_token",
+];
+const AUTH_METHODS: &[&str] = &["client_secret_basic", "client_secret_post"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAgent {
+    name: String,
+    scopes: Vec<String>,
+    grant_types: Vec<String>,
+    #[serde(default)]
+    redirect_uris: Vec<String>,
+    token_endpoint_auth_method: Option<String>,
+    #[serde(default)]
+    require_consent: bool,
+    owner: Option<String>,
+    expires_at: Option<String>,
+    agent_type: Option<AgentType>,
+}
+
+/// An agent as the inventory shows it.
+#[derive(Debug, Serialize)]
+struct AgentView {
+    client_id: String,
+    name: String,
+    owner: Option<String>,
+    owner_email: Option<String>,
+    scopes: Vec<String>,
+    grant_types: Vec<String>,
+    redirect_uris: Vec<String>,
+    token_endpoint_auth_method: String,
+    require_consent: bool,
+    agent_type: AgentType,
+    created_at: String,
+    expires_at: Option<String>,
+    last_used_at: Option<String>,
+    status: &'static str,
+    governed: bool,
+    enabled: bool,
+    needs_review: bool,
+    reviewed_at: Option<String>,
+    open_anomalies: u32,
+    policy: PolicyView,
+}
+
+#[derive(Debug, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PolicyView {
+    max_ttl_seconds: Option<u64>,
+    allowed_scopes: Option<Vec<String>>,
+    allowed_audiences: Option<Vec<String>>,
+    max_delegation_depth: Option<u32>,
+    max_operations: Option<u64>,
+}
+
+fn view(state: &State, agent: &Agent, now: Timestamp) -> AgentView {
+    let owner = agent.owner.as_ref().and_then(|id| state.user(id));
+    let c = &agent.ceilings;
+    AgentView {
+        client_id: agent.client_id.to_string(),
+        name: agent.name.clone(),
+        owner: agent.owner.as_ref().map(ToString::to_string),
+        owner_email: owner.map(|user| user.email.clone()),
+        scopes: agent.scopes.clone(),
+        grant_types: agent.grant_types.clone(),
+        redirect_uris: agent.redirect_uris.clone(),
+        token_endpoint_auth_method: agent.token_endpoint_auth_method.clone(),
+        require_consent: agent.require_consent,
+        agent_type: agent.agent_type,
+        created_at: agent.registered_at.to_string(),
+        expires_at: agent.expires_at.map(|t| t.to_string()),
+        last_used_at: agent.last_used_at.map(|t| t.to_string()),
+        status: state.agent_status(agent, now).as_str(),
+        // Governed: someone is accountable for it and it ends by itself.
+        governed: agent.owner.is_some() && agent.expires_at.is_some(),
+        enabled: agent.enabled,
+        needs_review: agent.reviewed_at.is_none(),
+        reviewed_at: agent.reviewed_at.map(|t| t.to_string()),
+        open_anomalies: agent.open_anomalies,
+        policy: PolicyView {
+            max_ttl_seconds: c.max_ttl_seconds,
+            allowed_scopes: c.allowed_scopes.clone(),
+            allowed_audiences: c.allowed_audiences.clone(),
+            max_delegation_depth: c.max_delegation_depth,
+            max_operations: c.max_operations,
+        },
+    }
+}
+
+fn check_scopes(field: &str, scopes: &[String]) -> Result<(), ApiError> {
+    if scopes.len() > SCOPES_MAX {
+        return Err(ApiError::invalid(
+            field,
+            format!("at most {SCOPES_MAX} scopes"),
+        ));
+    }
+    for (index, scope) in scopes.iter().enumerate() {
+        // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+        let valid = !scope.is_empty()
+            && scope.len() <= SCOPE_BYTES_MAX
+            && scope
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
+        if !valid {
+            return Err(ApiError::invalid(
+                field,
+                format!(
+                    "`{}` is not a scope token (printable ASCII without spaces, quotes or backslashes, at most {SCOPE_BYTES_MAX} bytes)",
+                    scope.chars().take(64).collect::<String>()
+                ),
+            ));
+        }
+        if scopes[..index].contains(scope) {
+            return Err(ApiError::invalid(
+                field,
+                format!("`{scope}` is listed twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn parse_time(field: &str, text: &str, now: Timestamp) -> Result<Timestamp, ApiError> {
+    let parsed = chrono::DateTime::parse_from_rfc3339(text).map_err(|_| {
+        ApiError::invalid(
+            field,
+            format!("`{text}` is not an RFC 3339 time such as 2027-01-31T12:00:00Z"),
+        )
+    })?;
+    let at = Timestamp::from_datetime(parsed.with_timezone(&chrono::Utc));
+    if at <= now {
+        return Err(ApiError::invalid(
+            field,
+            format!("{at} is not in the future"),
+        ));
+    }
+    Ok(at)
+}
+
+fn owner_by_email(state: &AppState, field: &str, email: &str) -> Result<UserId, ApiError> {
+    state
+        .ledger
+        .read(|s| s.user_by_email(email).map(|user| user.user_id.clone()))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                field,
+                format!("no user has the email `{email}`; register them first"),
+            )
+        })
+}
+
+fn check_new(body: &NewAgent) -> Result<(), ApiError> {
+    if body.name.trim().is_empty()
+        || body.name.len() > NAME_BYTES_MAX
+        || body.name.chars().any(char::is_control)
+    {
+        return Err(ApiError::invalid(
+            "name",
+            format!("1 to {NAME_BYTES_MAX} bytes of text"),
+        ));
+    }
+    check_scopes("scopes", &body.scopes)?;
+    if body.grant_types.is_empty() {
+        return Err(ApiError::invalid(
+            "grant_types",
+            format!("name at least one of {}", GRANT_TYPES.join(", ")),
+        ));
+    }
+    if let Some(unknown) = body
+        .grant_types
+        .iter()
+        .find(|g| !GRANT_TYPES.contains(&g.as_str()))
+    {
+        return Err(ApiError::invalid(
+            "grant_types",
+            format!("`{unknown}` is not one of {}", GRANT_TYPES.join(", ")),
+        ));
+    }
+    if let Some(method) = body
+        .token_endpoint_auth_method
+        .as_deref()
+        .filter(|m| !AUTH_METHODS.contains(m))
+    {
+        return Err(ApiError::invalid(
+            "token_endpoint_auth_method",
+            format!("`{method}` is not one of {}", AUTH_METHODS.join(", ")),
+        ));
+    }
+    if let Some(bad) = body.redirect_uris.iter().find(|uri| {
+        !(uri.starts_with("https://") || uri.starts_with("http://")) || uri.contains('#')
+    }) {
+        return Err(ApiError::invalid(
+            "redirect_uris",
+            format!("`{bad}` is not an absolute http(s) URI without a fragment"),
+        ));
+    }
+    Ok(())
+}
+
+/// Registers an agent; its client secret is in this response and nowhere else.
+#[post("/api/v1/agents")]
+pub async fn create(
+    state: web::Data<AppState>,
+    admin: Admin,
+    body: web::Json<NewAgent>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    check_new(&body)?;
+    let now = state.clock.now();
+    let owner = body
+        .owner
+        .as_deref()
+        .map(|email| owner_by_email(&state, "owner", email))
+        .transpose()?;
+    let expires_at = body
+        .expires_at
+        .as_deref()
+        .map(|text| parse_time("expires_at", text, now))
+        .transpose()?;
+    let client_id = ClientId(new_id("agt_"));
+    let secret = new_secret("wrt_cs_");
+    let event = AgentRegistered {
+        client_id: client_id.clone(),
+        name: body.name,
+        owner,
+        scopes: body.scopes,
+        grant_types: body.grant_types,
+        redirect_uris: body.redirect_uris,
+        token_endpoint_auth_method: body
+            .token_endpoint_auth_method
+            .unwrap_or_else(|| AUTH_METHODS[0].to_owned()),
+        secret_hash: Some(state.secrets.hash(&secret)),
+        require_consent: body.require_consent,
+        agent_type: body.agent_type.unwrap_or(AgentType::Autonomous),
+        expires_at,
+        by: admin.0,
+    };
+    state.ledger.submit(Command::RegisterAgent(event)).await?;
+    let agent = read_view(&state, &client_id)?;
+    Ok(
+        HttpResponse::Created()
+            .json(serde_json::json!({ "agent": agent, "client_secret": secret })),
+    )
+}
+
+fn read_view(state: &AppState, client_id: &ClientId) -> Result<AgentView, ApiError> {
+    let now = state.clock.now();
+    state
+        .ledger
+        .read(|s| s.agent(client_id).map(|agent| view(s, agent, now)))
+        .ok_or_else(|| ApiError::NotFound(format!("agent {client_id} is not registered")))
+}
+
+/// The inventory.
+#[get("/api/v1/agents")]
+pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
+    let now = state.clock.now();
+    let agents: Vec<AgentView> = state
+        .ledger
+        .read(|s| s.agents().map(|agent| view(s, agent, now)).collect());
+    HttpResponse::Ok().json(agents)
+}
+
+/// One agent.
+#[get("/api/v1/agents/{client_id}")]
+pub async fn one(
+    state: web::Data<AppState>,
+    _admin: Admin,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(read_view(&state, &ClientId(id.into_inner()))?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Identity {
+    owner: Option<String>,
+    expires_at: Option<String>,
+}
+
+/// Sets the owner (by email) and expiry; an empty string clears one, an absent field keeps it.
+#[put("/api/v1/agents/{client_id}/identity")]
+pub async fn identity(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<String>,
+    body: web::Json<Identity>,
+) -> Result<HttpResponse, ApiError> {
+    let client_id = ClientId(id.into_inner());
+    let now = state.clock.now();
+    let current = state
+        .ledger
+        .read(|s| s.agent(&client_id).map(|a| (a.owner.clone(), a.expires_at)));
+    let (owner, expires_at) = current
+        .ok_or_else(|| ApiError::NotFound(format!("agent {client_id} is not registered")))?;
+    let owner = match body.owner.as_deref() {
+        None => owner,
+        Some("") => None,
+        Some(email) => Some(owner_by_email(&state, "owner", email)?),
+    };
+    let expires_at = match body.expires_at.as_deref() {
+        None => expires_at,
+        Some("") => None,
+        Some(text) => Some(parse_time("expires_at", text, now)?),
+    };
+    let command = Command::SetAgentIdentity(AgentIdentitySet {
+        client_id,
+        owner,
+        expires_at,
+        by: admin.0,
+    });
+    state.ledger.submit(command).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Review {
+    note: Option<String>,
+}
+
+/// Records a review attestation (an empty body is a review without a note).
+#[post("/api/v1/agents/{client_id}/review")]
+pub async fn review(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let review: Review = if body.is_empty() {
+        Review::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|err| ApiError::invalid("body", err))?
+    };
+    if review
+        .note
+        .as_ref()
+        .is_some_and(|note| note.len() > NOTE_BYTES_MAX)
+    {
+        return Err(ApiError::invalid(
+            "note",
+            format!("at most {NOTE_BYTES_MAX} bytes"),
+        ));
+    }
+    let command = Command::ReviewAgent(AgentReviewed {
+        client_id: ClientId(id.into_inner()),
+        note: review.note,
+        by: admin.0,
+    });
+    state.ledger.submit(command).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Rotates the client secret; the previous one is accepted for `SECRET_GRACE_SECONDS`.
+#[post("/api/v1/agents/{client_id}/secret")]
+pub async fn rotate_secret(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let secret = new_secret("wrt_cs_");
+    let previous_valid_until = state.clock.now().plus_seconds(SECRET_GRACE_SECONDS);
+    let event = AgentSecretRotated {
+        client_id: ClientId(id.into_inner()),
+        secret_hash: state.secrets.hash(&secret),
+        previous_valid_until,
+        by: admin.0,
+    };
+    state
+        .ledger
+        .submit(Command::RotateAgentSecret(event))
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "client_secret": secret,
+        "previous_valid_until": previous_valid_until.to_string(),
+    })))
+}
+
+/// Disables an agent and revokes every token it holds or acted in.
+#[post("/api/v1/agents/{client_id}/disable")]
+pub async fn disable(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let command = Command::DisableAgent {
+        client_id: ClientId(id.into_inner()),
+        by: admin.0,
+    };
+    state.ledger.submit(command).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Enables a disabled agent.
+#[post("/api/v1/agents/{client_id}/enable")]
+pub async fn enable(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let command = Command::EnableAgent {
+        client_id: ClientId(id.into_inner()),
+        by: admin.0,
+    };
+    state.ledger.submit(command).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Sets the agent's governance ceilings (absent: no ceiling beyond the defaults).
+#[put("/api/v1/agents/{client_id}/policy")]
+pub async fn policy(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<String>,
+    body: web::Json<PolicyView>,
+) -> Result<HttpResponse, ApiError> {
+    let p = body.into_inner();
+    if p.max_ttl_seconds
+        .is_some_and(|ttl| ttl == 0 || ttl > POLICY_TTL_SECONDS_MAX)
+    {
+        return Err(ApiError::invalid(
+            "max_ttl_seconds",
+            format!("1 to {POLICY_TTL_SECONDS_MAX}"),
+        ));
+    }
+    if p.max_delegation_depth
+        .is_some_and(|depth| depth > POLICY_DELEGATION_DEPTH_MAX)
+    {
+        return Err(ApiError::invalid(
+            "max_delegation_depth",
+            format!("0 to {POLICY_DELEGATION_DEPTH_MAX}"),
+        ));
+    }
+    if p.max_operations == Some(0) {
+        return Err(ApiError::invalid(
+            "max_operations",
+            "at least 1 (disable the agent to stop it)",
+        ));
+    }
+    if let Some(scopes) = &p.allowed_scopes {
+        check_scopes("allowed_scopes", scopes)?;
+    }
+    let event = AgentPolicySet {
+        client_id: ClientId(id.into_inner()),
+        max_ttl_seconds: p.max_ttl_seconds,
+        allowed_scopes: p.allowed_scopes,
+        allowed_audiences: p.allowed_audiences,
+        max_delegation_depth: p.max_delegation_depth,
+        max_operations: p.max_operations,
+        by: admin.0,
+    };
+    state.ledger.submit(Command::SetAgentPolicy(event)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
