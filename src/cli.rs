@@ -64,6 +64,19 @@ enum AdminCommand {
     /// Admin tokens.
     #[command(subcommand)]
     Token(AdminTokenCommand),
+    /// Signing keys.
+    #[command(subcommand)]
+    Keys(AdminKeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminKeysCommand {
+    /// Make a new signing key current; the previous one stays in the JWKS for 24 hours.
+    Rotate {
+        /// The data directory.
+        #[arg(long, env = "WRIT_DATA_DIR", default_value = "./writ-data")]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,7 +90,10 @@ enum AdminTokenCommand {
 }
 
 fn admin(command: AdminCommand) -> Result<(), String> {
-    let AdminCommand::Token(AdminTokenCommand::Create { data_dir }) = command;
+    let data_dir = match command {
+        AdminCommand::Keys(AdminKeysCommand::Rotate { data_dir }) => return rotate_keys(&data_dir),
+        AdminCommand::Token(AdminTokenCommand::Create { data_dir }) => data_dir,
+    };
     let data = crate::ledger::datadir::DataDir::new(&data_dir);
     data.check_existing()
         .map_err(|err| format!("{err}; start `writ serve` once to create it"))?;
@@ -92,6 +108,21 @@ fn admin(command: AdminCommand) -> Result<(), String> {
     ledger.close();
     println!("{token}");
     eprintln!("created admin token {token_id}; it is shown once, keep it");
+    Ok(())
+}
+
+fn rotate_keys(data_dir: &std::path::Path) -> Result<(), String> {
+    let data = crate::ledger::datadir::DataDir::new(data_dir);
+    data.check_existing()
+        .map_err(|err| format!("{err}; start `writ serve` once to create it"))?;
+    let (ledger, _) = crate::Ledger::open_embedded(data_dir, crate::LedgerOptions::default())
+        .map_err(|err| err.to_string())?;
+    let kid = crate::keys::rotate(&data, &ledger).map_err(|err| err.to_string())?;
+    ledger.close();
+    println!("{kid}");
+    eprintln!(
+        "signing key {kid} is current from the next start; the previous key stays published for 24 hours"
+    );
     Ok(())
 }
 

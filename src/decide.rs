@@ -9,8 +9,8 @@ use writ_projections::{State, TokenStatus};
 use writ_schemas::{
     Actor, AdminTokenIssued, AgentDisabled, AgentEnabled, AgentIdentitySet, AgentPolicySet,
     AgentRegistered, AgentReviewed, AgentSecretRotated, ClientId, Digest, Event, Jti,
-    OperationRecorded, RevocationCause, Timestamp, TokenExhausted, TokenIssued, TokenRevoked,
-    UserDeactivated, UserId, UserReactivated, UserRegistered,
+    OperationRecorded, RevocationCause, SigningKeyRotated, Timestamp, TokenExhausted, TokenIssued,
+    TokenRevoked, UserDeactivated, UserId, UserReactivated, UserRegistered,
 };
 
 /// Something asked of the ledger.
@@ -74,6 +74,8 @@ pub enum Command {
     },
     /// Set an agent's governance ceilings.
     SetAgentPolicy(AgentPolicySet),
+    /// Make a new signing key current (its private part is already stored).
+    RotateSigningKey(SigningKeyRotated),
     /// Record a token that was just signed (it is handed out only once this is durable).
     IssueToken(TokenIssued),
     /// Record one use of a token, enforcing its operation quota exactly.
@@ -136,6 +138,9 @@ pub enum Refusal {
     /// An admin token whose hash is already recorded.
     #[error("that admin token already exists")]
     AdminTokenExists,
+    /// A signing key id already recorded.
+    #[error("signing key {0} already exists")]
+    DuplicateKey(String),
     /// Disabling a disabled agent, or enabling an enabled one.
     #[error("agent {0} is already {1}")]
     AgentAlready(String, &'static str),
@@ -257,6 +262,16 @@ pub fn decide(
         }
         Command::RotateAgentSecret(rotation) => {
             known_agent(state, &rotation.client_id)?;
+            Ok((vec![rotation.clone().into()], Answer::Done))
+        }
+        Command::RotateSigningKey(rotation) => {
+            if state
+                .signing_keys()
+                .iter()
+                .any(|key| key.kid == rotation.kid)
+            {
+                return Err(Refusal::DuplicateKey(rotation.kid.to_string()));
+            }
             Ok((vec![rotation.clone().into()], Answer::Done))
         }
         Command::SetAgentPolicy(policy) => {

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod decide;
 pub mod harness;
 pub mod http;
+pub mod keys;
 pub mod ledger;
 pub mod offline;
 pub mod secrets;

@@ -50,6 +50,9 @@ pub enum ServeError {
     /// The data directory's keys could not be read or made.
     #[error("{0}")]
     Keys(crate::ledger::storage::StorageError),
+    /// The signing key could not be made or loaded.
+    #[error("{0}")]
+    SigningKey(#[from] crate::keys::KeyError),
     /// The initial admin token could not be set up.
     #[error("{0}")]
     AdminToken(String),
@@ -65,6 +68,9 @@ pub enum ServeError {
 
 /// Runs the server until a shutdown signal; returns once the ledger is closed.
 pub fn run(args: ServeArgs) -> Result<(), ServeError> {
+    // Naming the backend here makes a build without it a compile error rather than a
+    // panic at the first signature; a second install (tests, embedding) is harmless.
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
     let dir = args.data_dir.display().to_string();
     let (ledger, report) = Ledger::open_embedded(&args.data_dir, LedgerOptions::default())
         .map_err(|source| ServeError::Ledger {
@@ -80,11 +86,16 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
     let secrets =
         SecretHasher::load_or_create(&DataDir::new(&args.data_dir)).map_err(ServeError::Keys)?;
     let first_admin = first_admin_token(&ledger, &secrets, args.admin_token.as_deref())?;
+    let signing_key = Arc::new(crate::keys::current(
+        &DataDir::new(&args.data_dir),
+        &ledger,
+    )?);
     let ledger = Arc::new(ledger);
     let served = actix_web::rt::System::new().block_on(serve(
         &args,
         Arc::clone(&ledger),
         secrets,
+        signing_key,
         first_admin,
     ));
     // The server and its workers are gone: this is the last handle, and dropping it lets
@@ -155,6 +166,7 @@ async fn serve(
     args: &ServeArgs,
     ledger: Arc<Ledger>,
     secrets: SecretHasher,
+    signing_key: Arc<crate::keys::CurrentKey>,
     first_admin: FirstAdmin,
 ) -> Result<(), ServeError> {
     let listen = args.listen;
@@ -178,6 +190,7 @@ async fn serve(
                 issuer: issuer.clone(),
                 secrets: secrets.clone(),
                 clock: crate::clock::Clock::System,
+                signing_key: Arc::clone(&signing_key),
             };
             App::new().app_data(web::Data::new(state)).configure(routes)
         }

@@ -103,6 +103,7 @@ impl From<Refusal> for ApiError {
             | Refusal::AgentExists(_)
             | Refusal::UserAlready(..)
             | Refusal::AgentAlready(..)
+            | Refusal::DuplicateKey(_)
             | Refusal::AdminTokenExists
             | Refusal::DuplicateToken(_) => ApiError::Conflict(detail),
             Refusal::UnknownOwner(_)

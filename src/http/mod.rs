@@ -25,6 +25,8 @@ pub struct AppState {
     pub secrets: crate::secrets::SecretHasher,
     /// Where handlers get `now` (validation of times; the ledger stamps its own).
     pub clock: crate::clock::Clock,
+    /// The key tokens are signed with.
+    pub signing_key: Arc<crate::keys::CurrentKey>,
 }
 
 /// Registers every route.
@@ -37,6 +39,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         )
         .service(health::healthz)
         .service(health::readyz)
+        .service(jwks)
         .service(users::create)
         .service(users::list)
         .service(users::deactivate)
@@ -61,4 +64,14 @@ async fn not_found(
         request.method(),
         request.path()
     )))
+}
+
+/// The public signing keys: the current one and every predecessor a live token may carry.
+#[actix_web::get("/.well-known/jwks.json")]
+async fn jwks(state: web::Data<AppState>) -> actix_web::HttpResponse {
+    let now = state.clock.now();
+    let body = state.ledger.read(|s| crate::keys::jwks(s, now));
+    actix_web::HttpResponse::Ok()
+        .content_type("application/jwk-set+json")
+        .json(body)
 }

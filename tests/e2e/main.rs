@@ -5,6 +5,7 @@
 mod agents;
 mod bad_input;
 mod crash;
+mod keys;
 mod kit;
 mod server;
 mod spec;
