@@ -12,6 +12,7 @@ pub mod harness;
 pub mod http;
 pub mod keys;
 pub mod ledger;
+pub mod oauth;
 pub mod offline;
 pub mod secrets;
 pub mod serve;

@@ -9,5 +9,10 @@ cd "$(dirname "$0")/.."
 if ! python3 -c 'import blake3' 2>/dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check 'blake3==1.0.11'
 fi
+# Issued tokens are verified against the JWKS with an independent JOSE library (PyJWT on
+# cryptography), not the one writ signs with.
+if ! python3 -c 'import jwt, cryptography' 2>/dev/null; then
+    python3 -m pip install --quiet --disable-pip-version-check 'PyJWT==2.15.1' 'cryptography==50.0.2'
+fi
 
 cargo test --workspace "$@"

@@ -7,6 +7,8 @@ mod agents;
 mod auth;
 pub mod error;
 mod health;
+pub mod oauth_error;
+mod token;
 mod users;
 
 use std::sync::Arc;
@@ -39,6 +41,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
         )
         .service(health::healthz)
         .service(health::readyz)
+        .service(
+            web::scope("/oauth")
+                .app_data(web::PayloadConfig::new(token::FORM_BODY_BYTES_MAX))
+                .service(token::issue),
+        )
         .service(jwks)
         .service(users::create)
         .service(users::list)

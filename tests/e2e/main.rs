@@ -10,4 +10,5 @@ mod kit;
 mod server;
 mod spec;
 mod tamper;
+mod tokens;
 mod users;

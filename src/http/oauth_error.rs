@@ -1,0 +1,125 @@
+//! OAuth errors as RFC 6749 §5.2 has them: `{"error", "error_description"}` with 400,
+//! or 401 and `WWW-Authenticate` when client authentication failed.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+/// An OAuth endpoint's refusal.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}: {description}")]
+pub struct OAuthError {
+    /// The RFC 6749 error code.
+    pub error: &'static str,
+    /// What was wrong, for a person.
+    pub description: String,
+}
+
+impl OAuthError {
+    /// `invalid_request`: malformed, missing or repeated parameters.
+    pub fn invalid_request(description: impl Into<String>) -> OAuthError {
+        OAuthError {
+            error: "invalid_request",
+            description: description.into(),
+        }
+    }
+
+    /// `invalid_client`: client authentication failed (401).
+    pub fn invalid_client(description: impl Into<String>) -> OAuthError {
+        OAuthError {
+            error: "invalid_client",
+            description: description.into(),
+        }
+    }
+
+    /// `invalid_scope`: a scope the client may not have.
+    pub fn invalid_scope(description: impl Into<String>) -> OAuthError {
+        OAuthError {
+            error: "invalid_scope",
+            description: description.into(),
+        }
+    }
+
+    /// `invalid_target` (RFC 8707): an audience the client may not name.
+    pub fn invalid_target(description: impl Into<String>) -> OAuthError {
+        OAuthError {
+            error: "invalid_target",
+            description: description.into(),
+        }
+    }
+
+    /// `unauthorized_client`: this client may not use this grant.
+    pub fn unauthorized_client(description: impl Into<String>) -> OAuthError {
+        OAuthError {
+            error: "unauthorized_client",
+            description: description.into(),
+        }
+    }
+
+    /// `unsupported_grant_type`.
+    pub fn unsupported_grant_type(description: impl Into<String>) -> OAuthError {
+        OAuthError {
+            error: "unsupported_grant_type",
+            description: description.into(),
+        }
+    }
+
+    /// `server_error` (500): writ's own fault, never the client's.
+    pub fn server_error(description: impl Into<String>) -> OAuthError {
+        OAuthError {
+            error: "server_error",
+            description: description.into(),
+        }
+    }
+
+    /// `temporarily_unavailable` (503): the ledger cannot take writes now.
+    pub fn unavailable(description: impl Into<String>) -> OAuthError {
+        OAuthError {
+            error: "temporarily_unavailable",
+            description: description.into(),
+        }
+    }
+}
+
+impl ResponseError for OAuthError {
+    fn status_code(&self) -> StatusCode {
+        match self.error {
+            "invalid_client" => StatusCode::UNAUTHORIZED,
+            "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+        if self.error == "invalid_client" {
+            response.insert_header((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"writ\""),
+            ));
+        }
+        response.json(json!({ "error": self.error, "error_description": self.description }))
+    }
+}
+
+/// Form parameters, each at most once (RFC 6749 §3.2: "MUST NOT be included more than once").
+pub fn parse_form(body: &[u8]) -> Result<std::collections::BTreeMap<String, String>, OAuthError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|err| {
+        OAuthError::invalid_request(format!(
+            "the body is not application/x-www-form-urlencoded: {err}"
+        ))
+    })?;
+    let mut form = std::collections::BTreeMap::new();
+    for (name, value) in pairs {
+        if form.contains_key(&name) {
+            return Err(OAuthError::invalid_request(format!(
+                "`{name}` is given more than once"
+            )));
+        }
+        form.insert(name, value);
+    }
+    Ok(form)
+}

@@ -1,0 +1,146 @@
+//! The OAuth grants: authenticating the client and working out what a token may carry.
+//! Everything here reads the projections and takes `now` as a value; the HTTP layer
+//! parses and answers, the sequencer records.
+
+mod terms;
+
+pub use terms::{Terms, client_credentials_terms};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use writ_projections::{Agent, State};
+use writ_schemas::{ClientId, Timestamp};
+
+use crate::http::oauth_error::OAuthError;
+use crate::secrets::SecretHasher;
+
+/// How the client presented its credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// HTTP Basic (RFC 6749 §2.3.1).
+    Basic,
+    /// `client_id` and `client_secret` in the form body.
+    Post,
+}
+
+impl AuthMethod {
+    fn registered_name(self) -> &'static str {
+        match self {
+            AuthMethod::Basic => "client_secret_basic",
+            AuthMethod::Post => "client_secret_post",
+        }
+    }
+}
+
+/// Credentials as presented.
+#[derive(Clone)]
+pub struct Presented {
+    /// The client id.
+    pub client_id: String,
+    /// The secret (never logged: `Debug` hides it).
+    pub secret: String,
+    /// How.
+    pub method: AuthMethod,
+}
+
+impl std::fmt::Debug for Presented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Presented")
+            .field("client_id", &self.client_id)
+            .field("method", &self.method)
+            .finish()
+    }
+}
+
+/// Reads client credentials from an `Authorization: Basic` header or the form; exactly one.
+pub fn presented_credentials(
+    authorization: Option<&str>,
+    form: &std::collections::BTreeMap<String, String>,
+) -> Result<Presented, OAuthError> {
+    let in_form = form
+        .get("client_secret")
+        .map(|secret| (form.get("client_id"), secret));
+    match (authorization, in_form) {
+        (Some(_), Some(_)) => Err(OAuthError::invalid_request(
+            "use one client authentication method, not both Basic and client_secret",
+        )),
+        (Some(header), None) => basic(header),
+        (None, Some((Some(client_id), secret))) => Ok(Presented {
+            client_id: client_id.clone(),
+            secret: secret.clone(),
+            method: AuthMethod::Post,
+        }),
+        (None, Some((None, _))) => Err(OAuthError::invalid_request(
+            "client_secret without client_id",
+        )),
+        (None, None) => Err(OAuthError::invalid_client(
+            "authenticate the client with HTTP Basic or client_id and client_secret",
+        )),
+    }
+}
+
+fn basic(header: &str) -> Result<Presented, OAuthError> {
+    let refuse = || {
+        OAuthError::invalid_client("the Authorization header is not valid HTTP Basic credentials")
+    };
+    let encoded = header.strip_prefix("Basic ").ok_or_else(refuse)?;
+    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| refuse())?;
+    let text = String::from_utf8(decoded).map_err(|_| refuse())?;
+    let (id, secret) = text.split_once(':').ok_or_else(refuse)?;
+    // RFC 6749 §2.3.1: both halves are form-urlencoded before Basic encoding.
+    let unescape = |part: &str| {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={part}"))
+            .ok()
+            .and_then(|mut pairs| pairs.pop())
+            .map(|(_, value)| value)
+            .ok_or_else(refuse)
+    };
+    Ok(Presented {
+        client_id: unescape(id)?,
+        secret: unescape(secret)?,
+        method: AuthMethod::Basic,
+    })
+}
+
+/// The agent these credentials authenticate, usable at `now`, or why not.
+pub fn authenticate<'s>(
+    state: &'s State,
+    secrets: &SecretHasher,
+    presented: &Presented,
+    now: Timestamp,
+) -> Result<&'s Agent, OAuthError> {
+    let unknown = || OAuthError::invalid_client("unknown client or wrong secret");
+    let agent = state
+        .agent(&ClientId(presented.client_id.clone()))
+        .ok_or_else(unknown)?;
+    let offered = blake3::Hash::from(secrets.hash(&presented.secret).0);
+    // blake3::Hash compares in constant time.
+    let current = agent
+        .secret_hash
+        .is_some_and(|hash| blake3::Hash::from(hash.0) == offered);
+    let previous = agent
+        .previous_secret
+        .is_some_and(|(hash, until)| now < until && blake3::Hash::from(hash.0) == offered);
+    if !(current || previous) {
+        return Err(unknown());
+    }
+    if agent.token_endpoint_auth_method != presented.method.registered_name() {
+        return Err(OAuthError::invalid_client(format!(
+            "this client authenticates with {}",
+            agent.token_endpoint_auth_method
+        )));
+    }
+    if !agent.enabled {
+        return Err(OAuthError::invalid_client(format!(
+            "agent {} is disabled",
+            agent.client_id
+        )));
+    }
+    if let Some(end) = agent.expires_at.filter(|end| now >= *end) {
+        return Err(OAuthError::invalid_client(format!(
+            "agent {} expired at {end}",
+            agent.client_id
+        )));
+    }
+    Ok(agent)
+}

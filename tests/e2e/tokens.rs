@@ -1,0 +1,379 @@
+//! `POST /oauth/token` with client_credentials, over real HTTP: tokens verified against
+//! the JWKS with an independent JOSE library (PyJWT), recorded in the ledger by digest,
+//! and every refusal in RFC 6749's words.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::kit::*;
+
+struct Setup {
+    server: Server,
+    client_id: String,
+    secret: String,
+    admin: String,
+    _dir: tempfile::TempDir,
+}
+
+fn setup(agent: Value) -> Setup {
+    let dir = temp();
+    let server = Server::start(dir.path(), &[]);
+    let admin = server.admin_token();
+    let created: Value = http()
+        .post(server.url("/api/v1/agents"))
+        .bearer_auth(&admin)
+        .json(&agent)
+        .send()
+        .and_then(|r| r.json())
+        .unwrap_or_else(|err| panic!("{err}"));
+    let client_id = created["agent"]["client_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_owned();
+    let secret = created["client_secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    Setup {
+        server,
+        client_id,
+        secret,
+        admin,
+        _dir: dir,
+    }
+}
+
+fn agent() -> Value {
+    json!({"name": "m2m", "scopes": ["files:read", "files:write"], "grant_types": ["client_credentials"]})
+}
+
+fn token(
+    setup: &Setup,
+    basic: Option<(&str, &str)>,
+    form: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut request = http().post(setup.server.url("/oauth/token")).form(form);
+    if let Some((id, secret)) = basic {
+        request = request.basic_auth(id, Some(secret));
+    }
+    let response = request.send().unwrap_or_else(|err| panic!("{err}"));
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.json().unwrap_or(Value::Null))
+}
+
+const VERIFY_PY: &str = r#"
+import json, sys, jwt
+jwks, token, audience, issuer = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3], sys.argv[4]
+header = jwt.get_unverified_header(token)
+assert header["typ"] == "at+jwt", header
+key = next(k for k in jwks["keys"] if k["kid"] == header["kid"])
+print(json.dumps(jwt.decode(token, key=jwt.PyJWK(key).key, algorithms=["EdDSA"], audience=audience, issuer=issuer)))
+"#;
+
+/// Verifies `token` with PyJWT against the server's JWKS; the claims, or why not.
+fn verify_with_pyjwt(server: &Server, token: &str) -> Result<Value, String> {
+    let dir = temp();
+    let jwks = http()
+        .get(server.url("/.well-known/jwks.json"))
+        .send()
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    let (jwks_path, script) = (dir.path().join("jwks.json"), dir.path().join("verify.py"));
+    std::fs::write(&jwks_path, jwks).unwrap_or_else(|err| panic!("{err}"));
+    std::fs::write(&script, VERIFY_PY).unwrap_or_else(|err| panic!("{err}"));
+    let output = Command::new("python3")
+        .arg(&script)
+        .arg(&jwks_path)
+        .args([token, &server.base, &server.base])
+        .output()
+        .unwrap_or_else(|err| panic!("python3 (tools/test.sh installs PyJWT): {err}"));
+    if output.status.success() {
+        serde_json::from_slice(&output.stdout).map_err(|err| err.to_string())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+#[test]
+fn client_credentials_issues_a_token_an_independent_jose_library_verifies() {
+    let s = setup(agent());
+    let (status, headers, body) = token(
+        &s,
+        Some((&s.client_id, &s.secret)),
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "files:read"),
+        ],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        headers.get("cache-control").and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    assert_eq!(
+        (
+            body["token_type"].as_str(),
+            body["expires_in"].as_u64(),
+            body["scope"].as_str()
+        ),
+        (Some("Bearer"), Some(900), Some("files:read"))
+    );
+    let jwt = body["access_token"].as_str().unwrap_or_default().to_owned();
+    let claims = verify_with_pyjwt(&s.server, &jwt)
+        .unwrap_or_else(|why| panic!("PyJWT refused the token: {why}"));
+    assert_eq!(
+        (claims["sub"].as_str(), claims["client_id"].as_str()),
+        (Some(s.client_id.as_str()), Some(s.client_id.as_str()))
+    );
+    assert_eq!(
+        claims["exp"].as_i64().unwrap_or(0) - claims["iat"].as_i64().unwrap_or(0),
+        900
+    );
+    assert_eq!(claims["scope"], "files:read");
+
+    let mut tampered = jwt.clone();
+    let middle = tampered.len() / 2;
+    tampered.replace_range(
+        middle..middle + 1,
+        if &jwt[middle..middle + 1] == "A" {
+            "B"
+        } else {
+            "A"
+        },
+    );
+    assert!(
+        verify_with_pyjwt(&s.server, &tampered).is_err(),
+        "a changed token must not verify"
+    );
+
+    // The ledger holds the issuance, found by the digest of the token's bytes.
+    let Setup {
+        server, _dir: dir, ..
+    } = s;
+    assert_eq!(server.stop(), Some(0));
+    let export = dir.path().join("export.jsonl");
+    export_to(dir.path(), &export);
+    let text = std::fs::read_to_string(&export).unwrap_or_default();
+    let digest = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        blake3::hash(jwt.as_bytes()).as_bytes(),
+    );
+    assert!(
+        text.contains("\"type\":\"TokenIssued\"") && text.contains(&digest),
+        "TokenIssued with the token's digest"
+    );
+    assert!(!text.contains(&jwt), "the token itself is never stored");
+}
+
+#[test]
+fn client_secret_post_extensions_and_caps() {
+    let s = setup(
+        json!({"name": "p", "scopes": ["a"], "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post"}),
+    );
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", s.client_id.as_str()),
+        ("client_secret", s.secret.as_str()),
+        ("agent_type", "ephemeral"),
+        ("task_id", "task-42"),
+        ("intent_description", "summarise the report"),
+        ("expires_in", "999999"),
+    ];
+    let (status, _, body) = token(&s, None, &form);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["expires_in"], 3600, "capped at the ceiling: {body}");
+    assert_eq!(
+        (
+            body["agent_type"].as_str(),
+            body["task_id"].as_str(),
+            body["max_operations"].as_u64(),
+            body["expires_on_completion"].as_bool()
+        ),
+        (Some("ephemeral"), Some("task-42"), Some(10), Some(true)),
+        "{body}"
+    );
+    assert_eq!(body["scope"], "a", "no scope asked: all the agent's scopes");
+    let (status, _, body) = token(
+        &s,
+        Some((&s.client_id, &s.secret)),
+        &[("grant_type", "client_credentials")],
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "registered for post, not basic: {body}"
+    );
+}
+
+#[test]
+fn refusals_are_rfc_6749_errors() {
+    let s = setup(agent());
+    let cc = ("grant_type", "client_credentials");
+    let ok = Some((s.client_id.as_str(), s.secret.as_str()));
+    for (basic, form, status, error, says) in [
+        (
+            Some((s.client_id.as_str(), "wrong")),
+            vec![cc],
+            401,
+            "invalid_client",
+            "unknown client or wrong secret",
+        ),
+        (
+            Some(("agt_nobody", "x")),
+            vec![cc],
+            401,
+            "invalid_client",
+            "unknown client",
+        ),
+        (
+            None,
+            vec![cc],
+            401,
+            "invalid_client",
+            "authenticate the client",
+        ),
+        (ok, vec![], 400, "invalid_request", "grant_type is missing"),
+        (
+            ok,
+            vec![("grant_type", "password")],
+            400,
+            "unsupported_grant_type",
+            "`password`",
+        ),
+        (
+            ok,
+            vec![cc, ("scope", "files:delete")],
+            400,
+            "invalid_scope",
+            "scope `files:delete` is not granted",
+        ),
+        (
+            ok,
+            vec![cc, ("expires_in", "0")],
+            400,
+            "invalid_request",
+            "expires_in must be between",
+        ),
+        (
+            ok,
+            vec![cc, ("expires_in", "99999999999999999999")],
+            400,
+            "invalid_request",
+            "is not a whole number",
+        ),
+        (
+            ok,
+            vec![cc, ("agent_type", "rogue")],
+            400,
+            "invalid_request",
+            "agent_type `rogue`",
+        ),
+        (
+            ok,
+            vec![cc, ("max_operations", "-1")],
+            400,
+            "invalid_request",
+            "max_operations `-1`",
+        ),
+        (
+            ok,
+            vec![cc, ("expires_on_completion", "yes")],
+            400,
+            "invalid_request",
+            "expires_on_completion `yes`",
+        ),
+        (
+            ok,
+            vec![cc, cc],
+            400,
+            "invalid_request",
+            "`grant_type` is given more than once",
+        ),
+    ] {
+        let (got, headers, body) = token(&s, basic, &form);
+        assert_eq!(
+            (got, body["error"].as_str()),
+            (status, Some(error)),
+            "{form:?} -> {body}"
+        );
+        assert!(
+            body["error_description"]
+                .as_str()
+                .is_some_and(|d| d.contains(says)),
+            "{form:?} -> {body}"
+        );
+        if status == 401 {
+            assert!(
+                headers.get("www-authenticate").is_some(),
+                "401 carries WWW-Authenticate"
+            );
+        }
+    }
+    let raw = http()
+        .post(s.server.url("/oauth/token"))
+        .basic_auth(&s.client_id, Some(&s.secret))
+        .header("content-type", "application/json")
+        .body("{\"grant_type\":\"client_credentials\"}")
+        .send()
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(raw.status(), 400);
+    let big = "x".repeat(20_000);
+    let (status, _, _) = token(&s, ok, &[cc, ("task_id", big.as_str())]);
+    assert_eq!(status, 413, "over the form limit");
+}
+
+#[test]
+fn disabled_agents_are_refused_and_rotated_secrets_have_a_grace_period() {
+    let s = setup(agent());
+    let rotated: Value = http()
+        .post(
+            s.server
+                .url(&format!("/api/v1/agents/{}/secret", s.client_id)),
+        )
+        .bearer_auth(&s.admin)
+        .send()
+        .and_then(|r| r.json())
+        .unwrap_or_else(|err| panic!("{err}"));
+    let new_secret = rotated["client_secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    for secret in [s.secret.as_str(), new_secret.as_str()] {
+        let (status, _, body) = token(
+            &s,
+            Some((&s.client_id, secret)),
+            &[("grant_type", "client_credentials")],
+        );
+        assert_eq!(
+            status, 200,
+            "both secrets work during the grace period: {body}"
+        );
+    }
+    let disabled = http()
+        .post(
+            s.server
+                .url(&format!("/api/v1/agents/{}/disable", s.client_id)),
+        )
+        .bearer_auth(&s.admin)
+        .send()
+        .map(|r| r.status().as_u16());
+    assert_eq!(disabled.ok(), Some(204));
+    let (status, _, body) = token(
+        &s,
+        Some((&s.client_id, &new_secret)),
+        &[("grant_type", "client_credentials")],
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| d.ends_with("is disabled")),
+        "{body}"
+    );
+}
