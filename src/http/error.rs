@@ -32,6 +32,9 @@ pub enum ApiError {
     /// Conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// The token has no operations left.
+    #[error("the token's operation quota is used up")]
+    QuotaExhausted,
     /// Body over the limit.
     #[error("the request body is larger than {JSON_BODY_BYTES_MAX} bytes")]
     PayloadTooLarge,
@@ -56,6 +59,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::QuotaExhausted => "quota_exhausted",
             ApiError::Unavailable(_) => "unavailable",
         }
     }
@@ -69,6 +73,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::QuotaExhausted => StatusCode::FORBIDDEN,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

@@ -7,7 +7,9 @@ mod agents;
 mod auth;
 pub mod error;
 mod health;
+mod introspect;
 pub mod oauth_error;
+mod operations;
 mod token;
 mod users;
 
@@ -44,7 +46,9 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(
             web::scope("/oauth")
                 .app_data(web::PayloadConfig::new(token::FORM_BODY_BYTES_MAX))
-                .service(token::issue),
+                .service(token::issue)
+                .service(introspect::introspect)
+                .service(introspect::revoke),
         )
         .service(jwks)
         .service(users::create)
@@ -60,6 +64,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(agents::disable)
         .service(agents::enable)
         .service(agents::policy)
+        .service(operations::record)
         .default_service(web::to(not_found));
 }
 

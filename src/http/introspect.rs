@@ -1,0 +1,150 @@
+//! `POST /oauth/introspect` (RFC 7662) and `POST /oauth/revoke` (RFC 7009), for
+//! authenticated clients. A writ token is found by the BLAKE3 digest of its bytes: one
+//! hash and one lookup, no signature check on this path.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use serde_json::{Value, json};
+use writ_projections::Token;
+use writ_schemas::{Actor, Digest, Timestamp};
+
+use super::AppState;
+use super::oauth_error::{OAuthError, parse_form};
+use crate::decide::Command;
+use crate::oauth::{authenticate, presented_credentials};
+
+fn authenticated_form(
+    state: &AppState,
+    request: &HttpRequest,
+    body: &[u8],
+) -> Result<(writ_schemas::ClientId, String), OAuthError> {
+    let form_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !form_type.starts_with("application/x-www-form-urlencoded") {
+        return Err(OAuthError::invalid_request(
+            "send the parameters as application/x-www-form-urlencoded",
+        ));
+    }
+    let form = parse_form(body)?;
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let presented = presented_credentials(authorization, &form)?;
+    let now = state.clock.now();
+    let client = state.ledger.read(|s| {
+        authenticate(s, &state.secrets, &presented, now).map(|agent| agent.client_id.clone())
+    })?;
+    let token = form
+        .get("token")
+        .cloned()
+        .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
+    Ok((client, token))
+}
+
+fn no_store(mut response: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
+    response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+    response
+}
+
+/// What introspection says about a token at `now`.
+pub fn introspection(token: Option<&Token>, issuer: &str, now: Timestamp) -> Value {
+    let Some(token) =
+        token.filter(|t| t.is_active(now) && !(t.exhausted && t.expires_on_completion))
+    else {
+        return json!({ "active": false });
+    };
+    // The chain as RFC 8693 nests it, outermost (current) actor first.
+    let chain: Vec<&str> = token.actors.iter().map(|a| a.as_str()).collect();
+    let mut body = json!({
+        "active": true,
+        "iss": issuer,
+        "sub": token.subject,
+        "client_id": token.client_id.as_str(),
+        "scope": token.scopes.join(" "),
+        "aud": token.audience,
+        "iat": token.issued_at.unix_seconds(),
+        "exp": token.expires_at.unix_seconds(),
+        "jti": token.jti.as_str(),
+        "token_type": "Bearer",
+        "agent_type": token.agent_type,
+        "delegation_chain": chain,
+        "delegation_depth": token.delegation_depth(),
+        "expires_on_completion": token.expires_on_completion,
+    });
+    let optional = [
+        (
+            "delegated_by",
+            token.user_id.as_ref().map(|u| json!(u.as_str())),
+        ),
+        (
+            "delegation_id",
+            token.delegation_id.as_ref().map(|d| json!(d.as_str())),
+        ),
+        ("task_id", token.task_id.as_ref().map(|t| json!(t))),
+        ("max_operations", token.max_operations.map(|m| json!(m))),
+        (
+            "operations_remaining",
+            token.operations_remaining().map(|m| json!(m)),
+        ),
+        (
+            "intent_description",
+            token.intent_description.as_ref().map(|i| json!(i)),
+        ),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value {
+            body[name] = value;
+        }
+    }
+    body
+}
+
+/// RFC 7662 introspection. Read-only: it never consumes an operation.
+#[post("/introspect")]
+pub async fn introspect(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, OAuthError> {
+    let (_, token) = authenticated_form(&state, &request, &body)?;
+    let digest = Digest::of(token.as_bytes());
+    let now = state.clock.now();
+    let answer = state
+        .ledger
+        .read(|s| introspection(s.token_by_digest(&digest), &state.issuer, now));
+    Ok(no_store(HttpResponse::Ok()).json(answer))
+}
+
+/// RFC 7009 revocation: revokes the token and everything derived from it. Always 200 for
+/// a well-formed request; a token this client does not hold is left alone (saying so
+/// would tell a caller which tokens exist).
+#[post("/revoke")]
+pub async fn revoke(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, OAuthError> {
+    let (client, token) = authenticated_form(&state, &request, &body)?;
+    let digest = Digest::of(token.as_bytes());
+    let held = state.ledger.read(|s| {
+        s.token_by_digest(&digest)
+            .filter(|t| t.client_id == client || t.actors.contains(&client))
+            .map(|t| t.jti.clone())
+    });
+    if let Some(jti) = held {
+        let command = Command::RevokeToken {
+            jti,
+            by: Actor::Agent { client_id: client },
+        };
+        state
+            .ledger
+            .submit(command)
+            .await
+            .map_err(|err| OAuthError::unavailable(err.to_string()))?;
+    }
+    Ok(no_store(HttpResponse::Ok()).finish())
+}

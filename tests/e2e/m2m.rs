@@ -1,0 +1,248 @@
+//! The M2M loop over real HTTP: token, introspection, operations under a quota,
+//! revocation; exact quotas under 64 concurrent clients; idempotency across a restart.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::{Value, json};
+
+use crate::kit::*;
+
+struct Agent {
+    server: Server,
+    client_id: String,
+    secret: String,
+    dir: tempfile::TempDir,
+}
+
+fn agent() -> Agent {
+    let dir = temp();
+    let server = Server::start(dir.path(), &[]);
+    let admin = server.admin_token();
+    let body = json!({"name": "m2m", "scopes": ["s"], "grant_types": ["client_credentials"]});
+    let created: Value = http()
+        .post(server.url("/api/v1/agents"))
+        .bearer_auth(&admin)
+        .json(&body)
+        .send()
+        .and_then(|r| r.json())
+        .unwrap_or_else(|err| panic!("{err}"));
+    let client_id = created["agent"]["client_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let secret = created["client_secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    Agent {
+        server,
+        client_id,
+        secret,
+        dir,
+    }
+}
+
+impl Agent {
+    fn token(&self, extra: &[(&str, &str)]) -> String {
+        let mut form = vec![("grant_type", "client_credentials")];
+        form.extend_from_slice(extra);
+        let body: Value = http()
+            .post(self.server.url("/oauth/token"))
+            .basic_auth(&self.client_id, Some(&self.secret))
+            .form(&form)
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or_else(|err| panic!("{err}"));
+        body["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{body}"))
+            .to_owned()
+    }
+
+    fn introspect(&self, token: &str) -> Value {
+        http()
+            .post(self.server.url("/oauth/introspect"))
+            .basic_auth(&self.client_id, Some(&self.secret))
+            .form(&[("token", token)])
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    fn operation(&self, token: &str, key: Option<&str>) -> (u16, Value) {
+        operation(&self.server.base, token, key)
+    }
+}
+
+fn operation(base: &str, token: &str, key: Option<&str>) -> (u16, Value) {
+    let mut request = http()
+        .post(format!("{base}/api/v1/operations"))
+        .bearer_auth(token)
+        .json(&json!({"operation": "tools/call", "resource": "doc"}));
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let response = request.send().unwrap_or_else(|err| panic!("{err}"));
+    let status = response.status().as_u16();
+    (status, response.json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn m2m_token_then_introspection_then_revocation() {
+    let a = agent();
+    let token = a.token(&[("max_operations", "5"), ("task_id", "t-1")]);
+    let seen = a.introspect(&token);
+    assert_eq!(
+        (
+            seen["active"].as_bool(),
+            seen["client_id"].as_str(),
+            seen["scope"].as_str()
+        ),
+        (Some(true), Some(a.client_id.as_str()), Some("s")),
+        "{seen}"
+    );
+    assert_eq!(
+        (
+            seen["max_operations"].as_u64(),
+            seen["operations_remaining"].as_u64(),
+            seen["task_id"].as_str(),
+            seen["delegation_depth"].as_u64()
+        ),
+        (Some(5), Some(5), Some("t-1"), Some(0))
+    );
+    assert_eq!(
+        a.introspect(&token)["operations_remaining"],
+        5,
+        "introspection never consumes an operation"
+    );
+    assert_eq!(a.introspect("not-a-token"), json!({"active": false}));
+
+    let unauthenticated = http()
+        .post(a.server.url("/oauth/introspect"))
+        .form(&[("token", token.as_str())])
+        .send()
+        .map(|r| r.status().as_u16());
+    assert_eq!(unauthenticated.ok(), Some(401));
+
+    let revoked = http()
+        .post(a.server.url("/oauth/revoke"))
+        .basic_auth(&a.client_id, Some(&a.secret))
+        .form(&[("token", token.as_str())])
+        .send()
+        .map(|r| r.status().as_u16());
+    assert_eq!(revoked.ok(), Some(200));
+    assert_eq!(
+        a.introspect(&token),
+        json!({"active": false}),
+        "inactive at once"
+    );
+    let (status, body) = a.operation(&token, None);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("unauthorized")),
+        "{body}"
+    );
+}
+
+#[test]
+fn operations_count_down_retries_never_count_twice_even_across_a_restart() {
+    let a = agent();
+    let token = a.token(&[("max_operations", "3")]);
+    assert_eq!(
+        a.operation(&token, Some("k1")),
+        (200, json!({"operations_remaining": 2, "active": true}))
+    );
+    assert_eq!(
+        a.operation(&token, Some("k1")),
+        (200, json!({"operations_remaining": 2, "active": true})),
+        "same key: first answer"
+    );
+    let Agent {
+        server,
+        client_id,
+        secret,
+        dir,
+    } = a;
+    assert_eq!(server.stop(), Some(0));
+    let server = Server::start(dir.path(), &[]);
+    assert_eq!(
+        operation(&server.base, &token, Some("k1")),
+        (200, json!({"operations_remaining": 2, "active": true})),
+        "after a restart too"
+    );
+    assert_eq!(operation(&server.base, &token, None).0, 200);
+    assert_eq!(
+        operation(&server.base, &token, None),
+        (200, json!({"operations_remaining": 0, "active": true}))
+    );
+    let (status, body) = operation(&server.base, &token, None);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("quota_exhausted")),
+        "{body}"
+    );
+    let a = Agent {
+        server,
+        client_id,
+        secret,
+        dir,
+    };
+
+    // With expires_on_completion the last operation revokes the token in the same append.
+    let ephemeral = a.token(&[("max_operations", "1"), ("expires_on_completion", "true")]);
+    assert_eq!(
+        a.operation(&ephemeral, None),
+        (200, json!({"operations_remaining": 0, "active": false}))
+    );
+    assert_eq!(a.introspect(&ephemeral), json!({"active": false}));
+}
+
+#[test]
+fn sixty_four_clients_on_one_token_with_1000_operations_get_exactly_1000() {
+    let a = agent();
+    let token = Arc::new(a.token(&[("max_operations", "1000")]));
+    let (accepted, exhausted) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let threads: Vec<_> = (0..64)
+        .map(|_| {
+            let (token, base) = (Arc::clone(&token), a.server.base.clone());
+            let (accepted, exhausted) = (Arc::clone(&accepted), Arc::clone(&exhausted));
+            std::thread::spawn(move || {
+                loop {
+                    match operation(&base, &token, None).0 {
+                        200 => accepted.fetch_add(1, Ordering::SeqCst),
+                        403 => {
+                            exhausted.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                        other => panic!("unexpected status {other}"),
+                    };
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread
+            .join()
+            .unwrap_or_else(|_| panic!("a client thread failed"));
+    }
+    assert_eq!(
+        (
+            accepted.load(Ordering::SeqCst),
+            exhausted.load(Ordering::SeqCst)
+        ),
+        (1000, 64)
+    );
+    let Agent { server, dir, .. } = a;
+    assert_eq!(server.stop(), Some(0));
+    let export = dir.path().join("export.jsonl");
+    export_to(dir.path(), &export);
+    let recorded = std::fs::read_to_string(&export)
+        .unwrap_or_default()
+        .matches("\"type\":\"OperationRecorded\"")
+        .count();
+    assert_eq!(
+        recorded, 1000,
+        "the ledger holds exactly the accepted operations"
+    );
+}
