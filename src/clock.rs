@@ -13,6 +13,9 @@ pub enum Clock {
     System,
     /// A clock that stands still until moved (microseconds since the epoch).
     Manual(Arc<AtomicI64>),
+    /// The system clock shifted by a number of seconds (for tests of a server process,
+    /// which may not sleep: "two hours later" is a restart with an offset).
+    Offset(i64),
 }
 
 impl Clock {
@@ -25,6 +28,9 @@ impl Clock {
     pub fn now(&self) -> Timestamp {
         match self {
             Clock::System => Timestamp::from_datetime(chrono::Utc::now()),
+            Clock::Offset(seconds) => {
+                Timestamp::from_datetime(chrono::Utc::now()).plus_seconds(*seconds)
+            }
             Clock::Manual(micros) => Timestamp::from_unix_micros(micros.load(Ordering::SeqCst))
                 .unwrap_or_else(|| {
                     unreachable!("a manual clock only holds values it was given as timestamps")

@@ -31,6 +31,9 @@ pub struct ServeArgs {
     /// hashed, not printed) instead of generating one. At least 32 characters.
     #[arg(long, env = "WRIT_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Shift the server's clock by this many seconds (tests only; hidden).
+    #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
+    pub clock_offset_seconds: i64,
     /// Seconds to let in-flight requests finish after a shutdown signal.
     #[arg(long, env = "WRIT_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
@@ -72,11 +75,17 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
     // panic at the first signature; a second install (tests, embedding) is harmless.
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
     let dir = args.data_dir.display().to_string();
-    let (ledger, report) = Ledger::open_embedded(&args.data_dir, LedgerOptions::default())
-        .map_err(|source| ServeError::Ledger {
-            dir: dir.clone(),
-            source,
-        })?;
+    let (ledger, report) = Ledger::open_embedded(
+        &args.data_dir,
+        LedgerOptions {
+            clock: clock(&args),
+            ..LedgerOptions::default()
+        },
+    )
+    .map_err(|source| ServeError::Ledger {
+        dir: dir.clone(),
+        source,
+    })?;
     if report.recovery.torn_bytes > 0 {
         tracing::warn!(
             torn_bytes = report.recovery.torn_bytes,
@@ -102,6 +111,13 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
     // the sequencer finish what it accepted and write a snapshot.
     drop(ledger);
     served
+}
+
+fn clock(args: &ServeArgs) -> crate::clock::Clock {
+    match args.clock_offset_seconds {
+        0 => crate::clock::Clock::System,
+        seconds => crate::clock::Clock::Offset(seconds),
+    }
 }
 
 /// Shortest admin token accepted from `WRIT_ADMIN_TOKEN`.
@@ -182,6 +198,7 @@ async fn serve(
         .clone()
         .unwrap_or_else(|| format!("http://{bound}"));
     let head = ledger.head();
+    let clock = clock(args);
     let server = HttpServer::new({
         let issuer = issuer.clone();
         move || {
@@ -189,7 +206,7 @@ async fn serve(
                 ledger: Arc::clone(&ledger),
                 issuer: issuer.clone(),
                 secrets: secrets.clone(),
-                clock: crate::clock::Clock::System,
+                clock: clock.clone(),
                 signing_key: Arc::clone(&signing_key),
             };
             App::new().app_data(web::Data::new(state)).configure(routes)

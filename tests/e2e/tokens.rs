@@ -377,3 +377,56 @@ fn disabled_agents_are_refused_and_rotated_secrets_have_a_grace_period() {
         "{body}"
     );
 }
+
+#[test]
+fn an_expired_agent_gets_no_token() {
+    let s = setup(
+        json!({"name": "short-lived", "scopes": ["s"], "grant_types": ["client_credentials"], "expires_at": (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339()}),
+    );
+    let (status, _, body) = token(
+        &s,
+        Some((&s.client_id, &s.secret)),
+        &[("grant_type", "client_credentials")],
+    );
+    assert_eq!(status, 200, "valid for another hour: {body}");
+    let Setup {
+        server,
+        client_id,
+        secret,
+        admin,
+        _dir: dir,
+    } = s;
+    assert_eq!(server.stop(), Some(0));
+    // Two hours later, as far as the server can tell.
+    let server = Server::start(dir.path(), &["--clock-offset-seconds", "7200"]);
+    let s = Setup {
+        server,
+        client_id,
+        secret,
+        admin,
+        _dir: dir,
+    };
+    let (status, _, body) = token(
+        &s,
+        Some((&s.client_id, &s.secret)),
+        &[("grant_type", "client_credentials")],
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| d.contains("expired at")),
+        "{body}"
+    );
+    let inventory: Value = http()
+        .get(s.server.url(&format!("/api/v1/agents/{}", s.client_id)))
+        .bearer_auth(&s.admin)
+        .send()
+        .and_then(|r| r.json())
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(inventory["status"], "expired");
+}
