@@ -9,31 +9,16 @@ use writ_projections::Token;
 use writ_schemas::{Actor, Digest, Timestamp};
 
 use super::AppState;
-use super::oauth_error::{OAuthError, parse_form};
+use super::oauth_error::{OAuthError, client_form};
 use crate::decide::Command;
-use crate::oauth::{authenticate, presented_credentials};
+use crate::oauth::authenticate;
 
 fn authenticated_form(
     state: &AppState,
     request: &HttpRequest,
     body: &[u8],
 ) -> Result<(writ_schemas::ClientId, String), OAuthError> {
-    let form_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !form_type.starts_with("application/x-www-form-urlencoded") {
-        return Err(OAuthError::invalid_request(
-            "send the parameters as application/x-www-form-urlencoded",
-        ));
-    }
-    let form = parse_form(body)?;
-    let authorization = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let presented = presented_credentials(authorization, &form)?;
+    let (form, presented) = client_form(request, body)?;
     let now = state.clock.now();
     let client = state.ledger.read(|s| {
         authenticate(s, &state.secrets, &presented, now).map(|agent| agent.client_id.clone())

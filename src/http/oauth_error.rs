@@ -123,3 +123,35 @@ pub fn parse_form(body: &[u8]) -> Result<std::collections::BTreeMap<String, Stri
     }
     Ok(form)
 }
+
+/// An OAuth request's form and the client credentials it presents: the content type
+/// checked, the parameters parsed (each at most once), the credentials read from HTTP
+/// Basic or the form. Authentication itself is `oauth::authenticate`.
+pub fn client_form(
+    request: &actix_web::HttpRequest,
+    body: &[u8],
+) -> Result<
+    (
+        std::collections::BTreeMap<String, String>,
+        crate::oauth::Presented,
+    ),
+    OAuthError,
+> {
+    let header_text = |name| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    if !header_text(header::CONTENT_TYPE)
+        .unwrap_or("")
+        .starts_with("application/x-www-form-urlencoded")
+    {
+        return Err(OAuthError::invalid_request(
+            "send the parameters as application/x-www-form-urlencoded",
+        ));
+    }
+    let form = parse_form(body)?;
+    let presented = crate::oauth::presented_credentials(header_text(header::AUTHORIZATION), &form)?;
+    Ok((form, presented))
+}

@@ -9,10 +9,10 @@ use serde_json::{Value, json};
 use writ_schemas::{ClientId, Digest, Jti, Timestamp, TokenIssued};
 
 use super::AppState;
-use super::oauth_error::{OAuthError, parse_form};
+use super::oauth_error::{OAuthError, client_form};
 use crate::decide::{Command, Refusal};
 use crate::ledger::SubmitError;
-use crate::oauth::{Terms, authenticate, client_credentials_terms, presented_credentials};
+use crate::oauth::{Terms, authenticate, client_credentials_terms};
 
 /// Body size accepted at the token endpoint.
 pub const FORM_BODY_BYTES_MAX: usize = 16 * 1024;
@@ -24,22 +24,7 @@ pub async fn issue(
     request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, OAuthError> {
-    let form_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !form_type.starts_with("application/x-www-form-urlencoded") {
-        return Err(OAuthError::invalid_request(
-            "send the parameters as application/x-www-form-urlencoded",
-        ));
-    }
-    let form = parse_form(&body)?;
-    let authorization = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let presented = presented_credentials(authorization, &form)?;
+    let (form, presented) = client_form(&request, &body)?;
     let now = state.clock.now();
     let (client_id, terms) = state.ledger.read(|s| {
         let agent = authenticate(s, &state.secrets, &presented, now)?;
