@@ -2,14 +2,13 @@
 //! authenticated clients. A writ token is found by the BLAKE3 digest of its bytes: one
 //! hash and one lookup, no signature check on this path.
 
-use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use serde_json::{Value, json};
 use writ_projections::Token;
 use writ_schemas::{Actor, Digest, Timestamp};
 
 use super::AppState;
-use super::oauth_error::{OAuthError, client_form};
+use super::oauth_error::{OAuthError, client_form, no_store};
 use crate::decide::Command;
 use crate::oauth::authenticate;
 
@@ -28,11 +27,6 @@ fn authenticated_form(
         .cloned()
         .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
     Ok((client, token))
-}
-
-fn no_store(mut response: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
-    response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
-    response
 }
 
 /// What introspection says about a token at `now`.
@@ -101,7 +95,7 @@ pub async fn introspect(
     let answer = state
         .ledger
         .read(|s| introspection(s.token_by_digest(&digest), &state.issuer, now));
-    Ok(no_store(HttpResponse::Ok()).json(answer))
+    Ok(no_store().json(answer))
 }
 
 /// RFC 7009 revocation: revokes the token and everything derived from it. Always 200 for
@@ -131,5 +125,5 @@ pub async fn revoke(
             .await
             .map_err(|err| OAuthError::unavailable(err.to_string()))?;
     }
-    Ok(no_store(HttpResponse::Ok()).finish())
+    Ok(no_store().finish())
 }

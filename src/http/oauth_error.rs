@@ -155,3 +155,11 @@ pub fn client_form(
     let presented = crate::oauth::presented_credentials(header_text(header::AUTHORIZATION), &form)?;
     Ok((form, presented))
 }
+
+/// A 200 that caches may not keep (RFC 6749 §5.1 for tokens; RFC 7662 answers likewise).
+pub fn no_store() -> actix_web::HttpResponseBuilder {
+    let mut response = HttpResponse::Ok();
+    response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+    response.insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));
+    response
+}

@@ -2,14 +2,13 @@
 //! access token for itself, recorded in the ledger (by the digest of its bytes) before
 //! it is handed out.
 
-use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use jsonwebtoken::Header;
 use serde_json::{Value, json};
 use writ_schemas::{ClientId, Digest, Jti, Timestamp, TokenIssued};
 
 use super::AppState;
-use super::oauth_error::{OAuthError, client_form};
+use super::oauth_error::{OAuthError, client_form, no_store};
 use crate::decide::{Command, Refusal};
 use crate::ledger::SubmitError;
 use crate::oauth::{Terms, authenticate, client_credentials_terms};
@@ -40,10 +39,7 @@ pub async fn issue(
         }
     })?;
     let issued = sign_and_record(&state, client_id, terms, now).await?;
-    let mut response = HttpResponse::Ok();
-    response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
-    response.insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));
-    Ok(response.json(issued))
+    Ok(no_store().json(issued))
 }
 
 async fn sign_and_record(

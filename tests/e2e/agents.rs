@@ -4,29 +4,6 @@ use serde_json::{Value, json};
 
 use crate::kit::*;
 
-fn call(
-    server: &Server,
-    token: &str,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let client = http();
-    let request = match method {
-        "GET" => client.get(server.url(path)),
-        "PUT" => client.put(server.url(path)),
-        _ => client.post(server.url(path)),
-    }
-    .bearer_auth(token);
-    let request = match body {
-        Some(body) => request.json(&body),
-        None => request,
-    };
-    let response = request.send().unwrap_or_else(|err| panic!("{err}"));
-    let status = response.status().as_u16();
-    (status, response.json().unwrap_or(Value::Null))
-}
-
 #[test]
 fn registering_an_agent_walkthrough() {
     let dir = temp();

@@ -204,3 +204,44 @@ pub fn http() -> reqwest::blocking::Client {
         .build()
         .unwrap_or_else(|err| panic!("{err}"))
 }
+
+/// An authenticated JSON call: `method` is GET, PUT or POST; the status and the JSON body
+/// (null when there is none).
+pub fn call(
+    server: &Server,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let client = http();
+    let request = match method {
+        "GET" => client.get(server.url(path)),
+        "PUT" => client.put(server.url(path)),
+        _ => client.post(server.url(path)),
+    }
+    .bearer_auth(token);
+    let request = match body {
+        Some(body) => request.json(&body),
+        None => request,
+    };
+    let response = request.send().unwrap_or_else(|err| panic!("{err}"));
+    let status = response.status().as_u16();
+    (status, response.json().unwrap_or(serde_json::Value::Null))
+}
+
+/// Registers an agent through the admin API; its client id and secret.
+pub fn register_agent(server: &Server, admin: &str, agent: serde_json::Value) -> (String, String) {
+    let (status, created) = call(server, admin, "POST", "/api/v1/agents", Some(agent));
+    assert_eq!(status, 201, "registering an agent: {created}");
+    let field = |value: &serde_json::Value| {
+        value
+            .as_str()
+            .unwrap_or_else(|| panic!("{created}"))
+            .to_owned()
+    };
+    (
+        field(&created["agent"]["client_id"]),
+        field(&created["client_secret"]),
+    )
+}

@@ -20,21 +20,7 @@ fn agent() -> Agent {
     let server = Server::start(dir.path(), &[]);
     let admin = server.admin_token();
     let body = json!({"name": "m2m", "scopes": ["s"], "grant_types": ["client_credentials"]});
-    let created: Value = http()
-        .post(server.url("/api/v1/agents"))
-        .bearer_auth(&admin)
-        .json(&body)
-        .send()
-        .and_then(|r| r.json())
-        .unwrap_or_else(|err| panic!("{err}"));
-    let client_id = created["agent"]["client_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let secret = created["client_secret"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let (client_id, secret) = register_agent(&server, &admin, body);
     Agent {
         server,
         client_id,

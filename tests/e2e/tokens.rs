@@ -20,21 +20,7 @@ fn setup(agent: Value) -> Setup {
     let dir = temp();
     let server = Server::start(dir.path(), &[]);
     let admin = server.admin_token();
-    let created: Value = http()
-        .post(server.url("/api/v1/agents"))
-        .bearer_auth(&admin)
-        .json(&agent)
-        .send()
-        .and_then(|r| r.json())
-        .unwrap_or_else(|err| panic!("{err}"));
-    let client_id = created["agent"]["client_id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{created}"))
-        .to_owned();
-    let secret = created["client_secret"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let (client_id, secret) = register_agent(&server, &admin, agent);
     Setup {
         server,
         client_id,

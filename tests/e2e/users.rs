@@ -7,14 +7,7 @@ use serde_json::{Value, json};
 use crate::kit::*;
 
 fn post(server: &Server, token: &str, path: &str, body: &Value) -> (u16, Value) {
-    let response = http()
-        .post(server.url(path))
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .unwrap_or_else(|err| panic!("{err}"));
-    let status = response.status().as_u16();
-    (status, response.json().unwrap_or(Value::Null))
+    call(server, token, "POST", path, Some(body.clone()))
 }
 
 #[test]
