@@ -2,7 +2,7 @@
 //! (owner and expiry), review attestations, disable and enable, secret rotation with a
 //! grace period, and governance ceilings.
 
-use actix_web::{HttpResponse, get, post, put, web};
+use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use writ_projections::{Agent, State};
 use writ_schemas::{
@@ -41,7 +41,7 @@ const AUTH_METHODS: &[&str] = &["client_secret_basic", "client_secret_post"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewAgent {
+pub(super) struct NewAgent {
     name: String,
     scopes: Vec<String>,
     grant_types: Vec<String>,
@@ -82,7 +82,7 @@ struct AgentView {
 
 #[derive(Debug, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct PolicyView {
+pub(super) struct PolicyView {
     max_ttl_seconds: Option<u64>,
     allowed_scopes: Option<Vec<String>>,
     allowed_audiences: Option<Vec<String>>,
@@ -235,8 +235,7 @@ fn check_new(body: &NewAgent) -> Result<(), ApiError> {
 }
 
 /// Registers an agent; its client secret is in this response and nowhere else.
-#[post("/api/v1/agents")]
-pub async fn create(
+pub(super) async fn create(
     state: web::Data<AppState>,
     admin: Admin,
     body: web::Json<NewAgent>,
@@ -289,8 +288,7 @@ fn read_view(state: &AppState, client_id: &ClientId) -> Result<AgentView, ApiErr
 }
 
 /// The inventory.
-#[get("/api/v1/agents")]
-pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
+pub(super) async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
     let now = state.clock.now();
     let agents: Vec<AgentView> = state
         .ledger
@@ -299,8 +297,7 @@ pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
 }
 
 /// One agent.
-#[get("/api/v1/agents/{client_id}")]
-pub async fn one(
+pub(super) async fn one(
     state: web::Data<AppState>,
     _admin: Admin,
     id: web::Path<String>,
@@ -310,14 +307,13 @@ pub async fn one(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Identity {
+pub(super) struct Identity {
     owner: Option<String>,
     expires_at: Option<String>,
 }
 
 /// Sets the owner (by email) and expiry; an empty string clears one, an absent field keeps it.
-#[put("/api/v1/agents/{client_id}/identity")]
-pub async fn identity(
+pub(super) async fn identity(
     state: web::Data<AppState>,
     admin: Admin,
     id: web::Path<String>,
@@ -357,8 +353,7 @@ struct Review {
 }
 
 /// Records a review attestation (an empty body is a review without a note).
-#[post("/api/v1/agents/{client_id}/review")]
-pub async fn review(
+pub(super) async fn review(
     state: web::Data<AppState>,
     admin: Admin,
     id: web::Path<String>,
@@ -389,8 +384,7 @@ pub async fn review(
 }
 
 /// Rotates the client secret; the previous one is accepted for `SECRET_GRACE_SECONDS`.
-#[post("/api/v1/agents/{client_id}/secret")]
-pub async fn rotate_secret(
+pub(super) async fn rotate_secret(
     state: web::Data<AppState>,
     admin: Admin,
     id: web::Path<String>,
@@ -414,8 +408,7 @@ pub async fn rotate_secret(
 }
 
 /// Disables an agent and revokes every token it holds or acted in.
-#[post("/api/v1/agents/{client_id}/disable")]
-pub async fn disable(
+pub(super) async fn disable(
     state: web::Data<AppState>,
     admin: Admin,
     id: web::Path<String>,
@@ -429,8 +422,7 @@ pub async fn disable(
 }
 
 /// Enables a disabled agent.
-#[post("/api/v1/agents/{client_id}/enable")]
-pub async fn enable(
+pub(super) async fn enable(
     state: web::Data<AppState>,
     admin: Admin,
     id: web::Path<String>,
@@ -444,8 +436,7 @@ pub async fn enable(
 }
 
 /// Sets the agent's governance ceilings (absent: no ceiling beyond the defaults).
-#[put("/api/v1/agents/{client_id}/policy")]
-pub async fn policy(
+pub(super) async fn policy(
     state: web::Data<AppState>,
     admin: Admin,
     id: web::Path<String>,

@@ -1,19 +1,17 @@
 //! `GET /healthz` (the process is up) and `GET /readyz` (the ledger is open and caught up).
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use super::AppState;
 
 /// The process is up and serving.
-#[get("/healthz")]
-pub async fn healthz() -> HttpResponse {
+pub(super) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
 /// The ledger is open; the read models reflect its head.
-#[get("/readyz")]
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+pub(super) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let durable = state.ledger.head();
     let visible = state.ledger.read(|s| s.head());
     // The embedded ledger applies a batch right after making it durable; a gap here is

@@ -2,7 +2,7 @@
 //! authenticated clients. A writ token is found by the BLAKE3 digest of its bytes: one
 //! hash and one lookup, no signature check on this path.
 
-use actix_web::{HttpRequest, HttpResponse, post, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 use writ_projections::Token;
 use writ_schemas::{Actor, Digest, Timestamp};
@@ -83,8 +83,7 @@ pub fn introspection(token: Option<&Token>, issuer: &str, now: Timestamp) -> Val
 }
 
 /// RFC 7662 introspection. Read-only: it never consumes an operation.
-#[post("/introspect")]
-pub async fn introspect(
+pub(super) async fn introspect(
     state: web::Data<AppState>,
     request: HttpRequest,
     body: web::Bytes,
@@ -101,8 +100,7 @@ pub async fn introspect(
 /// RFC 7009 revocation: revokes the token and everything derived from it. Always 200 for
 /// a well-formed request; a token this client does not hold is left alone (saying so
 /// would tell a caller which tokens exist).
-#[post("/revoke")]
-pub async fn revoke(
+pub(super) async fn revoke(
     state: web::Data<AppState>,
     request: HttpRequest,
     body: web::Bytes,

@@ -5,6 +5,7 @@
 
 mod agents;
 mod auth;
+mod discovery;
 pub mod error;
 mod health;
 mod introspect;
@@ -15,7 +16,8 @@ mod users;
 
 use std::sync::Arc;
 
-use actix_web::web;
+use actix_web::http::Method;
+use actix_web::{Route, web};
 
 use crate::ledger::Ledger;
 
@@ -33,39 +35,114 @@ pub struct AppState {
     pub signing_key: Arc<crate::keys::CurrentKey>,
 }
 
-/// Registers every route.
+/// One endpoint: what a request must look like to reach a handler.
+pub struct Endpoint {
+    /// The HTTP method.
+    pub method: Method,
+    /// The path pattern, `{name}` for a segment (the same syntax as OpenAPI).
+    pub path: &'static str,
+    /// Bodies larger than this are refused with 413 before the handler runs.
+    body_bytes_max: usize,
+    handler: fn() -> Route,
+}
+
+fn endpoint(method: Method, path: &'static str, handler: fn() -> Route) -> Endpoint {
+    let body_bytes_max = if path.starts_with("/oauth/") {
+        token::FORM_BODY_BYTES_MAX
+    } else {
+        error::JSON_BODY_BYTES_MAX
+    };
+    Endpoint {
+        method,
+        path,
+        body_bytes_max,
+        handler,
+    }
+}
+
+/// Every endpoint writ serves. `routes` registers exactly these, and a test holds
+/// `schemas/openapi.yaml` to them, so the document cannot fall behind the server.
+pub fn endpoints() -> Vec<Endpoint> {
+    use Method as M;
+    vec![
+        endpoint(M::GET, "/healthz", || web::get().to(health::healthz)),
+        endpoint(M::GET, "/readyz", || web::get().to(health::readyz)),
+        endpoint(M::GET, "/.well-known/oauth-authorization-server", || {
+            web::get().to(discovery::metadata)
+        }),
+        endpoint(M::GET, "/.well-known/jwks.json", || {
+            web::get().to(discovery::jwks)
+        }),
+        endpoint(M::POST, "/oauth/token", || web::post().to(token::issue)),
+        endpoint(M::POST, "/oauth/introspect", || {
+            web::post().to(introspect::introspect)
+        }),
+        endpoint(M::POST, "/oauth/revoke", || {
+            web::post().to(introspect::revoke)
+        }),
+        endpoint(M::POST, "/api/v1/users", || web::post().to(users::create)),
+        endpoint(M::GET, "/api/v1/users", || web::get().to(users::list)),
+        endpoint(M::POST, "/api/v1/users/{id}/deactivate", || {
+            web::post().to(users::deactivate)
+        }),
+        endpoint(M::POST, "/api/v1/users/{id}/reactivate", || {
+            web::post().to(users::reactivate)
+        }),
+        endpoint(M::POST, "/api/v1/agents", || web::post().to(agents::create)),
+        endpoint(M::GET, "/api/v1/agents", || web::get().to(agents::list)),
+        endpoint(M::GET, "/api/v1/agents/{client_id}", || {
+            web::get().to(agents::one)
+        }),
+        endpoint(M::PUT, "/api/v1/agents/{client_id}/identity", || {
+            web::put().to(agents::identity)
+        }),
+        endpoint(M::POST, "/api/v1/agents/{client_id}/review", || {
+            web::post().to(agents::review)
+        }),
+        endpoint(M::POST, "/api/v1/agents/{client_id}/secret", || {
+            web::post().to(agents::rotate_secret)
+        }),
+        endpoint(M::POST, "/api/v1/agents/{client_id}/disable", || {
+            web::post().to(agents::disable)
+        }),
+        endpoint(M::POST, "/api/v1/agents/{client_id}/enable", || {
+            web::post().to(agents::enable)
+        }),
+        endpoint(M::PUT, "/api/v1/agents/{client_id}/policy", || {
+            web::put().to(agents::policy)
+        }),
+        endpoint(M::POST, "/api/v1/operations", || {
+            web::post().to(operations::record)
+        }),
+    ]
+}
+
+/// Registers every endpoint; anything else is a JSON 404.
 pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .app_data(
-            web::JsonConfig::default()
-                .limit(error::JSON_BODY_BYTES_MAX)
-                .error_handler(error::json_error),
-        )
-        .service(health::healthz)
-        .service(health::readyz)
-        .service(
-            web::scope("/oauth")
-                .app_data(web::PayloadConfig::new(token::FORM_BODY_BYTES_MAX))
-                .service(token::issue)
-                .service(introspect::introspect)
-                .service(introspect::revoke),
-        )
-        .service(jwks)
-        .service(users::create)
-        .service(users::list)
-        .service(users::deactivate)
-        .service(users::reactivate)
-        .service(agents::create)
-        .service(agents::list)
-        .service(agents::one)
-        .service(agents::identity)
-        .service(agents::review)
-        .service(agents::rotate_secret)
-        .service(agents::disable)
-        .service(agents::enable)
-        .service(agents::policy)
-        .service(operations::record)
-        .default_service(web::to(not_found));
+    config.app_data(
+        web::JsonConfig::default()
+            .limit(error::JSON_BODY_BYTES_MAX)
+            .error_handler(error::json_error),
+    );
+    // One resource per path: actix answers 405 from the first resource whose path matches,
+    // so two methods on one path must be routes of the same resource.
+    let mut paths: Vec<(&'static str, usize, Vec<Route>)> = Vec::new();
+    for endpoint in endpoints() {
+        let route = (endpoint.handler)();
+        match paths.iter_mut().find(|(path, ..)| *path == endpoint.path) {
+            Some((.., routes)) => routes.push(route),
+            None => paths.push((endpoint.path, endpoint.body_bytes_max, vec![route])),
+        }
+    }
+    for (path, body_bytes_max, routes) in paths {
+        let resource = web::resource(path).app_data(web::PayloadConfig::new(body_bytes_max));
+        config.service(
+            routes
+                .into_iter()
+                .fold(resource, |resource, route| resource.route(route)),
+        );
+    }
+    config.default_service(web::to(not_found));
 }
 
 async fn not_found(
@@ -76,14 +153,4 @@ async fn not_found(
         request.method(),
         request.path()
     )))
-}
-
-/// The public signing keys: the current one and every predecessor a live token may carry.
-#[actix_web::get("/.well-known/jwks.json")]
-async fn jwks(state: web::Data<AppState>) -> actix_web::HttpResponse {
-    let now = state.clock.now();
-    let body = state.ledger.read(|s| crate::keys::jwks(s, now));
-    actix_web::HttpResponse::Ok()
-        .content_type("application/jwk-set+json")
-        .json(body)
 }

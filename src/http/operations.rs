@@ -2,7 +2,7 @@
 //! quota. An `Idempotency-Key` makes a retry return the first answer without counting.
 
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, post, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 use writ_schemas::Digest;
@@ -17,7 +17,7 @@ pub const FIELD_BYTES_MAX: usize = 512;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Operation {
+pub(super) struct Operation {
     operation: String,
     resource: Option<String>,
 }
@@ -33,8 +33,7 @@ fn bounded(field: &str, value: &str) -> Result<(), ApiError> {
 }
 
 /// Records one operation.
-#[post("/api/v1/operations")]
-pub async fn record(
+pub(super) async fn record(
     state: web::Data<AppState>,
     request: HttpRequest,
     body: web::Json<Operation>,

@@ -2,7 +2,7 @@
 //! access token for itself, recorded in the ledger (by the digest of its bytes) before
 //! it is handed out.
 
-use actix_web::{HttpRequest, HttpResponse, post, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use jsonwebtoken::Header;
 use serde_json::{Value, json};
 use writ_schemas::{ClientId, Digest, Jti, Timestamp, TokenIssued};
@@ -17,8 +17,7 @@ use crate::oauth::{Terms, authenticate, client_credentials_terms};
 pub const FORM_BODY_BYTES_MAX: usize = 16 * 1024;
 
 /// Issues a token.
-#[post("/token")]
-pub async fn issue(
+pub(super) async fn issue(
     state: web::Data<AppState>,
     request: HttpRequest,
     body: web::Bytes,

@@ -1,6 +1,6 @@
 //! People: `POST /api/v1/users`, `GET /api/v1/users`, deactivate and reactivate (admin).
 
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use writ_projections::User;
 use writ_schemas::UserId;
@@ -17,7 +17,7 @@ pub const NAME_BYTES_MAX: usize = 200;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewUser {
+pub(super) struct NewUser {
     email: String,
     name: Option<String>,
 }
@@ -81,8 +81,7 @@ fn check_name(name: &Option<String>) -> Result<(), ApiError> {
 }
 
 /// Registers a person.
-#[post("/api/v1/users")]
-pub async fn create(
+pub(super) async fn create(
     state: web::Data<AppState>,
     admin: Admin,
     body: web::Json<NewUser>,
@@ -106,8 +105,7 @@ pub async fn create(
 }
 
 /// Lists people, by id.
-#[get("/api/v1/users")]
-pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
+pub(super) async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
     let users: Vec<UserView> = state
         .ledger
         .read(|s| s.users().map(UserView::from).collect());
@@ -115,8 +113,7 @@ pub async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
 }
 
 /// Deactivates a person and revokes every token acting for them.
-#[post("/api/v1/users/{id}/deactivate")]
-pub async fn deactivate(
+pub(super) async fn deactivate(
     state: web::Data<AppState>,
     admin: Admin,
     id: web::Path<String>,
@@ -130,8 +127,7 @@ pub async fn deactivate(
 }
 
 /// Reactivates a person (tokens revoked at deactivation stay revoked).
-#[post("/api/v1/users/{id}/reactivate")]
-pub async fn reactivate(
+pub(super) async fn reactivate(
     state: web::Data<AppState>,
     admin: Admin,
     id: web::Path<String>,

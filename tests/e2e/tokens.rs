@@ -416,3 +416,48 @@ fn an_expired_agent_gets_no_token() {
         .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(inventory["status"], "expired");
 }
+
+#[test]
+fn rfc_8414_metadata_leads_a_client_from_the_issuer_to_a_verified_token() {
+    let setup = setup(agent());
+    let metadata: Value = http()
+        .get(setup.server.url("/.well-known/oauth-authorization-server"))
+        .send()
+        .and_then(|r| r.json())
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(
+        metadata["issuer"].as_str(),
+        Some(setup.server.base.as_str())
+    );
+    assert_eq!(
+        metadata["grant_types_supported"],
+        json!(["client_credentials"])
+    );
+    assert_eq!(
+        metadata["token_endpoint_auth_methods_supported"],
+        json!(["client_secret_basic", "client_secret_post"])
+    );
+    // Every endpoint it names is served here, and the token endpoint issues a token the
+    // advertised JWKS verifies.
+    let endpoint = |name: &str| metadata[name].as_str().unwrap_or_default().to_owned();
+    let issued: Value = http()
+        .post(endpoint("token_endpoint"))
+        .basic_auth(&setup.client_id, Some(&setup.secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .and_then(|r| r.json())
+        .unwrap_or_else(|err| panic!("{err}"));
+    let access_token = issued["access_token"].as_str().unwrap_or_default();
+    assert!(endpoint("jwks_uri").ends_with("/.well-known/jwks.json"));
+    let claims = verify_with_pyjwt(&setup.server, access_token);
+    assert!(claims.is_ok(), "{claims:?}");
+    for name in ["introspection_endpoint", "revocation_endpoint"] {
+        let status = http()
+            .post(endpoint(name))
+            .basic_auth(&setup.client_id, Some(&setup.secret))
+            .form(&[("token", access_token)])
+            .send()
+            .map(|r| r.status().as_u16());
+        assert_eq!(status.ok(), Some(200), "{name}");
+    }
+}
