@@ -18,6 +18,20 @@ use crate::offline::{self, OfflineError, Verdict};
 pub struct Cli {
     #[command(subcommand)]
     command: Commands,
+    /// Log lines as `text` (for people) or `json` (one object a line, for collectors).
+    /// What is logged is set by `WRIT_LOG` (default `warn`; `info`, or `debug` for one
+    /// line per request with its id, route, status and latency).
+    #[arg(long, global = true, env = "WRIT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// How log lines are written (to standard error).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable, one event a line with its fields and spans.
+    Text,
+    /// One JSON object a line, with the request span's fields (its id among them).
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,13 +143,16 @@ fn rotate_keys(data_dir: &std::path::Path) -> Result<(), String> {
 /// Runs the command line.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WRIT_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+        );
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let result = match cli.command {
         Commands::Serve(args) => {
             return match crate::serve::run(args) {

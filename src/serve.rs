@@ -34,6 +34,14 @@ pub struct ServeArgs {
     /// Shift the server's clock by this many seconds (tests only; hidden).
     #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
     pub clock_offset_seconds: i64,
+    /// Token requests per minute one agent may make, unless its policy
+    /// (`token_requests_per_minute`) says otherwise; beyond it, 429 with Retry-After.
+    #[arg(long, env = "WRIT_TOKEN_REQUESTS_PER_MINUTE", default_value_t = crate::http::limits::TOKEN_REQUESTS_PER_MINUTE_DEFAULT, value_parser = clap::value_parser!(u32).range(1..))]
+    pub token_requests_per_minute: u32,
+    /// Commands (writes) waiting for the ledger at most; beyond it, 503 with Retry-After
+    /// instead of an unbounded queue.
+    #[arg(long, env = "WRIT_COMMANDS_QUEUED_MAX", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub commands_queued_max: u32,
     /// Seconds to let in-flight requests finish after a shutdown signal.
     #[arg(long, env = "WRIT_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
@@ -74,11 +82,13 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
     // Naming the backend here makes a build without it a compile error rather than a
     // panic at the first signature; a second install (tests, embedding) is harmless.
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    crate::http::observe::install_metrics();
     let dir = args.data_dir.display().to_string();
     let (ledger, report) = Ledger::open_embedded(
         &args.data_dir,
         LedgerOptions {
             clock: clock(&args),
+            channel_commands_max: args.commands_queued_max as usize,
             ..LedgerOptions::default()
         },
     )
@@ -199,6 +209,9 @@ async fn serve(
         .unwrap_or_else(|| format!("http://{bound}"));
     let head = ledger.head();
     let clock = clock(args);
+    let token_limits = Arc::new(crate::http::limits::TokenRateLimits::new(
+        args.token_requests_per_minute,
+    ));
     let server = HttpServer::new({
         let issuer = issuer.clone();
         move || {
@@ -208,8 +221,14 @@ async fn serve(
                 secrets: secrets.clone(),
                 clock: clock.clone(),
                 signing_key: Arc::clone(&signing_key),
+                token_limits: Arc::clone(&token_limits),
             };
-            App::new().app_data(web::Data::new(state)).configure(routes)
+            App::new()
+                .wrap(actix_web::middleware::from_fn(
+                    crate::http::observe::observe,
+                ))
+                .app_data(web::Data::new(state))
+                .configure(routes)
         }
     })
     .shutdown_timeout(args.shutdown_grace_seconds)

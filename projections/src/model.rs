@@ -31,6 +31,8 @@ pub struct Ceilings {
     pub max_delegation_depth: Option<u32>,
     /// Most operations per token.
     pub max_operations: Option<u64>,
+    /// Token requests per minute (the server's default when absent).
+    pub token_requests_per_minute: Option<u32>,
 }
 
 /// An agent's inventory row.

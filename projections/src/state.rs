@@ -96,6 +96,7 @@ impl State {
                     allowed_scopes: e.allowed_scopes.clone(),
                     allowed_audiences: e.allowed_audiences.clone(),
                     max_delegation_depth: e.max_delegation_depth,
+                    token_requests_per_minute: e.token_requests_per_minute,
                     max_operations: e.max_operations,
                 }
             }),

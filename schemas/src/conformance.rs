@@ -76,6 +76,7 @@ pub(crate) fn sample(kind: EventKind) -> Event {
             allowed_audiences: None,
             max_delegation_depth: Some(2),
             max_operations: Some(100),
+            token_requests_per_minute: Some(120),
             by: admin(),
         }),
         EventKind::UserRegistered => Event::from(UserRegistered {

@@ -219,6 +219,9 @@ pub struct AgentPolicySet {
     /// Most operations one token may record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_operations: Option<u64>,
+    /// Token requests per minute the agent may make (the server's default when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_requests_per_minute: Option<u32>,
     /// Who set them.
     pub by: Actor,
 }

@@ -88,6 +88,7 @@ pub(super) struct PolicyView {
     allowed_audiences: Option<Vec<String>>,
     max_delegation_depth: Option<u32>,
     max_operations: Option<u64>,
+    token_requests_per_minute: Option<u32>,
 }
 
 fn view(state: &State, agent: &Agent, now: Timestamp) -> AgentView {
@@ -120,6 +121,7 @@ fn view(state: &State, agent: &Agent, now: Timestamp) -> AgentView {
             allowed_audiences: c.allowed_audiences.clone(),
             max_delegation_depth: c.max_delegation_depth,
             max_operations: c.max_operations,
+            token_requests_per_minute: c.token_requests_per_minute,
         },
     }
 }
@@ -468,6 +470,12 @@ pub(super) async fn policy(
     if let Some(scopes) = &p.allowed_scopes {
         check_scopes("allowed_scopes", scopes)?;
     }
+    if p.token_requests_per_minute == Some(0) {
+        return Err(ApiError::invalid(
+            "token_requests_per_minute",
+            "at least 1 (disable the agent to stop it)",
+        ));
+    }
     let event = AgentPolicySet {
         client_id: ClientId(id.into_inner()),
         max_ttl_seconds: p.max_ttl_seconds,
@@ -475,6 +483,7 @@ pub(super) async fn policy(
         allowed_audiences: p.allowed_audiences,
         max_delegation_depth: p.max_delegation_depth,
         max_operations: p.max_operations,
+        token_requests_per_minute: p.token_requests_per_minute,
         by: admin.0,
     };
     state.ledger.submit(Command::SetAgentPolicy(event)).await?;

@@ -134,6 +134,9 @@ impl From<SubmitError> for ApiError {
         match err {
             SubmitError::Refused(refusal) => refusal.into(),
             SubmitError::Unavailable(why) => ApiError::Unavailable(why),
+            overloaded @ SubmitError::Overloaded(_) => {
+                ApiError::Unavailable(overloaded.to_string())
+            }
         }
     }
 }

@@ -9,7 +9,9 @@ mod discovery;
 pub mod error;
 mod health;
 mod introspect;
+pub mod limits;
 pub mod oauth_error;
+pub mod observe;
 mod operations;
 mod token;
 mod users;
@@ -31,6 +33,8 @@ pub struct AppState {
     pub secrets: crate::secrets::SecretHasher,
     /// Where handlers get `now` (validation of times; the ledger stamps its own).
     pub clock: crate::clock::Clock,
+    /// Per-agent token request budgets.
+    pub token_limits: Arc<limits::TokenRateLimits>,
     /// The key tokens are signed with.
     pub signing_key: Arc<crate::keys::CurrentKey>,
 }
@@ -67,6 +71,7 @@ pub fn endpoints() -> Vec<Endpoint> {
     vec![
         endpoint(M::GET, "/healthz", || web::get().to(health::healthz)),
         endpoint(M::GET, "/readyz", || web::get().to(health::readyz)),
+        endpoint(M::GET, "/metrics", || web::get().to(observe::metrics)),
         endpoint(M::GET, "/.well-known/oauth-authorization-server", || {
             web::get().to(discovery::metadata)
         }),

@@ -14,6 +14,8 @@ pub struct OAuthError {
     pub error: &'static str,
     /// What was wrong, for a person.
     pub description: String,
+    /// For 429 and 503: seconds the client should wait (`Retry-After`).
+    pub retry_after_seconds: Option<u64>,
 }
 
 impl OAuthError {
@@ -22,6 +24,7 @@ impl OAuthError {
         OAuthError {
             error: "invalid_request",
             description: description.into(),
+            retry_after_seconds: None,
         }
     }
 
@@ -30,6 +33,7 @@ impl OAuthError {
         OAuthError {
             error: "invalid_client",
             description: description.into(),
+            retry_after_seconds: None,
         }
     }
 
@@ -38,6 +42,7 @@ impl OAuthError {
         OAuthError {
             error: "invalid_scope",
             description: description.into(),
+            retry_after_seconds: None,
         }
     }
 
@@ -46,6 +51,7 @@ impl OAuthError {
         OAuthError {
             error: "invalid_target",
             description: description.into(),
+            retry_after_seconds: None,
         }
     }
 
@@ -54,6 +60,7 @@ impl OAuthError {
         OAuthError {
             error: "unauthorized_client",
             description: description.into(),
+            retry_after_seconds: None,
         }
     }
 
@@ -62,6 +69,7 @@ impl OAuthError {
         OAuthError {
             error: "unsupported_grant_type",
             description: description.into(),
+            retry_after_seconds: None,
         }
     }
 
@@ -70,6 +78,7 @@ impl OAuthError {
         OAuthError {
             error: "server_error",
             description: description.into(),
+            retry_after_seconds: None,
         }
     }
 
@@ -78,6 +87,18 @@ impl OAuthError {
         OAuthError {
             error: "temporarily_unavailable",
             description: description.into(),
+            retry_after_seconds: Some(1),
+        }
+    }
+
+    /// `rate_limited` (429): this client's request budget is spent for now.
+    pub fn rate_limited(retry_after_seconds: u64) -> OAuthError {
+        OAuthError {
+            error: "rate_limited",
+            description: format!(
+                "too many token requests from this client; retry in {retry_after_seconds} s (the agent's policy can raise its rate)"
+            ),
+            retry_after_seconds: Some(retry_after_seconds),
         }
     }
 }
@@ -87,6 +108,7 @@ impl ResponseError for OAuthError {
         match self.error {
             "invalid_client" => StatusCode::UNAUTHORIZED,
             "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
             "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -100,6 +122,9 @@ impl ResponseError for OAuthError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"writ\""),
             ));
+        }
+        if let Some(seconds) = self.retry_after_seconds {
+            response.insert_header((header::RETRY_AFTER, seconds));
         }
         response.json(json!({ "error": self.error, "error_description": self.description }))
     }

@@ -26,6 +26,10 @@ pub(super) async fn issue(
     let now = state.clock.now();
     let (client_id, terms) = state.ledger.read(|s| {
         let agent = authenticate(s, &state.secrets, &presented, now)?;
+        state
+            .token_limits
+            .check(&agent.client_id, agent.ceilings.token_requests_per_minute)
+            .map_err(OAuthError::rate_limited)?;
         match form.get("grant_type").map(String::as_str) {
             None => Err(OAuthError::invalid_request("grant_type is missing")),
             Some("client_credentials") => Ok((
@@ -129,5 +133,6 @@ fn refusal(err: SubmitError) -> OAuthError {
         ) => OAuthError::invalid_client(refused.to_string()),
         SubmitError::Refused(other) => OAuthError::invalid_request(other.to_string()),
         SubmitError::Unavailable(why) => OAuthError::unavailable(why),
+        overloaded @ SubmitError::Overloaded(_) => OAuthError::unavailable(overloaded.to_string()),
     }
 }

@@ -119,8 +119,13 @@ impl Embedded {
         writer
             .file
             .write_all(&bytes)
-            .and_then(|()| writer.file.sync_data())
             .map_err(|err| StorageError::io("appending to the ledger", err))?;
+        let started = std::time::Instant::now();
+        writer
+            .file
+            .sync_data()
+            .map_err(|err| StorageError::io("syncing the ledger", err))?;
+        metrics::histogram!("writ_ledger_fsync_seconds").record(started.elapsed().as_secs_f64());
         writer.len += bytes.len() as u64;
         let mut segments = self.segments.lock();
         if let Some(last) = segments.last_mut() {

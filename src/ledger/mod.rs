@@ -36,7 +36,8 @@ use storage::{Storage, StorageError};
 /// Limits and settings of a ledger.
 #[derive(Debug, Clone)]
 pub struct LedgerOptions {
-    /// Commands waiting for the sequencer before `submit` waits (backpressure).
+    /// Commands waiting for the sequencer at most; `submit` refuses more with
+    /// `SubmitError::Overloaded` rather than queueing without bound.
     pub channel_commands_max: usize,
     /// Commands decided and appended together at most.
     pub batch_commands_max: usize,
@@ -72,6 +73,10 @@ pub enum SubmitError {
     /// The ledger cannot write (storage failure, or it is closing).
     #[error("the ledger is not accepting writes: {0}")]
     Unavailable(String),
+    /// `channel_commands_max` commands are already waiting; nothing was written. Retry
+    /// shortly.
+    #[error("the server is busy: {0} commands are already waiting to be written; retry shortly")]
+    Overloaded(usize),
 }
 
 /// A command's success: its answer and the ledger position that makes it durable.
@@ -174,19 +179,30 @@ impl Ledger {
         }
     }
 
-    /// Submits a command and waits until it is durable (or refused).
+    /// Submits a command and waits until it is durable (or refused). When the sequencer
+    /// already has `channel_commands_max` commands waiting, refuses at once with
+    /// `Overloaded`: a bounded queue keeps latency bounded and tells clients to back off.
     pub async fn submit(&self, command: Command) -> Result<Receipt, SubmitError> {
         let (reply, answer) = oneshot::channel();
-        self.sender()?
-            .send(Submission { command, reply })
-            .await
-            .map_err(|_| SubmitError::Unavailable("the sequencer has stopped".into()))?;
+        let sender = self.sender()?;
+        sender
+            .try_send(Submission { command, reply })
+            .map_err(|err| match err {
+                mpsc::error::TrySendError::Full(_) => {
+                    metrics::counter!("writ_ledger_commands_overloaded_total").increment(1);
+                    SubmitError::Overloaded(sender.max_capacity())
+                }
+                mpsc::error::TrySendError::Closed(_) => {
+                    SubmitError::Unavailable("the sequencer has stopped".into())
+                }
+            })?;
         answer.await.map_err(|_| {
             SubmitError::Unavailable("the sequencer stopped before answering".into())
         })?
     }
 
-    /// `submit` for callers outside an async runtime.
+    /// `submit` for callers outside an async runtime (the command line): it waits for room
+    /// in the queue instead of refusing.
     pub fn submit_blocking(&self, command: Command) -> Result<Receipt, SubmitError> {
         let (reply, answer) = oneshot::channel();
         self.sender()?
@@ -200,6 +216,13 @@ impl Ledger {
     /// Reads the projections as of the last durable batch.
     pub fn read<T>(&self, query: impl FnOnce(&State) -> T) -> T {
         query(&self.shared.state.read())
+    }
+
+    /// Commands waiting for the sequencer now.
+    pub fn commands_queued(&self) -> usize {
+        self.commands
+            .as_ref()
+            .map_or(0, |sender| sender.max_capacity() - sender.capacity())
     }
 
     /// The last durable record.

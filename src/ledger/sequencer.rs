@@ -145,11 +145,13 @@ pub(super) fn run(
 }
 
 fn take_snapshot(dir: Option<&Path>, state: &State) {
-    if let Some(dir) = dir
-        && let Err(err) = snapshots::save(dir, state)
-    {
+    let Some(dir) = dir else { return };
+    let started = std::time::Instant::now();
+    match snapshots::save(dir, state) {
+        Ok(_) => metrics::histogram!("writ_ledger_snapshot_seconds")
+            .record(started.elapsed().as_secs_f64()),
         // A snapshot is a cache: failing to write one costs start-up time, not data.
-        tracing::warn!(%err, "could not write a snapshot");
+        Err(err) => tracing::warn!(%err, "could not write a snapshot"),
     }
 }
 
@@ -158,10 +160,13 @@ fn commit(shared: &Shared, batch: &Batch) -> Result<(), String> {
     if batch.records.is_empty() {
         return Ok(());
     }
+    let started = std::time::Instant::now();
     shared
         .storage
         .append(&batch.records)
         .map_err(|err| err.to_string())?;
+    metrics::histogram!("writ_ledger_append_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!("writ_ledger_batch_records").record(batch.records.len() as f64);
     let mut read_side = shared.state.write();
     for (record, event) in batch.records.iter().zip(&batch.events) {
         read_side.apply(

@@ -128,7 +128,23 @@ impl Server {
 
     /// `start` with extra environment variables.
     pub fn start_with(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_logged(data_dir, extra, env, None)
+    }
+
+    /// `start_with`, the server's standard error (its log) written to `log` if given.
+    pub fn start_logged(
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> Server {
         use std::io::{BufRead as _, BufReader};
+        let stderr = match log {
+            Some(path) => std::fs::File::create(path)
+                .map(std::process::Stdio::from)
+                .unwrap_or_else(|err| panic!("{}: {err}", path.display())),
+            None => std::process::Stdio::inherit(),
+        };
         let shown = data_dir.display().to_string();
         let mut child = writ_command()
             .env_remove("WRIT_ADMIN_TOKEN")
@@ -136,6 +152,7 @@ impl Server {
             .args(["serve", "--data-dir", &shown, "--listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(std::process::Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|err| panic!("starting writ serve: {err}"));
         let stdout = child

@@ -8,16 +8,21 @@ use serde_json::{Value, json};
 
 use crate::kit::*;
 
-struct Agent {
-    server: Server,
-    client_id: String,
-    secret: String,
-    dir: tempfile::TempDir,
+pub struct Agent {
+    pub server: Server,
+    pub client_id: String,
+    pub secret: String,
+    pub dir: tempfile::TempDir,
 }
 
 fn agent() -> Agent {
+    agent_on(&[])
+}
+
+/// A server started with `flags` and one client_credentials agent (scope `s`) on it.
+pub fn agent_on(flags: &[&str]) -> Agent {
     let dir = temp();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::start(dir.path(), flags);
     let admin = server.admin_token();
     let body = json!({"name": "m2m", "scopes": ["s"], "grant_types": ["client_credentials"]});
     let (client_id, secret) = register_agent(&server, &admin, body);
@@ -30,7 +35,7 @@ fn agent() -> Agent {
 }
 
 impl Agent {
-    fn token(&self, extra: &[(&str, &str)]) -> String {
+    pub fn token(&self, extra: &[(&str, &str)]) -> String {
         let mut form = vec![("grant_type", "client_credentials")];
         form.extend_from_slice(extra);
         let body: Value = http()

@@ -7,6 +7,7 @@ mod bad_input;
 mod crash;
 mod keys;
 mod kit;
+mod limits;
 mod m2m;
 mod server;
 mod spec;

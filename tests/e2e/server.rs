@@ -121,3 +121,98 @@ fn serve_refuses_bad_settings_with_a_clear_message() {
     );
     assert_eq!(first.stop(), Some(0));
 }
+
+#[test]
+fn metrics_count_requests_by_route_and_every_request_has_an_id_in_its_log_lines() {
+    let dir = temp();
+    let log = dir.path().join("writ.log");
+    let env = [("WRIT_LOG", "debug"), ("WRIT_LOG_FORMAT", "json")];
+    let server = Server::start_logged(&dir.path().join("data"), &[], &env, Some(&log));
+    let client = http();
+    let request_id = |request: reqwest::blocking::RequestBuilder| {
+        let response = request.send().unwrap_or_else(|err| panic!("{err}"));
+        let id = response.headers().get("x-request-id").cloned();
+        id.and_then(|id| id.to_str().ok().map(str::to_owned))
+    };
+    // A client's own id is kept; an unusable one (too long, or with spaces) is replaced.
+    let given = request_id(
+        client
+            .get(server.url("/healthz"))
+            .header("x-request-id", "trace-me-42"),
+    );
+    assert_eq!(given.as_deref(), Some("trace-me-42"));
+    let long = "x".repeat(65);
+    let replaced = request_id(
+        client
+            .get(server.url("/healthz"))
+            .header("x-request-id", &long),
+    );
+    let spaced = request_id(
+        client
+            .get(server.url("/healthz"))
+            .header("x-request-id", "a b"),
+    );
+    assert!(replaced.is_some() && spaced.is_some() && replaced != spaced);
+    assert!(replaced.as_deref() != Some(long.as_str()) && spaced.as_deref() != Some("a b"));
+    assert_eq!(
+        client
+            .get(server.url("/nope"))
+            .send()
+            .map(|r| r.status().as_u16())
+            .ok(),
+        Some(404)
+    );
+
+    let ready: serde_json::Value = client
+        .get(server.url("/readyz"))
+        .send()
+        .and_then(|r| r.json())
+        .unwrap_or_else(|err| panic!("{err}"));
+    let response = client
+        .get(server.url("/metrics"))
+        .send()
+        .unwrap_or_else(|err| panic!("{err}"));
+    let content_type = response.headers().get("content-type").cloned();
+    assert_eq!(
+        content_type.as_ref().and_then(|v| v.to_str().ok()),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let metrics = response.text().unwrap_or_default();
+    for expected in [
+        "writ_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 3\n".to_owned(),
+        // Paths nobody serves share one label: a scan cannot blow up the series count.
+        "writ_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1\n"
+            .to_owned(),
+        format!("writ_ledger_seq {}\n", ready["seq"]),
+        "writ_http_request_duration_seconds_count{route=\"/healthz\"} 3\n".to_owned(),
+    ] {
+        assert!(metrics.contains(&expected), "{expected} in:\n{metrics}");
+    }
+    // The first start wrote the admin token and the signing key: appends were timed.
+    for series in [
+        "writ_ledger_fsync_seconds_count",
+        "writ_ledger_batch_records_count",
+    ] {
+        let count = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series))
+            .and_then(|rest| rest.trim().parse::<u64>().ok());
+        assert!(count.is_some_and(|n| n > 0), "{series} in:\n{metrics}");
+    }
+    assert_eq!(server.stop(), Some(0));
+
+    let lines = std::fs::read_to_string(&log).unwrap_or_default();
+    let traced = lines
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["span"]["request_id"] == "trace-me-42");
+    let traced = traced.unwrap_or_else(|| panic!("no log line with the request id in:\n{lines}"));
+    assert_eq!(
+        (
+            traced["span"]["route"].as_str(),
+            traced["fields"]["status"].as_u64()
+        ),
+        (Some("/healthz"), Some(200)),
+        "{traced}"
+    );
+}
