@@ -18,6 +18,7 @@ pub mod frame;
 pub mod reader;
 mod sequencer;
 pub mod snapshots;
+mod snapshotter;
 pub mod storage;
 
 use std::path::{Path, PathBuf};

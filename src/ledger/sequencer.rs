@@ -3,12 +3,15 @@
 
 use std::path::Path;
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 use writ_projections::{Head, State};
 use writ_schemas::{Event, Record, Timestamp};
 
 use super::embedded::{BATCH_BYTES_TARGET, WRITE_BYTES_MAX};
 use super::frame::EVENT_BYTES_MAX;
+use super::snapshotter::{Committed, Snapshotter};
 use super::storage::Storage;
 use super::{
     LedgerError, LedgerOptions, OpenReport, Receipt, Shared, Submission, SubmitError, snapshots,
@@ -34,8 +37,20 @@ pub(super) fn restore(
         })
         .unwrap_or_default();
     report.snapshot_seq = (state.head().seq > 0).then_some(state.head().seq);
-    while state.head().seq < head.seq {
-        let records = storage.read(state.head().seq + 1, REPLAY_RECORDS_PER_READ)?;
+    report.replayed = replay_until(storage, &mut state, head.seq)?;
+    Ok(state)
+}
+
+/// Applies every stored record after `state`'s head up to `seq_max`; how many.
+pub(super) fn replay_until(
+    storage: &dyn Storage,
+    state: &mut State,
+    seq_max: u64,
+) -> Result<u64, LedgerError> {
+    let mut replayed = 0;
+    while state.head().seq < seq_max {
+        let wanted = usize::try_from(seq_max - state.head().seq).unwrap_or(usize::MAX);
+        let records = storage.read(state.head().seq + 1, wanted.min(REPLAY_RECORDS_PER_READ))?;
         if records.is_empty() {
             return Err(LedgerError::Replay {
                 seq: state.head().seq + 1,
@@ -43,19 +58,24 @@ pub(super) fn restore(
             });
         }
         let events = decode_all(&records)?;
-        for (record, event) in records.iter().zip(&events) {
-            state.apply(
-                Head {
-                    seq: record.seq,
-                    hash: record.hash,
-                    ts: Some(record.ts),
-                },
-                event,
-            );
-        }
-        report.replayed += records.len() as u64;
+        apply_records(state, &records, &events);
+        replayed += records.len() as u64;
     }
-    Ok(state)
+    Ok(replayed)
+}
+
+/// Applies records with their decoded events, in order.
+pub(super) fn apply_records(state: &mut State, records: &[Record], events: &[Event]) {
+    for (record, event) in records.iter().zip(events) {
+        state.apply(
+            Head {
+                seq: record.seq,
+                hash: record.hash,
+                ts: Some(record.ts),
+            },
+            event,
+        );
+    }
 }
 
 /// Decodes records' events on every core (decoding is most of a replay's cost).
@@ -85,8 +105,17 @@ pub(super) fn run(
     snapshot_dir: Option<&Path>,
 ) {
     let mut state = shared.state.read().clone();
+    let snapshotter = match snapshot_dir {
+        Some(dir) if options.snapshot_every_records > 0 => Snapshotter::start(
+            Arc::clone(&shared.storage),
+            state.clone(),
+            dir.to_path_buf(),
+            options.snapshot_every_records,
+        ),
+        _ => None,
+    };
     let mut carried: Option<Submission> = None;
-    let mut since_snapshot = 0u64;
+    let mut since_close_snapshot = 0u64;
     let mut stopped: Option<String> = None;
     loop {
         let Some(first) = carried.take().or_else(|| commands.blocking_recv()) else {
@@ -124,9 +153,15 @@ pub(super) fn run(
             stopped = Some(why);
             continue;
         }
-        since_snapshot += batch.records.len() as u64;
+        since_close_snapshot += batch.records.len() as u64;
         let seq = state.head().seq;
-        for pending in batch.pending {
+        let Batch {
+            records,
+            events,
+            pending,
+            ..
+        } = batch;
+        for pending in pending {
             let _ = pending.reply.send(
                 pending
                     .outcome
@@ -134,17 +169,20 @@ pub(super) fn run(
                     .map_err(SubmitError::from),
             );
         }
-        if options.snapshot_every_records > 0 && since_snapshot >= options.snapshot_every_records {
-            since_snapshot = 0;
-            take_snapshot(snapshot_dir, &state);
+        if let Some(snapshotter) = &snapshotter {
+            snapshotter.offer(Committed { records, events });
         }
     }
-    if stopped.is_none() && since_snapshot > 0 && options.snapshot_on_close {
+    if let Some(snapshotter) = snapshotter {
+        snapshotter.stop();
+    }
+    if stopped.is_none() && since_close_snapshot > 0 && options.snapshot_on_close {
         take_snapshot(snapshot_dir, &state);
     }
 }
 
-fn take_snapshot(dir: Option<&Path>, state: &State) {
+/// Writes a snapshot of `state` into `dir`, timed; a failure is logged, not fatal.
+pub(super) fn take_snapshot(dir: Option<&Path>, state: &State) {
     let Some(dir) = dir else { return };
     let started = std::time::Instant::now();
     match snapshots::save(dir, state) {
@@ -167,17 +205,7 @@ fn commit(shared: &Shared, batch: &Batch) -> Result<(), String> {
         .map_err(|err| err.to_string())?;
     metrics::histogram!("writ_ledger_append_seconds").record(started.elapsed().as_secs_f64());
     metrics::histogram!("writ_ledger_batch_records").record(batch.records.len() as f64);
-    let mut read_side = shared.state.write();
-    for (record, event) in batch.records.iter().zip(&batch.events) {
-        read_side.apply(
-            Head {
-                seq: record.seq,
-                hash: record.hash,
-                ts: Some(record.ts),
-            },
-            event,
-        );
-    }
+    apply_records(&mut shared.state.write(), &batch.records, &batch.events);
     Ok(())
 }
 

@@ -291,6 +291,39 @@ fn reopening_loads_the_snapshot_and_replays_the_tail() {
 }
 
 #[test]
+fn periodic_snapshots_are_written_off_the_write_path_and_match_a_replay() {
+    let dir = temp();
+    let clock = Clock::manual(start());
+    let every_ten = LedgerOptions {
+        snapshot_every_records: 10,
+        snapshot_on_close: false,
+        ..options(&clock)
+    };
+    let (ledger, _) =
+        Ledger::open_embedded(dir.path(), every_ten).unwrap_or_else(|e| unreachable!("{e}"));
+    for n in 0..25 {
+        assert!(submit(&ledger, agent(&format!("a{n}"))).is_ok());
+    }
+    let at_25 = ledger.read(writ_projections::snapshot::encode);
+    drop(ledger); // the snapshotter finishes what it was handed before the ledger closes
+    let snapshots = DataDir::new(dir.path()).snapshots();
+    let seqs: Vec<u64> = super::snapshots::list(&snapshots)
+        .into_iter()
+        .map(|(seq, _)| seq)
+        .collect();
+    assert_eq!(seqs, vec![20, 10], "one every ten records, none at close");
+    // The follower's snapshot is the state a replay of the first 20 records gives.
+    let path = snapshots.join(format!("{:020}.snap", 20));
+    let snapshot = super::snapshots::read(&path)
+        .unwrap_or_else(|why| unreachable!("{}: {why}", path.display()));
+    assert_eq!(snapshot.head().seq, 20);
+    let (ledger, report) =
+        Ledger::open_embedded(dir.path(), options(&clock)).unwrap_or_else(|e| unreachable!("{e}"));
+    assert_eq!((report.snapshot_seq, report.replayed), (Some(20), 5));
+    assert_eq!(ledger.read(writ_projections::snapshot::encode), at_25);
+}
+
+#[test]
 fn a_damaged_snapshot_is_skipped_with_a_reason() {
     let dir = temp();
     let clock = Clock::manual(start());
