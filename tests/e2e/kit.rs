@@ -262,3 +262,23 @@ pub fn register_agent(server: &Server, admin: &str, agent: serde_json::Value) ->
         field(&created["client_secret"]),
     )
 }
+
+/// Runs `client` on `clients` threads at once and waits for all; a panic in one fails the
+/// test.
+pub fn concurrently(clients: usize, client: impl Fn() + Sync) {
+    std::thread::scope(|scope| {
+        for _ in 0..clients {
+            scope.spawn(&client);
+        }
+    });
+}
+
+/// Exports the (stopped) ledger in `dir` and counts its events of `kind`.
+pub fn events_in_ledger(dir: &Path, kind: &str) -> usize {
+    let export = dir.join("export.jsonl");
+    export_to(dir, &export);
+    std::fs::read_to_string(&export)
+        .unwrap_or_default()
+        .matches(&format!("\"type\":\"{kind}\""))
+        .count()
+}

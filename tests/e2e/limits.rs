@@ -1,7 +1,6 @@
 //! Limits over real HTTP: the per-agent token rate (429 with Retry-After, raised by
 //! policy) and the bounded write queue (503 with Retry-After, nothing acknowledged lost).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::{Value, json};
@@ -89,44 +88,28 @@ fn token_requests_beyond_an_agents_rate_get_429_and_its_policy_can_raise_the_rat
 #[test]
 fn writes_beyond_the_queue_bound_get_503_with_retry_after_and_every_acknowledged_one_is_kept() {
     let a = agent_on(&["--commands-queued-max", "1"]);
-    let token = Arc::new(a.token(&[]));
-    let (accepted, overloaded) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
-    let threads: Vec<_> = (0..64)
-        .map(|_| {
-            let (token, base) = (Arc::clone(&token), a.server.base.clone());
-            let (accepted, overloaded) = (Arc::clone(&accepted), Arc::clone(&overloaded));
-            std::thread::spawn(move || {
-                let client = http();
-                for _ in 0..25 {
-                    let response = client
-                        .post(format!("{base}/api/v1/operations"))
-                        .bearer_auth(&*token)
-                        .json(&json!({"operation": "tools/call"}))
-                        .send()
-                        .unwrap_or_else(|err| panic!("{err}"));
-                    let status = response.status().as_u16();
-                    let wait = retry_after(response.headers());
-                    let body: Value = response.json().unwrap_or(Value::Null);
-                    match (status, body["error"].as_str(), wait) {
-                        (200, None, None) => accepted.fetch_add(1, Ordering::SeqCst),
-                        (503, Some("unavailable"), Some(1)) => {
-                            overloaded.fetch_add(1, Ordering::SeqCst)
-                        }
-                        other => panic!("unexpected answer {other:?}: {body}"),
-                    };
-                }
-            })
-        })
-        .collect();
-    for thread in threads {
-        thread
-            .join()
-            .unwrap_or_else(|_| panic!("a client thread failed"));
-    }
-    let (accepted, overloaded) = (
-        accepted.load(Ordering::SeqCst),
-        overloaded.load(Ordering::SeqCst),
-    );
+    let token = a.token(&[]);
+    let (accepted, overloaded) = (AtomicU32::new(0), AtomicU32::new(0));
+    concurrently(64, || {
+        let client = http();
+        for _ in 0..25 {
+            let response = client
+                .post(a.server.url("/api/v1/operations"))
+                .bearer_auth(&token)
+                .json(&json!({"operation": "tools/call"}))
+                .send()
+                .unwrap_or_else(|err| panic!("{err}"));
+            let status = response.status().as_u16();
+            let wait = retry_after(response.headers());
+            let body: Value = response.json().unwrap_or(Value::Null);
+            match (status, body["error"].as_str(), wait) {
+                (200, None, None) => accepted.fetch_add(1, Ordering::SeqCst),
+                (503, Some("unavailable"), Some(1)) => overloaded.fetch_add(1, Ordering::SeqCst),
+                other => panic!("unexpected answer {other:?}: {body}"),
+            };
+        }
+    });
+    let (accepted, overloaded) = (accepted.into_inner(), overloaded.into_inner());
     assert_eq!(accepted + overloaded, 64 * 25);
     assert!(
         accepted > 0 && overloaded > 0,
@@ -153,14 +136,9 @@ fn writes_beyond_the_queue_bound_get_503_with_retry_after_and_every_acknowledged
 
     let (server, dir) = (a.server, a.dir);
     assert_eq!(server.stop(), Some(0));
-    let export = dir.path().join("export.jsonl");
-    export_to(dir.path(), &export);
-    let recorded = std::fs::read_to_string(&export)
-        .unwrap_or_default()
-        .matches("\"type\":\"OperationRecorded\"")
-        .count();
     assert_eq!(
-        recorded, accepted as usize,
+        events_in_ledger(dir.path(), "OperationRecorded"),
+        accepted as usize,
         "every acknowledged operation, and only those"
     );
 }

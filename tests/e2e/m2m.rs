@@ -1,7 +1,6 @@
 //! The M2M loop over real HTTP: token, introspection, operations under a quota,
 //! revocation; exact quotas under 64 concurrent clients; idempotency across a restart.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::{Value, json};
@@ -192,48 +191,26 @@ fn operations_count_down_retries_never_count_twice_even_across_a_restart() {
 #[test]
 fn sixty_four_clients_on_one_token_with_1000_operations_get_exactly_1000() {
     let a = agent();
-    let token = Arc::new(a.token(&[("max_operations", "1000")]));
-    let (accepted, exhausted) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
-    let threads: Vec<_> = (0..64)
-        .map(|_| {
-            let (token, base) = (Arc::clone(&token), a.server.base.clone());
-            let (accepted, exhausted) = (Arc::clone(&accepted), Arc::clone(&exhausted));
-            std::thread::spawn(move || {
-                loop {
-                    match operation(&base, &token, None).0 {
-                        200 => accepted.fetch_add(1, Ordering::SeqCst),
-                        403 => {
-                            exhausted.fetch_add(1, Ordering::SeqCst);
-                            return;
-                        }
-                        other => panic!("unexpected status {other}"),
-                    };
+    let token = a.token(&[("max_operations", "1000")]);
+    let (accepted, exhausted) = (AtomicU32::new(0), AtomicU32::new(0));
+    concurrently(64, || {
+        loop {
+            match operation(&a.server.base, &token, None).0 {
+                200 => accepted.fetch_add(1, Ordering::SeqCst),
+                403 => {
+                    exhausted.fetch_add(1, Ordering::SeqCst);
+                    return;
                 }
-            })
-        })
-        .collect();
-    for thread in threads {
-        thread
-            .join()
-            .unwrap_or_else(|_| panic!("a client thread failed"));
-    }
-    assert_eq!(
-        (
-            accepted.load(Ordering::SeqCst),
-            exhausted.load(Ordering::SeqCst)
-        ),
-        (1000, 64)
-    );
+                other => panic!("unexpected status {other}"),
+            };
+        }
+    });
+    assert_eq!((accepted.into_inner(), exhausted.into_inner()), (1000, 64));
     let Agent { server, dir, .. } = a;
     assert_eq!(server.stop(), Some(0));
-    let export = dir.path().join("export.jsonl");
-    export_to(dir.path(), &export);
-    let recorded = std::fs::read_to_string(&export)
-        .unwrap_or_default()
-        .matches("\"type\":\"OperationRecorded\"")
-        .count();
     assert_eq!(
-        recorded, 1000,
+        events_in_ledger(dir.path(), "OperationRecorded"),
+        1000,
         "the ledger holds exactly the accepted operations"
     );
 }
