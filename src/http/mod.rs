@@ -11,6 +11,8 @@ mod health;
 mod introspect;
 pub mod oauth_error;
 mod operations;
+#[cfg(test)]
+mod tests;
 mod token;
 mod users;
 
