@@ -8,6 +8,7 @@ mod crash;
 mod keys;
 mod kit;
 mod m2m;
+mod openapi;
 mod server;
 mod spec;
 mod tamper;
