@@ -15,4 +15,10 @@ if ! python3 -c 'import jwt, cryptography' 2>/dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check 'PyJWT==2.15.1' 'cryptography==50.0.2'
 fi
 
+# schemas/openapi.yaml is checked against the OpenAPI 3.1 specification, and the server's
+# answers against its schemas, by a validator that is not ours.
+if ! python3 -c 'import openapi_spec_validator, openapi_schema_validator, yaml' 2>/dev/null; then
+    python3 -m pip install --quiet --disable-pip-version-check 'openapi-spec-validator==0.9.0'
+fi
+
 cargo test --workspace "$@"

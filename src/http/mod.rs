@@ -13,6 +13,8 @@ pub mod limits;
 pub mod oauth_error;
 pub mod observe;
 mod operations;
+#[cfg(test)]
+mod tests;
 mod token;
 mod users;
 

@@ -2,7 +2,7 @@
 //! Everything here reads the projections and takes `now` as a value; the HTTP layer
 //! parses and answers, the sequencer records.
 
-mod terms;
+pub(crate) mod terms;
 
 pub use terms::{Terms, client_credentials_terms};
 

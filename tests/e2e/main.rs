@@ -9,6 +9,7 @@ mod keys;
 mod kit;
 mod limits;
 mod m2m;
+mod openapi;
 mod server;
 mod spec;
 mod tamper;

@@ -1,0 +1,176 @@
+//! `schemas/openapi.yaml` held to the endpoint table: every route served is documented,
+//! every documented route is served, and the limits the document states are the code's.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use super::{agents, endpoints, operations, users};
+use crate::oauth::terms;
+
+const DOCUMENT: &str = include_str!("../../schemas/openapi.yaml");
+
+const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+fn document() -> Value {
+    serde_saphyr::from_str(DOCUMENT).unwrap_or_else(|err| panic!("schemas/openapi.yaml: {err}"))
+}
+
+/// Every operation in the document: (METHOD, path, operation object).
+fn documented(document: &Value) -> Vec<(String, String, &Value)> {
+    let paths = document["paths"]
+        .as_object()
+        .unwrap_or_else(|| panic!("the document has no paths"));
+    paths
+        .iter()
+        .flat_map(|(path, item)| {
+            METHODS.iter().filter_map(move |method| {
+                item.get(*method)
+                    .map(|operation| (method.to_uppercase(), path.clone(), operation))
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn the_document_describes_exactly_the_endpoints_served() {
+    let document = document();
+    let table = endpoints();
+    let served: BTreeSet<(String, String)> = table
+        .iter()
+        .map(|e| (e.method.as_str().to_owned(), e.path.to_owned()))
+        .collect();
+    assert_eq!(
+        served.len(),
+        table.len(),
+        "the endpoint table lists a route twice"
+    );
+    let described: BTreeSet<(String, String)> = documented(&document)
+        .into_iter()
+        .map(|(method, path, _)| (method, path))
+        .collect();
+    let undocumented: Vec<_> = served.difference(&described).collect();
+    let unserved: Vec<_> = described.difference(&served).collect();
+    assert!(
+        undocumented.is_empty() && unserved.is_empty(),
+        "served but not in schemas/openapi.yaml: {undocumented:?}\n\
+         in schemas/openapi.yaml but not served: {unserved:?}"
+    );
+}
+
+#[test]
+fn every_operation_has_an_id_a_success_and_a_client_error() {
+    let document = document();
+    let mut ids = BTreeSet::new();
+    for (method, path, operation) in documented(&document) {
+        let id = operation["operationId"].as_str().unwrap_or_default();
+        assert!(!id.is_empty(), "{method} {path} has no operationId");
+        assert!(ids.insert(id.to_owned()), "operationId {id} is used twice");
+        let statuses: Vec<&String> = operation["responses"]
+            .as_object()
+            .map(|responses| responses.keys().collect())
+            .unwrap_or_default();
+        for class in ['2', '4'] {
+            assert!(
+                statuses.iter().any(|status| status.starts_with(class)),
+                "{method} {path} documents no {class}xx response: {statuses:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_document_states_the_code_s_version_and_limits() {
+    let document = document();
+    assert_eq!(
+        document["info"]["version"].as_str(),
+        Some(env!("CARGO_PKG_VERSION"))
+    );
+    for endpoint in endpoints() {
+        let method = endpoint.method.as_str().to_lowercase();
+        let body = &document["paths"][endpoint.path][method.as_str()]["requestBody"];
+        if !body.is_null() {
+            assert_eq!(
+                body["x-body-bytes-max"].as_u64(),
+                u64::try_from(endpoint.body_bytes_max).ok(),
+                "{method} {}: x-body-bytes-max",
+                endpoint.path
+            );
+        }
+    }
+    let schemas = "/components/schemas";
+    let limits: [(&str, u64); 16] = [
+        (
+            "NewUser/properties/email/maxLength",
+            users::EMAIL_BYTES_MAX as u64,
+        ),
+        (
+            "NewUser/properties/name/maxLength",
+            users::NAME_BYTES_MAX as u64,
+        ),
+        (
+            "NewAgent/properties/name/maxLength",
+            agents::NAME_BYTES_MAX as u64,
+        ),
+        ("Scopes/maxItems", agents::SCOPES_MAX as u64),
+        ("ScopeToken/maxLength", agents::SCOPE_BYTES_MAX as u64),
+        (
+            "AgentReview/properties/note/maxLength",
+            agents::NOTE_BYTES_MAX as u64,
+        ),
+        (
+            "AgentPolicy/properties/max_ttl_seconds/maximum",
+            agents::POLICY_TTL_SECONDS_MAX,
+        ),
+        (
+            "AgentPolicy/properties/max_delegation_depth/maximum",
+            u64::from(agents::POLICY_DELEGATION_DEPTH_MAX),
+        ),
+        (
+            "AgentPolicy/properties/max_operations/maximum",
+            writ_schemas::INTEGER_MAGNITUDE_MAX,
+        ),
+        (
+            "Operation/properties/operation/maxLength",
+            operations::FIELD_BYTES_MAX as u64,
+        ),
+        (
+            "Operation/properties/resource/maxLength",
+            operations::FIELD_BYTES_MAX as u64,
+        ),
+        (
+            "TokenRequest/properties/task_id/maxLength",
+            terms::TASK_ID_BYTES_MAX as u64,
+        ),
+        (
+            "TokenRequest/properties/intent_description/maxLength",
+            terms::INTENT_BYTES_MAX as u64,
+        ),
+        (
+            "TokenRequest/properties/expires_in/maximum",
+            terms::EXPIRES_IN_SECONDS_ABSURD,
+        ),
+        (
+            "TokenRequest/properties/max_operations/maximum",
+            writ_schemas::INTEGER_MAGNITUDE_MAX,
+        ),
+        (
+            "/components/parameters/IdempotencyKey/schema/maxLength",
+            operations::FIELD_BYTES_MAX as u64,
+        ),
+    ];
+    for (pointer, limit) in limits {
+        let pointer = if pointer.starts_with('/') {
+            pointer.to_owned()
+        } else {
+            format!("{schemas}/{pointer}")
+        };
+        assert_eq!(
+            document.pointer(&pointer).and_then(Value::as_u64),
+            Some(limit),
+            "schemas/openapi.yaml {pointer}"
+        );
+    }
+}

@@ -1,0 +1,500 @@
+//! `schemas/openapi.yaml` held to the OpenAPI 3.1 specification by an independent
+//! validator (openapi-spec-validator), and to a running server: every endpoint is called,
+//! successes and refusals alike, and each answer's status, media type, required headers,
+//! error code and body must be ones the document lists for that operation.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+
+use reqwest::blocking::{Client, RequestBuilder};
+use serde_json::{Value, json};
+
+use crate::kit::*;
+
+fn document_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas/openapi.yaml")
+}
+
+fn document() -> Value {
+    let text = std::fs::read_to_string(document_path()).unwrap_or_else(|err| panic!("{err}"));
+    serde_saphyr::from_str(&text).unwrap_or_else(|err| panic!("schemas/openapi.yaml: {err}"))
+}
+
+#[test]
+fn the_document_is_valid_openapi_3_1() {
+    let output = Command::new("python3")
+        .args(["-m", "openapi_spec_validator", "--schema", "3.1"])
+        .args(["--validation-errors", "all"])
+        .arg(document_path())
+        .output()
+        .unwrap_or_else(|err| {
+            panic!("python3 (tools/test.sh installs openapi-spec-validator): {err}")
+        });
+    assert!(
+        output.status.success(),
+        "openapi-spec-validator refused schemas/openapi.yaml:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Follows a local `$ref` (`#/components/...`) to what it names.
+fn resolve<'d>(document: &'d Value, node: &'d Value) -> &'d Value {
+    match node.get("$ref").and_then(Value::as_str) {
+        Some(reference) => {
+            let target = document.pointer(reference.trim_start_matches('#'));
+            resolve(document, target.unwrap_or(&Value::Null))
+        }
+        None => node,
+    }
+}
+
+/// The `error` codes a schema allows; `None` when it does not constrain them.
+fn error_codes(document: &Value, schema: &Value) -> Option<BTreeSet<String>> {
+    let schema = resolve(document, schema);
+    let error = &schema["properties"]["error"];
+    let mut codes: Option<BTreeSet<String>> = match (&error["const"], error["enum"].as_array()) {
+        (Value::String(code), _) => Some(BTreeSet::from([code.clone()])),
+        (_, Some(listed)) => Some(
+            listed
+                .iter()
+                .filter_map(|c| c.as_str().map(str::to_owned))
+                .collect(),
+        ),
+        _ => None,
+    };
+    let intersect = |a: Option<BTreeSet<String>>, b: Option<BTreeSet<String>>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.intersection(&b).cloned().collect()),
+        (a, b) => a.or(b),
+    };
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        codes = intersect(codes, error_codes(document, part));
+    }
+    for key in ["anyOf", "oneOf"] {
+        if let Some(alternatives) = schema[key].as_array() {
+            let union = alternatives
+                .iter()
+                .map(|part| error_codes(document, part))
+                .try_fold(BTreeSet::new(), |mut all, codes| {
+                    all.extend(codes?);
+                    Some(all)
+                });
+            codes = intersect(codes, union);
+        }
+    }
+    codes
+}
+
+/// A server, and what it answered, checked against the document as the answers come.
+struct Sweep {
+    server: Server,
+    client: Client,
+    admin: String,
+    document: Value,
+    /// Answers whose bodies the document's schemas must accept (checked in one go).
+    samples: Vec<Value>,
+    /// Every operation that answered with a 2xx, as (method, path template).
+    succeeded: BTreeSet<(String, String)>,
+    failures: Vec<String>,
+}
+
+/// `template` with its one `{parameter}` replaced by `id`.
+fn fill(template: &str, id: &str) -> String {
+    match (template.find('{'), template.find('}')) {
+        (Some(open), Some(close)) => format!("{}{id}{}", &template[..open], &template[close + 1..]),
+        _ => template.to_owned(),
+    }
+}
+
+impl Sweep {
+    /// Sends a request to `template` (its parameter filled with `id`), expecting
+    /// `expected`; checks the answer against the document and returns its JSON body.
+    fn send(
+        &mut self,
+        expected: u16,
+        method: &str,
+        template: &str,
+        id: &str,
+        build: impl FnOnce(RequestBuilder) -> RequestBuilder,
+    ) -> Value {
+        let verb =
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap_or_else(|err| panic!("{err}"));
+        let url = self.server.url(&fill(template, id));
+        let response = build(self.client.request(verb, url))
+            .send()
+            .unwrap_or_else(|err| panic!("{method} {template}: {err}"));
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().unwrap_or_default();
+        let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let at = format!("{method} {template} -> {status} {text:.200}");
+        if status != expected {
+            self.failures
+                .push(format!("{at}: this test expected {expected}"));
+        }
+        let method = method.to_lowercase();
+        if let Err(disagreement) = self.check(&method, template, status, &headers, text) {
+            self.failures.push(format!("{at}: {disagreement}"));
+        }
+        json
+    }
+
+    /// Whether the document lists this answer for the operation; a documented body is
+    /// kept as a sample for the schema check.
+    fn check(
+        &mut self,
+        method: &str,
+        template: &str,
+        status: u16,
+        headers: &reqwest::header::HeaderMap,
+        text: String,
+    ) -> Result<(), String> {
+        let operation = &self.document["paths"][template][method];
+        let documented = resolve(&self.document, &operation["responses"][status.to_string()]);
+        if documented.is_null() {
+            return Err("status not documented".into());
+        }
+        if (200..300).contains(&status) {
+            self.succeeded
+                .insert((method.to_owned(), template.to_owned()));
+        }
+        for (name, header) in documented["headers"].as_object().into_iter().flatten() {
+            let header = resolve(&self.document, header);
+            if header["required"] == json!(true) && !headers.contains_key(name.as_str()) {
+                return Err(format!("documented header {name} is missing"));
+            }
+        }
+        let Some(content) = documented["content"].as_object() else {
+            return match text.is_empty() {
+                true => Ok(()),
+                false => Err("documented without a body".into()),
+            };
+        };
+        let media_type = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        let described = content
+            .get(&media_type)
+            .ok_or_else(|| format!("media type `{media_type}` not documented"))?;
+        let body = match media_type.ends_with("json") {
+            true => serde_json::from_str(&text).unwrap_or(Value::Null),
+            false => Value::String(text),
+        };
+        if let Some(code) = body.get("error").and_then(Value::as_str) {
+            match error_codes(&self.document, &described["schema"]) {
+                Some(codes) if codes.contains(code) => {}
+                listed => {
+                    return Err(format!(
+                        "error `{code}` is not among those documented ({listed:?})"
+                    ));
+                }
+            }
+        }
+        self.samples.push(json!({
+            "method": method, "path": template, "status": status.to_string(),
+            "content_type": media_type, "body": body,
+        }));
+        Ok(())
+    }
+
+    /// An admin call with an optional JSON body.
+    fn admin(
+        &mut self,
+        expected: u16,
+        method: &str,
+        template: &str,
+        id: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let admin = self.admin.clone();
+        self.send(expected, method, template, id, |request| {
+            let request = request.bearer_auth(admin);
+            match body {
+                Some(body) => request.json(&body),
+                None => request,
+            }
+        })
+    }
+
+    /// An OAuth call, the client authenticated by HTTP Basic when `client` is given.
+    fn oauth(
+        &mut self,
+        expected: u16,
+        template: &str,
+        client: Option<(&str, &str)>,
+        form: &[(&str, &str)],
+    ) -> Value {
+        self.send(expected, "POST", template, "", |request| {
+            let request = request.form(form);
+            match client {
+                Some((id, secret)) => request.basic_auth(id, Some(secret)),
+                None => request,
+            }
+        })
+    }
+
+    /// `POST /api/v1/operations` with a raw body, the token and an idempotency key if given.
+    fn operation(
+        &mut self,
+        expected: u16,
+        token: Option<&str>,
+        key: Option<&str>,
+        body: &str,
+    ) -> Value {
+        self.send(expected, "POST", "/api/v1/operations", "", |request| {
+            let mut request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            if let Some(key) = key {
+                request = request.header("idempotency-key", key);
+            }
+            request
+        })
+    }
+}
+
+fn text(value: &Value) -> String {
+    value.as_str().unwrap_or_default().to_owned()
+}
+
+/// The users API: registration and its refusals, the list, deactivation and back.
+fn users(s: &mut Sweep) {
+    let users = "/api/v1/users";
+    let ada = json!({"email": "ada@example.com", "name": "Ada"});
+    s.send(401, "POST", users, "", |r| r.json(&ada));
+    let user = s.admin(201, "POST", users, "", Some(ada.clone()));
+    s.admin(409, "POST", users, "", Some(ada));
+    s.admin(
+        400,
+        "POST",
+        users,
+        "",
+        Some(json!({"email": "not an email"})),
+    );
+    let oversize = json!({"email": format!("{}@example.com", "a".repeat(70_000))});
+    s.admin(413, "POST", users, "", Some(oversize));
+    s.admin(200, "GET", users, "", None);
+    let id = text(&user["id"]);
+    for action in ["deactivate", "reactivate"] {
+        let template = format!("/api/v1/users/{{id}}/{action}");
+        s.admin(204, "POST", &template, &id, None);
+        s.admin(409, "POST", &template, &id, None);
+        s.admin(404, "POST", &template, "no-such-user", None);
+    }
+}
+
+/// The agent registry, every endpoint and some refusals; the agent's id and secret.
+fn agents(s: &mut Sweep) -> (String, String) {
+    let agents = "/api/v1/agents";
+    let agent = json!({"name": "sweep", "scopes": ["files:read"], "grant_types": ["client_credentials"],
+                       "owner": "ada@example.com", "expires_at": "2099-01-01T00:00:00Z"});
+    let created = s.admin(201, "POST", agents, "", Some(agent));
+    let bad = json!({"name": "x", "scopes": ["has space"], "grant_types": ["client_credentials"]});
+    s.admin(400, "POST", agents, "", Some(bad));
+    s.admin(200, "GET", agents, "", None);
+    let id = text(&created["agent"]["client_id"]);
+    let at = |action: &str| format!("/api/v1/agents/{{client_id}}{action}");
+    s.admin(404, "GET", &at(""), "agt_missing", None);
+    s.admin(200, "GET", &at(""), &id, None);
+    s.admin(
+        204,
+        "PUT",
+        &at("/identity"),
+        &id,
+        Some(json!({"expires_at": ""})),
+    );
+    s.admin(
+        400,
+        "PUT",
+        &at("/identity"),
+        &id,
+        Some(json!({"owner": "nobody@example.com"})),
+    );
+    s.admin(
+        204,
+        "POST",
+        &at("/review"),
+        &id,
+        Some(json!({"note": "scopes checked"})),
+    );
+    s.admin(
+        413,
+        "POST",
+        &at("/review"),
+        &id,
+        Some(json!({"note": "n".repeat(70_000)})),
+    );
+    let rotated = s.admin(200, "POST", &at("/secret"), &id, None);
+    s.admin(
+        204,
+        "PUT",
+        &at("/policy"),
+        &id,
+        Some(json!({"max_ttl_seconds": 600})),
+    );
+    s.admin(
+        400,
+        "PUT",
+        &at("/policy"),
+        &id,
+        Some(json!({"max_ttl_seconds": 0})),
+    );
+    for action in ["/disable", "/enable"] {
+        s.admin(204, "POST", &at(action), &id, None);
+        s.admin(409, "POST", &at(action), &id, None);
+    }
+    (id, text(&rotated["client_secret"]))
+}
+
+/// Tokens, introspection, operations under a quota and revocation.
+fn tokens_and_operations(s: &mut Sweep, client_id: &str, secret: &str) {
+    let me = Some((client_id, secret));
+    let cc = ("grant_type", "client_credentials");
+    let extensions = [
+        cc,
+        ("max_operations", "1"),
+        ("task_id", "t-1"),
+        ("intent_description", "read a file"),
+    ];
+    let token = text(&s.oauth(200, "/oauth/token", me, &extensions)["access_token"]);
+    s.oauth(401, "/oauth/token", None, &[cc]);
+    s.oauth(401, "/oauth/token", Some((client_id, "wrong")), &[cc]);
+    s.oauth(400, "/oauth/token", me, &[("grant_type", "password")]);
+    s.oauth(400, "/oauth/token", me, &[cc, ("scope", "files:delete")]);
+    s.oauth(
+        413,
+        "/oauth/token",
+        me,
+        &[cc, ("task_id", &"x".repeat(20_000))],
+    );
+    s.oauth(200, "/oauth/introspect", me, &[("token", &token)]);
+    s.oauth(200, "/oauth/introspect", me, &[("token", "not-a-token")]);
+    s.oauth(400, "/oauth/introspect", me, &[]);
+
+    let used = r#"{"operation": "tools/call", "resource": "doc"}"#;
+    s.operation(200, Some(&token), Some("k-1"), used);
+    s.operation(200, Some(&token), Some("k-1"), used);
+    s.operation(403, Some(&token), None, used);
+    s.operation(401, None, None, used);
+    s.operation(400, Some(&token), None, "{");
+    s.oauth(200, "/oauth/revoke", me, &[("token", &token)]);
+    s.oauth(401, "/oauth/revoke", None, &[("token", &token)]);
+    s.operation(401, Some(&token), None, used);
+}
+
+/// Runs the samples' bodies through the document's schemas with an independent validator.
+const VALIDATE_BODIES_PY: &str = r##"
+import json, sys, yaml
+from openapi_schema_validator import OAS31Validator
+document = yaml.safe_load(open(sys.argv[1]))
+def escape(part): return part.replace("~", "~0").replace("/", "~1")
+def at(pointer):
+    node = document
+    for part in pointer.lstrip("#/").split("/"):
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    return node
+failures = []
+for sample in json.load(open(sys.argv[2])):
+    pointer = "#/paths/%s/%s/responses/%s" % (escape(sample["path"]), sample["method"], sample["status"])
+    pointer = at(pointer).get("$ref", pointer) + "/content/%s/schema" % escape(sample["content_type"])
+    root = dict(document, **{"$ref": pointer})
+    validator = OAS31Validator(root, format_checker=OAS31Validator.FORMAT_CHECKER)
+    for error in validator.iter_errors(sample["body"]):
+        failures.append("%s %s %s: %s at %s" % (sample["method"].upper(), sample["path"], sample["status"],
+                                                error.message, list(error.absolute_path)))
+print("\n".join(failures))
+sys.exit(1 if failures else 0)
+"##;
+
+#[test]
+fn every_endpoint_answers_as_the_document_says() {
+    let dir = temp();
+    let server = Server::start(dir.path(), &[]);
+    let admin = server.admin_token();
+    let mut sweep = Sweep {
+        server,
+        client: http(),
+        admin,
+        document: document(),
+        samples: Vec::new(),
+        succeeded: BTreeSet::new(),
+        failures: Vec::new(),
+    };
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/jwks.json",
+    ] {
+        sweep.send(200, "GET", path, "", |r| r);
+    }
+    users(&mut sweep);
+    let (client_id, secret) = agents(&mut sweep);
+    tokens_and_operations(&mut sweep, &client_id, &secret);
+
+    let Sweep {
+        server,
+        document,
+        samples,
+        succeeded,
+        mut failures,
+        ..
+    } = sweep;
+    assert_eq!(server.stop(), Some(0));
+    for (method, path) in operations(&document) {
+        if !succeeded.contains(&(method.clone(), path.clone())) {
+            let method = method.to_uppercase();
+            failures.push(format!(
+                "{method} {path}: no call in this test got a 2xx; add one"
+            ));
+        }
+    }
+    let dir = temp();
+    let samples_path = dir.path().join("samples.json");
+    std::fs::write(&samples_path, Value::from(samples).to_string())
+        .unwrap_or_else(|err| panic!("{err}"));
+    let output = Command::new("python3")
+        .args(["-c", VALIDATE_BODIES_PY])
+        .arg(document_path())
+        .arg(&samples_path)
+        .output()
+        .unwrap_or_else(|err| {
+            panic!("python3 (tools/test.sh installs openapi-spec-validator): {err}")
+        });
+    if !output.status.success() {
+        failures.push(format!(
+            "bodies the document's schemas refuse:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    assert!(
+        failures.is_empty(),
+        "the server and schemas/openapi.yaml disagree:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Every (method, path) the document describes.
+fn operations(document: &Value) -> Vec<(String, String)> {
+    document["paths"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .flat_map(|(path, item)| {
+            ["get", "put", "post", "delete", "patch"]
+                .into_iter()
+                .filter_map(move |method| {
+                    item.get(method).map(|_| (method.to_owned(), path.clone()))
+                })
+        })
+        .collect()
+}
