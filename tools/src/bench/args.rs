@@ -28,15 +28,72 @@ pub const WRIT_SCOPE_DEFAULT: &str = "bench:run";
 /// Each of N keep-alive connections sends requests back to back (a closed loop), so the
 /// latencies are those of N clients that wait for each answer; there is no correction for
 /// coordinated omission. Per scenario it prints a line for people and a `RESULT` line for
-/// scripts. Exit codes: 0 every request answered 2xx; 1 some did not (see stderr), unless
+/// scripts. Exit codes: 0 every request answered 2xx; 1 some did not (a non-2xx or no answer, quoted on stderr), unless
 /// --allow-errors; 2 bad flags or the target could not be set up.
 #[derive(Debug, Parser)]
-#[command(name = "writ-bench", version, about, long_about)]
+#[command(name = "writ-bench", version)]
 pub struct Args {
+    /// A writ server's base URL (plain HTTP). Endpoints come from its RFC 8414 metadata;
+    /// unless --client-id and --client-secret are given, a fresh agent is registered with
+    /// the admin token and the scopes of --scope.
+    #[arg(help_heading = "Target", long, value_name = "URL")]
+    pub writ_url: Option<String>,
+
+    /// writ's admin token, to register the measuring agent.
+    #[arg(
+        help_heading = "Target",
+        long,
+        env = "WRIT_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+
+    /// Token endpoint of another OAuth server (plain HTTP), instead of --writ-url.
+    #[arg(
+        help_heading = "Target",
+        long,
+        value_name = "URL",
+        conflicts_with = "writ_url"
+    )]
+    pub token_url: Option<String>,
+
+    /// RFC 7662 introspection endpoint of that server, for the `introspect` scenario.
+    #[arg(
+        help_heading = "Target",
+        long,
+        value_name = "URL",
+        conflicts_with = "writ_url"
+    )]
+    pub introspection_url: Option<String>,
+
+    /// Client id, sent with the secret by HTTP Basic (RFC 6749 §2.3.1).
+    #[arg(help_heading = "Target", long)]
+    pub client_id: Option<String>,
+
+    /// Client secret.
+    #[arg(
+        help_heading = "Target",
+        long,
+        env = "WRIT_BENCH_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub client_secret: Option<String>,
+
+    /// Space-separated scopes to request (with --writ-url and no client, also the scopes
+    /// the registered agent gets; default there `bench:run`).
+    #[arg(help_heading = "Target", long)]
+    pub scope: Option<String>,
+
+    /// An extra token request parameter, `name=value`, repeatable (at most 32), e.g.
+    /// `resource=urn:example:api`.
+    #[arg(help_heading = "Target", long = "token-param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub token_params: Vec<(String, String)>,
+
     /// What to measure, repeatable or comma-separated: `issue` (client_credentials token
     /// requests), `introspect` (RFC 7662 introspection of one token), `operations` (writ's
     /// POST /api/v1/operations), or `all` (every scenario the target supports).
     #[arg(
+        help_heading = "Load",
         long = "scenario",
         value_enum,
         value_delimiter = ',',
@@ -46,71 +103,35 @@ pub struct Args {
 
     /// Keep-alive TCP connections, exactly; each sends its next request when the previous
     /// answer is read. At most 1024.
-    #[arg(long, default_value_t = 4)]
+    #[arg(help_heading = "Load", long, default_value_t = 4)]
     pub connections: usize,
 
     /// How long each scenario is measured, e.g. `10s`, `500ms`, `2m`. At most 1 hour.
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    #[arg(help_heading = "Load", long, value_parser = parse_duration, default_value = "10s")]
     pub duration: Duration,
 
     /// Load before each scenario's measurement whose results are discarded (failures are
     /// still reported), e.g. `2s`, `0s`. At most 10 minutes.
-    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    #[arg(help_heading = "Load", long, value_parser = parse_duration, default_value = "2s")]
     pub warmup: Duration,
 
     /// Threads of the generator's runtime. One leaves the other cores to the server being
     /// measured when both share a machine. At most 64.
-    #[arg(long, default_value_t = 1)]
+    #[arg(help_heading = "Load", long, default_value_t = 1)]
     pub threads: usize,
 
     /// Longest wait for one answer or one connection; past it the request counts as an
     /// error and its connection is replaced. At most 5 minutes.
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    #[arg(help_heading = "Load", long, value_parser = parse_duration, default_value = "10s")]
     pub request_timeout: Duration,
 
     /// Report success even when requests failed (exit 0 instead of 1).
-    #[arg(long)]
+    #[arg(help_heading = "Output", long)]
     pub allow_errors: bool,
 
     /// Print one JSON object per scenario on stdout (the people's line goes to stderr).
-    #[arg(long)]
+    #[arg(help_heading = "Output", long)]
     pub json: bool,
-
-    /// A writ server's base URL (plain HTTP). Endpoints come from its RFC 8414 metadata;
-    /// unless --client-id and --client-secret are given, a fresh agent is registered with
-    /// the admin token and the scopes of --scope.
-    #[arg(long, value_name = "URL")]
-    pub writ_url: Option<String>,
-
-    /// writ's admin token, to register the measuring agent.
-    #[arg(long, env = "WRIT_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
-
-    /// Token endpoint of another OAuth server (plain HTTP), instead of --writ-url.
-    #[arg(long, value_name = "URL", conflicts_with = "writ_url")]
-    pub token_url: Option<String>,
-
-    /// RFC 7662 introspection endpoint of that server, for the `introspect` scenario.
-    #[arg(long, value_name = "URL", conflicts_with = "writ_url")]
-    pub introspection_url: Option<String>,
-
-    /// Client id, sent with the secret by HTTP Basic (RFC 6749 §2.3.1).
-    #[arg(long)]
-    pub client_id: Option<String>,
-
-    /// Client secret.
-    #[arg(long, env = "WRIT_BENCH_CLIENT_SECRET", hide_env_values = true)]
-    pub client_secret: Option<String>,
-
-    /// Space-separated scopes to request (with --writ-url and no client, also the scopes
-    /// the registered agent gets; default there `bench:run`).
-    #[arg(long)]
-    pub scope: Option<String>,
-
-    /// An extra token request parameter, `name=value`, repeatable (at most 32), e.g.
-    /// `resource=urn:example:api`.
-    #[arg(long = "token-param", value_name = "NAME=VALUE", value_parser = parse_param)]
-    pub token_params: Vec<(String, String)>,
 }
 
 /// A scenario as the command line names it.
