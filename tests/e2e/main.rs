@@ -4,6 +4,7 @@
 
 mod agents;
 mod bad_input;
+mod bench;
 mod crash;
 mod keys;
 mod kit;

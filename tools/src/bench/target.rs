@@ -1,0 +1,384 @@
+//! The server under load, set up before anything is measured: its endpoints (from writ's
+//! RFC 8414 metadata, or given), the client the load authenticates as (a writ agent
+//! registered for the run, or given), and the requests each scenario sends.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hyper::header::HeaderValue;
+use serde::Deserialize;
+
+use crate::args::{Run, Scenario, TargetArg};
+use crate::conn::{self, Answer, Endpoint, Template, parse_url};
+use crate::error::BenchError;
+
+/// writ's path for recording an operation (API.md); metadata does not list it.
+pub const WRIT_OPERATIONS_PATH: &str = "/api/v1/operations";
+/// The operation name every `operations` request records.
+pub const OPERATION_NAME: &str = "bench.op";
+/// Longest stretch of an answer quoted in a message.
+pub const QUOTE_CHARS_MAX: usize = 300;
+
+const FORM: &str = "application/x-www-form-urlencoded";
+const JSON: &str = "application/json";
+
+/// Where the load goes and as whom.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The token endpoint.
+    pub token: Endpoint,
+    /// The introspection endpoint, if known.
+    pub introspection: Option<Endpoint>,
+    /// writ's operations endpoint (writ only).
+    pub operations: Option<Endpoint>,
+    /// `Basic <client credentials>`.
+    basic: HeaderValue,
+    /// The body of every token request.
+    token_form: String,
+    /// What was set up, for people.
+    pub description: String,
+}
+
+/// A token as the token endpoint handed it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    /// The access token.
+    pub access_token: String,
+    /// Its lifetime as the server stated it.
+    pub expires_in_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    expires_in: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Metadata {
+    token_endpoint: String,
+    introspection_endpoint: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Registered {
+    agent: RegisteredAgent,
+    client_secret: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct RegisteredAgent {
+    client_id: String,
+}
+
+/// The start of `body`, as text, for a message.
+pub fn quote(body: &[u8]) -> String {
+    String::from_utf8_lossy(body)
+        .chars()
+        .take(QUOTE_CHARS_MAX)
+        .collect()
+}
+
+/// HTTP Basic credentials as RFC 6749 §2.3.1 has them: each half form-urlencoded first.
+pub fn basic_authorization(client_id: &str, secret: &str) -> Result<HeaderValue, BenchError> {
+    let encode = |text: &str| form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
+    let pair = format!("{}:{}", encode(client_id), encode(secret));
+    HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(pair)))
+        .map_err(|err| BenchError::Usage(format!("the client credentials: {err}")))
+}
+
+/// The body of a `client_credentials` token request.
+pub fn token_form(scope: Option<&str>, params: &[(String, String)]) -> String {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.append_pair("grant_type", "client_credentials");
+    if let Some(scope) = scope {
+        form.append_pair("scope", scope);
+    }
+    for (name, value) in params {
+        form.append_pair(name, value);
+    }
+    form.finish()
+}
+
+/// `found` (a URL from the metadata) on the origin of `base`, when the two differ: the
+/// metadata names the issuer's public URL, which may be a proxy in front of the listener
+/// being measured. The second value says whether it was moved.
+pub fn on_origin_of(found: &str, base: &str) -> Result<(String, bool), String> {
+    let (found_parts, base_parts) = (parse_url(found), parse_url(base)?);
+    match found_parts {
+        Ok(parts) if parts.authority == base_parts.authority => Ok((found.to_owned(), false)),
+        _ => {
+            let uri: hyper::Uri = found
+                .parse()
+                .map_err(|err| format!("the metadata's `{found}` is not a URL: {err}"))?;
+            let path = uri.path_and_query().map_or("/", |p| p.as_str());
+            Ok((format!("http://{}{path}", base_parts.authority), true))
+        }
+    }
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(
+    step: &str,
+    answer: Result<Answer, conn::Failure>,
+    expected: u16,
+) -> Result<T, BenchError> {
+    let answer = answer.map_err(|failure| BenchError::setup(step, failure.detail))?;
+    if answer.status.as_u16() != expected {
+        return Err(BenchError::setup(
+            step,
+            format!("HTTP {}: {}", answer.status, quote(&answer.body)),
+        ));
+    }
+    serde_json::from_slice(&answer.body).map_err(|err| {
+        BenchError::setup(
+            step,
+            format!("unexpected answer ({err}): {}", quote(&answer.body)),
+        )
+    })
+}
+
+/// Reads a token endpoint's success answer.
+pub fn read_token(answer: &Answer) -> Result<Issued, String> {
+    if !answer.status.is_success() {
+        return Err(format!("HTTP {}: {}", answer.status, quote(&answer.body)));
+    }
+    let token: TokenAnswer = serde_json::from_slice(&answer.body).map_err(|err| {
+        format!(
+            "no access token in the answer ({err}): {}",
+            quote(&answer.body)
+        )
+    })?;
+    Ok(Issued {
+        access_token: token.access_token,
+        expires_in_seconds: token.expires_in,
+    })
+}
+
+impl Target {
+    /// Sets up the target the run names.
+    pub async fn prepare(run: &Run) -> Result<Target, BenchError> {
+        match &run.target {
+            TargetArg::Writ {
+                url,
+                admin_token,
+                client,
+            } => writ(run, url, admin_token.as_deref(), client.clone()).await,
+            TargetArg::Other {
+                token_url,
+                introspection_url,
+                client: (client_id, secret),
+            } => {
+                let introspection = match introspection_url {
+                    Some(url) => Some(Endpoint::resolve(url).await?),
+                    None => None,
+                };
+                Ok(Target {
+                    token: Endpoint::resolve(token_url).await?,
+                    introspection,
+                    operations: None,
+                    basic: basic_authorization(client_id, secret)?,
+                    token_form: token_form(run.scope.as_deref(), &run.token_params),
+                    description: format!("token endpoint {token_url}, client {client_id}"),
+                })
+            }
+        }
+    }
+
+    /// The token request (the whole of the `issue` scenario).
+    pub fn token_request(&self) -> Template {
+        Template::post(
+            &self.token,
+            FORM,
+            self.basic.clone(),
+            self.token_form.clone(),
+        )
+    }
+
+    /// A token for the scenarios that use one, on a connection of its own.
+    pub async fn first_token(&self, timeout: Duration) -> Result<Issued, BenchError> {
+        let step = format!("getting a token from {}", self.token.url);
+        let answer = conn::once(&self.token_request(), timeout)
+            .await
+            .map_err(|failure| BenchError::setup(&step, failure.detail))?;
+        read_token(&answer).map_err(|why| BenchError::setup(&step, why))
+    }
+
+    /// What `scenario` sends, holding `token` where it needs one.
+    pub fn request(&self, scenario: Scenario, token: Option<&Issued>) -> Result<Template, String> {
+        let token = || {
+            token
+                .map(|t| t.access_token.as_str())
+                .ok_or_else(|| format!("the {} scenario needs a token", scenario.name()))
+        };
+        match scenario {
+            Scenario::Issue => Ok(self.token_request()),
+            Scenario::Introspect => {
+                let endpoint = self
+                    .introspection
+                    .as_ref()
+                    .ok_or("the target has no introspection endpoint")?;
+                let form = form_urlencoded::Serializer::new(String::new())
+                    .append_pair("token", token()?)
+                    .append_pair("token_type_hint", "access_token")
+                    .finish();
+                Ok(Template::post(endpoint, FORM, self.basic.clone(), form))
+            }
+            Scenario::Operations => {
+                let endpoint = self
+                    .operations
+                    .as_ref()
+                    .ok_or("the target has no operations endpoint (writ only)")?;
+                let bearer = HeaderValue::from_str(&format!("Bearer {}", token()?))
+                    .map_err(|err| format!("the token cannot be sent as a header: {err}"))?;
+                let body = serde_json::json!({ "operation": OPERATION_NAME }).to_string();
+                Ok(Template::post(endpoint, JSON, bearer, body))
+            }
+        }
+    }
+}
+
+async fn writ(
+    run: &Run,
+    url: &str,
+    admin_token: Option<&str>,
+    client: Option<(String, String)>,
+) -> Result<Target, BenchError> {
+    let base = url.trim_end_matches('/');
+    let timeout = run.request_timeout;
+    let metadata_url = format!("{base}/.well-known/oauth-authorization-server");
+    let metadata_endpoint = Endpoint::resolve(&metadata_url).await?;
+    let answer = conn::once(&Template::get(&metadata_endpoint), timeout).await;
+    let metadata: Metadata = read_json(&format!("reading {metadata_url}"), answer, 200)?;
+    let mut notes = Vec::new();
+    let token = locate(&metadata.token_endpoint, base, &mut notes).await?;
+    let introspection = match &metadata.introspection_endpoint {
+        Some(found) => Some(locate(found, base, &mut notes).await?),
+        None => None,
+    };
+    let operations = Some(Endpoint::resolve(&format!("{base}{WRIT_OPERATIONS_PATH}")).await?);
+    let (client_id, secret, registered) = match client {
+        Some((id, secret)) => (id, secret, false),
+        None => {
+            let admin = admin_token.ok_or_else(|| {
+                BenchError::Usage("an admin token is needed to register an agent".into())
+            })?;
+            let (id, secret) = register(base, admin, run.scope.as_deref(), timeout).await?;
+            (id, secret, true)
+        }
+    };
+    let mut description = format!(
+        "writ at {base}, {} agent {client_id}",
+        if registered { "registered" } else { "existing" }
+    );
+    for note in notes {
+        description.push_str("; ");
+        description.push_str(&note);
+    }
+    Ok(Target {
+        token,
+        introspection,
+        operations,
+        basic: basic_authorization(&client_id, &secret)?,
+        token_form: token_form(run.scope.as_deref(), &run.token_params),
+        description,
+    })
+}
+
+/// An endpoint the metadata names, on the origin being measured (a note when moved).
+async fn locate(found: &str, base: &str, notes: &mut Vec<String>) -> Result<Endpoint, BenchError> {
+    let (url, moved) = on_origin_of(found, base).map_err(BenchError::Usage)?;
+    if moved {
+        notes.push(format!("{found} (from the metadata) is measured at {url}"));
+    }
+    Endpoint::resolve(&url).await
+}
+
+/// Registers a `client_credentials` agent holding `scope`; its id and secret.
+async fn register(
+    base: &str,
+    admin_token: &str,
+    scope: Option<&str>,
+    timeout: Duration,
+) -> Result<(String, String), BenchError> {
+    let url = format!("{base}/api/v1/agents");
+    let endpoint = Endpoint::resolve(&url).await?;
+    let scopes: Vec<&str> = scope
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .collect();
+    // No ceilings and no max_operations: the agent's tokens have no operation quota, so
+    // the operations scenario measures recording, not running out.
+    let body = serde_json::json!({
+        "name": "writ-bench",
+        "scopes": scopes,
+        "grant_types": ["client_credentials"],
+    });
+    let bearer = HeaderValue::from_str(&format!("Bearer {admin_token}"))
+        .map_err(|err| BenchError::Usage(format!("the admin token: {err}")))?;
+    let request = Template::post(&endpoint, JSON, bearer, body.to_string());
+    let answer = conn::once(&request, timeout).await;
+    let registered: Registered = read_json(&format!("registering an agent at {url}"), answer, 201)?;
+    Ok((registered.agent.client_id, registered.client_secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_form_encoded_then_base64() {
+        let header = basic_authorization("peer-cc", "a b:c").unwrap();
+        let encoded = header.to_str().unwrap().strip_prefix("Basic ").unwrap();
+        let decoded = String::from_utf8(STANDARD.decode(encoded).unwrap()).unwrap();
+        assert_eq!(decoded, "peer-cc:a+b%3Ac");
+    }
+
+    #[test]
+    fn token_requests_carry_scope_and_extra_parameters_encoded() {
+        assert_eq!(token_form(None, &[]), "grant_type=client_credentials");
+        let params = [("resource".to_owned(), "urn:peer:jwt".to_owned())];
+        assert_eq!(
+            token_form(Some("mcp:read mcp:write"), &params),
+            "grant_type=client_credentials&scope=mcp%3Aread+mcp%3Awrite&resource=urn%3Apeer%3Ajwt"
+        );
+    }
+
+    #[test]
+    fn metadata_urls_on_another_origin_are_measured_at_the_given_one() {
+        let base = "http://127.0.0.1:8080";
+        assert_eq!(
+            on_origin_of("http://127.0.0.1:8080/oauth/token", base),
+            Ok(("http://127.0.0.1:8080/oauth/token".into(), false))
+        );
+        assert_eq!(
+            on_origin_of("https://auth.example.com/oauth/token", base),
+            Ok(("http://127.0.0.1:8080/oauth/token".into(), true))
+        );
+    }
+
+    #[test]
+    fn token_answers_are_read_or_quoted() {
+        let answer = |status: u16, body: &'static str| Answer {
+            status: hyper::StatusCode::from_u16(status).unwrap(),
+            body: body.into(),
+        };
+        assert_eq!(
+            read_token(&answer(200, r#"{"access_token":"t","expires_in":900}"#)),
+            Ok(Issued {
+                access_token: "t".into(),
+                expires_in_seconds: Some(900)
+            })
+        );
+        assert_eq!(
+            read_token(&answer(401, r#"{"error":"invalid_client"}"#)),
+            Err(r#"HTTP 401 Unauthorized: {"error":"invalid_client"}"#.into())
+        );
+        assert!(
+            read_token(&answer(200, "{}"))
+                .unwrap_err()
+                .contains("no access token")
+        );
+    }
+}
