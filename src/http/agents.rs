@@ -26,6 +26,10 @@ pub const SCOPE_BYTES_MAX: usize = 128;
 pub const NAME_BYTES_MAX: usize = 200;
 /// Longest review note.
 pub const NOTE_BYTES_MAX: usize = 2000;
+/// Most entries in a list of URIs (`redirect_uris`, `allowed_audiences`).
+pub const URIS_MAX: usize = 32;
+/// Longest URI in such a list.
+pub const URI_BYTES_MAX: usize = 2048;
 /// Highest `max_ttl_seconds` a policy may set.
 pub const POLICY_TTL_SECONDS_MAX: u64 = 24 * 3600;
 /// Deepest `act` chain a policy may allow.
@@ -123,6 +127,31 @@ fn view(state: &State, agent: &Agent, now: Timestamp) -> AgentView {
             max_operations: c.max_operations,
             token_requests_per_minute: c.token_requests_per_minute,
         },
+    }
+}
+
+/// A bounded list of URIs: at most `URIS_MAX`, each 1 to `URI_BYTES_MAX` bytes of text
+/// without spaces or control characters.
+fn check_uris(field: &str, uris: &[String]) -> Result<(), ApiError> {
+    if uris.len() > URIS_MAX {
+        return Err(ApiError::invalid(
+            field,
+            format!("at most {URIS_MAX} entries"),
+        ));
+    }
+    match uris.iter().find(|uri| {
+        uri.is_empty()
+            || uri.len() > URI_BYTES_MAX
+            || uri.chars().any(|c| c.is_control() || c.is_whitespace())
+    }) {
+        Some(bad) => Err(ApiError::invalid(
+            field,
+            format!(
+                "`{}` is not 1 to {URI_BYTES_MAX} bytes without spaces or control characters",
+                bad.chars().take(64).collect::<String>()
+            ),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -225,6 +254,7 @@ fn check_new(body: &NewAgent) -> Result<(), ApiError> {
             format!("`{method}` is not one of {}", AUTH_METHODS.join(", ")),
         ));
     }
+    check_uris("redirect_uris", &body.redirect_uris)?;
     if let Some(bad) = body.redirect_uris.iter().find(|uri| {
         !(uri.starts_with("https://") || uri.starts_with("http://")) || uri.contains('#')
     }) {
@@ -359,8 +389,16 @@ pub(super) async fn review(
     state: web::Data<AppState>,
     admin: Admin,
     id: web::Path<String>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let body = match payload
+        .to_bytes_limited(super::error::JSON_BODY_BYTES_MAX)
+        .await
+    {
+        Ok(Ok(body)) => body,
+        Ok(Err(err)) => return Err(ApiError::invalid("body", err)),
+        Err(_) => return Err(ApiError::PayloadTooLarge),
+    };
     let review: Review = if body.is_empty() {
         Review::default()
     } else {
@@ -369,11 +407,11 @@ pub(super) async fn review(
     if review
         .note
         .as_ref()
-        .is_some_and(|note| note.len() > NOTE_BYTES_MAX)
+        .is_some_and(|note| note.len() > NOTE_BYTES_MAX || note.chars().any(char::is_control))
     {
         return Err(ApiError::invalid(
             "note",
-            format!("at most {NOTE_BYTES_MAX} bytes"),
+            format!("at most {NOTE_BYTES_MAX} bytes, without control characters"),
         ));
     }
     let command = Command::ReviewAgent(AgentReviewed {
@@ -469,6 +507,9 @@ pub(super) async fn policy(
     }
     if let Some(scopes) = &p.allowed_scopes {
         check_scopes("allowed_scopes", scopes)?;
+    }
+    if let Some(audiences) = &p.allowed_audiences {
+        check_uris("allowed_audiences", audiences)?;
     }
     if p.token_requests_per_minute == Some(0) {
         return Err(ApiError::invalid(

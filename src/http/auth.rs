@@ -22,21 +22,28 @@ impl FromRequest for Admin {
     }
 }
 
+/// The credential of an `Authorization: Bearer <credential>` header (RFC 6750 §2.1; the
+/// scheme name is case-insensitive, RFC 9110 §11.1), if the request has one.
+pub fn bearer_token(request: &HttpRequest) -> Option<&str> {
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, credential) = value.trim().split_once(' ')?;
+    let credential = credential.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !credential.is_empty()).then_some(credential)
+}
+
 fn authenticate(request: &HttpRequest) -> Result<Admin, ApiError> {
     let Some(state) = request.app_data::<web::Data<AppState>>() else {
         return Err(ApiError::Unavailable("the server is not configured".into()));
     };
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(|| {
-            ApiError::Unauthorized(
-                "send an admin token as `Authorization: Bearer wrt_admin_...`".into(),
-            )
-        })?;
+    let token = bearer_token(request).ok_or_else(|| {
+        ApiError::Unauthorized(
+            "send an admin token as `Authorization: Bearer wrt_admin_...`".into(),
+        )
+    })?;
     let hash = state.secrets.hash(token);
     let token_id = state
         .ledger

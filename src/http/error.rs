@@ -38,9 +38,20 @@ pub enum ApiError {
     /// Body over the limit.
     #[error("the request body is larger than {JSON_BODY_BYTES_MAX} bytes")]
     PayloadTooLarge,
-    /// The ledger cannot take writes now.
+    /// The ledger takes no writes (stopped after a failed write, or stopping).
     #[error("{0}")]
     Unavailable(String),
+    /// The write queue is full: retry in a second.
+    #[error("{0}")]
+    Overloaded(String),
+    /// The path is served, the method is not; `allow` lists the methods that are.
+    #[error("{detail}")]
+    MethodNotAllowed {
+        /// The `Allow` header's value.
+        allow: String,
+        /// Human sentence.
+        detail: String,
+    },
 }
 
 impl ApiError {
@@ -60,7 +71,8 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::QuotaExhausted => "quota_exhausted",
-            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Unavailable(_) | ApiError::Overloaded(_) => "unavailable",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
         }
     }
 }
@@ -74,7 +86,8 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::QuotaExhausted => StatusCode::FORBIDDEN,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -87,8 +100,11 @@ impl ResponseError for ApiError {
                     HeaderValue::from_static("Bearer realm=\"writ\""),
                 ));
             }
-            ApiError::Unavailable(_) => {
+            ApiError::Overloaded(_) => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+            }
+            ApiError::MethodNotAllowed { allow, .. } => {
+                response.insert_header((header::ALLOW, allow.as_str()));
             }
             _ => {}
         }
@@ -134,9 +150,7 @@ impl From<SubmitError> for ApiError {
         match err {
             SubmitError::Refused(refusal) => refusal.into(),
             SubmitError::Unavailable(why) => ApiError::Unavailable(why),
-            overloaded @ SubmitError::Overloaded(_) => {
-                ApiError::Unavailable(overloaded.to_string())
-            }
+            overloaded @ SubmitError::Overloaded(_) => ApiError::Overloaded(overloaded.to_string()),
         }
     }
 }

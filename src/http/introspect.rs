@@ -8,8 +8,9 @@ use writ_projections::Token;
 use writ_schemas::{Actor, Digest, Timestamp};
 
 use super::AppState;
-use super::oauth_error::{OAuthError, client_form, no_store};
+use super::oauth_error::{OAuthError, client_form, no_store, read_form_body};
 use crate::decide::Command;
+use crate::ledger::SubmitError;
 use crate::oauth::authenticate;
 
 fn authenticated_form(
@@ -86,8 +87,9 @@ pub fn introspection(token: Option<&Token>, issuer: &str, now: Timestamp) -> Val
 pub(super) async fn introspect(
     state: web::Data<AppState>,
     request: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, OAuthError> {
+    let body = read_form_body(payload).await?;
     let (_, token) = authenticated_form(&state, &request, &body)?;
     let digest = Digest::of(token.as_bytes());
     let now = state.clock.now();
@@ -103,8 +105,9 @@ pub(super) async fn introspect(
 pub(super) async fn revoke(
     state: web::Data<AppState>,
     request: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, OAuthError> {
+    let body = read_form_body(payload).await?;
     let (client, token) = authenticated_form(&state, &request, &body)?;
     let digest = Digest::of(token.as_bytes());
     let held = state.ledger.read(|s| {
@@ -121,7 +124,10 @@ pub(super) async fn revoke(
             .ledger
             .submit(command)
             .await
-            .map_err(|err| OAuthError::unavailable(err.to_string()))?;
+            .map_err(|err| match err {
+                SubmitError::Overloaded(_) => OAuthError::overloaded(err.to_string()),
+                _ => OAuthError::unavailable(err.to_string()),
+            })?;
     }
     Ok(no_store().finish())
 }

@@ -133,16 +133,24 @@ pub fn routes(config: &mut web::ServiceConfig) {
     );
     // One resource per path: actix answers 405 from the first resource whose path matches,
     // so two methods on one path must be routes of the same resource.
-    let mut paths: Vec<(&'static str, usize, Vec<Route>)> = Vec::new();
+    let mut paths: Vec<(Endpoint, Vec<Route>, Vec<Method>)> = Vec::new();
     for endpoint in endpoints() {
-        let route = (endpoint.handler)();
-        match paths.iter_mut().find(|(path, ..)| *path == endpoint.path) {
-            Some((.., routes)) => routes.push(route),
-            None => paths.push((endpoint.path, endpoint.body_bytes_max, vec![route])),
+        let (route, method) = ((endpoint.handler)(), endpoint.method.clone());
+        match paths
+            .iter_mut()
+            .find(|(known, ..)| known.path == endpoint.path)
+        {
+            Some((_, routes, methods)) => {
+                routes.push(route);
+                methods.push(method);
+            }
+            None => paths.push((endpoint, vec![route], vec![method])),
         }
     }
-    for (path, body_bytes_max, routes) in paths {
-        let resource = web::resource(path).app_data(web::PayloadConfig::new(body_bytes_max));
+    for (endpoint, routes, methods) in paths {
+        let resource = web::resource(endpoint.path)
+            .app_data(web::PayloadConfig::new(endpoint.body_bytes_max))
+            .default_service(web::to(method_not_allowed(endpoint.path, &methods)));
         config.service(
             routes
                 .into_iter()
@@ -150,6 +158,25 @@ pub fn routes(config: &mut web::ServiceConfig) {
         );
     }
     config.default_service(web::to(not_found));
+}
+
+/// The JSON 405 (with `Allow`) for a served path asked with another method.
+fn method_not_allowed(
+    path: &'static str,
+    methods: &[Method],
+) -> impl Fn(
+    actix_web::HttpRequest,
+) -> std::future::Ready<Result<actix_web::HttpResponse, error::ApiError>>
++ Clone
++ 'static {
+    let allow: Vec<&str> = methods.iter().map(Method::as_str).collect();
+    let allow = allow.join(", ");
+    move |request| {
+        std::future::ready(Err(error::ApiError::MethodNotAllowed {
+            detail: format!("{} is not served at {path}; use {allow}", request.method()),
+            allow: allow.clone(),
+        }))
+    }
 }
 
 async fn not_found(

@@ -3,7 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::{HttpResponse, ResponseError, web};
 use serde_json::json;
 
 /// An OAuth endpoint's refusal.
@@ -16,6 +16,8 @@ pub struct OAuthError {
     pub description: String,
     /// For 429 and 503: seconds the client should wait (`Retry-After`).
     pub retry_after_seconds: Option<u64>,
+    /// The HTTP status it is answered with.
+    pub status: StatusCode,
 }
 
 impl OAuthError {
@@ -24,6 +26,7 @@ impl OAuthError {
         OAuthError {
             error: "invalid_request",
             description: description.into(),
+            status: StatusCode::BAD_REQUEST,
             retry_after_seconds: None,
         }
     }
@@ -33,6 +36,7 @@ impl OAuthError {
         OAuthError {
             error: "invalid_client",
             description: description.into(),
+            status: StatusCode::UNAUTHORIZED,
             retry_after_seconds: None,
         }
     }
@@ -42,6 +46,7 @@ impl OAuthError {
         OAuthError {
             error: "invalid_scope",
             description: description.into(),
+            status: StatusCode::BAD_REQUEST,
             retry_after_seconds: None,
         }
     }
@@ -51,6 +56,7 @@ impl OAuthError {
         OAuthError {
             error: "invalid_target",
             description: description.into(),
+            status: StatusCode::BAD_REQUEST,
             retry_after_seconds: None,
         }
     }
@@ -60,6 +66,7 @@ impl OAuthError {
         OAuthError {
             error: "unauthorized_client",
             description: description.into(),
+            status: StatusCode::BAD_REQUEST,
             retry_after_seconds: None,
         }
     }
@@ -69,6 +76,7 @@ impl OAuthError {
         OAuthError {
             error: "unsupported_grant_type",
             description: description.into(),
+            status: StatusCode::BAD_REQUEST,
             retry_after_seconds: None,
         }
     }
@@ -78,16 +86,37 @@ impl OAuthError {
         OAuthError {
             error: "server_error",
             description: description.into(),
+            status: StatusCode::INTERNAL_SERVER_ERROR,
             retry_after_seconds: None,
         }
     }
 
-    /// `temporarily_unavailable` (503): the ledger cannot take writes now.
+    /// `temporarily_unavailable` (503): the ledger takes no writes (it stopped after a
+    /// failed write, or the server is stopping); retrying soon will not help.
     pub fn unavailable(description: impl Into<String>) -> OAuthError {
         OAuthError {
             error: "temporarily_unavailable",
             description: description.into(),
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            retry_after_seconds: None,
+        }
+    }
+
+    /// `temporarily_unavailable` (503) with `Retry-After: 1`: the write queue is full.
+    pub fn overloaded(description: impl Into<String>) -> OAuthError {
+        OAuthError {
             retry_after_seconds: Some(1),
+            ..OAuthError::unavailable(description)
+        }
+    }
+
+    /// `invalid_request` with 413: the body is larger than the endpoint takes.
+    pub fn body_too_large(bytes_max: usize) -> OAuthError {
+        OAuthError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            ..OAuthError::invalid_request(format!(
+                "the request body is larger than {bytes_max} bytes"
+            ))
         }
     }
 
@@ -98,6 +127,7 @@ impl OAuthError {
             description: format!(
                 "too many token requests from this client; retry in {retry_after_seconds} s (the agent's policy can raise its rate)"
             ),
+            status: StatusCode::TOO_MANY_REQUESTS,
             retry_after_seconds: Some(retry_after_seconds),
         }
     }
@@ -105,13 +135,7 @@ impl OAuthError {
 
 impl ResponseError for OAuthError {
     fn status_code(&self) -> StatusCode {
-        match self.error {
-            "invalid_client" => StatusCode::UNAUTHORIZED,
-            "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-            "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
-            "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
-        }
+        self.status
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -147,6 +171,19 @@ pub fn parse_form(body: &[u8]) -> Result<std::collections::BTreeMap<String, Stri
         form.insert(name, value);
     }
     Ok(form)
+}
+
+/// Reads an OAuth request's body, refusing more than `FORM_BODY_BYTES_MAX` bytes with a
+/// 413 in RFC 6749's shape (actix's own limit would answer in plain text).
+pub async fn read_form_body(payload: web::Payload) -> Result<web::Bytes, OAuthError> {
+    let bytes_max = super::token::FORM_BODY_BYTES_MAX;
+    match payload.to_bytes_limited(bytes_max).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(err)) => Err(OAuthError::invalid_request(format!(
+            "the request body could not be read: {err}"
+        ))),
+        Err(_) => Err(OAuthError::body_too_large(bytes_max)),
+    }
 }
 
 /// An OAuth request's form and the client credentials it presents: the content type

@@ -1,7 +1,6 @@
 //! `POST /api/v1/operations`: the token being used records one use, durably, under its
 //! quota. An `Idempotency-Key` makes a retry return the first answer without counting.
 
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
@@ -38,16 +37,11 @@ pub(super) async fn record(
     request: HttpRequest,
     body: web::Json<Operation>,
 ) -> Result<HttpResponse, ApiError> {
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            ApiError::Unauthorized(
-                "send the token being used as `Authorization: Bearer <token>`".into(),
-            )
-        })?;
+    let token = super::auth::bearer_token(&request).ok_or_else(|| {
+        ApiError::Unauthorized(
+            "send the token being used as `Authorization: Bearer <token>`".into(),
+        )
+    })?;
     let key = match request.headers().get("idempotency-key") {
         None => None,
         Some(value) => {

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use writ_schemas::{ClientId, Digest, Jti, Timestamp, TokenIssued};
 
 use super::AppState;
-use super::oauth_error::{OAuthError, client_form, no_store};
+use super::oauth_error::{OAuthError, client_form, no_store, read_form_body};
 use crate::decide::{Command, Refusal};
 use crate::ledger::SubmitError;
 use crate::oauth::{Terms, authenticate, client_credentials_terms};
@@ -20,8 +20,9 @@ pub const FORM_BODY_BYTES_MAX: usize = 16 * 1024;
 pub(super) async fn issue(
     state: web::Data<AppState>,
     request: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, OAuthError> {
+    let body = read_form_body(payload).await?;
     let (form, presented) = client_form(&request, &body)?;
     let now = state.clock.now();
     let (client_id, terms) = state.ledger.read(|s| {
@@ -133,6 +134,6 @@ fn refusal(err: SubmitError) -> OAuthError {
         ) => OAuthError::invalid_client(refused.to_string()),
         SubmitError::Refused(other) => OAuthError::invalid_request(other.to_string()),
         SubmitError::Unavailable(why) => OAuthError::unavailable(why),
-        overloaded @ SubmitError::Overloaded(_) => OAuthError::unavailable(overloaded.to_string()),
+        overloaded @ SubmitError::Overloaded(_) => OAuthError::overloaded(overloaded.to_string()),
     }
 }

@@ -107,6 +107,14 @@ fn m2m_token_then_introspection_then_revocation() {
         "introspection never consumes an operation"
     );
     assert_eq!(a.introspect("not-a-token"), json!({"active": false}));
+    // The bearer scheme is case-insensitive (RFC 9110 §11.1).
+    let lower_case = http()
+        .post(a.server.url("/api/v1/operations"))
+        .header("authorization", format!("bearer {token}"))
+        .json(&json!({"operation": "tools/call"}))
+        .send()
+        .map(|r| r.status().as_u16());
+    assert_eq!(lower_case.ok(), Some(200));
 
     let unauthenticated = http()
         .post(a.server.url("/oauth/introspect"))

@@ -431,6 +431,7 @@ fn every_endpoint_answers_as_the_document_says() {
     for path in [
         "/healthz",
         "/readyz",
+        "/metrics",
         "/.well-known/oauth-authorization-server",
         "/.well-known/jwks.json",
     ] {

@@ -306,8 +306,27 @@ fn refusals_are_rfc_6749_errors() {
         .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(raw.status(), 400);
     let big = "x".repeat(20_000);
-    let (status, _, _) = token(&s, ok, &[cc, ("task_id", big.as_str())]);
-    assert_eq!(status, 413, "over the form limit");
+    let (status, _, body) = token(&s, ok, &[cc, ("task_id", big.as_str())]);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("invalid_request")),
+        "over the form limit, said in RFC 6749's shape: {body}"
+    );
+    // A served path asked with another method: 405 naming the one that is served.
+    let response = http()
+        .get(s.server.url("/oauth/token"))
+        .send()
+        .unwrap_or_else(|err| panic!("{err}"));
+    let allow = response.headers().get("allow").cloned();
+    let body: Value = response.json().unwrap_or(Value::Null);
+    assert_eq!(
+        (
+            allow.as_ref().and_then(|v| v.to_str().ok()),
+            body["error"].as_str()
+        ),
+        (Some("POST"), Some("method_not_allowed")),
+        "{body}"
+    );
 }
 
 #[test]

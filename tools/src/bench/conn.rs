@@ -133,6 +133,12 @@ impl Template {
         }
     }
 
+    /// The same request with another method (a PUT built as a POST).
+    pub fn with_method(mut self, method: Method) -> Template {
+        self.method = method;
+        self
+    }
+
     /// A GET of `endpoint`.
     pub fn get(endpoint: &Endpoint) -> Template {
         let mut headers = HeaderMap::new();

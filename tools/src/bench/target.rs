@@ -317,9 +317,25 @@ async fn register(
     });
     let bearer = HeaderValue::from_str(&format!("Bearer {admin_token}"))
         .map_err(|err| BenchError::Usage(format!("the admin token: {err}")))?;
-    let request = Template::post(&endpoint, JSON, bearer, body.to_string());
+    let request = Template::post(&endpoint, JSON, bearer.clone(), body.to_string());
     let answer = conn::once(&request, timeout).await;
     let registered: Registered = read_json(&format!("registering an agent at {url}"), answer, 201)?;
+    // writ limits each agent's token requests (600 a minute by default); the measuring
+    // agent's policy lifts that, or the issue scenario would measure the limiter.
+    let policy_url = format!("{url}/{}/policy", registered.agent.client_id);
+    let policy = Endpoint::resolve(&policy_url).await?;
+    let body = serde_json::json!({ "token_requests_per_minute": u32::MAX });
+    let request =
+        Template::post(&policy, JSON, bearer, body.to_string()).with_method(hyper::Method::PUT);
+    let step = format!("lifting the agent's token rate at {policy_url}");
+    match conn::once(&request, timeout).await {
+        Ok(answer) if answer.status.as_u16() == 204 => {}
+        Ok(answer) => {
+            let detail = format!("HTTP {}: {}", answer.status, quote(&answer.body));
+            return Err(BenchError::setup(&step, detail));
+        }
+        Err(failure) => return Err(BenchError::setup(&step, failure.detail)),
+    }
     Ok((registered.agent.client_id, registered.client_secret))
 }
 
