@@ -17,7 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 use writ_projections::{SigningKey, State};
-use writ_schemas::{KeyId, SigningKeyRotated, Timestamp};
+use writ_schemas::{Actor, KeyId, SigningAlgorithm, SigningKeyRotated, Timestamp};
 
 use crate::decide::Command;
 use crate::ledger::datadir::{DataDir, sync_dir};
@@ -99,9 +99,11 @@ pub fn rotate(dir: &DataDir, ledger: &Ledger) -> Result<KeyId, KeyError> {
     let previous_kid = ledger.read(|s| s.signing_keys().last().map(|key| key.kid.clone()));
     let event = SigningKeyRotated {
         kid: kid.clone(),
-        alg: "EdDSA".into(),
-        public_key: URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
+        alg: SigningAlgorithm::EdDsa,
+        public_key: Some(URL_SAFE_NO_PAD.encode(pair.public_key().as_ref())),
+        jwk: None,
         previous_kid,
+        by: Some(Actor::System),
     };
     ledger.submit_blocking(Command::RotateSigningKey(event))?;
     Ok(kid)

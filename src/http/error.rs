@@ -109,6 +109,7 @@ impl From<Refusal> for ApiError {
             | Refusal::UserAlready(..)
             | Refusal::AgentAlready(..)
             | Refusal::DuplicateKey(_)
+            | Refusal::KeyRotatedMeanwhile(_)
             | Refusal::AdminTokenExists
             | Refusal::DuplicateToken(_) => ApiError::Conflict(detail),
             Refusal::UnknownOwner(_)
@@ -121,6 +122,7 @@ impl From<Refusal> for ApiError {
             | Refusal::QuotaExhausted
             | Refusal::EventTooLarge(..)
             | Refusal::TooLargeToAppend(..)
+            | Refusal::BadSigningKey(_)
             | Refusal::Unencodable(_) => ApiError::BadRequest {
                 code: "invalid_request",
                 detail,
