@@ -71,11 +71,16 @@ enum AdminCommand {
 
 #[derive(Debug, Subcommand)]
 enum AdminKeysCommand {
-    /// Make a new signing key current; the previous one stays in the JWKS for 24 hours.
+    /// Make a new signing key current from the next start; the previous one stays in the
+    /// JWKS for 24 hours.
     Rotate {
         /// The data directory.
         #[arg(long, env = "WRIT_DATA_DIR", default_value = "./writ-data")]
         data_dir: PathBuf,
+        /// The new key's algorithm: EdDSA, ES256 or RS256 (default: the current key's).
+        /// `writ serve --signing-alg` with another algorithm rotates again at start.
+        #[arg(long, value_parser = crate::keys::parse_algorithm)]
+        alg: Option<writ_schemas::SigningAlgorithm>,
     },
 }
 
@@ -91,7 +96,9 @@ enum AdminTokenCommand {
 
 fn admin(command: AdminCommand) -> Result<(), String> {
     let data_dir = match command {
-        AdminCommand::Keys(AdminKeysCommand::Rotate { data_dir }) => return rotate_keys(&data_dir),
+        AdminCommand::Keys(AdminKeysCommand::Rotate { data_dir, alg }) => {
+            return rotate_keys(&data_dir, alg);
+        }
         AdminCommand::Token(AdminTokenCommand::Create { data_dir }) => data_dir,
     };
     let data = crate::ledger::datadir::DataDir::new(&data_dir);
@@ -111,17 +118,22 @@ fn admin(command: AdminCommand) -> Result<(), String> {
     Ok(())
 }
 
-fn rotate_keys(data_dir: &std::path::Path) -> Result<(), String> {
+fn rotate_keys(
+    data_dir: &std::path::Path,
+    alg: Option<writ_schemas::SigningAlgorithm>,
+) -> Result<(), String> {
     let data = crate::ledger::datadir::DataDir::new(data_dir);
     data.check_existing()
         .map_err(|err| format!("{err}; start `writ serve` once to create it"))?;
     let (ledger, _) = crate::Ledger::open_embedded(data_dir, crate::LedgerOptions::default())
         .map_err(|err| err.to_string())?;
-    let kid = crate::keys::rotate(&data, &ledger).map_err(|err| err.to_string())?;
+    let rotated = crate::keys::rotate(&data, &ledger, alg, writ_schemas::Actor::System)
+        .map_err(|err| err.to_string())?;
     ledger.close();
-    println!("{kid}");
+    println!("{}", rotated.kid);
     eprintln!(
-        "signing key {kid} is current from the next start; the previous key stays published for 24 hours"
+        "signing key {} ({}) is current from the next start; the previous key stays published for 24 hours",
+        rotated.kid, rotated.alg
     );
     Ok(())
 }

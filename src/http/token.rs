@@ -67,7 +67,7 @@ async fn sign_and_record(
         claims["max_operations"] = json!(max);
     }
     let key = &state.signing_key;
-    let mut header = Header::new(key.algorithm);
+    let mut header = Header::new(key.jws_algorithm());
     header.typ = Some("at+jwt".into());
     header.kid = Some(key.kid.to_string());
     let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
