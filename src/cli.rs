@@ -51,7 +51,8 @@ enum Commands {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
-    /// Administration of a data directory (with the server stopped: it holds the lock).
+    /// Administration of a data directory (with the server stopped: it holds the lock; a
+    /// running server rotates its key through `POST /api/v1/keys/rotate`).
     #[command(subcommand)]
     Admin(AdminCommand),
     /// Harnesses for writ's own tests and benchmarks.
@@ -72,7 +73,8 @@ enum AdminCommand {
 #[derive(Debug, Subcommand)]
 enum AdminKeysCommand {
     /// Make a new signing key current from the next start; the previous one stays in the
-    /// JWKS for 24 hours.
+    /// JWKS for 24 hours. With the server stopped; while it runs, use
+    /// `POST /api/v1/keys/rotate` (admin token) instead.
     Rotate {
         /// The data directory.
         #[arg(long, env = "WRIT_DATA_DIR", default_value = "./writ-data")]
@@ -126,7 +128,14 @@ fn rotate_keys(
     data.check_existing()
         .map_err(|err| format!("{err}; start `writ serve` once to create it"))?;
     let (ledger, _) = crate::Ledger::open_embedded(data_dir, crate::LedgerOptions::default())
-        .map_err(|err| err.to_string())?;
+        .map_err(|err| match err {
+            crate::ledger::LedgerError::Storage(crate::ledger::storage::StorageError::Locked(
+                dir,
+            )) => format!(
+                "{dir} is in use by a running `writ serve`, which holds its lock; rotate through that server instead: POST /api/v1/keys/rotate with an admin token (optional body {{\"alg\": \"ES256\"}})"
+            ),
+            other => other.to_string(),
+        })?;
     let rotated = crate::keys::rotate(&data, &ledger, alg, writ_schemas::Actor::System)
         .map_err(|err| err.to_string())?;
     ledger.close();

@@ -9,11 +9,17 @@
 //! A key stays in the JWKS after its successor takes over for as long as a token it
 //! signed can still be valid (`PREVIOUS_KEY_PUBLISHED_SECONDS`, the longest TTL a policy
 //! may allow), so resource servers never meet a token whose `kid` they cannot find.
+//!
+//! While serving, [`SigningKeys`] holds the key in use: the token endpoint loads it with
+//! one atomic read, and a rotation stores the new key's file, records the event, and only
+//! then swaps the key in.
 
 use std::fs::File;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
+use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeySize, PublicKeyComponents};
@@ -144,9 +150,65 @@ pub struct Rotated {
     pub previous_kid: Option<KeyId>,
 }
 
+/// A key generated and stored, not yet recorded: the event that records it, and the key
+/// loaded for signing.
+struct Prepared {
+    event: SigningKeyRotated,
+    key: CurrentKey,
+}
+
+/// The key the server signs with, swapped whole when a rotation lands.
+pub struct SigningKeys {
+    dir: DataDir,
+    current: ArcSwap<CurrentKey>,
+    /// One rotation at a time, so that the order of the swaps is the order of the events.
+    rotating: tokio::sync::Mutex<()>,
+}
+
+impl SigningKeys {
+    /// Holds `key` (the ledger's current key) for signing; new keys go to `dir`.
+    pub fn new(dir: DataDir, key: CurrentKey) -> SigningKeys {
+        SigningKeys {
+            dir,
+            current: ArcSwap::from_pointee(key),
+            rotating: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The key to sign with now: one atomic load, no lock.
+    pub fn current(&self) -> arc_swap::Guard<Arc<CurrentKey>> {
+        self.current.load()
+    }
+
+    /// Makes a new key current while serving: generates it (off the async workers: an
+    /// RSA key takes a while), stores its private part, records its public part, and only
+    /// once that is durable swaps it in. `alg` defaults to the current key's algorithm.
+    pub async fn rotate(
+        &self,
+        ledger: &Ledger,
+        alg: Option<SigningAlgorithm>,
+        by: Actor,
+    ) -> Result<Rotated, KeyError> {
+        let _one_at_a_time = self.rotating.lock().await;
+        let previous = latest(ledger);
+        let alg = chosen(alg, previous.as_ref());
+        let previous_kid = previous.map(|key| key.kid);
+        let dir = self.dir.clone();
+        let prepared = tokio::task::spawn_blocking(move || prepare(&dir, alg, previous_kid, by))
+            .await
+            .map_err(|err| KeyError::Io(format!("generating the key: {err}")))??;
+        ledger
+            .submit(Command::RotateSigningKey(prepared.event.clone()))
+            .await?;
+        let rotated = rotated(&prepared.event);
+        self.current.store(Arc::new(prepared.key));
+        Ok(rotated)
+    }
+}
+
 /// Generates a key of `alg` (the current key's if `None`, EdDSA on a new ledger), stores
-/// its private part and records its public part. With the server stopped: the new key
-/// is used from the next start.
+/// its private part and records its public part. With the server stopped: a running
+/// server rotates through [`SigningKeys::rotate`].
 pub fn rotate(
     dir: &DataDir,
     ledger: &Ledger,
@@ -155,9 +217,9 @@ pub fn rotate(
 ) -> Result<Rotated, KeyError> {
     let previous = latest(ledger);
     let alg = chosen(alg, previous.as_ref());
-    let event = prepare(dir, alg, previous.map(|key| key.kid), by)?;
-    ledger.submit_blocking(Command::RotateSigningKey(event.clone()))?;
-    Ok(rotated(&event))
+    let prepared = prepare(dir, alg, previous.map(|key| key.kid), by)?;
+    ledger.submit_blocking(Command::RotateSigningKey(prepared.event.clone()))?;
+    Ok(rotated(&prepared.event))
 }
 
 /// The key to sign with at start: the current one, a first one on a new data directory,
@@ -202,13 +264,14 @@ fn rotated(event: &SigningKeyRotated) -> Rotated {
     }
 }
 
-/// Generates a key and stores it (durably, owner-only); the event that will record it.
+/// Generates a key, stores it (durably, owner-only) and loads it, with the event that
+/// will record it.
 fn prepare(
     dir: &DataDir,
     alg: SigningAlgorithm,
     previous_kid: Option<KeyId>,
     by: Actor,
-) -> Result<SigningKeyRotated, KeyError> {
+) -> Result<Prepared, KeyError> {
     let document = generate(alg)?;
     let kid = KeyId(new_id("k_"));
     let path = store(dir, &kid, &document)?;
@@ -219,13 +282,18 @@ fn prepare(
         ))
     };
     let (public_key, jwk) = public_members(alg, &document).map_err(unusable)?;
-    Ok(SigningKeyRotated {
-        kid,
+    let encoding = encoding_key(alg, &document).map_err(unusable)?;
+    let event = SigningKeyRotated {
+        kid: kid.clone(),
         alg,
         public_key,
         jwk,
         previous_kid,
         by: Some(by),
+    };
+    Ok(Prepared {
+        event,
+        key: CurrentKey { kid, alg, encoding },
     })
 }
 

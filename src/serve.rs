@@ -11,7 +11,7 @@ use writ_schemas::{Actor, SigningAlgorithm};
 
 use crate::decide::Command;
 use crate::http::{AppState, routes};
-use crate::keys::{CurrentKey, Startup};
+use crate::keys::{CurrentKey, SigningKeys, Startup};
 use crate::ledger::datadir::DataDir;
 use crate::ledger::{Ledger, LedgerOptions, SubmitError};
 use crate::secrets::{SecretHasher, new_id, new_secret};
@@ -106,7 +106,7 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
     let data = DataDir::new(&args.data_dir);
     let (signing_key, key_startup) = crate::keys::current(&data, &ledger, args.signing_alg)?;
     let key_line = key_banner(&signing_key, &key_startup);
-    let signing_key = Arc::new(signing_key);
+    let signing_keys = Arc::new(SigningKeys::new(data, signing_key));
     let ledger = Arc::new(ledger);
     let started = Started {
         first_admin,
@@ -116,7 +116,7 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
         &args,
         Arc::clone(&ledger),
         secrets,
-        signing_key,
+        signing_keys,
         started,
     ));
     // The server and its workers are gone: this is the last handle, and dropping it lets
@@ -211,7 +211,7 @@ async fn serve(
     args: &ServeArgs,
     ledger: Arc<Ledger>,
     secrets: SecretHasher,
-    signing_key: Arc<CurrentKey>,
+    signing_keys: Arc<SigningKeys>,
     started: Started,
 ) -> Result<(), ServeError> {
     let listen = args.listen;
@@ -236,7 +236,7 @@ async fn serve(
                 issuer: issuer.clone(),
                 secrets: secrets.clone(),
                 clock: clock.clone(),
-                signing_key: Arc::clone(&signing_key),
+                signing_keys: Arc::clone(&signing_keys),
             };
             App::new().app_data(web::Data::new(state)).configure(routes)
         }

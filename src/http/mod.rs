@@ -9,6 +9,7 @@ mod discovery;
 pub mod error;
 mod health;
 mod introspect;
+mod keys;
 pub mod oauth_error;
 mod operations;
 mod token;
@@ -31,8 +32,8 @@ pub struct AppState {
     pub secrets: crate::secrets::SecretHasher,
     /// Where handlers get `now` (validation of times; the ledger stamps its own).
     pub clock: crate::clock::Clock,
-    /// The key tokens are signed with.
-    pub signing_key: Arc<crate::keys::CurrentKey>,
+    /// The key tokens are signed with, replaced whole by a rotation.
+    pub signing_keys: Arc<crate::keys::SigningKeys>,
 }
 
 /// One endpoint: what a request must look like to reach a handler.
@@ -74,6 +75,9 @@ pub fn endpoints() -> Vec<Endpoint> {
             web::get().to(discovery::jwks)
         }),
         endpoint(M::POST, "/oauth/token", || web::post().to(token::issue)),
+        endpoint(M::POST, "/api/v1/keys/rotate", || {
+            web::post().to(keys::rotate)
+        }),
         endpoint(M::POST, "/oauth/introspect", || {
             web::post().to(introspect::introspect)
         }),

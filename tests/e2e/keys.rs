@@ -8,7 +8,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 
 use crate::kit::*;
-use crate::tokens::{client_token, jwt_header, verify_with_pyjwt_for};
+use crate::tokens::{client_token, jwt_header, tampered, verify_with_pyjwt, verify_with_pyjwt_for};
 
 fn jwks(server: &Server) -> Vec<Value> {
     let body: Value = http()
@@ -332,4 +332,155 @@ fn restarting_with_another_algorithm_rotates_and_tokens_of_the_old_key_still_ver
     );
     assert_eq!(kids_and_algs(&server).len(), 2);
     assert_eq!(server.stop(), Some(0));
+}
+
+#[test]
+fn rotating_through_the_api_while_serving_signs_the_next_token_with_the_new_key() {
+    let dir = temp();
+    let server = Server::start(dir.path(), &[]);
+    let admin = server.admin_token();
+    let (client_id, secret, before) = agent_with_token(&server, &admin);
+    let first = jwt_header(&before)["kid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    let (status, rotated) = call(
+        &server,
+        &admin,
+        "POST",
+        "/api/v1/keys/rotate",
+        Some(json!({"alg": "RS256"})),
+    );
+    assert_eq!(status, 201, "{rotated}");
+    let second = rotated["kid"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        (rotated["alg"].as_str(), rotated["previous_kid"].as_str()),
+        (Some("RS256"), Some(first.as_str()))
+    );
+    assert_eq!(
+        kids_and_algs(&server),
+        vec![
+            (second.clone(), "RS256".into()),
+            (first.clone(), "EdDSA".into())
+        ],
+        "the JWKS shows the new key at once, the old one still published"
+    );
+    let after = client_token(&server, &client_id, &secret);
+    assert_eq!(
+        (
+            jwt_header(&after)["alg"].as_str(),
+            jwt_header(&after)["kid"].as_str()
+        ),
+        (Some("RS256"), Some(second.as_str()))
+    );
+    for token in [&before, &after] {
+        let verified = verify_with_pyjwt(&server, token);
+        assert!(verified.is_ok(), "{verified:?}");
+    }
+    assert!(verify_with_pyjwt(&server, &tampered(&after)).is_err());
+
+    // No body: a new key of the current algorithm.
+    let response = http()
+        .post(server.url("/api/v1/keys/rotate"))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(response.status().as_u16(), 201);
+    let third: Value = response.json().unwrap_or_default();
+    assert_eq!(
+        (third["alg"].as_str(), third["previous_kid"].as_str()),
+        (Some("RS256"), Some(second.as_str()))
+    );
+
+    // Refusals: no admin, a bad algorithm, a bad body.
+    let anonymous = http()
+        .post(server.url("/api/v1/keys/rotate"))
+        .send()
+        .map(|r| r.status().as_u16());
+    assert_eq!(anonymous.ok(), Some(401));
+    let (status, _) = call(
+        &server,
+        "wrt_admin_not-a-token",
+        "POST",
+        "/api/v1/keys/rotate",
+        None,
+    );
+    assert_eq!(status, 401);
+    let (status, body) = call(
+        &server,
+        &admin,
+        "POST",
+        "/api/v1/keys/rotate",
+        Some(json!({"alg": "HS256"})),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    assert_eq!(
+        body["detail"],
+        "alg: `HS256` is not a signing algorithm writ offers; use EdDSA, ES256 or RS256"
+    );
+    let (status, body) = call(
+        &server,
+        &admin,
+        "POST",
+        "/api/v1/keys/rotate",
+        Some(json!({"algorithm": "ES256"})),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(kids_and_algs(&server).len(), 3, "refusals rotate nothing");
+
+    // The command line cannot rotate under a running server, and says what to do.
+    let run = writ(&[
+        "admin",
+        "keys",
+        "rotate",
+        "--data-dir",
+        &dir.path().display().to_string(),
+    ]);
+    assert_eq!(run.code, Some(2));
+    assert!(
+        run.stderr.contains("in use by a running `writ serve`")
+            && run.stderr.contains("POST /api/v1/keys/rotate"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(server.stop(), Some(0));
+
+    let export = dir.path().join("export.jsonl");
+    export_to(dir.path(), &export);
+    let text = std::fs::read_to_string(&export).unwrap_or_default();
+    let recorded = rotations(&text);
+    assert_eq!(recorded.len(), 3, "{recorded:?}");
+    let by_api = &recorded[1];
+    let mut keys: Vec<&str> = by_api
+        .as_object()
+        .map(|m| m.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["alg", "by", "jwk", "kid", "previous_kid"],
+        "{by_api}"
+    );
+    let mut members: Vec<&str> = by_api["jwk"]
+        .as_object()
+        .map(|m| m.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    members.sort_unstable();
+    assert_eq!(members, ["e", "kty", "n"], "public members only: {by_api}");
+    assert_eq!(by_api["by"]["kind"], "admin");
+    let document =
+        std::fs::read(dir.path().join("keys").join(format!("{second}.pk8"))).unwrap_or_default();
+    assert_absent(&text, &private_bytes(&document, &by_api["jwk"]));
+    for target in [
+        dir.path().display().to_string(),
+        export.display().to_string(),
+    ] {
+        let run = writ(&["verify", &target]);
+        assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    }
 }
