@@ -65,7 +65,8 @@ enum Commands {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
-    /// Administration of a data directory (with the server stopped: it holds the lock).
+    /// Administration of a data directory (with the server stopped: it holds the lock; a
+    /// running server rotates its key through `POST /api/v1/keys/rotate`).
     #[command(subcommand)]
     Admin(AdminCommand),
     /// Harnesses for writ's own tests and benchmarks.
@@ -85,11 +86,17 @@ enum AdminCommand {
 
 #[derive(Debug, Subcommand)]
 enum AdminKeysCommand {
-    /// Make a new signing key current; the previous one stays in the JWKS for 24 hours.
+    /// Make a new signing key current from the next start; the previous one stays in the
+    /// JWKS for 24 hours. With the server stopped; while it runs, use
+    /// `POST /api/v1/keys/rotate` (admin token) instead.
     Rotate {
         /// The data directory.
         #[arg(long, env = "WRIT_DATA_DIR", default_value = "./writ-data")]
         data_dir: PathBuf,
+        /// The new key's algorithm: EdDSA, ES256 or RS256 (default: the current key's).
+        /// `writ serve --signing-alg` with another algorithm rotates again at start.
+        #[arg(long, value_parser = crate::keys::parse_algorithm)]
+        alg: Option<writ_schemas::SigningAlgorithm>,
     },
 }
 
@@ -105,7 +112,9 @@ enum AdminTokenCommand {
 
 fn admin(command: AdminCommand) -> Result<(), String> {
     let data_dir = match command {
-        AdminCommand::Keys(AdminKeysCommand::Rotate { data_dir }) => return rotate_keys(&data_dir),
+        AdminCommand::Keys(AdminKeysCommand::Rotate { data_dir, alg }) => {
+            return rotate_keys(&data_dir, alg);
+        }
         AdminCommand::Token(AdminTokenCommand::Create { data_dir }) => data_dir,
     };
     let data = crate::ledger::datadir::DataDir::new(&data_dir);
@@ -125,17 +134,29 @@ fn admin(command: AdminCommand) -> Result<(), String> {
     Ok(())
 }
 
-fn rotate_keys(data_dir: &std::path::Path) -> Result<(), String> {
+fn rotate_keys(
+    data_dir: &std::path::Path,
+    alg: Option<writ_schemas::SigningAlgorithm>,
+) -> Result<(), String> {
     let data = crate::ledger::datadir::DataDir::new(data_dir);
     data.check_existing()
         .map_err(|err| format!("{err}; start `writ serve` once to create it"))?;
     let (ledger, _) = crate::Ledger::open_embedded(data_dir, crate::LedgerOptions::default())
+        .map_err(|err| match err {
+            crate::ledger::LedgerError::Storage(crate::ledger::storage::StorageError::Locked(
+                dir,
+            )) => format!(
+                "{dir} is in use by a running `writ serve`, which holds its lock; rotate through that server instead: POST /api/v1/keys/rotate with an admin token (optional body {{\"alg\": \"ES256\"}})"
+            ),
+            other => other.to_string(),
+        })?;
+    let rotated = crate::keys::rotate(&data, &ledger, alg, writ_schemas::Actor::System)
         .map_err(|err| err.to_string())?;
-    let kid = crate::keys::rotate(&data, &ledger).map_err(|err| err.to_string())?;
     ledger.close();
-    println!("{kid}");
+    println!("{}", rotated.kid);
     eprintln!(
-        "signing key {kid} is current from the next start; the previous key stays published for 24 hours"
+        "signing key {} ({}) is current from the next start; the previous key stays published for 24 hours",
+        rotated.kid, rotated.alg
     );
     Ok(())
 }

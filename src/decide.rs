@@ -141,6 +141,12 @@ pub enum Refusal {
     /// A signing key id already recorded.
     #[error("signing key {0} already exists")]
     DuplicateKey(String),
+    /// A signing key whose public members do not fit its algorithm.
+    #[error("the signing key does not fit its algorithm: {0}")]
+    BadSigningKey(String),
+    /// A rotation that names as its predecessor a key that is no longer current.
+    #[error("the signing key changed meanwhile (now {0}); rotate again")]
+    KeyRotatedMeanwhile(String),
     /// Disabling a disabled agent, or enabling an enabled one.
     #[error("agent {0} is already {1}")]
     AgentAlready(String, &'static str),
@@ -271,6 +277,15 @@ pub fn decide(
                 .any(|key| key.kid == rotation.kid)
             {
                 return Err(Refusal::DuplicateKey(rotation.kid.to_string()));
+            }
+            rotation.check().map_err(Refusal::BadSigningKey)?;
+            // A rotation names the key it replaces; if another rotation landed first, this
+            // one was decided on a key that is no longer current.
+            let current = state.signing_keys().last().map(|key| &key.kid);
+            if rotation.previous_kid.as_ref() != current {
+                return Err(Refusal::KeyRotatedMeanwhile(
+                    current.map(ToString::to_string).unwrap_or_default(),
+                ));
             }
             Ok((vec![rotation.clone().into()], Answer::Done))
         }
@@ -537,4 +552,59 @@ pub fn cascade(state: &State, root: &Jti, cause: RevocationCause) -> Vec<Event> 
             .into()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use writ_projections::Head;
+    use writ_schemas::{Hash, KeyId, SigningAlgorithm};
+
+    use super::*;
+
+    fn ed25519(kid: &str, previous: Option<&str>) -> SigningKeyRotated {
+        SigningKeyRotated {
+            kid: KeyId::from(kid),
+            alg: SigningAlgorithm::EdDsa,
+            public_key: Some("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into()),
+            jwk: None,
+            previous_kid: previous.map(KeyId::from),
+            by: Some(Actor::System),
+        }
+    }
+
+    #[test]
+    fn a_rotation_must_replace_the_current_key_and_fit_its_algorithm() {
+        let now =
+            Timestamp::from_unix_micros(1_800_000_000_000_000).unwrap_or_else(|| unreachable!());
+        let mut state = State::new();
+        let head = Head {
+            seq: 1,
+            hash: Hash([1; 32]),
+            ts: Some(now),
+        };
+        state.apply(head, &Event::from(ed25519("k1", None)));
+        let decided = |rotation: SigningKeyRotated| {
+            decide(&state, &Command::RotateSigningKey(rotation), now)
+                .map(|(events, _)| events.len())
+        };
+        assert_eq!(decided(ed25519("k2", Some("k1"))), Ok(1));
+        assert_eq!(
+            decided(ed25519("k2", None)),
+            Err(Refusal::KeyRotatedMeanwhile("k1".into()))
+        );
+        assert_eq!(
+            decided(ed25519("k2", Some("k0"))),
+            Err(Refusal::KeyRotatedMeanwhile("k1".into()))
+        );
+        assert_eq!(
+            decided(ed25519("k1", Some("k1"))),
+            Err(Refusal::DuplicateKey("k1".into()))
+        );
+        let mut mismatched = ed25519("k2", Some("k1"));
+        mismatched.alg = SigningAlgorithm::Es256;
+        assert!(matches!(
+            decided(mismatched),
+            Err(Refusal::BadSigningKey(_))
+        ));
+    }
 }

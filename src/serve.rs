@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use actix_web::{App, HttpServer, web};
 
-use writ_schemas::Actor;
+use writ_schemas::{Actor, SigningAlgorithm};
 
 use crate::decide::Command;
 use crate::http::{AppState, routes};
+use crate::keys::{CurrentKey, SigningKeys, Startup};
 use crate::ledger::datadir::DataDir;
 use crate::ledger::{Ledger, LedgerOptions, SubmitError};
 use crate::secrets::{SecretHasher, new_id, new_secret};
@@ -31,6 +32,13 @@ pub struct ServeArgs {
     /// hashed, not printed) instead of generating one. At least 32 characters.
     #[arg(long, env = "WRIT_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// The algorithm tokens are signed with: EdDSA (Ed25519), ES256 (P-256) or RS256
+    /// (RSA 2048). Unset: the current key's algorithm (EdDSA on the first start). When it
+    /// differs from the current key's, starting rotates to a new key of this algorithm:
+    /// the rotation is recorded in the ledger, the previous key stays in the JWKS for 24
+    /// hours so tokens it signed still verify, and the banner says so.
+    #[arg(long, env = "WRIT_SIGNING_ALG", value_parser = crate::keys::parse_algorithm)]
+    pub signing_alg: Option<SigningAlgorithm>,
     /// Shift the server's clock by this many seconds (tests only; hidden).
     #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
     pub clock_offset_seconds: i64,
@@ -105,22 +113,37 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
     let secrets =
         SecretHasher::load_or_create(&DataDir::new(&args.data_dir)).map_err(ServeError::Keys)?;
     let first_admin = first_admin_token(&ledger, &secrets, args.admin_token.as_deref())?;
-    let signing_key = Arc::new(crate::keys::current(
-        &DataDir::new(&args.data_dir),
-        &ledger,
-    )?);
+    let data = DataDir::new(&args.data_dir);
+    let (signing_key, key_startup) = crate::keys::current(&data, &ledger, args.signing_alg)?;
+    let key_line = key_banner(&signing_key, &key_startup);
+    let signing_keys = Arc::new(SigningKeys::new(data, signing_key));
     let ledger = Arc::new(ledger);
+    let started = Started {
+        first_admin,
+        key_line,
+    };
     let served = actix_web::rt::System::new().block_on(serve(
         &args,
         Arc::clone(&ledger),
         secrets,
-        signing_key,
-        first_admin,
+        signing_keys,
+        started,
     ));
     // The server and its workers are gone: this is the last handle, and dropping it lets
     // the sequencer finish what it accepted and write a snapshot.
     drop(ledger);
     served
+}
+
+fn key_banner(key: &CurrentKey, startup: &Startup) -> String {
+    let now = format!("  signing key: {} ({})", key.kid, key.alg);
+    match startup {
+        Startup::Kept => now,
+        Startup::Made => format!("{now}, made now"),
+        Startup::Rotated { from, from_alg } => format!(
+            "{now}, rotated from {from} ({from_alg}) as --signing-alg asked; {from} stays published for 24 hours"
+        ),
+    }
 }
 
 fn clock(args: &ServeArgs) -> crate::clock::Clock {
@@ -132,6 +155,12 @@ fn clock(args: &ServeArgs) -> crate::clock::Clock {
 
 /// Shortest admin token accepted from `WRIT_ADMIN_TOKEN`.
 pub const ADMIN_TOKEN_CHARS_MIN: usize = 32;
+
+/// What starting did, for the banner.
+struct Started {
+    first_admin: FirstAdmin,
+    key_line: String,
+}
 
 /// What the first start did about the admin token, for the banner.
 enum FirstAdmin {
@@ -192,8 +221,8 @@ async fn serve(
     args: &ServeArgs,
     ledger: Arc<Ledger>,
     secrets: SecretHasher,
-    signing_key: Arc<crate::keys::CurrentKey>,
-    first_admin: FirstAdmin,
+    signing_keys: Arc<SigningKeys>,
+    started: Started,
 ) -> Result<(), ServeError> {
     let listen = args.listen;
     let listen_error = |source| ServeError::Listen {
@@ -220,7 +249,7 @@ async fn serve(
                 issuer: issuer.clone(),
                 secrets: secrets.clone(),
                 clock: clock.clone(),
-                signing_key: Arc::clone(&signing_key),
+                signing_keys: Arc::clone(&signing_keys),
                 token_limits: Arc::clone(&token_limits),
             };
             App::new()
@@ -241,7 +270,8 @@ async fn serve(
         args.data_dir.display(),
         head.seq
     );
-    match first_admin {
+    println!("{}", started.key_line);
+    match started.first_admin {
         FirstAdmin::Generated(token) => println!("  admin token (shown once, keep it): {token}"),
         FirstAdmin::FromEnvironment => println!("  admin token: the one given in WRIT_ADMIN_TOKEN"),
         FirstAdmin::Existing => {}

@@ -218,7 +218,7 @@ fn parts_of(state: &State, event: &Event) -> Parts {
             parts.outcome = format!("reuse detected; family {} revoked", e.family_id);
             parts
         }
-        Event::SigningKeyRotated(e) => Parts::by(&Actor::System, &e.kid),
+        Event::SigningKeyRotated(e) => Parts::by(e.by.as_ref().unwrap_or(&Actor::System), &e.kid),
         Event::AdminTokenIssued(e) => Parts::by(&e.by, &e.token_id),
     }
 }

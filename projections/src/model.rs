@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 use writ_schemas::{
-    AgentType, ApiKeyId, ClientId, DelegationId, Digest, FamilyId, GrantId, Jti, KeyId, RefreshId,
-    RevocationCause, ServerId, Timestamp, UserId,
+    AgentType, ApiKeyId, ClientId, DelegationId, Digest, FamilyId, GrantId, Jti, KeyId, PublicJwk,
+    RefreshId, RevocationCause, ServerId, SigningAlgorithm, Timestamp, UserId,
 };
 
 /// Where a snapshot or a state stands in the ledger.
@@ -324,15 +324,19 @@ pub struct Family {
     pub reuse_detected: bool,
 }
 
-/// A signing key's public record.
+/// A signing key's public record, as its `SigningKeyRotated` carried it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SigningKey {
     /// `kid`.
     pub kid: KeyId,
     /// Algorithm.
-    pub alg: String,
-    /// Public key, unpadded base64url.
-    pub public_key: String,
+    pub alg: SigningAlgorithm,
+    /// An Ed25519 key's public key (its JWK's `x`), unpadded base64url.
+    pub public_key: Option<String>,
+    /// An EC or RSA key's public JWK members. Internally tagged by `kty`, which postcard
+    /// cannot read back: carried as JSON text.
+    #[serde(with = "as_json_text")]
+    pub jwk: Option<PublicJwk>,
     /// When it became current.
     pub activated_at: Timestamp,
 }

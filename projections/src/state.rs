@@ -196,8 +196,9 @@ impl State {
             }
             Event::SigningKeyRotated(e) => self.signing_keys.push(SigningKey {
                 kid: e.kid.clone(),
-                alg: e.alg.clone(),
+                alg: e.alg,
                 public_key: e.public_key.clone(),
+                jwk: e.jwk.clone(),
                 activated_at: at,
             }),
         }

@@ -174,3 +174,67 @@ fn snapshot_refuses_damage_with_a_reason() {
         Err(snapshot::SnapshotError::Format { .. })
     ));
 }
+
+#[test]
+fn signing_keys_of_every_algorithm_survive_a_snapshot_and_name_who_rotated_them() {
+    let rotation = |kid: &str, alg, public_key: Option<&str>, jwk, by| {
+        Event::from(SigningKeyRotated {
+            kid: KeyId::from(kid),
+            alg,
+            public_key: public_key.map(str::to_owned),
+            jwk,
+            previous_kid: None,
+            by,
+        })
+    };
+    let admin = || Actor::Admin {
+        token_id: "adm_1".into(),
+    };
+    let state = fold(&[
+        rotation("k1", SigningAlgorithm::EdDsa, Some("x1"), None, None),
+        rotation(
+            "k2",
+            SigningAlgorithm::Es256,
+            None,
+            Some(PublicJwk::Ec {
+                crv: EcCurve::P256,
+                x: "x2".into(),
+                y: "y2".into(),
+            }),
+            Some(admin()),
+        ),
+        rotation(
+            "k3",
+            SigningAlgorithm::Rs256,
+            None,
+            Some(PublicJwk::Rsa {
+                n: "n3".into(),
+                e: "AQAB".into(),
+            }),
+            Some(Actor::System),
+        ),
+    ]);
+    let keys = state.signing_keys();
+    assert_eq!(
+        keys.iter().map(|key| key.alg).collect::<Vec<_>>(),
+        SigningAlgorithm::ALL.to_vec()
+    );
+    let restored =
+        snapshot::decode(&snapshot::encode(&state)).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(restored.signing_keys(), keys);
+    let head = Head {
+        seq: 1,
+        hash: Hash([0; 32]),
+        ts: None,
+    };
+    let first = rotation("k1", SigningAlgorithm::EdDsa, Some("x1"), None, None);
+    assert_eq!(audit_entry(&state, head, &first).actor, "system");
+    let by_admin = rotation(
+        "k4",
+        SigningAlgorithm::EdDsa,
+        Some("x4"),
+        None,
+        Some(admin()),
+    );
+    assert_eq!(audit_entry(&state, head, &by_admin).actor, "admin:adm_1");
+}

@@ -191,13 +191,65 @@ pub(crate) fn sample(kind: EventKind) -> Event {
             token_hash: digest,
             by: admin(),
         }),
+        // Written as the first version of the event was, so its bytes (and the vectors'
+        // hashes) pin that Ed25519 records are unchanged.
         EventKind::SigningKeyRotated => Event::from(SigningKeyRotated {
             kid: KeyId::from("k2"),
-            alg: "EdDSA".into(),
-            public_key: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
+            alg: SigningAlgorithm::EdDsa,
+            public_key: Some("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into()),
+            jwk: None,
             previous_kid: Some(KeyId::from("k1")),
+            by: None,
         }),
     }
+}
+
+/// Further shapes of a kind than its one sample shows, checked like the samples and
+/// appended to the vectors after them: a `SigningKeyRotated` for each key type.
+pub(crate) fn extra_samples() -> Vec<Event> {
+    let ec = PublicJwk::Ec {
+        crv: EcCurve::P256,
+        x: "4VF1VicK_dssmp64OoQb6jZDMy216-2Og9UkCZQNp_E".into(),
+        y: "9kSOBtKselyrJPszSts1au_V-C0gbUX2FMmTPERorpk".into(),
+    };
+    let rsa = PublicJwk::Rsa {
+        n: concat!(
+            "zDl9U8Hr7d71suddJEO4Q1xuAZasNar8mXm43vhZdkY_SX3WaGCMGUzdWuvqGuy2qG0Lsx0brKeFdP27",
+            "aKov2ppXtQeySQqqIdwcGxAQb2MnPC2dUr8V4g7q8-WDsEYffkuOSsdIs3Ja7YjTHF7Ve4tHtJzP8424",
+            "-LXZ1fuVxS6RNig5Rp4cSChWVmwnXzHxc8JVi3702WTjsg7yluKeFpQ5DGMD63mA8K7kI2v69Cw4GzC1",
+            "80MJcvWbWtd67lf0APVuiWUEOgfLSn6gKBVNmIzo-SCQIRkGzsn9eLLYiHXI3rOG1wYX6DVcOWpLuxYe",
+            "9KLouIMqKpgv-JbFmfbArw"
+        )
+        .into(),
+        e: "AQAB".into(),
+    };
+    vec![
+        Event::from(SigningKeyRotated {
+            kid: KeyId::from("k3"),
+            alg: SigningAlgorithm::Es256,
+            public_key: None,
+            jwk: Some(ec),
+            previous_kid: Some(KeyId::from("k2")),
+            by: Some(admin()),
+        }),
+        Event::from(SigningKeyRotated {
+            kid: KeyId::from("k4"),
+            alg: SigningAlgorithm::Rs256,
+            public_key: None,
+            jwk: Some(rsa),
+            previous_kid: Some(KeyId::from("k3")),
+            by: Some(Actor::System),
+        }),
+    ]
+}
+
+/// Every sample: one of each kind, then the extra shapes.
+fn all_samples() -> Vec<Event> {
+    EventKind::ALL
+        .iter()
+        .map(|&kind| sample(kind))
+        .chain(extra_samples())
+        .collect()
 }
 
 fn kind_schema(kind: EventKind) -> Value {
@@ -286,10 +338,11 @@ fn every_event_kind_has_a_schema_file_that_accepts_it() {
                 .join(format!("{}.schema.json", kind.name())),
             &pretty(&schema),
         );
-        let validator =
-            jsonschema::validator_for(&schema).unwrap_or_else(|err| unreachable!("{err}"));
-        let event = sample(kind);
-        assert_eq!(event.kind(), kind);
+    }
+    for event in all_samples() {
+        let kind = event.kind();
+        let validator = jsonschema::validator_for(&kind_schema(kind))
+            .unwrap_or_else(|err| unreachable!("{err}"));
         let bytes = event.encode().unwrap_or_else(|err| unreachable!("{err}"));
         let instance: Value = serde_json::from_slice(&bytes).unwrap_or_default();
         let errors: Vec<String> = validator
@@ -305,6 +358,73 @@ fn every_event_kind_has_a_schema_file_that_accepts_it() {
         );
         assert_eq!(crate::is_canonical(&bytes), Ok(true));
     }
+}
+
+/// Records of the first version of `SigningKeyRotated`, byte for byte as writ wrote them
+/// (a first key, and a rotation): they must decode, and encode back to the same bytes, or
+/// every existing ledger would stop verifying.
+#[test]
+fn ed25519_key_records_written_before_other_algorithms_keep_their_bytes() {
+    for stored in [
+        r#"{"data":{"alg":"EdDSA","kid":"k_Zr2b9QmX","public_key":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},"type":"SigningKeyRotated","v":1}"#,
+        r#"{"data":{"alg":"EdDSA","kid":"k2","previous_kid":"k1","public_key":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},"type":"SigningKeyRotated","v":1}"#,
+    ] {
+        let event = Event::decode(stored.as_bytes()).unwrap_or_else(|err| unreachable!("{err}"));
+        let Event::SigningKeyRotated(rotation) = &event else {
+            unreachable!("{event:?}")
+        };
+        assert_eq!(
+            (rotation.alg, rotation.jwk.as_ref(), rotation.by.as_ref()),
+            (SigningAlgorithm::EdDsa, None, None)
+        );
+        assert_eq!(event.encode().ok().as_deref(), Some(stored.as_bytes()));
+    }
+}
+
+#[test]
+fn signing_key_members_must_fit_the_algorithm_in_the_decoder_and_the_schema() {
+    let schema = kind_schema(EventKind::SigningKeyRotated);
+    let validator = jsonschema::validator_for(&schema).unwrap_or_else(|err| unreachable!("{err}"));
+    let x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+    let ec = json!({"kty": "EC", "crv": "P-256", "x": x, "y": x});
+    let rsa = json!({"kty": "RSA", "n": x, "e": "AQAB"});
+    let event = |data: Value| json!({"data": data, "type": "SigningKeyRotated", "v": 1});
+    for good in [
+        json!({"kid": "k", "alg": "EdDSA", "public_key": x}),
+        json!({"kid": "k", "alg": "ES256", "jwk": ec}),
+        json!({"kid": "k", "alg": "RS256", "jwk": rsa}),
+    ] {
+        let good = event(good);
+        assert!(validator.is_valid(&good), "schema refused {good}");
+        let bytes = crate::to_canonical_vec(&good).unwrap_or_default();
+        assert!(Event::decode(&bytes).is_ok(), "decoder refused {good}");
+    }
+    for bad in [
+        json!({"kid": "k", "alg": "ES256", "public_key": x}),
+        json!({"kid": "k", "alg": "ES256", "jwk": rsa}),
+        json!({"kid": "k", "alg": "ES256", "jwk": ec, "public_key": x}),
+        json!({"kid": "k", "alg": "ES256", "jwk": null}),
+        json!({"kid": "k", "alg": "RS256", "jwk": ec}),
+        json!({"kid": "k", "alg": "EdDSA", "jwk": ec}),
+        json!({"kid": "k", "alg": "EdDSA"}),
+        json!({"kid": "k", "alg": "HS256", "public_key": x}),
+        json!({"kid": "k", "alg": "ES256", "jwk": {"kty": "EC", "crv": "P-384", "x": x, "y": x}}),
+        json!({"kid": "k", "alg": "ES256", "jwk": {"kty": "EC", "crv": "P-256", "x": x, "y": x, "d": x}}),
+        json!({"kid": "k", "alg": "RS256", "jwk": {"kty": "RSA", "n": x, "e": "AQAB", "d": x}}),
+        json!({"kid": "k", "alg": "RS256", "jwk": {"kty": "RSA", "n": x}}),
+    ] {
+        let bad = event(bad);
+        assert!(!validator.is_valid(&bad), "schema accepted {bad}");
+        let bytes = crate::to_canonical_vec(&bad).unwrap_or_default();
+        assert!(Event::decode(&bytes).is_err(), "decoder accepted {bad}");
+    }
+    let bytes =
+        crate::to_canonical_vec(&event(json!({"kid": "k", "alg": "ES256", "public_key": x})))
+            .unwrap_or_default();
+    assert_eq!(
+        Event::decode(&bytes).map_err(|err| err.to_string()),
+        Err("SigningKeyRotated payload does not match its schema: an ES256 signing key carries `jwk` with kty EC and no `public_key`".into())
+    );
 }
 
 #[test]
@@ -327,14 +447,12 @@ fn schema_files_refuse_what_the_decoder_refuses() {
 fn vector_records() -> Vec<Record> {
     let mut prev = Hash::ZERO;
     let start = ts("2026-11-23T09:00:00.000000Z");
-    EventKind::ALL
+    all_samples()
         .iter()
         .enumerate()
-        .map(|(index, &kind)| {
+        .map(|(index, event)| {
             let seq = index as u64 + 1;
-            let event = sample(kind)
-                .encode()
-                .unwrap_or_else(|err| unreachable!("{err}"));
+            let event = event.encode().unwrap_or_else(|err| unreachable!("{err}"));
             let record = Record::seal(seq, start.plus_seconds(index as i64), prev, event);
             prev = record.hash;
             record
@@ -384,7 +502,7 @@ fn test_vectors_match_and_verify() {
         .collect();
     let mut chain = Chain::new();
     assert_eq!(verify_batch(&mut chain, &items, 2), Ok(()));
-    assert_eq!(chain.seq, EventKind::ALL.len() as u64);
+    assert_eq!(chain.seq, all_samples().len() as u64);
     for item in &items {
         let schema = record_schema();
         let validator =
@@ -471,13 +589,13 @@ fn the_fast_decoder_accepts_exactly_what_the_strict_one_does() {
         );
         assert_eq!(Event::decode(bad.as_bytes()).ok(), strict, "{bad}");
     }
-    for &kind in EventKind::ALL {
-        let bytes = sample(kind).encode().unwrap_or_default();
+    for event in all_samples() {
+        let bytes = event.encode().unwrap_or_default();
         assert_eq!(
             Event::decode_canonical(&bytes),
-            Some(sample(kind)),
+            Some(event.clone()),
             "{} takes the fast path",
-            kind.name()
+            event.kind().name()
         );
     }
 }

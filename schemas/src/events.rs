@@ -501,19 +501,189 @@ pub struct AdminTokenIssued {
     pub by: Actor,
 }
 
+/// A JWS algorithm writ signs tokens with (RFC 7518 names).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+pub enum SigningAlgorithm {
+    /// Ed25519 (RFC 8037), the default.
+    #[serde(rename = "EdDSA")]
+    EdDsa,
+    /// ECDSA on P-256 with SHA-256.
+    #[serde(rename = "ES256")]
+    Es256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    #[serde(rename = "RS256")]
+    Rs256,
+}
+
+impl SigningAlgorithm {
+    /// Every algorithm, the default first.
+    pub const ALL: [SigningAlgorithm; 3] = [
+        SigningAlgorithm::EdDsa,
+        SigningAlgorithm::Es256,
+        SigningAlgorithm::Rs256,
+    ];
+
+    /// Its name as JWS writes it (`alg`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SigningAlgorithm::EdDsa => "EdDSA",
+            SigningAlgorithm::Es256 => "ES256",
+            SigningAlgorithm::Rs256 => "RS256",
+        }
+    }
+
+    /// The algorithm named `name` (exactly as JWS writes it), if writ signs with it.
+    pub fn from_name(name: &str) -> Option<SigningAlgorithm> {
+        SigningAlgorithm::ALL
+            .into_iter()
+            .find(|alg| alg.name() == name)
+    }
+
+    /// What a `SigningKeyRotated` of this algorithm carries, for error messages.
+    fn key_members(self) -> &'static str {
+        match self {
+            SigningAlgorithm::EdDsa => "`public_key` and no `jwk`",
+            SigningAlgorithm::Es256 => "`jwk` with kty EC and no `public_key`",
+            SigningAlgorithm::Rs256 => "`jwk` with kty RSA and no `public_key`",
+        }
+    }
+}
+
+impl std::fmt::Display for SigningAlgorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An elliptic curve of an EC signing key (RFC 7518 §6.2.1.1).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+pub enum EcCurve {
+    /// NIST P-256, for ES256.
+    #[serde(rename = "P-256")]
+    P256,
+}
+
+/// The public members of an EC or RSA signing key's JWK (RFC 7518 §6), each unpadded
+/// base64url of the big-endian value. There is no member for private material, so none
+/// can be recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "kty", deny_unknown_fields)]
+pub enum PublicJwk {
+    /// An elliptic-curve key.
+    #[serde(rename = "EC")]
+    Ec {
+        /// The curve.
+        crv: EcCurve,
+        /// The point's x coordinate.
+        x: String,
+        /// The point's y coordinate.
+        y: String,
+    },
+    /// An RSA key.
+    #[serde(rename = "RSA")]
+    Rsa {
+        /// The modulus.
+        n: String,
+        /// The public exponent.
+        e: String,
+    },
+}
+
 /// A new signing key became current. Only public material enters the ledger.
+///
+/// An Ed25519 key carries `public_key`, as the event always has (so those records keep
+/// their bytes); an ES256 or RS256 key carries `jwk` instead. Which one, and the key
+/// type, must fit `alg`: decoding refuses a record where they do not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = key_members_fit_the_algorithm)]
 pub struct SigningKeyRotated {
     /// The new key's `kid`.
     pub kid: KeyId,
-    /// Its JWS algorithm (`EdDSA`, `ES256`, `RS256`).
-    pub alg: String,
-    /// The public key, as its JWK's members would carry it, unpadded base64url.
-    pub public_key: String,
+    /// Its JWS algorithm.
+    pub alg: SigningAlgorithm,
+    /// An Ed25519 key's public key (its JWK's `x`), unpadded base64url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// An ES256 or RS256 key's public JWK members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwk: Option<PublicJwk>,
     /// The key it replaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_kid: Option<KeyId>,
+    /// Who rotated it (absent: writ itself, as in records from before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<Actor>,
+}
+
+impl SigningKeyRotated {
+    /// Checks that the key's members fit its algorithm: `public_key` alone for EdDSA,
+    /// an EC `jwk` on P-256 alone for ES256, an RSA `jwk` alone for RS256.
+    pub fn check(&self) -> Result<(), String> {
+        match (self.alg, &self.public_key, &self.jwk) {
+            (SigningAlgorithm::EdDsa, Some(_), None)
+            | (
+                SigningAlgorithm::Es256,
+                None,
+                Some(PublicJwk::Ec {
+                    crv: EcCurve::P256, ..
+                }),
+            )
+            | (SigningAlgorithm::Rs256, None, Some(PublicJwk::Rsa { .. })) => Ok(()),
+            (alg, ..) => Err(format!(
+                "an {alg} signing key carries {}",
+                alg.key_members()
+            )),
+        }
+    }
+}
+
+/// The schema's statement of [`SigningKeyRotated::check`], so that a JSON Schema
+/// validator refuses what the decoder refuses.
+fn key_members_fit_the_algorithm(schema: &mut schemars::Schema) {
+    let absent = serde_json::json!({ "type": "null" });
+    let jwk = |kty: &str| serde_json::json!({ "type": "object", "properties": { "kty": { "const": kty } } });
+    schema.insert(
+        "oneOf".into(),
+        serde_json::json!([
+            {
+                "properties": { "alg": { "const": "EdDSA" }, "public_key": { "type": "string" }, "jwk": absent },
+                "required": ["public_key"]
+            },
+            {
+                "properties": { "alg": { "const": "ES256" }, "jwk": jwk("EC"), "public_key": absent },
+                "required": ["jwk"]
+            },
+            {
+                "properties": { "alg": { "const": "RS256" }, "jwk": jwk("RSA"), "public_key": absent },
+                "required": ["jwk"]
+            }
+        ]),
+    );
 }
 
 macro_rules! events {
@@ -572,7 +742,9 @@ macro_rules! events {
             }
 
             fn decode_data(kind: EventKind, data: &[u8]) -> Result<Event, serde_json::Error> {
-                match kind { $(EventKind::$kind => serde_json::from_slice(data).map(Event::$kind),)* }
+                let event = match kind { $(EventKind::$kind => serde_json::from_slice(data).map(Event::$kind),)* }?;
+                event.check().map_err(<serde_json::Error as serde::de::Error>::custom)?;
+                Ok(event)
             }
         }
 
@@ -655,6 +827,15 @@ struct Envelope<'a> {
 }
 
 impl Event {
+    /// Rules between a payload's members that its type cannot state; decoding refuses a
+    /// payload that breaks them, so no reader meets one.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            Event::SigningKeyRotated(rotation) => rotation.check(),
+            _ => Ok(()),
+        }
+    }
+
     /// The event's canonical bytes: exactly what is hashed, stored and exported.
     pub fn encode(&self) -> Result<Vec<u8>, CanonicalError> {
         let data = self

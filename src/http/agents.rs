@@ -391,19 +391,7 @@ pub(super) async fn review(
     id: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = match payload
-        .to_bytes_limited(super::error::JSON_BODY_BYTES_MAX)
-        .await
-    {
-        Ok(Ok(body)) => body,
-        Ok(Err(err)) => return Err(ApiError::invalid("body", err)),
-        Err(_) => return Err(ApiError::PayloadTooLarge),
-    };
-    let review: Review = if body.is_empty() {
-        Review::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|err| ApiError::invalid("body", err))?
-    };
+    let review: Review = super::error::optional_json(payload).await?;
     if review
         .note
         .as_ref()

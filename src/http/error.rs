@@ -125,6 +125,7 @@ impl From<Refusal> for ApiError {
             | Refusal::UserAlready(..)
             | Refusal::AgentAlready(..)
             | Refusal::DuplicateKey(_)
+            | Refusal::KeyRotatedMeanwhile(_)
             | Refusal::AdminTokenExists
             | Refusal::DuplicateToken(_) => ApiError::Conflict(detail),
             Refusal::UnknownOwner(_)
@@ -137,6 +138,7 @@ impl From<Refusal> for ApiError {
             | Refusal::QuotaExhausted
             | Refusal::EventTooLarge(..)
             | Refusal::TooLargeToAppend(..)
+            | Refusal::BadSigningKey(_)
             | Refusal::Unencodable(_) => ApiError::BadRequest {
                 code: "invalid_request",
                 detail,
@@ -153,6 +155,22 @@ impl From<SubmitError> for ApiError {
             overloaded @ SubmitError::Overloaded(_) => ApiError::Overloaded(overloaded.to_string()),
         }
     }
+}
+
+/// A JSON body that may be empty (then `T::default()`), read up to
+/// `JSON_BODY_BYTES_MAX` bytes: over it is a JSON 413, not actix's plain-text one.
+pub async fn optional_json<T: serde::de::DeserializeOwned + Default>(
+    payload: actix_web::web::Payload,
+) -> Result<T, ApiError> {
+    let body = match payload.to_bytes_limited(JSON_BODY_BYTES_MAX).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(err)) => return Err(ApiError::invalid("body", err)),
+        Err(_) => return Err(ApiError::PayloadTooLarge),
+    };
+    if body.is_empty() {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&body).map_err(|err| ApiError::invalid("body", err))
 }
 
 /// Turns actix's JSON extraction errors into precise 400s and 413s.

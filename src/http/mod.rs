@@ -9,6 +9,7 @@ mod discovery;
 pub mod error;
 mod health;
 mod introspect;
+mod keys;
 pub mod limits;
 pub mod oauth_error;
 pub mod observe;
@@ -37,8 +38,8 @@ pub struct AppState {
     pub clock: crate::clock::Clock,
     /// Per-agent token request budgets.
     pub token_limits: Arc<limits::TokenRateLimits>,
-    /// The key tokens are signed with.
-    pub signing_key: Arc<crate::keys::CurrentKey>,
+    /// The key tokens are signed with, replaced whole by a rotation.
+    pub signing_keys: Arc<crate::keys::SigningKeys>,
 }
 
 /// One endpoint: what a request must look like to reach a handler.
@@ -81,6 +82,9 @@ pub fn endpoints() -> Vec<Endpoint> {
             web::get().to(discovery::jwks)
         }),
         endpoint(M::POST, "/oauth/token", || web::post().to(token::issue)),
+        endpoint(M::POST, "/api/v1/keys/rotate", || {
+            web::post().to(keys::rotate)
+        }),
         endpoint(M::POST, "/oauth/introspect", || {
             web::post().to(introspect::introspect)
         }),

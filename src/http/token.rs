@@ -71,17 +71,21 @@ async fn sign_and_record(
     if let Some(max) = terms.max_operations {
         claims["max_operations"] = json!(max);
     }
-    let key = &state.signing_key;
-    let mut header = Header::new(key.algorithm);
-    header.typ = Some("at+jwt".into());
-    header.kid = Some(key.kid.to_string());
-    let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
-        .map_err(|err| OAuthError::server_error(format!("signing failed: {err}")))?;
+    // One atomic load; the guard is dropped before the await below.
+    let (token, kid) = {
+        let key = state.signing_keys.current();
+        let mut header = Header::new(key.jws_algorithm());
+        header.typ = Some("at+jwt".into());
+        header.kid = Some(key.kid.to_string());
+        let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
+            .map_err(|err| OAuthError::server_error(format!("signing failed: {err}")))?;
+        (token, key.kid.clone())
+    };
     let expires_at = Timestamp::from_unix_micros(exp.saturating_mul(1_000_000)).unwrap_or(now);
     let event = TokenIssued {
         jti,
         digest: Digest::of(token.as_bytes()),
-        kid: key.kid.clone(),
+        kid,
         grant_type: "client_credentials".into(),
         client_id: client_id.clone(),
         subject: client_id.to_string(),

@@ -28,6 +28,7 @@ pub fn writ(args: &[&str]) -> Run {
 pub fn writ_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     let output = writ_command()
         .env_remove("WRIT_ADMIN_TOKEN")
+        .env_remove("WRIT_SIGNING_ALG")
         .envs(env.iter().copied())
         .args(args)
         .output()
@@ -148,6 +149,7 @@ impl Server {
         let shown = data_dir.display().to_string();
         let mut child = writ_command()
             .env_remove("WRIT_ADMIN_TOKEN")
+            .env_remove("WRIT_SIGNING_ALG")
             .envs(env.iter().copied())
             .args(["serve", "--data-dir", &shown, "--listen", "127.0.0.1:0"])
             .args(extra)

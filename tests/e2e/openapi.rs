@@ -438,6 +438,10 @@ fn every_endpoint_answers_as_the_document_says() {
         sweep.send(200, "GET", path, "", |r| r);
     }
     users(&mut sweep);
+    let rotate = "/api/v1/keys/rotate";
+    sweep.send(401, "POST", rotate, "", |r| r);
+    sweep.admin(400, "POST", rotate, "", Some(json!({"alg": "HS256"})));
+    sweep.admin(201, "POST", rotate, "", Some(json!({"alg": "ES256"})));
     let (client_id, secret) = agents(&mut sweep);
     tokens_and_operations(&mut sweep, &client_id, &secret);
 

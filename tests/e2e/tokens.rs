@@ -55,11 +55,20 @@ jwks, token, audience, issuer = json.load(open(sys.argv[1])), sys.argv[2], sys.a
 header = jwt.get_unverified_header(token)
 assert header["typ"] == "at+jwt", header
 key = next(k for k in jwks["keys"] if k["kid"] == header["kid"])
-print(json.dumps(jwt.decode(token, key=jwt.PyJWK(key).key, algorithms=["EdDSA"], audience=audience, issuer=issuer)))
+# The key decides the algorithm, never the token's header (RFC 8725 3.1).
+assert header["alg"] == key["alg"], (header, key)
+print(json.dumps(jwt.decode(token, key=jwt.PyJWK(key).key, algorithms=[key["alg"]], audience=audience, issuer=issuer)))
 "#;
 
-/// Verifies `token` with PyJWT against the server's JWKS; the claims, or why not.
-fn verify_with_pyjwt(server: &Server, token: &str) -> Result<Value, String> {
+/// Verifies `token` with PyJWT against the server's JWKS, with the algorithm its key
+/// names; the claims, or why not.
+pub fn verify_with_pyjwt(server: &Server, token: &str) -> Result<Value, String> {
+    verify_with_pyjwt_for(server, token, &server.base)
+}
+
+/// `verify_with_pyjwt` for a server started with `--issuer issuer` (the default audience
+/// too), whose tokens outlive its port.
+pub fn verify_with_pyjwt_for(server: &Server, token: &str, issuer: &str) -> Result<Value, String> {
     let dir = temp();
     let jwks = http()
         .get(server.url("/.well-known/jwks.json"))
@@ -72,7 +81,7 @@ fn verify_with_pyjwt(server: &Server, token: &str) -> Result<Value, String> {
     let output = Command::new("python3")
         .arg(&script)
         .arg(&jwks_path)
-        .args([token, &server.base, &server.base])
+        .args([token, issuer, issuer])
         .output()
         .unwrap_or_else(|err| panic!("python3 (tools/test.sh installs PyJWT): {err}"));
     if output.status.success() {
@@ -478,5 +487,100 @@ fn rfc_8414_metadata_leads_a_client_from_the_issuer_to_a_verified_token() {
             .send()
             .map(|r| r.status().as_u16());
         assert_eq!(status.ok(), Some(200), "{name}");
+    }
+}
+
+/// A JWT's header, read without verifying anything.
+pub fn jwt_header(token: &str) -> Value {
+    let header = token.split('.').next().unwrap_or_default();
+    base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// A token for the agent `client_id` by client_credentials (HTTP Basic).
+pub fn client_token(server: &Server, client_id: &str, secret: &str) -> String {
+    let body: Value = http()
+        .post(server.url("/oauth/token"))
+        .basic_auth(client_id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .and_then(|r| r.json())
+        .unwrap_or_else(|err| panic!("{err}"));
+    body["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token: {body}"))
+        .to_owned()
+}
+
+/// A copy of `token` with one character of its signature changed.
+pub fn tampered(token: &str) -> String {
+    let mut changed = token.to_owned();
+    let at = token.rfind('.').unwrap_or(0) + 5;
+    let swap = if &token[at..at + 1] == "A" { "B" } else { "A" };
+    changed.replace_range(at..at + 1, swap);
+    changed
+}
+
+#[test]
+fn es256_and_rs256_servers_sign_tokens_pyjwt_verifies_with_the_published_key() {
+    for (alg, kty, members, by_env) in [
+        ("ES256", "EC", &["crv", "x", "y"][..], false),
+        ("RS256", "RSA", &["n", "e"][..], true),
+    ] {
+        let dir = temp();
+        // One through the flag, one through the environment.
+        let server = if by_env {
+            Server::start_with(dir.path(), &[], &[("WRIT_SIGNING_ALG", alg)])
+        } else {
+            Server::start(dir.path(), &["--signing-alg", alg])
+        };
+        let jwks: Value = http()
+            .get(server.url("/.well-known/jwks.json"))
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or_else(|err| panic!("{err}"));
+        let keys = jwks["keys"].as_array().cloned().unwrap_or_default();
+        assert_eq!(keys.len(), 1, "{jwks}");
+        let key = &keys[0];
+        assert_eq!(
+            (
+                key["kty"].as_str(),
+                key["alg"].as_str(),
+                key["use"].as_str()
+            ),
+            (Some(kty), Some(alg), Some("sig")),
+            "{key}"
+        );
+        for member in members {
+            assert!(
+                key[member].as_str().is_some_and(|v| !v.is_empty()),
+                "{alg} {member}: {key}"
+            );
+        }
+        if alg == "ES256" {
+            assert_eq!(key["crv"], "P-256");
+        }
+        let admin = server.admin_token();
+        let (client_id, secret) = register_agent(&server, &admin, agent());
+        let token = client_token(&server, &client_id, &secret);
+        let header = jwt_header(&token);
+        assert_eq!(
+            (
+                header["alg"].as_str(),
+                header["kid"].as_str(),
+                header["typ"].as_str()
+            ),
+            (Some(alg), key["kid"].as_str(), Some("at+jwt"))
+        );
+        let claims = verify_with_pyjwt(&server, &token)
+            .unwrap_or_else(|why| panic!("PyJWT refused the {alg} token: {why}"));
+        assert_eq!(claims["client_id"].as_str(), Some(client_id.as_str()));
+        assert!(
+            verify_with_pyjwt(&server, &tampered(&token)).is_err(),
+            "a changed {alg} token must not verify"
+        );
+        assert_eq!(server.stop(), Some(0));
     }
 }
