@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, TimeDelta, Timelike, Utc};
+use chrono::{DateTime, Datelike, TimeDelta, Timelike, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 const FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
@@ -105,7 +105,41 @@ fn parse_fixed(bytes: &[u8]) -> Option<Timestamp> {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.format(FORMAT))
+        // Every record and most events carry timestamps: writing the fixed layout by
+        // hand costs a fraction of chrono's format-string interpreter. Years outside
+        // 0..=9999 (never written by writ, which refuses them on parse) fall back.
+        match self.fixed() {
+            Some(bytes) => f.write_str(std::str::from_utf8(&bytes).map_err(|_| fmt::Error)?),
+            None => write!(f, "{}", self.0.format(FORMAT)),
+        }
+    }
+}
+
+impl Timestamp {
+    /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, when the year has four digits.
+    fn fixed(&self) -> Option<[u8; TIMESTAMP_LEN]> {
+        let (date, time) = (self.0.date_naive(), self.0.time());
+        let year = u32::try_from(date.year()).ok().filter(|y| *y <= 9999)?;
+        let mut out = *b"0000-00-00T00:00:00.000000Z";
+        let mut put = |at: usize, digits: usize, mut value: u32| {
+            for i in (at..at + digits).rev() {
+                out[i] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        put(0, 4, year);
+        put(5, 2, date.month());
+        put(8, 2, date.day());
+        put(11, 2, time.hour());
+        put(14, 2, time.minute());
+        put(17, 2, time.second());
+        // Leap seconds arrive as nanoseconds >= 10^9; chrono's format prints them as :60.
+        let micros = time.nanosecond() / 1_000;
+        if micros >= 1_000_000 {
+            return None;
+        }
+        put(20, 6, micros);
+        Some(out)
     }
 }
 
@@ -173,6 +207,23 @@ mod tests {
         ] {
             assert!(Timestamp::parse(bad).is_err(), "{bad} must be refused");
         }
+    }
+
+    #[test]
+    fn the_hand_written_layout_is_chronos_to_the_digit() {
+        // Instants spread from 1970 to 9999, with every field's carries exercised.
+        let mut seconds: i64 = 0;
+        let mut micros: u32 = 0;
+        for _ in 0..200_000 {
+            seconds = (seconds + 1_572_864_007) % 253_402_300_799;
+            micros = (micros + 999_983) % 1_000_000;
+            let instant = DateTime::from_timestamp(seconds, micros * 1_000).unwrap_or_default();
+            let ts = Timestamp::from_datetime(instant);
+            assert_eq!(ts.to_string(), ts.0.format(FORMAT).to_string());
+        }
+        let last = DateTime::from_timestamp(253_402_300_799, 999_999_000).unwrap_or_default();
+        let ts = Timestamp::from_datetime(last);
+        assert_eq!(ts.to_string(), "9999-12-31T23:59:59.999999Z");
     }
 
     #[test]
