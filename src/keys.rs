@@ -460,7 +460,7 @@ mod tests {
     /// members verify: the members are the key's, and jsonwebtoken signs with it.
     #[test]
     fn every_algorithm_signs_what_its_recorded_public_members_verify() {
-        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+        crate::jose::install();
         for alg in SigningAlgorithm::ALL {
             let document = generate(alg).unwrap_or_else(|err| panic!("{err}"));
             let (public_key, members) =
@@ -498,6 +498,40 @@ mod tests {
                 by: None,
             };
             assert_eq!(rotation.check(), Ok(()), "{alg}");
+        }
+    }
+
+    /// writ's provider keeps parsed keys; what it signs must be what jsonwebtoken's own
+    /// aws-lc-rs provider signs (byte for byte where the scheme is deterministic, Ed25519
+    /// and RSA PKCS#1 v1.5) and verify, for the first signature and the cached ones.
+    #[test]
+    fn cached_keys_sign_exactly_as_jsonwebtokens_own_provider() {
+        crate::jose::install();
+        let message = b"eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhIn0";
+        for alg in SigningAlgorithm::ALL {
+            let document = generate(alg).unwrap_or_else(|err| panic!("{err}"));
+            let encoding = encoding_key(alg, &document).unwrap_or_else(|err| panic!("{err}"));
+            let jws_alg = CurrentKey {
+                kid: KeyId::from("k"),
+                alg,
+                encoding: encoding.clone(),
+            }
+            .jws_algorithm();
+            let sign = |provider: &jsonwebtoken::crypto::CryptoProvider| {
+                let signer = (provider.signer_factory)(&jws_alg, &encoding)
+                    .unwrap_or_else(|err| panic!("{alg}: {err}"));
+                signature::Signer::<Vec<u8>>::try_sign(&*signer, message)
+                    .unwrap_or_else(|err| panic!("{alg}: {err}"))
+            };
+            let theirs = sign(&jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER);
+            let (first, cached) = (sign(&crate::jose::PROVIDER), sign(&crate::jose::PROVIDER));
+            if alg == SigningAlgorithm::Es256 {
+                // ECDSA draws a fresh nonce: compare lengths; the test above verifies what
+                // the installed provider signs with every algorithm.
+                assert_eq!((first.len(), cached.len()), (theirs.len(), theirs.len()));
+            } else {
+                assert_eq!((&first, &cached), (&theirs, &theirs), "{alg}");
+            }
         }
     }
 

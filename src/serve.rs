@@ -89,7 +89,7 @@ pub enum ServeError {
 pub fn run(args: ServeArgs) -> Result<(), ServeError> {
     // Naming the backend here makes a build without it a compile error rather than a
     // panic at the first signature; a second install (tests, embedding) is harmless.
-    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    crate::jose::install();
     crate::http::observe::install_metrics();
     let dir = args.data_dir.display().to_string();
     let (ledger, report) = Ledger::open_embedded(
