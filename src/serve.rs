@@ -50,6 +50,10 @@ pub struct ServeArgs {
     /// instead of an unbounded queue.
     #[arg(long, env = "WRIT_COMMANDS_QUEUED_MAX", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     pub commands_queued_max: u32,
+    /// Records between periodic snapshots (written by a background thread; 0: only at
+    /// shutdown). Fewer means less background work, more to replay after a crash.
+    #[arg(long, env = "WRIT_SNAPSHOT_EVERY_RECORDS", default_value_t = crate::ledger::SNAPSHOT_EVERY_RECORDS_DEFAULT)]
+    pub snapshot_every_records: u64,
     /// Seconds to let in-flight requests finish after a shutdown signal.
     #[arg(long, env = "WRIT_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
@@ -97,6 +101,7 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
         LedgerOptions {
             clock: clock(&args),
             channel_commands_max: args.commands_queued_max as usize,
+            snapshot_every_records: args.snapshot_every_records,
             ..LedgerOptions::default()
         },
     )

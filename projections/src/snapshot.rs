@@ -45,17 +45,23 @@ pub enum SnapshotError {
 
 /// Encodes `state` as a snapshot.
 pub fn encode(state: &State) -> Vec<u8> {
-    // postcard into a Vec cannot fail for these types (no maps with non-string
-    // keys that it refuses, no unsized sequences).
-    let body = postcard::to_stdvec(state).unwrap_or_default();
     let head = state.head();
-    let mut out = Vec::with_capacity(HEADER_LEN + body.len() + CHECKSUM_LEN);
+    let mut out = Vec::new();
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&SNAPSHOT_FORMAT.to_be_bytes());
     out.extend_from_slice(&head.seq.to_be_bytes());
     out.extend_from_slice(&head.hash.0);
-    out.extend_from_slice(&(body.len() as u64).to_be_bytes());
-    out.extend_from_slice(&body);
+    let length_at = out.len();
+    out.extend_from_slice(&0u64.to_be_bytes());
+    // The body is written in place after the header (no second copy of a state that
+    // can be hundreds of megabytes), then its length is filled in. postcard into a Vec
+    // cannot fail for these types (no maps with non-string keys that it refuses, no
+    // unsized sequences).
+    let mut out = postcard::to_extend(state, out).unwrap_or_default();
+    let body_len = (out.len().saturating_sub(HEADER_LEN)) as u64;
+    if let Some(length) = out.get_mut(length_at..length_at + 8) {
+        length.copy_from_slice(&body_len.to_be_bytes());
+    }
     let checksum = blake3::hash(&out);
     out.extend_from_slice(checksum.as_bytes());
     out
