@@ -14,6 +14,12 @@ use writ_schemas::{
     TokenRevoked, UserDeactivated, UserId, UserReactivated, UserRegistered,
 };
 
+/// Most API keys a person may hold unrevoked: enough for a key per device or script,
+/// few enough that a leaked admin token cannot mint keys without end.
+pub const API_KEYS_PER_USER_MAX: usize = 20;
+/// Most delegations a person may have in force (neither revoked nor lapsed) at once.
+pub const DELEGATIONS_PER_USER_MAX: usize = 1000;
+
 /// Something asked of the ledger.
 #[derive(Debug, Clone)]
 pub enum Command {
@@ -179,6 +185,16 @@ pub enum Refusal {
     /// A person acting on another person's API key.
     #[error("API key {0} belongs to another person; only they or an admin may revoke it")]
     NotKeyHolder(ApiKeyId),
+    /// A person holding as many unrevoked API keys as they may.
+    #[error(
+        "user {0} already holds {1} unrevoked API keys, the most a person may; revoke one first"
+    )]
+    TooManyApiKeys(UserId, usize),
+    /// A person with as many delegations in force as they may have.
+    #[error(
+        "user {0} already has {1} delegations in force, the most a person may; revoke one first"
+    )]
+    TooManyDelegations(UserId, usize),
     /// A delegation id already recorded.
     #[error("delegation {0} already exists")]
     DelegationExists(DelegationId),
@@ -529,6 +545,13 @@ fn issue_api_key(
         Some(user) if !user.active => return Err(Refusal::UserDeactivated(user_id.clone())),
         Some(_) => {}
     }
+    let held = state
+        .api_keys_of_user(user_id)
+        .filter(|key| key.revoked_at.is_none())
+        .count();
+    if held >= API_KEYS_PER_USER_MAX {
+        return Err(Refusal::TooManyApiKeys(user_id.clone(), held));
+    }
     if state.api_key(key_id).is_some() || state.api_key_by_hash(key_hash).is_some() {
         return Err(Refusal::ApiKeyExists(key_id.clone()));
     }
@@ -604,6 +627,13 @@ fn grant_delegation(
     }
     if let Some(end) = grant.expires_at.filter(|end| *end <= now) {
         return Err(Refusal::NotInFuture(end));
+    }
+    let in_force = state
+        .delegations_of_user(&grant.user_id)
+        .filter(|delegation| delegation.is_active(now))
+        .count();
+    if in_force >= DELEGATIONS_PER_USER_MAX {
+        return Err(Refusal::TooManyDelegations(grant.user_id.clone(), in_force));
     }
     if state.delegation(&grant.delegation_id).is_some() {
         return Err(Refusal::DelegationExists(grant.delegation_id.clone()));
@@ -956,6 +986,63 @@ mod tests {
         assert_eq!(
             decide(&state, &issue("k2", "bob"), at()).err(),
             Some(Refusal::UserDeactivated(UserId::from("bob")))
+        );
+    }
+
+    #[test]
+    fn a_person_holds_at_most_api_keys_per_user_max_unrevoked_keys() {
+        let issue = |n: usize| Command::IssueApiKey {
+            key_id: ApiKeyId::from(format!("k{n}").as_str()),
+            user_id: UserId::from("ada"),
+            key_hash: Digest::of(format!("k{n}").as_bytes()),
+            by: admin(),
+        };
+        let mut commands = people();
+        commands.extend((0..API_KEYS_PER_USER_MAX).map(issue));
+        let state = given(&commands, at());
+        let next = issue(API_KEYS_PER_USER_MAX);
+        assert_eq!(
+            decide(&state, &next, at()).err(),
+            Some(Refusal::TooManyApiKeys(
+                UserId::from("ada"),
+                API_KEYS_PER_USER_MAX
+            ))
+        );
+        commands.push(Command::RevokeApiKey {
+            key_id: ApiKeyId::from("k0"),
+            by: admin(),
+        });
+        let state = given(&commands, at());
+        assert!(
+            decide(&state, &next, at()).is_ok(),
+            "a revoked key frees its place"
+        );
+    }
+
+    #[test]
+    fn a_person_has_at_most_delegations_per_user_max_in_force() {
+        let grant_n = |n: usize| Command::GrantDelegation(grant(&format!("d{n}"), "ada", None));
+        let mut commands = people();
+        commands.extend((0..DELEGATIONS_PER_USER_MAX).map(grant_n));
+        let state = given(&commands, at());
+        let next = grant_n(DELEGATIONS_PER_USER_MAX);
+        assert_eq!(
+            decide(&state, &next, at()).err(),
+            Some(Refusal::TooManyDelegations(
+                UserId::from("ada"),
+                DELEGATIONS_PER_USER_MAX
+            ))
+        );
+        let bob = Command::GrantDelegation(grant("b0", "bob", None));
+        assert!(decide(&state, &bob, at()).is_ok(), "the cap is per person");
+        commands.push(Command::RevokeDelegation {
+            delegation_id: DelegationId::from("d0"),
+            by: admin(),
+        });
+        let state = given(&commands, at());
+        assert!(
+            decide(&state, &next, at()).is_ok(),
+            "a revoked one frees its place"
         );
     }
 

@@ -141,8 +141,7 @@ pub(super) async fn mine(
     };
     let now = state.clock.now();
     let listed: Vec<DelegationView> = state.ledger.read(|s| {
-        s.delegations()
-            .filter(|d| d.user_id == *user_id)
+        s.delegations_of_user(user_id)
             .map(|d| view(s, d, now))
             .collect()
     });

@@ -142,7 +142,9 @@ impl From<Refusal> for ApiError {
             | Refusal::ApiKeyExists(_)
             | Refusal::ApiKeyRevoked(_)
             | Refusal::DelegationExists(_)
-            | Refusal::DelegationAlreadyRevoked(_) => ApiError::Conflict(detail),
+            | Refusal::DelegationAlreadyRevoked(_)
+            | Refusal::TooManyApiKeys(..)
+            | Refusal::TooManyDelegations(..) => ApiError::Conflict(detail),
             Refusal::UnknownOwner(_)
             | Refusal::AgentDisabled(_)
             | Refusal::AgentExpired(..)
