@@ -8,10 +8,17 @@
 use writ_projections::{State, TokenStatus};
 use writ_schemas::{
     Actor, AdminTokenIssued, AgentDisabled, AgentEnabled, AgentIdentitySet, AgentPolicySet,
-    AgentRegistered, AgentReviewed, AgentSecretRotated, ClientId, Digest, Event, Jti,
+    AgentRegistered, AgentReviewed, AgentSecretRotated, ApiKeyId, ApiKeyIssued, ApiKeyRevoked,
+    ClientId, DelegationGranted, DelegationId, DelegationRevoked, Digest, Event, Jti,
     OperationRecorded, RevocationCause, SigningKeyRotated, Timestamp, TokenExhausted, TokenIssued,
     TokenRevoked, UserDeactivated, UserId, UserReactivated, UserRegistered,
 };
+
+/// Most API keys a person may hold unrevoked: enough for a key per device or script,
+/// few enough that a leaked admin token cannot mint keys without end.
+pub const API_KEYS_PER_USER_MAX: usize = 20;
+/// Most delegations a person may have in force (neither revoked nor lapsed) at once.
+pub const DELEGATIONS_PER_USER_MAX: usize = 1000;
 
 /// Something asked of the ledger.
 #[derive(Debug, Clone)]
@@ -38,6 +45,34 @@ pub enum Command {
     ReactivateUser {
         /// The person.
         user_id: UserId,
+        /// Who asks.
+        by: Actor,
+    },
+    /// Record a person's new API key (its keyed hash; the key was shown once).
+    IssueApiKey {
+        /// Its id.
+        key_id: ApiKeyId,
+        /// The person it acts as.
+        user_id: UserId,
+        /// Its keyed hash.
+        key_hash: Digest,
+        /// Who asks.
+        by: Actor,
+    },
+    /// Revoke an API key. A person may revoke only their own keys; an admin any.
+    RevokeApiKey {
+        /// The key.
+        key_id: ApiKeyId,
+        /// Who asks.
+        by: Actor,
+    },
+    /// Let an agent act for a person, within some of its scopes, until some instant.
+    GrantDelegation(DelegationGranted),
+    /// Withdraw a delegation and revoke every token derived from it. Only the person who
+    /// granted it, or an admin, may.
+    RevokeDelegation {
+        /// The delegation.
+        delegation_id: DelegationId,
         /// Who asks.
         by: Actor,
     },
@@ -135,6 +170,57 @@ pub enum Refusal {
     /// Deactivating a deactivated person, or reactivating an active one.
     #[error("user {0} is already {1}")]
     UserAlready(UserId, &'static str),
+    /// A person who is deactivated.
+    #[error("user {0} is deactivated; reactivate them first")]
+    UserDeactivated(UserId),
+    /// An API key id or hash already recorded.
+    #[error("API key {0} already exists")]
+    ApiKeyExists(ApiKeyId),
+    /// An API key writ does not know.
+    #[error("API key {0} does not exist")]
+    UnknownApiKey(ApiKeyId),
+    /// Revoking a revoked API key.
+    #[error("API key {0} is already revoked")]
+    ApiKeyRevoked(ApiKeyId),
+    /// A person acting on another person's API key.
+    #[error("API key {0} belongs to another person; only they or an admin may revoke it")]
+    NotKeyHolder(ApiKeyId),
+    /// A person holding as many unrevoked API keys as they may.
+    #[error(
+        "user {0} already holds {1} unrevoked API keys, the most a person may; revoke one first"
+    )]
+    TooManyApiKeys(UserId, usize),
+    /// A person with as many delegations in force as they may have.
+    #[error(
+        "user {0} already has {1} delegations in force, the most a person may; revoke one first"
+    )]
+    TooManyDelegations(UserId, usize),
+    /// A delegation id already recorded.
+    #[error("delegation {0} already exists")]
+    DelegationExists(DelegationId),
+    /// A delegation writ does not know.
+    #[error("delegation {0} does not exist")]
+    UnknownDelegation(DelegationId),
+    /// Revoking a revoked delegation.
+    #[error("delegation {0} is already revoked")]
+    DelegationAlreadyRevoked(DelegationId),
+    /// A person acting on a delegation someone else granted.
+    #[error("delegation {0} was granted by another person; only they or an admin may revoke it")]
+    NotDelegator(DelegationId),
+    /// A delegation only a person can grant, asked by someone else.
+    #[error("only a person can delegate: call with their API key (`x-api-key: wrt_...`)")]
+    NotAPerson,
+    /// Delegated scopes the agent does not hold.
+    #[error("agent {0} does not hold the scopes {1:?}; delegate only scopes it holds")]
+    ScopesNotHeld(ClientId, Vec<String>),
+    /// A delegation naming an empty list of scopes.
+    #[error(
+        "a delegation names at least one scope; leave `scopes` out to delegate all the agent's scopes"
+    )]
+    NoScopes,
+    /// An instant that should be in the future and is not.
+    #[error("{0} is not in the future")]
+    NotInFuture(Timestamp),
     /// An admin token whose hash is already recorded.
     #[error("that admin token already exists")]
     AdminTokenExists,
@@ -235,6 +321,17 @@ pub fn decide(
                 by: by.clone(),
             };
             Ok((vec![event.into()], Answer::Done))
+        }
+        Command::IssueApiKey {
+            key_id,
+            user_id,
+            key_hash,
+            by,
+        } => issue_api_key(state, key_id, user_id, key_hash, by),
+        Command::RevokeApiKey { key_id, by } => revoke_api_key(state, key_id, by),
+        Command::GrantDelegation(grant) => grant_delegation(state, grant, now),
+        Command::RevokeDelegation { delegation_id, by } => {
+            revoke_delegation(state, delegation_id, by)
         }
         Command::IssueAdminToken {
             token_id,
@@ -436,6 +533,150 @@ fn deactivate_user(
     Ok((events, Answer::Revoked { tokens }))
 }
 
+fn issue_api_key(
+    state: &State,
+    key_id: &ApiKeyId,
+    user_id: &UserId,
+    key_hash: &Digest,
+    by: &Actor,
+) -> Result<(Vec<Event>, Answer), Refusal> {
+    match state.user(user_id) {
+        None => return Err(Refusal::UnknownUser(user_id.clone())),
+        Some(user) if !user.active => return Err(Refusal::UserDeactivated(user_id.clone())),
+        Some(_) => {}
+    }
+    let held = state
+        .api_keys_of_user(user_id)
+        .filter(|key| key.revoked_at.is_none())
+        .count();
+    if held >= API_KEYS_PER_USER_MAX {
+        return Err(Refusal::TooManyApiKeys(user_id.clone(), held));
+    }
+    if state.api_key(key_id).is_some() || state.api_key_by_hash(key_hash).is_some() {
+        return Err(Refusal::ApiKeyExists(key_id.clone()));
+    }
+    let event = ApiKeyIssued {
+        key_id: key_id.clone(),
+        user_id: user_id.clone(),
+        key_hash: *key_hash,
+        by: by.clone(),
+    };
+    Ok((vec![event.into()], Answer::Done))
+}
+
+fn revoke_api_key(
+    state: &State,
+    key_id: &ApiKeyId,
+    by: &Actor,
+) -> Result<(Vec<Event>, Answer), Refusal> {
+    let key = state
+        .api_key(key_id)
+        .ok_or_else(|| Refusal::UnknownApiKey(key_id.clone()))?;
+    if !may_act_for(by, &key.user_id) {
+        return Err(Refusal::NotKeyHolder(key_id.clone()));
+    }
+    if key.revoked_at.is_some() {
+        return Err(Refusal::ApiKeyRevoked(key_id.clone()));
+    }
+    let event = ApiKeyRevoked {
+        key_id: key_id.clone(),
+        by: by.clone(),
+    };
+    Ok((vec![event.into()], Answer::Done))
+}
+
+/// An admin may act for anyone; a person for themselves; nobody else for a person.
+fn may_act_for(by: &Actor, user_id: &UserId) -> bool {
+    match by {
+        Actor::Admin { .. } | Actor::System => true,
+        Actor::User { user_id: caller } => caller == user_id,
+        Actor::Agent { .. } => false,
+    }
+}
+
+fn grant_delegation(
+    state: &State,
+    grant: &DelegationGranted,
+    now: Timestamp,
+) -> Result<(Vec<Event>, Answer), Refusal> {
+    if !matches!(&grant.by, Actor::User { user_id } if *user_id == grant.user_id) {
+        return Err(Refusal::NotAPerson);
+    }
+    if !state.user(&grant.user_id).is_some_and(|user| user.active) {
+        return Err(Refusal::UserInactive(grant.user_id.clone()));
+    }
+    let agent = known_agent(state, &grant.client_id)?;
+    if !agent.enabled {
+        return Err(Refusal::AgentDisabled(grant.client_id.to_string()));
+    }
+    if let Some(expired) = agent.expires_at.filter(|end| now >= *end) {
+        return Err(Refusal::AgentExpired(grant.client_id.to_string(), expired));
+    }
+    if let Some(scopes) = &grant.scopes {
+        if scopes.is_empty() {
+            return Err(Refusal::NoScopes);
+        }
+        let missing: Vec<String> = scopes
+            .iter()
+            .filter(|scope| !agent.scopes.contains(scope))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            return Err(Refusal::ScopesNotHeld(grant.client_id.clone(), missing));
+        }
+    }
+    if let Some(end) = grant.expires_at.filter(|end| *end <= now) {
+        return Err(Refusal::NotInFuture(end));
+    }
+    let in_force = state
+        .delegations_of_user(&grant.user_id)
+        .filter(|delegation| delegation.is_active(now))
+        .count();
+    if in_force >= DELEGATIONS_PER_USER_MAX {
+        return Err(Refusal::TooManyDelegations(grant.user_id.clone(), in_force));
+    }
+    if state.delegation(&grant.delegation_id).is_some() {
+        return Err(Refusal::DelegationExists(grant.delegation_id.clone()));
+    }
+    Ok((vec![grant.clone().into()], Answer::Done))
+}
+
+fn revoke_delegation(
+    state: &State,
+    delegation_id: &DelegationId,
+    by: &Actor,
+) -> Result<(Vec<Event>, Answer), Refusal> {
+    let delegation = state
+        .delegation(delegation_id)
+        .ok_or_else(|| Refusal::UnknownDelegation(delegation_id.clone()))?;
+    if !may_act_for(by, &delegation.user_id) {
+        return Err(Refusal::NotDelegator(delegation_id.clone()));
+    }
+    if delegation.revoked_at.is_some() {
+        return Err(Refusal::DelegationAlreadyRevoked(delegation_id.clone()));
+    }
+    let mut events: Vec<Event> = vec![
+        DelegationRevoked {
+            delegation_id: delegation_id.clone(),
+            by: by.clone(),
+        }
+        .into(),
+    ];
+    events.extend(revoke_all(
+        state,
+        state.tokens_under_delegation(delegation_id),
+        |token| {
+            (token.delegation_id.as_ref() == Some(delegation_id)).then(|| {
+                RevocationCause::DelegationRevoked {
+                    delegation_id: delegation_id.clone(),
+                }
+            })
+        },
+    ));
+    let tokens = events.len() - 1;
+    Ok((events, Answer::Revoked { tokens }))
+}
+
 fn issue_token(
     state: &State,
     token: &TokenIssued,
@@ -606,5 +847,364 @@ mod tests {
             decided(mismatched),
             Err(Refusal::BadSigningKey(_))
         ));
+    }
+
+    /// A state built by deciding `commands` in order at `now` and folding what they record.
+    fn given(commands: &[Command], now: Timestamp) -> State {
+        let mut state = State::new();
+        for command in commands {
+            let (events, _) = decide(&state, command, now)
+                .unwrap_or_else(|refusal| unreachable!("given {command:?}: {refusal}"));
+            for event in events {
+                let head = Head {
+                    seq: state.head().seq + 1,
+                    hash: Hash([7; 32]),
+                    ts: Some(now),
+                };
+                state.apply(head, &event);
+            }
+        }
+        state
+    }
+
+    fn at() -> Timestamp {
+        Timestamp::from_unix_micros(1_800_000_000_000_000).unwrap_or_else(|| unreachable!())
+    }
+
+    fn person(id: &str) -> Actor {
+        Actor::User {
+            user_id: UserId::from(id),
+        }
+    }
+
+    fn admin() -> Actor {
+        Actor::Admin {
+            token_id: "adm_1".into(),
+        }
+    }
+
+    fn register(id: &str) -> Command {
+        Command::RegisterUser {
+            user_id: UserId::from(id),
+            email: format!("{id}@example.com"),
+            name: None,
+            by: Actor::System,
+        }
+    }
+
+    fn agent(client_id: &str, scopes: &[&str]) -> Command {
+        Command::RegisterAgent(AgentRegistered {
+            client_id: ClientId::from(client_id),
+            name: client_id.into(),
+            owner: None,
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            grant_types: vec!["client_credentials".into()],
+            redirect_uris: vec![],
+            token_endpoint_auth_method: "client_secret_basic".into(),
+            secret_hash: Some(Digest::of(b"secret")),
+            require_consent: false,
+            agent_type: writ_schemas::AgentType::Autonomous,
+            expires_at: None,
+            by: Actor::System,
+        })
+    }
+
+    fn grant(id: &str, user: &str, scopes: Option<&[&str]>) -> DelegationGranted {
+        DelegationGranted {
+            delegation_id: DelegationId::from(id),
+            user_id: UserId::from(user),
+            client_id: ClientId::from("a1"),
+            scopes: scopes.map(|s| s.iter().map(|s| (*s).to_owned()).collect()),
+            expires_at: None,
+            by: person(user),
+        }
+    }
+
+    fn obo_token(jti: &str, delegation: Option<&str>, parent: Option<&str>) -> Command {
+        Command::IssueToken(TokenIssued {
+            jti: Jti::from(jti),
+            digest: Digest::of(jti.as_bytes()),
+            kid: KeyId::from("k1"),
+            grant_type: "client_credentials".into(),
+            client_id: ClientId::from("a1"),
+            subject: "ada".into(),
+            user_id: Some(UserId::from("ada")),
+            actors: vec![ClientId::from("a1")],
+            delegation_id: delegation.map(DelegationId::from),
+            parent_jti: parent.map(Jti::from),
+            family_id: None,
+            audience: vec![],
+            scopes: vec!["files:read".into()],
+            issued_at: at(),
+            expires_at: at().plus_seconds(900),
+            agent_type: writ_schemas::AgentType::Autonomous,
+            task_id: None,
+            max_operations: None,
+            expires_on_completion: false,
+            intent_description: None,
+        })
+    }
+
+    fn people() -> Vec<Command> {
+        vec![
+            register("ada"),
+            register("bob"),
+            agent("a1", &["files:read", "files:write"]),
+        ]
+    }
+
+    #[test]
+    fn an_api_key_is_issued_to_an_active_person_once() {
+        let issue = |key: &str, user: &str| Command::IssueApiKey {
+            key_id: ApiKeyId::from(key),
+            user_id: UserId::from(user),
+            key_hash: Digest::of(key.as_bytes()),
+            by: admin(),
+        };
+        let state = given(&people(), at());
+        let events = decide(&state, &issue("k1", "ada"), at())
+            .map(|(e, _)| e)
+            .unwrap_or_default();
+        assert!(
+            matches!(events.as_slice(), [Event::ApiKeyIssued(e)] if e.user_id.as_str() == "ada")
+        );
+        assert_eq!(
+            decide(&state, &issue("k1", "nobody"), at()).err(),
+            Some(Refusal::UnknownUser(UserId::from("nobody")))
+        );
+        let mut commands = people();
+        commands.push(issue("k1", "ada"));
+        commands.push(Command::DeactivateUser {
+            user_id: UserId::from("bob"),
+            by: admin(),
+        });
+        let state = given(&commands, at());
+        assert_eq!(
+            decide(&state, &issue("k1", "ada"), at()).err(),
+            Some(Refusal::ApiKeyExists(ApiKeyId::from("k1")))
+        );
+        assert_eq!(
+            decide(&state, &issue("k2", "bob"), at()).err(),
+            Some(Refusal::UserDeactivated(UserId::from("bob")))
+        );
+    }
+
+    #[test]
+    fn a_person_holds_at_most_api_keys_per_user_max_unrevoked_keys() {
+        let issue = |n: usize| Command::IssueApiKey {
+            key_id: ApiKeyId::from(format!("k{n}").as_str()),
+            user_id: UserId::from("ada"),
+            key_hash: Digest::of(format!("k{n}").as_bytes()),
+            by: admin(),
+        };
+        let mut commands = people();
+        commands.extend((0..API_KEYS_PER_USER_MAX).map(issue));
+        let state = given(&commands, at());
+        let next = issue(API_KEYS_PER_USER_MAX);
+        assert_eq!(
+            decide(&state, &next, at()).err(),
+            Some(Refusal::TooManyApiKeys(
+                UserId::from("ada"),
+                API_KEYS_PER_USER_MAX
+            ))
+        );
+        commands.push(Command::RevokeApiKey {
+            key_id: ApiKeyId::from("k0"),
+            by: admin(),
+        });
+        let state = given(&commands, at());
+        assert!(
+            decide(&state, &next, at()).is_ok(),
+            "a revoked key frees its place"
+        );
+    }
+
+    #[test]
+    fn a_person_has_at_most_delegations_per_user_max_in_force() {
+        let grant_n = |n: usize| Command::GrantDelegation(grant(&format!("d{n}"), "ada", None));
+        let mut commands = people();
+        commands.extend((0..DELEGATIONS_PER_USER_MAX).map(grant_n));
+        let state = given(&commands, at());
+        let next = grant_n(DELEGATIONS_PER_USER_MAX);
+        assert_eq!(
+            decide(&state, &next, at()).err(),
+            Some(Refusal::TooManyDelegations(
+                UserId::from("ada"),
+                DELEGATIONS_PER_USER_MAX
+            ))
+        );
+        let bob = Command::GrantDelegation(grant("b0", "bob", None));
+        assert!(decide(&state, &bob, at()).is_ok(), "the cap is per person");
+        commands.push(Command::RevokeDelegation {
+            delegation_id: DelegationId::from("d0"),
+            by: admin(),
+        });
+        let state = given(&commands, at());
+        assert!(
+            decide(&state, &next, at()).is_ok(),
+            "a revoked one frees its place"
+        );
+    }
+
+    #[test]
+    fn an_api_key_is_revoked_by_its_person_or_an_admin_and_only_once() {
+        let mut commands = people();
+        commands.push(Command::IssueApiKey {
+            key_id: ApiKeyId::from("k1"),
+            user_id: UserId::from("ada"),
+            key_hash: Digest::of(b"k1"),
+            by: admin(),
+        });
+        let state = given(&commands, at());
+        let revoke = |by: Actor| Command::RevokeApiKey {
+            key_id: ApiKeyId::from("k1"),
+            by,
+        };
+        let k1 = ApiKeyId::from("k1");
+        assert_eq!(
+            decide(&state, &revoke(person("bob")), at()).err(),
+            Some(Refusal::NotKeyHolder(k1.clone()))
+        );
+        for by in [person("ada"), admin()] {
+            let events = decide(&state, &revoke(by), at())
+                .map(|(e, _)| e)
+                .unwrap_or_default();
+            assert!(matches!(events.as_slice(), [Event::ApiKeyRevoked(_)]));
+        }
+        let unknown = Command::RevokeApiKey {
+            key_id: ApiKeyId::from("k9"),
+            by: admin(),
+        };
+        assert_eq!(
+            decide(&state, &unknown, at()).err(),
+            Some(Refusal::UnknownApiKey(ApiKeyId::from("k9")))
+        );
+        commands.push(revoke(person("ada")));
+        let state = given(&commands, at());
+        assert_eq!(
+            decide(&state, &revoke(admin()), at()).err(),
+            Some(Refusal::ApiKeyRevoked(k1))
+        );
+    }
+
+    #[test]
+    fn a_delegation_is_granted_by_a_person_within_the_agent_s_scopes() {
+        let state = given(&people(), at());
+        let decided = |grant: DelegationGranted| {
+            decide(&state, &Command::GrantDelegation(grant), at()).map(|(events, _)| events)
+        };
+        let ok = decided(grant("d1", "ada", Some(&["files:read"])));
+        assert!(matches!(ok.as_deref(), Ok([Event::DelegationGranted(_)])));
+        assert!(
+            decided(grant("d1", "ada", None)).is_ok(),
+            "absent: every scope"
+        );
+        assert_eq!(
+            decided(grant("d1", "ada", Some(&["files:read", "mail:send"]))).err(),
+            Some(Refusal::ScopesNotHeld(
+                ClientId::from("a1"),
+                vec!["mail:send".into()]
+            ))
+        );
+        assert_eq!(
+            decided(grant("d1", "ada", Some(&[]))).err(),
+            Some(Refusal::NoScopes)
+        );
+        let mut by_admin = grant("d1", "ada", None);
+        by_admin.by = admin();
+        assert_eq!(decided(by_admin).err(), Some(Refusal::NotAPerson));
+        let mut past = grant("d1", "ada", None);
+        past.expires_at = Some(at());
+        assert_eq!(decided(past).err(), Some(Refusal::NotInFuture(at())));
+        let mut elsewhere = grant("d1", "ada", None);
+        elsewhere.client_id = ClientId::from("a9");
+        assert_eq!(
+            decided(elsewhere).err(),
+            Some(Refusal::UnknownAgent("a9".into()))
+        );
+
+        let mut commands = people();
+        commands.push(Command::GrantDelegation(grant("d1", "ada", None)));
+        commands.push(Command::DisableAgent {
+            client_id: ClientId::from("a1"),
+            by: admin(),
+        });
+        let state = given(&commands, at());
+        let again = Command::GrantDelegation(grant("d1", "ada", None));
+        assert_eq!(
+            decide(&state, &again, at()).err(),
+            Some(Refusal::AgentDisabled("a1".into()))
+        );
+    }
+
+    #[test]
+    fn revoking_a_delegation_revokes_every_token_derived_from_it_naming_the_cause() {
+        let mut commands = people();
+        commands.push(Command::GrantDelegation(grant("d1", "ada", None)));
+        commands.push(Command::GrantDelegation(grant("d2", "ada", None)));
+        commands.push(obo_token("t1", Some("d1"), None));
+        commands.push(obo_token("t1-child", Some("d1"), Some("t1")));
+        commands.push(obo_token("t1-grandchild", None, Some("t1-child")));
+        commands.push(obo_token("t2", Some("d2"), None));
+        let state = given(&commands, at());
+        let revoke = |by: Actor| Command::RevokeDelegation {
+            delegation_id: DelegationId::from("d1"),
+            by,
+        };
+        let d1 = DelegationId::from("d1");
+        assert_eq!(
+            decide(&state, &revoke(person("bob")), at()).err(),
+            Some(Refusal::NotDelegator(d1.clone()))
+        );
+        let (events, answer) =
+            decide(&state, &revoke(person("ada")), at()).unwrap_or_else(|r| unreachable!("{r}"));
+        assert_eq!(answer, Answer::Revoked { tokens: 3 });
+        let revoked: Vec<(String, RevocationCause)> = events
+            .iter()
+            .filter_map(|event| match event {
+                Event::TokenRevoked(e) => Some((e.jti.to_string(), e.cause.clone())),
+                _ => None,
+            })
+            .collect();
+        assert!(matches!(&events[0], Event::DelegationRevoked(e) if e.delegation_id == d1));
+        assert_eq!(
+            revoked,
+            vec![
+                (
+                    "t1".into(),
+                    RevocationCause::DelegationRevoked {
+                        delegation_id: d1.clone()
+                    }
+                ),
+                (
+                    "t1-child".into(),
+                    RevocationCause::ParentRevoked {
+                        parent_jti: Jti::from("t1")
+                    }
+                ),
+                (
+                    "t1-grandchild".into(),
+                    RevocationCause::ParentRevoked {
+                        parent_jti: Jti::from("t1-child")
+                    }
+                ),
+            ],
+            "t2, under another delegation, stays"
+        );
+
+        commands.push(revoke(admin()));
+        let state = given(&commands, at());
+        assert_eq!(
+            decide(&state, &revoke(person("ada")), at()).err(),
+            Some(Refusal::DelegationAlreadyRevoked(d1))
+        );
+        let unknown = Command::RevokeDelegation {
+            delegation_id: DelegationId::from("d9"),
+            by: admin(),
+        };
+        assert_eq!(
+            decide(&state, &unknown, at()).err(),
+            Some(Refusal::UnknownDelegation(DelegationId::from("d9")))
+        );
     }
 }

@@ -29,7 +29,9 @@ pub struct State {
     users_by_email: BTreeMap<String, UserId>,
     api_keys: BTreeMap<ApiKeyId, ApiKey>,
     api_keys_by_hash: BTreeMap<Digest, ApiKeyId>,
+    api_keys_by_user: BTreeMap<UserId, Vec<ApiKeyId>>,
     delegations: BTreeMap<DelegationId, Delegation>,
+    delegations_by_user: BTreeMap<UserId, Vec<DelegationId>>,
     session_grants: BTreeMap<GrantId, SessionGrant>,
     tokens: BTreeMap<Jti, Token>,
     tokens_by_digest: BTreeMap<Digest, Jti>,
@@ -105,6 +107,10 @@ impl State {
             Event::UserReactivated(e) => self.with_user(&e.user_id, |user| user.active = true),
             Event::ApiKeyIssued(e) => {
                 self.api_keys_by_hash.insert(e.key_hash, e.key_id.clone());
+                self.api_keys_by_user
+                    .entry(e.user_id.clone())
+                    .or_default()
+                    .push(e.key_id.clone());
                 self.api_keys.insert(
                     e.key_id.clone(),
                     ApiKey {
@@ -132,6 +138,10 @@ impl State {
                     revoked_at: None,
                     last_used_at: None,
                 };
+                self.delegations_by_user
+                    .entry(e.user_id.clone())
+                    .or_default()
+                    .push(e.delegation_id.clone());
                 self.delegations.insert(e.delegation_id.clone(), delegation);
             }
             Event::DelegationRevoked(e) => {

@@ -155,7 +155,7 @@ fn check_uris(field: &str, uris: &[String]) -> Result<(), ApiError> {
     }
 }
 
-fn check_scopes(field: &str, scopes: &[String]) -> Result<(), ApiError> {
+pub(super) fn check_scopes(field: &str, scopes: &[String]) -> Result<(), ApiError> {
     if scopes.len() > SCOPES_MAX {
         return Err(ApiError::invalid(
             field,
@@ -188,7 +188,7 @@ fn check_scopes(field: &str, scopes: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn parse_time(field: &str, text: &str, now: Timestamp) -> Result<Timestamp, ApiError> {
+pub(super) fn parse_time(field: &str, text: &str, now: Timestamp) -> Result<Timestamp, ApiError> {
     let parsed = chrono::DateTime::parse_from_rfc3339(text).map_err(|_| {
         ApiError::invalid(
             field,

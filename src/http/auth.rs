@@ -1,10 +1,14 @@
-//! Who is calling a management endpoint. So far: an administrator, by a bearer admin
-//! token; user API keys and user tokens arrive with the delegation work.
+//! Who is calling a management endpoint: an administrator, by a bearer admin token
+//! (`Admin`), or, where people may act too, an administrator or a person by their API key
+//! (`Caller`). User access tokens as management credentials arrive with user sign-in.
+//!
+//! A credential is looked up by its keyed hash: one hash and one map lookup, with nothing
+//! compared byte by byte against a stored secret, so timing tells nothing about a key.
 
 use std::future::{Ready, ready};
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
-use writ_schemas::Actor;
+use writ_schemas::{Actor, UserId};
 
 use super::AppState;
 use super::error::ApiError;
@@ -20,6 +24,97 @@ impl FromRequest for Admin {
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(authenticate(request))
     }
+}
+
+/// The header that carries a person's API key.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// Who is calling an endpoint open to people as well as administrators.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// An administrator, by admin token.
+    Admin(Actor),
+    /// A person, by one of their API keys.
+    User(UserId),
+}
+
+impl Caller {
+    /// Who the ledger records as having asked.
+    pub fn actor(&self) -> Actor {
+        match self {
+            Caller::Admin(actor) => actor.clone(),
+            Caller::User(user_id) => Actor::User {
+                user_id: user_id.clone(),
+            },
+        }
+    }
+
+    /// The person calling, if a person is.
+    pub fn user_id(&self) -> Option<&UserId> {
+        match self {
+            Caller::Admin(_) => None,
+            Caller::User(user_id) => Some(user_id),
+        }
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Ready<Result<Caller, ApiError>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(identify(request))
+    }
+}
+
+fn identify(request: &HttpRequest) -> Result<Caller, ApiError> {
+    let Some(key) = request.headers().get(API_KEY_HEADER) else {
+        if bearer_token(request).is_none() {
+            return Err(ApiError::Unauthorized(
+                "send a person's API key as `x-api-key: wrt_...`, or an admin token as `Authorization: Bearer wrt_admin_...`".into(),
+            ));
+        }
+        return authenticate(request).map(|Admin(actor)| Caller::Admin(actor));
+    };
+    if request.headers().contains_key(header::AUTHORIZATION) {
+        return Err(ApiError::Unauthorized(
+            "send one credential: either `x-api-key` or `Authorization`, not both".into(),
+        ));
+    }
+    let key = key.to_str().unwrap_or_default().trim();
+    if key.starts_with("wrt_admin_") {
+        return Err(ApiError::Unauthorized(
+            "that is an admin token: send it as `Authorization: Bearer wrt_admin_...`".into(),
+        ));
+    }
+    if !key.starts_with("wrt_") {
+        return Err(ApiError::Unauthorized(
+            "`x-api-key` must be a writ API key (`wrt_...`), as shown once when it was created"
+                .into(),
+        ));
+    }
+    let Some(state) = request.app_data::<web::Data<AppState>>() else {
+        return Err(ApiError::Unavailable("the server is not configured".into()));
+    };
+    let hash = state.secrets.hash(key);
+    state.ledger.read(|s| {
+        let key = s.api_key_by_hash(&hash).ok_or_else(|| {
+            ApiError::Unauthorized("that API key is not one writ issued".into())
+        })?;
+        if let Some(at) = key.revoked_at {
+            return Err(ApiError::Unauthorized(format!(
+                "API key {} was revoked at {at}; ask an admin for a new one",
+                key.key_id
+            )));
+        }
+        if !s.user(&key.user_id).is_some_and(|user| user.active) {
+            return Err(ApiError::Unauthorized(format!(
+                "the person this API key acts as (user {}) is deactivated; an admin can reactivate them",
+                key.user_id
+            )));
+        }
+        Ok(Caller::User(key.user_id.clone()))
+    })
 }
 
 /// The credential of an `Authorization: Bearer <credential>` header (RFC 6750 §2.1; the

@@ -26,6 +26,9 @@ pub enum ApiError {
     /// No credential, or one writ does not know.
     #[error("{0}")]
     Unauthorized(String),
+    /// The caller is known but may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// Unknown id.
     #[error("{0}")]
     NotFound(String),
@@ -67,6 +70,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. } => code,
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge => "payload_too_large",
@@ -82,6 +86,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -116,8 +121,13 @@ impl From<Refusal> for ApiError {
     fn from(refusal: Refusal) -> ApiError {
         let detail = refusal.to_string();
         match refusal {
-            Refusal::UnknownUser(_) | Refusal::UnknownAgent(_) | Refusal::UnknownToken => {
-                ApiError::NotFound(detail)
+            Refusal::UnknownUser(_)
+            | Refusal::UnknownAgent(_)
+            | Refusal::UnknownToken
+            | Refusal::UnknownApiKey(_)
+            | Refusal::UnknownDelegation(_) => ApiError::NotFound(detail),
+            Refusal::NotKeyHolder(_) | Refusal::NotDelegator(_) | Refusal::NotAPerson => {
+                ApiError::Forbidden(detail)
             }
             Refusal::UserExists(_)
             | Refusal::EmailTaken(_)
@@ -127,13 +137,23 @@ impl From<Refusal> for ApiError {
             | Refusal::DuplicateKey(_)
             | Refusal::KeyRotatedMeanwhile(_)
             | Refusal::AdminTokenExists
-            | Refusal::DuplicateToken(_) => ApiError::Conflict(detail),
+            | Refusal::DuplicateToken(_)
+            | Refusal::UserDeactivated(_)
+            | Refusal::ApiKeyExists(_)
+            | Refusal::ApiKeyRevoked(_)
+            | Refusal::DelegationExists(_)
+            | Refusal::DelegationAlreadyRevoked(_)
+            | Refusal::TooManyApiKeys(..)
+            | Refusal::TooManyDelegations(..) => ApiError::Conflict(detail),
             Refusal::UnknownOwner(_)
             | Refusal::AgentDisabled(_)
             | Refusal::AgentExpired(..)
             | Refusal::UserInactive(_)
             | Refusal::ParentInactive(_)
             | Refusal::BadLifetime
+            | Refusal::ScopesNotHeld(..)
+            | Refusal::NoScopes
+            | Refusal::NotInFuture(_)
             | Refusal::TokenInactive
             | Refusal::QuotaExhausted
             | Refusal::EventTooLarge(..)

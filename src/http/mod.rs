@@ -5,6 +5,7 @@
 
 mod agents;
 mod auth;
+mod delegations;
 mod discovery;
 pub mod error;
 mod health;
@@ -99,6 +100,12 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(M::POST, "/api/v1/users/{id}/reactivate", || {
             web::post().to(users::reactivate)
         }),
+        endpoint(M::POST, "/api/v1/users/{id}/api-keys", || {
+            web::post().to(users::issue_api_key)
+        }),
+        endpoint(M::DELETE, "/api/v1/api-keys/{id}", || {
+            web::delete().to(users::revoke_api_key)
+        }),
         endpoint(M::POST, "/api/v1/agents", || web::post().to(agents::create)),
         endpoint(M::GET, "/api/v1/agents", || web::get().to(agents::list)),
         endpoint(M::GET, "/api/v1/agents/{client_id}", || {
@@ -121,6 +128,18 @@ pub fn endpoints() -> Vec<Endpoint> {
         }),
         endpoint(M::PUT, "/api/v1/agents/{client_id}/policy", || {
             web::put().to(agents::policy)
+        }),
+        endpoint(M::POST, "/api/v1/agents/{client_id}/delegations", || {
+            web::post().to(delegations::grant)
+        }),
+        endpoint(M::GET, "/api/v1/agents/{client_id}/delegations", || {
+            web::get().to(delegations::of_agent)
+        }),
+        endpoint(M::GET, "/api/v1/me/delegations", || {
+            web::get().to(delegations::mine)
+        }),
+        endpoint(M::DELETE, "/api/v1/delegations/{id}", || {
+            web::delete().to(delegations::revoke)
         }),
         endpoint(M::POST, "/api/v1/operations", || {
             web::post().to(operations::record)

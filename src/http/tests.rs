@@ -161,6 +161,24 @@ fn the_document_states_the_code_s_version_and_limits() {
             operations::FIELD_BYTES_MAX as u64,
         ),
     ];
+    // Limits stated in prose: the sentence must carry the code's number.
+    let prose = [
+        (
+            "/paths/~1api~1v1~1users~1{id}~1api-keys/post/description",
+            crate::decide::API_KEYS_PER_USER_MAX,
+        ),
+        (
+            "/paths/~1api~1v1~1agents~1{client_id}~1delegations/post/description",
+            crate::decide::DELEGATIONS_PER_USER_MAX,
+        ),
+    ];
+    for (pointer, limit) in prose {
+        let text = document.pointer(pointer).and_then(Value::as_str);
+        assert!(
+            text.is_some_and(|text| text.contains(&format!("up to {limit} "))),
+            "schemas/openapi.yaml {pointer} must say `up to {limit} `: {text:?}"
+        );
+    }
     for (pointer, limit) in limits {
         let pointer = if pointer.starts_with('/') {
             pointer.to_owned()

@@ -1,14 +1,17 @@
-//! People: `POST /api/v1/users`, `GET /api/v1/users`, deactivate and reactivate (admin).
+//! People: `POST /api/v1/users`, `GET /api/v1/users`, deactivate and reactivate (admin),
+//! and their API keys: issued by an admin (the key shown once), revoked by an admin or
+//! by the key's own person.
 
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use writ_projections::User;
-use writ_schemas::UserId;
+use writ_schemas::{ApiKeyId, UserId};
 
 use super::AppState;
-use super::auth::Admin;
+use super::auth::{Admin, Caller};
 use super::error::ApiError;
 use crate::decide::Command;
+use crate::secrets::new_secret;
 
 /// Longest email accepted (RFC 5321's path limit).
 pub const EMAIL_BYTES_MAX: usize = 254;
@@ -135,6 +138,50 @@ pub(super) async fn reactivate(
     let command = Command::ReactivateUser {
         user_id: UserId(id.into_inner()),
         by: admin.0,
+    };
+    state.ledger.submit(command).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Issues an API key acting as the person; the key is in this response and nowhere else.
+pub(super) async fn issue_api_key(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = UserId(id.into_inner());
+    let key_id = ApiKeyId(uuid::Uuid::new_v4().to_string());
+    let key = new_secret("wrt_");
+    let command = Command::IssueApiKey {
+        key_id: key_id.clone(),
+        user_id: user_id.clone(),
+        key_hash: state.secrets.hash(&key),
+        by: admin.0,
+    };
+    state.ledger.submit(command).await?;
+    let created_at = state
+        .ledger
+        .read(|s| s.api_key(&key_id).map(|k| k.issued_at.to_string()))
+        .ok_or_else(|| {
+            ApiError::Unavailable("the new API key is not visible yet; retry the read".into())
+        })?;
+    Ok(HttpResponse::Created().json(serde_json::json!({
+        "id": key_id.to_string(),
+        "key": key,
+        "user_id": user_id.to_string(),
+        "created_at": created_at,
+    })))
+}
+
+/// Revokes an API key (an admin, or the person it acts as).
+pub(super) async fn revoke_api_key(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let command = Command::RevokeApiKey {
+        key_id: ApiKeyId(id.into_inner()),
+        by: caller.actor(),
     };
     state.ledger.submit(command).await?;
     Ok(HttpResponse::NoContent().finish())

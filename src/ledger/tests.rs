@@ -540,3 +540,73 @@ fn deactivating_a_person_revokes_their_tokens_and_everything_derived() {
         "revocation is final"
     );
 }
+
+#[test]
+fn revoking_a_delegation_revokes_its_tokens_in_the_same_append() {
+    let dir = temp();
+    let clock = Clock::manual(start());
+    let ledger = open(dir.path(), &clock);
+    let user = UserId::from("u1");
+    let register = Command::RegisterUser {
+        user_id: user.clone(),
+        email: "u1@example.com".into(),
+        name: None,
+        by: Actor::System,
+    };
+    assert!(submit(&ledger, register).is_ok());
+    assert!(submit(&ledger, agent("a1")).is_ok());
+    let delegation = DelegationId::from("d1");
+    let grant = Command::GrantDelegation(DelegationGranted {
+        delegation_id: delegation.clone(),
+        user_id: user.clone(),
+        client_id: ClientId::from("a1"),
+        scopes: Some(vec!["s".into()]),
+        expires_at: None,
+        by: Actor::User {
+            user_id: user.clone(),
+        },
+    });
+    assert!(submit(&ledger, grant).is_ok());
+    let now = clock.now();
+    for (jti, parent) in [("obo", None), ("sub", Some("obo"))] {
+        let Command::IssueToken(mut issued) = token(jti, parent, None, now) else {
+            unreachable!()
+        };
+        issued.user_id = Some(user.clone());
+        issued.delegation_id = Some(delegation.clone());
+        assert!(submit(&ledger, Command::IssueToken(issued)).is_ok());
+    }
+    assert!(submit(&ledger, token("m2m", None, None, now)).is_ok());
+    let before = ledger.head().seq;
+    let revoke = Command::RevokeDelegation {
+        delegation_id: delegation.clone(),
+        by: Actor::User {
+            user_id: user.clone(),
+        },
+    };
+    assert_eq!(
+        submit(&ledger, revoke.clone()).ok(),
+        Some(Answer::Revoked { tokens: 2 })
+    );
+    assert_eq!(ledger.head().seq, before + 3, "one record each, one append");
+    let status = |jti: &str| ledger.read(|s| s.token(&Jti::from(jti)).map(|t| t.status.clone()));
+    let revoked = |cause| Some(writ_projections::TokenStatus::Revoked { cause, at: now });
+    assert_eq!(
+        status("obo"),
+        revoked(RevocationCause::DelegationRevoked {
+            delegation_id: delegation.clone()
+        })
+    );
+    assert_eq!(
+        status("sub"),
+        revoked(RevocationCause::ParentRevoked {
+            parent_jti: Jti::from("obo")
+        })
+    );
+    assert_eq!(status("m2m"), Some(writ_projections::TokenStatus::Live));
+    assert!(ledger.read(|s| s.delegation(&delegation).is_some_and(|d| !d.is_active(now))));
+    assert!(matches!(
+        submit(&ledger, revoke),
+        Err(SubmitError::Refused(Refusal::DelegationAlreadyRevoked(_)))
+    ));
+}

@@ -6,6 +6,7 @@ mod agents;
 mod bad_input;
 mod bench;
 mod crash;
+mod delegation;
 mod keys;
 mod kit;
 mod limits;

@@ -221,6 +221,25 @@ impl Sweep {
         })
     }
 
+    /// A person's call, by API key, with an optional JSON body.
+    fn user(
+        &mut self,
+        expected: u16,
+        method: &str,
+        template: &str,
+        id: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> Value {
+        self.send(expected, method, template, id, |request| {
+            let request = request.header("x-api-key", key);
+            match body {
+                Some(body) => request.json(&body),
+                None => request,
+            }
+        })
+    }
+
     /// An OAuth call, the client authenticated by HTTP Basic when `client` is given.
     fn oauth(
         &mut self,
@@ -265,8 +284,9 @@ fn text(value: &Value) -> String {
     value.as_str().unwrap_or_default().to_owned()
 }
 
-/// The users API: registration and its refusals, the list, deactivation and back.
-fn users(s: &mut Sweep) {
+/// The users API: registration and its refusals, the list, deactivation and back; the
+/// id of the person registered.
+fn users(s: &mut Sweep) -> String {
     let users = "/api/v1/users";
     let ada = json!({"email": "ada@example.com", "name": "Ada"});
     s.send(401, "POST", users, "", |r| r.json(&ada));
@@ -289,6 +309,59 @@ fn users(s: &mut Sweep) {
         s.admin(409, "POST", &template, &id, None);
         s.admin(404, "POST", &template, "no-such-user", None);
     }
+    id
+}
+
+/// API keys and delegations: a person's key acting as them, granting, listing and
+/// revoking delegations, and the refusals between two people and an admin.
+fn api_keys_and_delegations(s: &mut Sweep, ada: &str, client_id: &str) {
+    let issue = "/api/v1/users/{id}/api-keys";
+    s.send(401, "POST", issue, ada, |r| r);
+    let issued = s.admin(201, "POST", issue, ada, None);
+    let (ada_key, ada_key_id) = (text(&issued["key"]), text(&issued["id"]));
+    s.admin(404, "POST", issue, "no-such-user", None);
+    let bob = json!({"email": "bob@example.com"});
+    let bob = text(&s.admin(201, "POST", "/api/v1/users", "", Some(bob))["id"]);
+    let issued = s.admin(201, "POST", issue, &bob, None);
+    let (bob_key, bob_key_id) = (text(&issued["key"]), text(&issued["id"]));
+
+    let grants = "/api/v1/agents/{client_id}/delegations";
+    let narrow = json!({"scopes": ["files:read"], "expires_at": "2099-01-01T00:00:00Z"});
+    let granted = s.user(201, "POST", grants, client_id, &ada_key, Some(narrow));
+    s.user(201, "POST", grants, client_id, &ada_key, None);
+    let wide = json!({"scopes": ["files:read", "mail:send"]});
+    s.user(400, "POST", grants, client_id, &ada_key, Some(wide));
+    let past = json!({"expires_at": "2001-01-01T00:00:00Z"});
+    s.user(400, "POST", grants, client_id, &ada_key, Some(past));
+    s.user(404, "POST", grants, "agt_missing", &ada_key, None);
+    s.user(401, "POST", grants, client_id, "wrt_not-a-key", None);
+    let oversize = json!({"scopes": ["s".repeat(70_000)]});
+    s.user(413, "POST", grants, client_id, &ada_key, Some(oversize));
+    s.admin(403, "POST", grants, client_id, None);
+    s.admin(200, "GET", grants, client_id, None);
+    s.user(200, "GET", grants, client_id, &bob_key, None);
+    s.admin(404, "GET", grants, "agt_missing", None);
+
+    let mine = "/api/v1/me/delegations";
+    s.user(200, "GET", mine, "", &ada_key, None);
+    s.admin(403, "GET", mine, "", None);
+    s.send(401, "GET", mine, "", |r| r);
+
+    let revoke = "/api/v1/delegations/{id}";
+    let delegation = text(&granted["id"]);
+    s.user(403, "DELETE", revoke, &delegation, &bob_key, None);
+    s.user(204, "DELETE", revoke, &delegation, &ada_key, None);
+    s.admin(409, "DELETE", revoke, &delegation, None);
+    s.admin(404, "DELETE", revoke, "no-such-delegation", None);
+
+    let keys = "/api/v1/api-keys/{id}";
+    s.user(403, "DELETE", keys, &ada_key_id, &bob_key, None);
+    s.user(204, "DELETE", keys, &bob_key_id, &bob_key, None);
+    s.admin(409, "DELETE", keys, &bob_key_id, None);
+    s.admin(404, "DELETE", keys, "no-such-key", None);
+    s.user(401, "GET", mine, "", &bob_key, None);
+    s.admin(204, "POST", "/api/v1/users/{id}/deactivate", &bob, None);
+    s.admin(409, "POST", issue, &bob, None);
 }
 
 /// The agent registry, every endpoint and some refusals; the agent's id and secret.
@@ -437,12 +510,13 @@ fn every_endpoint_answers_as_the_document_says() {
     ] {
         sweep.send(200, "GET", path, "", |r| r);
     }
-    users(&mut sweep);
+    let ada = users(&mut sweep);
     let rotate = "/api/v1/keys/rotate";
     sweep.send(401, "POST", rotate, "", |r| r);
     sweep.admin(400, "POST", rotate, "", Some(json!({"alg": "HS256"})));
     sweep.admin(201, "POST", rotate, "", Some(json!({"alg": "ES256"})));
     let (client_id, secret) = agents(&mut sweep);
+    api_keys_and_delegations(&mut sweep, &ada, &client_id);
     tokens_and_operations(&mut sweep, &client_id, &secret);
 
     let Sweep {

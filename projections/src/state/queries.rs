@@ -72,6 +72,24 @@ impl State {
             .and_then(|id| self.api_key(id))
     }
 
+    /// A person's API keys, revoked or not, oldest first.
+    pub fn api_keys_of_user(&self, user_id: &UserId) -> impl Iterator<Item = &ApiKey> {
+        self.api_keys_by_user
+            .get(user_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.api_key(id))
+    }
+
+    /// The delegations a person granted, in force or not, oldest first.
+    pub fn delegations_of_user(&self, user_id: &UserId) -> impl Iterator<Item = &Delegation> {
+        self.delegations_by_user
+            .get(user_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.delegation(id))
+    }
+
     /// A delegation by id.
     pub fn delegation(&self, id: &DelegationId) -> Option<&Delegation> {
         self.delegations.get(id)
