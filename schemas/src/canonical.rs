@@ -8,6 +8,10 @@
 use serde::Serialize;
 use serde_json::Value;
 
+mod writer;
+
+pub use writer::write;
+
 /// The largest integer magnitude allowed in canonical JSON (2^53 - 1).
 pub const INTEGER_MAGNITUDE_MAX: u64 = (1 << 53) - 1;
 
@@ -107,6 +111,87 @@ pub fn is_canonical(bytes: &[u8]) -> Result<bool, CanonicalError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The direct writer, held to `write_value` over a `serde_json::Value`.
+    fn both(
+        value: &(impl Serialize + ?Sized),
+    ) -> (
+        Result<String, CanonicalError>,
+        Result<String, CanonicalError>,
+    ) {
+        let mut direct = Vec::new();
+        let direct =
+            write(value, &mut direct).map(|()| String::from_utf8_lossy(&direct).into_owned());
+        (
+            direct,
+            to_canonical_vec(value).map(|v| String::from_utf8_lossy(&v).into_owned()),
+        )
+    }
+
+    #[test]
+    fn the_direct_writer_matches_the_value_path_on_shapes_events_use_and_more() {
+        #[derive(Serialize)]
+        #[allow(dead_code)]
+        enum Shape {
+            Unit,
+            Newtype(u8),
+            Tuple(u8, String),
+            Struct { z: bool, a: Option<u8> },
+        }
+        #[derive(Serialize)]
+        struct Outer {
+            zeta: Vec<Shape>,
+            #[serde(rename = "\u{e9}t\u{e9}")]
+            accented: &'static str,
+            #[serde(rename = "\u{1F600}")]
+            astral: i64,
+            #[serde(rename = "\u{FB01}")]
+            ligature: i64,
+            alpha: std::collections::BTreeMap<String, Option<bool>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            skipped: Option<u8>,
+            bytes: &'static [u8],
+            text: &'static str,
+        }
+        let value = Outer {
+            zeta: vec![
+                Shape::Unit,
+                Shape::Newtype(7),
+                Shape::Tuple(1, "x".into()),
+                Shape::Struct { z: true, a: None },
+            ],
+            accented: "caf\u{e9}",
+            astral: -5,
+            ligature: 9_007_199_254_740_991,
+            alpha: [("b".to_owned(), Some(true)), ("a".to_owned(), None)].into(),
+            skipped: None,
+            bytes: b"\x00\xff",
+            text: "quote \" backslash \\ tab \t nul \u{0} del \u{7f} line\u{2028}",
+        };
+        let (direct, via_value) = both(&value);
+        assert!(direct.is_ok(), "{direct:?}");
+        assert_eq!(direct, via_value);
+        // U+1F600 (surrogates D83D..) sorts before U+FB01 in UTF-16, after it in UTF-8.
+        let text = direct.unwrap_or_default();
+        assert!(text.find("\u{1F600}") < text.find("\u{FB01}"), "{text}");
+    }
+
+    #[test]
+    fn the_direct_writer_refuses_what_the_value_path_refuses() {
+        for refused in [
+            both(&9_007_199_254_740_992u64),
+            both(&-9_007_199_254_740_992i64),
+            both(&1.5f64),
+        ] {
+            assert!(refused.0.is_err() && refused.1.is_err(), "{refused:?}");
+        }
+        let raw = serde_json::value::RawValue::from_string("{\"b\":1,\"a\":2}".into());
+        let raw = raw.unwrap_or_else(|err| unreachable!("{err}"));
+        assert!(
+            write(&raw, &mut Vec::new()).is_err(),
+            "raw text is not re-ordered blindly"
+        );
+    }
 
     fn canon(value: Value) -> String {
         String::from_utf8(to_canonical_vec(&value).unwrap_or_default()).unwrap_or_default()

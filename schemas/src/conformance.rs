@@ -360,6 +360,22 @@ fn every_event_kind_has_a_schema_file_that_accepts_it() {
     }
 }
 
+#[test]
+fn the_direct_writer_and_the_value_tree_agree_on_every_sample() {
+    for event in all_samples() {
+        let direct = event.encode().unwrap_or_else(|err| unreachable!("{err}"));
+        let via_value = event
+            .encode_via_value()
+            .unwrap_or_else(|err| unreachable!("{err}"));
+        assert_eq!(
+            String::from_utf8_lossy(&direct),
+            String::from_utf8_lossy(&via_value),
+            "{}",
+            event.kind().name()
+        );
+    }
+}
+
 /// Records of the first version of `SigningKeyRotated`, byte for byte as writ wrote them
 /// (a first key, and a rotation): they must decode, and encode back to the same bytes, or
 /// every existing ledger would stop verifying.

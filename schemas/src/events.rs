@@ -737,8 +737,13 @@ macro_rules! events {
                 match self { $(Event::$kind(_) => EventKind::$kind,)* }
             }
 
+            #[cfg(test)]
             fn data_value(&self) -> Result<serde_json::Value, serde_json::Error> {
                 match self { $(Event::$kind(data) => serde_json::to_value(data),)* }
+            }
+
+            fn write_data(&self, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+                match self { $(Event::$kind(data) => canonical::write(data, out),)* }
             }
 
             fn decode_data(kind: EventKind, data: &[u8]) -> Result<Event, serde_json::Error> {
@@ -838,6 +843,23 @@ impl Event {
 
     /// The event's canonical bytes: exactly what is hashed, stored and exported.
     pub fn encode(&self) -> Result<Vec<u8>, CanonicalError> {
+        let kind = self.kind();
+        let mut out = Vec::with_capacity(512);
+        // The envelope's members are already in canonical order: data, type, v.
+        out.extend_from_slice(b"{\"data\":");
+        self.write_data(&mut out)?;
+        out.extend_from_slice(b",\"type\":");
+        canonical::write(kind.name(), &mut out)?;
+        out.extend_from_slice(b",\"v\":");
+        canonical::write(&kind.version(), &mut out)?;
+        out.push(b'}');
+        Ok(out)
+    }
+
+    /// `encode` by way of a `serde_json::Value` tree: the plain statement of canonical
+    /// form that the direct writer is tested against.
+    #[cfg(test)]
+    pub(crate) fn encode_via_value(&self) -> Result<Vec<u8>, CanonicalError> {
         let data = self
             .data_value()
             .map_err(|err| CanonicalError::NotJson(err.to_string()))?;
