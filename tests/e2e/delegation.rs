@@ -181,34 +181,14 @@ fn a_revoked_key_and_a_deactivated_person_s_key_are_refused_saying_which() {
     );
     assert_eq!(status, 204);
     let (status, body) = as_user(&server, &first, "GET", mine, None);
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("unauthorized"))
-    );
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("revoked"),
-        "{body}"
-    );
+    refused_saying(status, &body, "revoked");
     let (status, _) = as_user(&server, &second, "GET", mine, None);
     assert_eq!(status, 200, "the other key still works");
 
     let deactivate = format!("/api/v1/users/{ada}/deactivate");
     assert_eq!(call(&server, &admin, "POST", &deactivate, None).0, 204);
     let (status, body) = as_user(&server, &second, "GET", mine, None);
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("unauthorized"))
-    );
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("deactivated"),
-        "{body}"
-    );
+    refused_saying(status, &body, "deactivated");
     let reactivate = format!("/api/v1/users/{ada}/reactivate");
     assert_eq!(call(&server, &admin, "POST", &reactivate, None).0, 204);
     assert_eq!(as_user(&server, &second, "GET", mine, None).0, 200);
@@ -229,4 +209,15 @@ fn a_revoked_key_and_a_deactivated_person_s_key_are_refused_saying_which() {
         .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(both.status().as_u16(), 401);
     assert_eq!(server.stop(), Some(0));
+}
+
+/// A 401 `unauthorized` whose detail says `why`.
+fn refused_saying(status: u16, body: &Value, why: &str) {
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("unauthorized")),
+        "{body}"
+    );
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains(why), "{body}");
 }

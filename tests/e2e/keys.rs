@@ -218,37 +218,17 @@ fn rotation_keeps_the_previous_key_published_and_a_lost_key_fails_closed() {
     )
     .unwrap_or_else(|err| panic!("{err}"));
     std::fs::write(&second_file, stranger.as_ref()).unwrap_or_else(|err| panic!("{err}"));
-    let run = writ(&[
-        "serve",
-        "--data-dir",
-        &dir.path().display().to_string(),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    assert_eq!(run.code, Some(2));
-    assert!(
-        run.stderr.contains(&format!(
+    refuses_to_start(
+        dir.path(),
+        &format!(
             "is not the ES256 key the ledger recorded: its public key is not the one recorded for {second}"
-        )),
-        "{}",
-        run.stderr
+        ),
     );
 
     std::fs::remove_file(&second_file).unwrap_or_else(|err| panic!("{err}"));
-    let run = writ(&[
-        "serve",
-        "--data-dir",
-        &dir.path().display().to_string(),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    assert_eq!(run.code, Some(2));
-    assert!(
-        run.stderr.contains(&format!(
-            "the ledger's current signing key {second} has no private key"
-        )),
-        "{}",
-        run.stderr
+    refuses_to_start(
+        dir.path(),
+        &format!("the ledger's current signing key {second} has no private key"),
     );
 }
 
@@ -483,4 +463,12 @@ fn rotating_through_the_api_while_serving_signs_the_next_token_with_the_new_key(
         let run = writ(&["verify", &target]);
         assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
     }
+}
+
+/// `writ serve` on `dir` exits 2 at start, saying `why` on standard error.
+fn refuses_to_start(dir: &std::path::Path, why: &str) {
+    let shown = dir.display().to_string();
+    let run = writ(&["serve", "--data-dir", &shown, "--listen", "127.0.0.1:0"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains(why), "{}", run.stderr);
 }
