@@ -122,3 +122,53 @@ fn delegation_in_force<'s>(
         .last()
         .ok_or_else(|| OAuthError::grant_forbidden(NO_DELEGATION))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn refusal(pairs: &[(&str, &str)]) -> (&'static str, u16) {
+        match named_user(&form(pairs)) {
+            Err(err) => (err.error, err.status.as_u16()),
+            Ok(named) => unreachable!("refused, not {named:?}"),
+        }
+    }
+
+    #[test]
+    fn a_person_is_named_by_a_uuid_with_the_user_id_token_type() {
+        assert_eq!(named_user(&form(&[])).ok(), Some(None));
+        let id = "5F0C6A4E-8D1B-4C1E-9A53-3F7E2B9D0C11";
+        let named = named_user(&form(&[
+            ("actor_token", id),
+            ("actor_token_type", USER_ID_TOKEN_TYPE),
+        ]));
+        assert_eq!(
+            named.ok().flatten(),
+            Some(UserId::from("5f0c6a4e-8d1b-4c1e-9a53-3f7e2b9d0c11")),
+            "written as writ writes ids"
+        );
+        assert_eq!(refusal(&[("actor_token", id)]), ("invalid_request", 400));
+        assert_eq!(
+            refusal(&[("actor_token_type", USER_ID_TOKEN_TYPE)]),
+            ("invalid_request", 400)
+        );
+        assert_eq!(
+            refusal(&[("actor_token", id), ("actor_token_type", "urn:x")]),
+            ("invalid_request", 400)
+        );
+        assert_eq!(
+            refusal(&[
+                ("actor_token", "ada"),
+                ("actor_token_type", USER_ID_TOKEN_TYPE)
+            ]),
+            ("invalid_grant", 400)
+        );
+    }
+}
