@@ -260,6 +260,16 @@ pub enum Refusal {
     /// A token whose expiry is not after its issue time.
     #[error("a token must expire after it is issued")]
     BadLifetime,
+    /// An on-behalf-of token whose delegation is unknown, revoked, lapsed, or granted by
+    /// another person or to another agent.
+    #[error("delegation {0} is not in force for this person and agent")]
+    DelegationInactive(DelegationId),
+    /// An on-behalf-of token with a scope its delegation does not give.
+    #[error("scope `{1}` is outside delegation {0}")]
+    ScopeNotDelegated(DelegationId, String),
+    /// An on-behalf-of token that would outlive its delegation.
+    #[error("the token would outlive delegation {0}, which lapses at {1}")]
+    OutlivesDelegation(DelegationId, Timestamp),
     /// A token writ does not know.
     #[error("the token is not one writ issued")]
     UnknownToken,
@@ -709,7 +719,42 @@ fn issue_token(
     if token.expires_at <= token.issued_at {
         return Err(Refusal::BadLifetime);
     }
+    if let Some(delegation_id) = &token.delegation_id {
+        within_delegation(state, token, delegation_id, now)?;
+    }
     Ok((vec![token.clone().into()], Answer::Done))
+}
+
+/// A token under a delegation is issued only while it is in force, for the person who
+/// granted it, to the agent it names, and within its scopes and expiry. Checked here, at
+/// append time, so a revocation ordered before the issuance always wins: the cascade
+/// revokes what was issued before it, and nothing is issued after it.
+fn within_delegation(
+    state: &State,
+    token: &TokenIssued,
+    delegation_id: &DelegationId,
+    now: Timestamp,
+) -> Result<(), Refusal> {
+    let inactive = || Refusal::DelegationInactive(delegation_id.clone());
+    let delegation = state.delegation(delegation_id).ok_or_else(inactive)?;
+    if !delegation.is_active(now)
+        || token.user_id.as_ref() != Some(&delegation.user_id)
+        || token.client_id != delegation.client_id
+    {
+        return Err(inactive());
+    }
+    if let Some(allowed) = &delegation.scopes
+        && let Some(outside) = token.scopes.iter().find(|s| !allowed.contains(s))
+    {
+        return Err(Refusal::ScopeNotDelegated(
+            delegation_id.clone(),
+            outside.clone(),
+        ));
+    }
+    if let Some(end) = delegation.expires_at.filter(|end| token.expires_at > *end) {
+        return Err(Refusal::OutlivesDelegation(delegation_id.clone(), end));
+    }
+    Ok(())
 }
 
 fn record_operation(
@@ -1205,6 +1250,56 @@ mod tests {
         assert_eq!(
             decide(&state, &unknown, at()).err(),
             Some(Refusal::UnknownDelegation(DelegationId::from("d9")))
+        );
+    }
+
+    #[test]
+    fn an_on_behalf_of_token_is_issued_only_within_a_delegation_in_force() {
+        let mut commands = people();
+        commands.push(Command::GrantDelegation(grant(
+            "d1",
+            "ada",
+            Some(&["files:read"]),
+        )));
+        let mut lapsing = grant("d2", "ada", None);
+        lapsing.expires_at = Some(at().plus_seconds(60));
+        commands.push(Command::GrantDelegation(lapsing));
+        commands.push(Command::GrantDelegation(grant("d3", "bob", None)));
+        let state = given(&commands, at());
+        let refused = |command: &Command| decide(&state, command, at()).err();
+        let (d1, d2) = (DelegationId::from("d1"), DelegationId::from("d2"));
+        assert_eq!(refused(&obo_token("t1", Some("d1"), None)), None);
+        assert_eq!(
+            refused(&obo_token("t1", Some("d9"), None)),
+            Some(Refusal::DelegationInactive(DelegationId::from("d9")))
+        );
+        assert_eq!(
+            refused(&obo_token("t1", Some("d3"), None)),
+            Some(Refusal::DelegationInactive(DelegationId::from("d3"))),
+            "bob's delegation does not let the agent act for ada"
+        );
+        let Command::IssueToken(mut wide) = obo_token("t1", Some("d1"), None) else {
+            unreachable!("obo_token issues a token")
+        };
+        wide.scopes.push("files:write".into());
+        assert_eq!(
+            refused(&Command::IssueToken(wide)),
+            Some(Refusal::ScopeNotDelegated(d1.clone(), "files:write".into()))
+        );
+        assert!(matches!(
+            refused(&obo_token("t1", Some("d2"), None)),
+            Some(Refusal::OutlivesDelegation(id, _)) if id == d2
+        ));
+
+        // A revocation sequenced first wins over an issuance read before it.
+        commands.push(Command::RevokeDelegation {
+            delegation_id: d1.clone(),
+            by: person("ada"),
+        });
+        let state = given(&commands, at());
+        assert_eq!(
+            decide(&state, &obo_token("t1", Some("d1"), None), at()).err(),
+            Some(Refusal::DelegationInactive(d1))
         );
     }
 }

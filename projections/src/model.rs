@@ -269,7 +269,7 @@ impl Token {
         self.idempotency.get(&IdempotencyKey::of(key)).copied()
     }
 
-    /// The `act` chain's depth (0: the token acts for itself or directly for a person).
+    /// The `act` chain's depth (0: the agent acts for itself; 1: for a person, directly).
     pub fn delegation_depth(&self) -> usize {
         self.actors.len()
     }

@@ -151,6 +151,9 @@ impl From<Refusal> for ApiError {
             | Refusal::UserInactive(_)
             | Refusal::ParentInactive(_)
             | Refusal::BadLifetime
+            | Refusal::DelegationInactive(_)
+            | Refusal::ScopeNotDelegated(..)
+            | Refusal::OutlivesDelegation(..)
             | Refusal::ScopesNotHeld(..)
             | Refusal::NoScopes
             | Refusal::NotInFuture(_)

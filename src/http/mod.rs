@@ -83,6 +83,9 @@ pub fn endpoints() -> Vec<Endpoint> {
             web::get().to(discovery::jwks)
         }),
         endpoint(M::POST, "/oauth/token", || web::post().to(token::issue)),
+        endpoint(M::POST, "/oauth/agent-token", || {
+            web::post().to(token::issue_agent_token)
+        }),
         endpoint(M::POST, "/api/v1/keys/rotate", || {
             web::post().to(keys::rotate)
         }),

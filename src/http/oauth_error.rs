@@ -1,5 +1,6 @@
 //! OAuth errors as RFC 6749 §5.2 has them: `{"error", "error_description"}` with 400,
-//! or 401 and `WWW-Authenticate` when client authentication failed.
+//! 401 and `WWW-Authenticate` when client authentication failed, or 403 when the grant
+//! is well formed but not allowed (no delegation in force).
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -58,6 +59,26 @@ impl OAuthError {
             description: description.into(),
             status: StatusCode::BAD_REQUEST,
             retry_after_seconds: None,
+        }
+    }
+
+    /// `invalid_grant` (400): the grant's own parameters are malformed (e.g. a user id
+    /// that is not a UUID).
+    pub fn invalid_grant(description: impl Into<String>) -> OAuthError {
+        OAuthError {
+            error: "invalid_grant",
+            description: description.into(),
+            status: StatusCode::BAD_REQUEST,
+            retry_after_seconds: None,
+        }
+    }
+
+    /// `invalid_grant` with 403: a well-formed grant that is not allowed, such as acting
+    /// for a person who has no delegation in force to this agent.
+    pub fn grant_forbidden(description: impl Into<String>) -> OAuthError {
+        OAuthError {
+            status: StatusCode::FORBIDDEN,
+            ..OAuthError::invalid_grant(description)
         }
     }
 

@@ -1,9 +1,15 @@
-//! `POST /oauth/token`. So far the `client_credentials` grant: the agent gets an RFC 9068
-//! access token for itself, recorded in the ledger (by the digest of its bytes) before
-//! it is handed out.
+//! `POST /oauth/token` and its JSON form `POST /oauth/agent-token`. So far the
+//! `client_credentials` grant: the agent gets an RFC 9068 access token for itself, or,
+//! naming a person by `actor_token`, on their behalf under their delegation (`sub` the
+//! person, `act.sub` the agent). Either way the token is recorded in the ledger (by the
+//! digest of its bytes) before it is handed out.
 
+use std::collections::BTreeMap;
+
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use jsonwebtoken::Header;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use writ_schemas::{ClientId, Digest, Jti, Timestamp, TokenIssued};
 
@@ -11,9 +17,11 @@ use super::AppState;
 use super::oauth_error::{OAuthError, client_form, no_store, read_form_body};
 use crate::decide::{Command, Refusal};
 use crate::ledger::SubmitError;
-use crate::oauth::{Terms, authenticate, client_credentials_terms};
+use crate::oauth::{
+    AuthMethod, Presented, Terms, USER_ID_TOKEN_TYPE, authenticate, client_credentials_grant,
+};
 
-/// Body size accepted at the token endpoint.
+/// Body size accepted at the token endpoints.
 pub const FORM_BODY_BYTES_MAX: usize = 16 * 1024;
 
 /// Issues a token.
@@ -24,9 +32,98 @@ pub(super) async fn issue(
 ) -> Result<HttpResponse, OAuthError> {
     let body = read_form_body(payload).await?;
     let (form, presented) = client_form(&request, &body)?;
+    let issued = grant(&state, &form, &presented).await?;
+    Ok(no_store().json(issued))
+}
+
+/// `POST /oauth/agent-token`: an on-behalf-of token asked for in JSON. Each member maps
+/// onto the `/oauth/token` parameter of the same name, and the request then takes the
+/// same path as a form one.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentTokenRequest {
+    client_id: String,
+    client_secret: String,
+    delegated_by_user_id: String,
+    agent_type: Option<String>,
+    scope: Option<String>,
+    task_id: Option<String>,
+    max_operations: Option<u64>,
+    expires_on_completion: Option<bool>,
+    intent_description: Option<String>,
+    expires_in: Option<u64>,
+}
+
+/// Issues an on-behalf-of token asked for in JSON.
+pub(super) async fn issue_agent_token(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, OAuthError> {
+    let body = read_form_body(payload).await?;
+    let json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        return Err(OAuthError::invalid_request(
+            "send the request as application/json",
+        ));
+    }
+    let asked: AgentTokenRequest = serde_json::from_slice(&body).map_err(|err| {
+        OAuthError::invalid_request(format!(
+            "the body is not a valid agent-token request: {err}"
+        ))
+    })?;
+    let presented = Presented {
+        client_id: asked.client_id.clone(),
+        secret: asked.client_secret.clone(),
+        method: AuthMethod::Json,
+    };
+    let issued = grant(&state, &agent_token_form(asked), &presented).await?;
+    Ok(no_store().json(issued))
+}
+
+/// The `/oauth/token` form an agent-token request stands for.
+fn agent_token_form(asked: AgentTokenRequest) -> BTreeMap<String, String> {
+    let mut form = BTreeMap::from([
+        ("grant_type".to_owned(), "client_credentials".to_owned()),
+        ("actor_token".to_owned(), asked.delegated_by_user_id),
+        ("actor_token_type".to_owned(), USER_ID_TOKEN_TYPE.to_owned()),
+    ]);
+    let optional = [
+        ("agent_type", asked.agent_type),
+        ("scope", asked.scope),
+        ("task_id", asked.task_id),
+        (
+            "max_operations",
+            asked.max_operations.map(|n| n.to_string()),
+        ),
+        (
+            "expires_on_completion",
+            asked.expires_on_completion.map(|b| b.to_string()),
+        ),
+        ("intent_description", asked.intent_description),
+        ("expires_in", asked.expires_in.map(|n| n.to_string())),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value {
+            form.insert(name.to_owned(), value);
+        }
+    }
+    form
+}
+
+/// Authenticates the client, works out the token's terms and issues it.
+async fn grant(
+    state: &AppState,
+    form: &BTreeMap<String, String>,
+    presented: &Presented,
+) -> Result<Value, OAuthError> {
     let now = state.clock.now();
     let (client_id, terms) = state.ledger.read(|s| {
-        let agent = authenticate(s, &state.secrets, &presented, now)?;
+        let agent = authenticate(s, &state.secrets, presented, now)?;
         state
             .token_limits
             .check(&agent.client_id, agent.ceilings.token_requests_per_minute)
@@ -35,15 +132,14 @@ pub(super) async fn issue(
             None => Err(OAuthError::invalid_request("grant_type is missing")),
             Some("client_credentials") => Ok((
                 agent.client_id.clone(),
-                client_credentials_terms(agent, &form, &state.issuer)?,
+                client_credentials_grant(s, agent, form, &state.issuer, now)?,
             )),
             Some(other) => Err(OAuthError::unsupported_grant_type(format!(
                 "grant_type `{other}` is not supported here"
             ))),
         }
     })?;
-    let issued = sign_and_record(&state, client_id, terms, now).await?;
-    Ok(no_store().json(issued))
+    sign_and_record(state, client_id, terms, now).await
 }
 
 async fn sign_and_record(
@@ -61,10 +157,19 @@ async fn sign_and_record(
         many => json!(many),
     };
     let scope = terms.scopes.join(" ");
+    let subject = match &terms.acting_for {
+        Some(acting_for) => acting_for.user_id.to_string(),
+        None => client_id.to_string(),
+    };
     let mut claims = json!({
-        "iss": state.issuer, "sub": client_id.as_str(), "aud": audience, "client_id": client_id.as_str(),
+        "iss": state.issuer, "sub": subject, "aud": audience, "client_id": client_id.as_str(),
         "scope": scope, "iat": iat, "exp": exp, "jti": jti.as_str(), "agent_type": terms.agent_type,
     });
+    if let Some(acting_for) = &terms.acting_for {
+        // RFC 8693 §4.1: the agent is the actor; the person is the subject.
+        claims["act"] = json!({ "sub": client_id.as_str() });
+        claims["delegation_id"] = json!(acting_for.delegation_id.as_str());
+    }
     if let Some(task_id) = &terms.task_id {
         claims["task_id"] = json!(task_id);
     }
@@ -88,10 +193,13 @@ async fn sign_and_record(
         kid,
         grant_type: "client_credentials".into(),
         client_id: client_id.clone(),
-        subject: client_id.to_string(),
-        user_id: None,
-        actors: vec![],
-        delegation_id: None,
+        subject,
+        user_id: terms.acting_for.as_ref().map(|a| a.user_id.clone()),
+        actors: match terms.acting_for {
+            Some(_) => vec![client_id.clone()],
+            None => vec![],
+        },
+        delegation_id: terms.acting_for.as_ref().map(|a| a.delegation_id.clone()),
         parent_jti: None,
         family_id: None,
         audience: terms.audience.clone(),
@@ -136,6 +244,16 @@ fn refusal(err: SubmitError) -> OAuthError {
             | Refusal::AgentExpired(..)
             | Refusal::UnknownAgent(_)),
         ) => OAuthError::invalid_client(refused.to_string()),
+        // The delegation or its person changed between the read and the append.
+        SubmitError::Refused(Refusal::DelegationInactive(_)) => OAuthError::grant_forbidden(
+            "no active delegation for this user; the person must delegate to this agent first",
+        ),
+        SubmitError::Refused(Refusal::UserInactive(_)) => OAuthError::grant_forbidden(
+            "delegator user is deactivated; an admin must reactivate them first",
+        ),
+        SubmitError::Refused(refused @ Refusal::ScopeNotDelegated(..)) => {
+            OAuthError::invalid_scope(refused.to_string())
+        }
         SubmitError::Refused(other) => OAuthError::invalid_request(other.to_string()),
         SubmitError::Unavailable(why) => OAuthError::unavailable(why),
         overloaded @ SubmitError::Overloaded(_) => OAuthError::overloaded(overloaded.to_string()),

@@ -2,8 +2,10 @@
 //! Everything here reads the projections and takes `now` as a value; the HTTP layer
 //! parses and answers, the sequencer records.
 
+pub(crate) mod on_behalf;
 pub(crate) mod terms;
 
+pub use on_behalf::{ActingFor, USER_ID_TOKEN_TYPE};
 pub use terms::{Terms, client_credentials_terms};
 
 use base64::Engine as _;
@@ -21,13 +23,21 @@ pub enum AuthMethod {
     Basic,
     /// `client_id` and `client_secret` in the form body.
     Post,
+    /// `client_id` and `client_secret` in the JSON body of `/oauth/agent-token`.
+    Json,
 }
 
 impl AuthMethod {
-    fn registered_name(self) -> &'static str {
+    /// Whether a client registered with `registered` may authenticate this way.
+    fn fits(self, registered: &str) -> bool {
         match self {
-            AuthMethod::Basic => "client_secret_basic",
-            AuthMethod::Post => "client_secret_post",
+            AuthMethod::Basic => registered == "client_secret_basic",
+            AuthMethod::Post => registered == "client_secret_post",
+            // The JSON form has no header to carry the secret, and the secret is the same
+            // one either way: any client holding a secret may use it.
+            AuthMethod::Json => {
+                matches!(registered, "client_secret_basic" | "client_secret_post")
+            }
         }
     }
 }
@@ -102,6 +112,26 @@ fn basic(header: &str) -> Result<Presented, OAuthError> {
     })
 }
 
+/// The terms of a `client_credentials` token: for the agent itself, or, when the request
+/// names a person by `actor_token`, on their behalf under their delegation.
+pub fn client_credentials_grant(
+    state: &State,
+    agent: &Agent,
+    form: &std::collections::BTreeMap<String, String>,
+    issuer: &str,
+    now: Timestamp,
+) -> Result<Terms, OAuthError> {
+    let user_id = on_behalf::named_user(form)?;
+    let terms = client_credentials_terms(agent, form, issuer)?;
+    match user_id {
+        None => Ok(terms),
+        Some(user_id) => {
+            let scope_requested = form.contains_key("scope");
+            on_behalf::on_behalf_of(state, agent, user_id, scope_requested, now, terms)
+        }
+    }
+}
+
 /// The agent these credentials authenticate, usable at `now`, or why not.
 pub fn authenticate<'s>(
     state: &'s State,
@@ -124,7 +154,7 @@ pub fn authenticate<'s>(
     if !(current || previous) {
         return Err(unknown());
     }
-    if agent.token_endpoint_auth_method != presented.method.registered_name() {
+    if !presented.method.fits(&agent.token_endpoint_auth_method) {
         return Err(OAuthError::invalid_client(format!(
             "this client authenticates with {}",
             agent.token_endpoint_auth_method

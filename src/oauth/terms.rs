@@ -42,6 +42,8 @@ pub struct Terms {
     pub expires_on_completion: bool,
     /// Stated intent.
     pub intent_description: Option<String>,
+    /// The person an on-behalf-of token acts for (none: the agent acts for itself).
+    pub acting_for: Option<super::on_behalf::ActingFor>,
 }
 
 type Form = BTreeMap<String, String>;
@@ -89,6 +91,7 @@ pub fn client_credentials_terms(
         max_operations,
         expires_on_completion,
         intent_description: text(form, "intent_description", INTENT_BYTES_MAX)?,
+        acting_for: None,
     })
 }
 

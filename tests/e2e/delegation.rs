@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::kit::*;
 
 /// A call as a person, by API key: the status and the JSON body (null when none).
-fn as_user(
+pub fn as_user(
     server: &Server,
     key: &str,
     method: &str,
@@ -32,7 +32,7 @@ fn as_user(
 }
 
 /// Registers a person; their id.
-fn person(server: &Server, admin: &str, email: &str) -> String {
+pub fn person(server: &Server, admin: &str, email: &str) -> String {
     let (status, user) = call(
         server,
         admin,
@@ -45,7 +45,7 @@ fn person(server: &Server, admin: &str, email: &str) -> String {
 }
 
 /// Issues the person an API key; the key and its id.
-fn api_key(server: &Server, admin: &str, user_id: &str) -> (String, String) {
+pub fn api_key(server: &Server, admin: &str, user_id: &str) -> (String, String) {
     let path = format!("/api/v1/users/{user_id}/api-keys");
     let (status, issued) = call(server, admin, "POST", &path, None);
     assert_eq!(status, 201, "{issued}");

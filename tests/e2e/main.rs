@@ -11,6 +11,7 @@ mod keys;
 mod kit;
 mod limits;
 mod m2m;
+mod obo;
 mod openapi;
 mod server;
 mod spec;

@@ -463,6 +463,59 @@ fn tokens_and_operations(s: &mut Sweep, client_id: &str, secret: &str) {
     s.operation(401, Some(&token), None, used);
 }
 
+/// Tokens on a person's behalf, by form and by JSON, under the delegation in force from
+/// `ada` to the agent, and their refusals.
+fn on_behalf(s: &mut Sweep, ada: &str, client_id: &str, secret: &str) {
+    let me = Some((client_id, secret));
+    let cc = ("grant_type", "client_credentials");
+    let user_id = (
+        "actor_token_type",
+        "urn:writ:params:oauth:token-type:user-id",
+    );
+    let token = s.oauth(
+        200,
+        "/oauth/token",
+        me,
+        &[cc, ("actor_token", ada), user_id],
+    );
+    s.oauth(
+        200,
+        "/oauth/introspect",
+        me,
+        &[("token", &text(&token["access_token"]))],
+    );
+    let nobody = "00000000-0000-4000-8000-000000000000";
+    s.oauth(
+        403,
+        "/oauth/token",
+        me,
+        &[cc, ("actor_token", nobody), user_id],
+    );
+    s.oauth(
+        400,
+        "/oauth/token",
+        me,
+        &[cc, ("actor_token", "ada"), user_id],
+    );
+    s.oauth(400, "/oauth/token", me, &[cc, ("actor_token", ada)]);
+
+    let path = "/oauth/agent-token";
+    let asked = json!({"client_id": client_id, "client_secret": secret,
+                       "delegated_by_user_id": ada, "max_operations": 2});
+    s.send(200, "POST", path, "", |r| r.json(&asked));
+    let mut wrong = asked.clone();
+    wrong["client_secret"] = json!("wrong");
+    s.send(401, "POST", path, "", |r| r.json(&wrong));
+    let mut unknown = asked.clone();
+    unknown["delegated_by_user_id"] = json!(nobody);
+    s.send(403, "POST", path, "", |r| r.json(&unknown));
+    let missing = json!({"client_id": client_id, "client_secret": secret});
+    s.send(400, "POST", path, "", |r| r.json(&missing));
+    let mut oversize = asked;
+    oversize["task_id"] = json!("x".repeat(20_000));
+    s.send(413, "POST", path, "", |r| r.json(&oversize));
+}
+
 /// Runs the samples' bodies through the document's schemas with an independent validator.
 const VALIDATE_BODIES_PY: &str = r##"
 import json, sys, yaml
@@ -518,6 +571,7 @@ fn every_endpoint_answers_as_the_document_says() {
     let (client_id, secret) = agents(&mut sweep);
     api_keys_and_delegations(&mut sweep, &ada, &client_id);
     tokens_and_operations(&mut sweep, &client_id, &secret);
+    on_behalf(&mut sweep, &ada, &client_id, &secret);
 
     let Sweep {
         server,
