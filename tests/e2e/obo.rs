@@ -223,8 +223,7 @@ fn on_behalf_of_refusals_have_their_exact_status_and_code() {
     assert_eq!(refused(&s.token(&other_type)), (400, "invalid_request"));
 
     // Scopes and expiry within the delegation.
-    let delegation =
-        s.delegate(json!({"scopes": ["files:read"], "expires_at": "2099-01-01T00:00:00Z"}));
+    s.delegate(json!({"scopes": ["files:read"], "expires_at": "2099-01-01T00:00:00Z"}));
     let wide = s.for_user(&s.ada, &[("scope", "files:read files:write")]);
     assert_eq!(refused(&wide), (400, "invalid_scope"), "{}", wide.1);
     let (status, ok) = s.for_user(&s.ada, &[("scope", "files:read"), ("expires_in", "600")]);
@@ -265,7 +264,6 @@ fn on_behalf_of_refusals_have_their_exact_status_and_code() {
         (seen["delegation_depth"].as_u64(), seen.get("delegation_id")),
         (Some(0), None)
     );
-    let _ = delegation;
     assert_eq!(s.server.stop(), Some(0));
 }
 
