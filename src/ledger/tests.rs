@@ -31,6 +31,20 @@ fn open(dir: &Path, clock: &Clock) -> Ledger {
     }
 }
 
+/// Registers person `u1` and agent `a1`; the person's id.
+fn person_and_agent(ledger: &Ledger) -> UserId {
+    let user = UserId::from("u1");
+    let register = Command::RegisterUser {
+        user_id: user.clone(),
+        email: "u1@example.com".into(),
+        name: None,
+        by: Actor::System,
+    };
+    assert!(submit(ledger, register).is_ok());
+    assert!(submit(ledger, agent("a1")).is_ok());
+    user
+}
+
 fn agent(client_id: &str) -> Command {
     Command::RegisterAgent(AgentRegistered {
         client_id: ClientId::from(client_id),
@@ -467,15 +481,7 @@ fn deactivating_a_person_revokes_their_tokens_and_everything_derived() {
     let dir = temp();
     let clock = Clock::manual(start());
     let ledger = open(dir.path(), &clock);
-    let user = UserId::from("u1");
-    let register = Command::RegisterUser {
-        user_id: user.clone(),
-        email: "u1@example.com".into(),
-        name: None,
-        by: Actor::System,
-    };
-    assert!(submit(&ledger, register).is_ok());
-    assert!(submit(&ledger, agent("a1")).is_ok());
+    let user = person_and_agent(&ledger);
     let now = clock.now();
     for (jti, parent) in [("obo", None), ("sub", Some("obo"))] {
         let Command::IssueToken(mut issued) = token(jti, parent, None, now) else {
@@ -546,15 +552,7 @@ fn revoking_a_delegation_revokes_its_tokens_in_the_same_append() {
     let dir = temp();
     let clock = Clock::manual(start());
     let ledger = open(dir.path(), &clock);
-    let user = UserId::from("u1");
-    let register = Command::RegisterUser {
-        user_id: user.clone(),
-        email: "u1@example.com".into(),
-        name: None,
-        by: Actor::System,
-    };
-    assert!(submit(&ledger, register).is_ok());
-    assert!(submit(&ledger, agent("a1")).is_ok());
+    let user = person_and_agent(&ledger);
     let delegation = DelegationId::from("d1");
     let grant = Command::GrantDelegation(DelegationGranted {
         delegation_id: delegation.clone(),

@@ -284,3 +284,19 @@ pub fn events_in_ledger(dir: &Path, kind: &str) -> usize {
         .matches(&format!("\"type\":\"{kind}\""))
         .count()
 }
+
+/// RFC 7662 introspection of `token` on `server`, as the client `client_id`.
+pub fn introspect(
+    server: &Server,
+    client_id: &str,
+    secret: &str,
+    token: &str,
+) -> serde_json::Value {
+    http()
+        .post(server.url("/oauth/introspect"))
+        .basic_auth(client_id, Some(secret))
+        .form(&[("token", token)])
+        .send()
+        .and_then(|r| r.json())
+        .unwrap_or_else(|err| panic!("{err}"))
+}

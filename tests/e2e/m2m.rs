@@ -51,13 +51,7 @@ impl Agent {
     }
 
     fn introspect(&self, token: &str) -> Value {
-        http()
-            .post(self.server.url("/oauth/introspect"))
-            .basic_auth(&self.client_id, Some(&self.secret))
-            .form(&[("token", token)])
-            .send()
-            .and_then(|r| r.json())
-            .unwrap_or_else(|err| panic!("{err}"))
+        introspect(&self.server, &self.client_id, &self.secret, token)
     }
 
     fn operation(&self, token: &str, key: Option<&str>) -> (u16, Value) {
