@@ -608,3 +608,109 @@ fn revoking_a_delegation_revokes_its_tokens_in_the_same_append() {
         Err(SubmitError::Refused(Refusal::DelegationAlreadyRevoked(_)))
     ));
 }
+
+/// The real embedded storage, made to fail from its `n`th append on, as a full disk
+/// would: to see what the write pipeline answers when storage fails under load.
+struct FailingFrom {
+    inner: super::embedded::Embedded,
+    appends_left: std::sync::atomic::AtomicUsize,
+}
+
+impl super::storage::Storage for FailingFrom {
+    fn append(&self, records: &[Record]) -> Result<(), StorageError> {
+        use std::sync::atomic::Ordering;
+        let left = self.appends_left.load(Ordering::SeqCst);
+        if left == 0 {
+            return Err(StorageError::io(
+                "appending to the segment",
+                std::io::Error::other("no space left on device"),
+            ));
+        }
+        self.appends_left.store(left - 1, Ordering::SeqCst);
+        self.inner.append(records)
+    }
+
+    fn read(&self, from_seq: u64, limit: usize) -> Result<Vec<Record>, StorageError> {
+        self.inner.read(from_seq, limit)
+    }
+
+    fn head(&self) -> super::Head {
+        self.inner.head()
+    }
+
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.subscribe()
+    }
+}
+
+#[test]
+fn after_a_failed_append_nothing_more_is_written_and_every_acknowledged_command_is_durable() {
+    let dir = temp();
+    let clock = Clock::manual(start());
+    let (storage, _) = super::embedded::Embedded::open(
+        &DataDir::new(dir.path()),
+        super::embedded::SEGMENT_BYTES_MAX_DEFAULT,
+    )
+    .unwrap_or_else(|err| unreachable!("{err}"));
+    let storage = Arc::new(FailingFrom {
+        inner: storage,
+        appends_left: std::sync::atomic::AtomicUsize::new(6),
+    });
+    let ledger = Arc::new(Ledger::start(
+        storage,
+        writ_projections::State::new(),
+        None,
+        options(&clock),
+    ));
+    assert!(submit(&ledger, agent("a1")).is_ok());
+    assert!(submit(&ledger, token("t", None, None, clock.now())).is_ok());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let (acknowledged, unavailable) = runtime.block_on(async {
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let ledger = Arc::clone(&ledger);
+                tokio::spawn(async move {
+                    let (mut ok, mut unavailable) = (0u64, 0u64);
+                    for _ in 0..20 {
+                        match ledger.submit(operation("t", None)).await {
+                            Ok(_) => ok += 1,
+                            Err(SubmitError::Unavailable(why)) => {
+                                assert!(why.contains("no space left"), "{why}");
+                                unavailable += 1;
+                            }
+                            Err(other) => unreachable!("{other}"),
+                        }
+                    }
+                    (ok, unavailable)
+                })
+            })
+            .collect();
+        let mut totals = (0, 0);
+        for task in tasks {
+            let (ok, unavailable) = task.await.unwrap_or_default();
+            totals = (totals.0 + ok, totals.1 + unavailable);
+        }
+        totals
+    });
+    assert_eq!(acknowledged + unavailable, 64 * 20);
+    assert!(
+        acknowledged > 0 && unavailable > 0,
+        "{acknowledged} acknowledged"
+    );
+    assert!(matches!(
+        submit(&ledger, operation("t", None)),
+        Err(SubmitError::Unavailable(_))
+    ));
+    let ledger = Arc::try_unwrap(ledger).unwrap_or_else(|_| unreachable!("tasks are done"));
+    ledger.close();
+    let reopened = open(dir.path(), &clock);
+    let used = reopened.read(|s| s.token(&Jti::from("t")).map(|t| t.operations_used));
+    assert_eq!(
+        used,
+        Some(acknowledged),
+        "exactly the acknowledged operations reached storage"
+    );
+}
