@@ -4,8 +4,12 @@
 //! Architecture Invariant: `apply` reads nothing but the record and the state: no clock,
 //! no randomness, no environment, no hash-ordered containers. That is what makes two
 //! replays produce byte-identical snapshots. Queries that depend on time take `now`.
+//! The token maps, which grow with every issuance and are read on every hot-path call,
+//! are `IndexMap`s: looked up by hash, but ordered by insertion, so still deterministic.
 
 use std::collections::BTreeMap;
+
+use indexmap::IndexMap;
 
 use serde::{Deserialize, Serialize};
 use writ_schemas::{
@@ -33,8 +37,10 @@ pub struct State {
     delegations: BTreeMap<DelegationId, Delegation>,
     delegations_by_user: BTreeMap<UserId, Vec<DelegationId>>,
     session_grants: BTreeMap<GrantId, SessionGrant>,
-    tokens: BTreeMap<Jti, Token>,
-    tokens_by_digest: BTreeMap<Digest, Jti>,
+    /// Every token ever issued, in issuance order. Never shrinks: `tokens_by_digest`
+    /// holds positions in it.
+    tokens: IndexMap<Jti, Token>,
+    tokens_by_digest: IndexMap<Digest, usize>,
     tokens_by_delegation: BTreeMap<DelegationId, Vec<Jti>>,
     tokens_by_user: BTreeMap<UserId, Vec<Jti>>,
     tokens_by_agent: BTreeMap<ClientId, Vec<Jti>>,
@@ -301,7 +307,6 @@ impl State {
                 .or_default()
                 .push(jti.clone());
         }
-        self.tokens_by_digest.insert(e.digest, jti.clone());
         let token = Token {
             jti: jti.clone(),
             digest: e.digest,
@@ -329,7 +334,8 @@ impl State {
             exhausted: false,
             idempotency: BTreeMap::new(),
         };
-        self.tokens.insert(jti, token);
+        let (at, _) = self.tokens.insert_full(jti, token);
+        self.tokens_by_digest.insert(e.digest, at);
     }
 
     fn operation_recorded(&mut self, e: &writ_schemas::OperationRecorded, at: Timestamp) {

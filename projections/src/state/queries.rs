@@ -114,7 +114,8 @@ impl State {
     pub fn token_by_digest(&self, digest: &Digest) -> Option<&Token> {
         self.tokens_by_digest
             .get(digest)
-            .and_then(|jti| self.token(jti))
+            .and_then(|at| self.tokens.get_index(*at))
+            .map(|(_, token)| token)
     }
 
     /// Number of tokens ever issued.
