@@ -18,6 +18,7 @@ mod operations;
 #[cfg(test)]
 mod tests;
 mod token;
+mod user_tokens;
 mod users;
 
 use std::sync::Arc;
@@ -140,6 +141,9 @@ pub fn endpoints() -> Vec<Endpoint> {
         }),
         endpoint(M::GET, "/api/v1/me/delegations", || {
             web::get().to(delegations::mine)
+        }),
+        endpoint(M::POST, "/api/v1/me/tokens", || {
+            web::post().to(user_tokens::issue)
         }),
         endpoint(M::DELETE, "/api/v1/delegations/{id}", || {
             web::delete().to(delegations::revoke)
