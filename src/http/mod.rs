@@ -42,6 +42,8 @@ pub struct AppState {
     pub token_limits: Arc<limits::TokenRateLimits>,
     /// The key tokens are signed with, replaced whole by a rotation.
     pub signing_keys: Arc<crate::keys::SigningKeys>,
+    /// External issuers whose JWTs token exchange accepts, and their keys.
+    pub trusted_issuers: Arc<crate::issuers::TrustedIssuers>,
 }
 
 /// One endpoint: what a request must look like to reach a handler.

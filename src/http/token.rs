@@ -20,8 +20,9 @@ use super::oauth_error::{OAuthError, client_form, no_store, read_form_body};
 use crate::decide::{Command, Refusal};
 use crate::ledger::SubmitError;
 use crate::oauth::{
-    ACCESS_TOKEN_TYPE, AuthMethod, Presented, TOKEN_EXCHANGE_GRANT, Terms, USER_ID_TOKEN_TYPE,
-    authenticate, client_credentials_grant, token_exchange_grant,
+    ACCESS_TOKEN_TYPE, AuthMethod, ExternalSubject, JWT_TOKEN_TYPE, Presented,
+    TOKEN_EXCHANGE_GRANT, Terms, USER_ID_TOKEN_TYPE, authenticate, client_credentials_grant,
+    token_exchange_grant,
 };
 
 /// Body size accepted at the token endpoints.
@@ -126,6 +127,10 @@ async fn grant(
 ) -> Result<Value, OAuthError> {
     let now = state.clock.now();
     let grant_type = form.get("grant_type").map(String::as_str);
+    let external = match grant_type {
+        Some(TOKEN_EXCHANGE_GRANT) => external_subject(state, form, presented, now).await?,
+        _ => None,
+    };
     let (client_id, terms, grant_type) = state.ledger.read(|s| {
         let agent = authenticate(s, &state.secrets, presented, now)?;
         state
@@ -141,7 +146,7 @@ async fn grant(
             )),
             Some(TOKEN_EXCHANGE_GRANT) => {
                 let (holder, terms) =
-                    token_exchange_grant(s, agent, form, &state.issuer, None, now)?;
+                    token_exchange_grant(s, agent, form, &state.issuer, external.as_ref(), now)?;
                 Ok((holder, terms, TOKEN_EXCHANGE_GRANT))
             }
             Some(other) => Err(OAuthError::unsupported_grant_type(format!(
@@ -158,6 +163,37 @@ async fn grant(
 }
 
 const CLIENT_CREDENTIALS: &str = "client_credentials";
+
+/// The person a trusted external issuer's JWT in `subject_token` vouches for, verified
+/// before the grant is decided (verifying may await the issuer's keys; the read of the
+/// projections does not wait). Only a token writ did not issue is tried, writ's own being
+/// found by digest and never verified, and only for an authenticated client, so nobody
+/// else can make writ fetch keys or check signatures.
+async fn external_subject(
+    state: &AppState,
+    form: &BTreeMap<String, String>,
+    presented: &Presented,
+    now: Timestamp,
+) -> Result<Option<ExternalSubject>, OAuthError> {
+    let typed_as_token = form
+        .get("subject_token_type")
+        .is_some_and(|t| t == ACCESS_TOKEN_TYPE || t == JWT_TOKEN_TYPE);
+    let Some(token) = form.get("subject_token").filter(|_| typed_as_token) else {
+        return Ok(None);
+    };
+    let digest = Digest::of(token.as_bytes());
+    let writ_token = state.ledger.read(|s| {
+        authenticate(s, &state.secrets, presented, now)
+            .map(|_| s.token_by_digest(&digest).is_some())
+    })?;
+    if writ_token {
+        return Ok(None);
+    }
+    state
+        .trusted_issuers
+        .verify(token, &state.issuer, now)
+        .await
+}
 
 /// RFC 8693 §4.1's `act` for a chain, outermost (current) actor first: each earlier
 /// actor nests inside the one it delegated to.

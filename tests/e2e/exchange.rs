@@ -43,9 +43,9 @@ fn agent(server: &Server, admin: &str, name: &str, scopes: &[&str]) -> Agent {
 
 /// A server started with `extra`, ada with an API key, and three agents; ada delegates
 /// `files:read files:write` to `a`.
-pub fn setup_with(extra: &[&str]) -> Setup {
+pub fn setup_with(extra: &[&str], env: &[(&str, &str)]) -> Setup {
     let dir = temp();
-    let server = Server::start(dir.path(), extra);
+    let server = Server::start_with(dir.path(), extra, env);
     let admin = server.admin_token();
     let ada = person(&server, &admin, "ada@example.com");
     let (ada_key, _) = api_key(&server, &admin, &ada);
@@ -68,7 +68,7 @@ pub fn setup_with(extra: &[&str]) -> Setup {
 }
 
 fn setup() -> Setup {
-    setup_with(&[])
+    setup_with(&[], &[])
 }
 
 impl Setup {
@@ -587,4 +587,241 @@ fn token_exchange_refusals_have_their_exact_status_and_code() {
         .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(s.server.stop(), Some(0));
+}
+
+/// A tiny identity provider on loopback: it serves its JWKS (ES256, a key made for the
+/// test) at `/jwks` and signs JWTs with that key; it counts the fetches.
+struct Issuer {
+    url: String,
+    address: std::net::SocketAddr,
+    kid: String,
+    key: jsonwebtoken::EncodingKey,
+    jwks: String,
+    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// An ES256 key: its signing key and its public JWK.
+fn es256_key(kid: &str) -> (jsonwebtoken::EncodingKey, Value) {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+    use base64::Engine as _;
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+        .unwrap_or_else(|err| panic!("{err}"));
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
+        .unwrap_or_else(|err| panic!("{err}"));
+    let point = pair.public_key().as_ref();
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let jwk = json!({"kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..65]),
+                     "kid": kid, "alg": "ES256", "use": "sig"});
+    (jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref()), jwk)
+}
+
+impl Issuer {
+    fn start(url: &str) -> Issuer {
+        use std::io::{BufRead as _, BufReader, Write as _};
+        use std::sync::atomic::Ordering;
+        writ::jose::install();
+        let kid = "idp-key-1".to_owned();
+        let (key, jwk) = es256_key(&kid);
+        let jwks = json!({ "keys": [jwk] }).to_string();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let (jwks, fetches, stop) = (jwks.clone(), fetches.clone(), stop.clone());
+            move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(mut stream) = stream else { continue };
+                    let mut reader = BufReader::new(&stream);
+                    let mut request_line = String::new();
+                    let _ = reader.read_line(&mut request_line);
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                        line.clear();
+                    }
+                    let (status, body) = if request_line.starts_with("GET /jwks ") {
+                        fetches.fetch_add(1, Ordering::SeqCst);
+                        ("200 OK", jwks.as_str())
+                    } else {
+                        ("404 Not Found", "{}")
+                    };
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+            }
+        });
+        Issuer {
+            url: url.to_owned(),
+            address,
+            kid,
+            key,
+            jwks,
+            fetches,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn jwks_url(&self) -> String {
+        format!("http://{}/jwks", self.address)
+    }
+
+    /// A JWT from this issuer with `claims` over the defaults, signed with `key` (the
+    /// issuer's own unless given) under `kid`.
+    fn sign(&self, claims: Value, key: Option<&jsonwebtoken::EncodingKey>, kid: &str) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let mut all = json!({"iss": self.url, "sub": "idp|ada", "email": "ada@example.com",
+                             "iat": now, "exp": now + 300});
+        for (name, value) in claims.as_object().into_iter().flatten() {
+            all[name] = value.clone();
+        }
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(&header, &all, key.unwrap_or(&self.key))
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Issuer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = std::net::TcpStream::connect(self.address);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn a_trusted_issuer_s_jwt_is_exchanged_for_the_writ_user_with_its_email() {
+    let idp = Issuer::start("https://id.example");
+    let trusted = format!("{}={}", idp.url, idp.jwks_url());
+    let s = setup_with(&["--trusted-issuer", &trusted], &[]);
+    assert!(
+        s.server
+            .banner
+            .iter()
+            .any(|l| l.contains("trusted issuer: https://id.example")),
+        "{:?}",
+        s.server.banner
+    );
+    const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+    let for_writ = json!({"aud": s.server.base});
+    let issued = s.exchanged(&s.a, &idp.sign(for_writ.clone(), None, &idp.kid), JWT, &[]);
+    assert!(
+        issued["expires_in"].as_i64().is_some_and(|t| t <= 300),
+        "never past the JWT: {issued}"
+    );
+    let token = text(&issued["access_token"]);
+    let claims = verify_with_pyjwt(&s.server, &token).unwrap_or_else(|why| panic!("{why}"));
+    assert_eq!(claims["sub"].as_str(), Some(s.ada.as_str()));
+    assert_eq!(claims["act"], json!({"sub": s.a.id}));
+    // No aud at all is accepted too, and the access_token type names a JWT as well.
+    let no_aud = idp.sign(json!({}), None, &idp.kid);
+    assert_eq!(s.exchange(&s.a, &no_aud, ACCESS_TOKEN, &[]).0, 200);
+
+    let check = |subject: String, words: &str| {
+        let answer = s.exchange(&s.a, &subject, JWT, &[]);
+        assert_eq!(refused(&answer), (400, "invalid_grant"), "{}", answer.1);
+        assert!(says(&answer, words), "`{words}` in {}", answer.1);
+    };
+    check(
+        idp.sign(json!({"email": "eve@example.com"}), None, &idp.kid),
+        "the external token's subject is not a writ user",
+    );
+    let (forged, _) = es256_key(&idp.kid);
+    check(
+        idp.sign(json!({}), Some(&forged), &idp.kid),
+        "did not verify",
+    );
+    check(
+        idp.sign(json!({"exp": 1_000_000_000}), None, &idp.kid),
+        "expired",
+    );
+    check(
+        idp.sign(json!({"aud": "https://mail.example"}), None, &idp.kid),
+        "meant for another service",
+    );
+    check(
+        idp.sign(json!({"email_verified": false}), None, &idp.kid),
+        "not verified",
+    );
+    check(
+        idp.sign(json!({"iss": "https://evil.example"}), None, &idp.kid),
+        "not an active token",
+    );
+    check(
+        idp.sign(json!({}), None, "idp-key-9"),
+        "is not in the issuer's JWKS",
+    );
+    // The key says ES256: a token claiming HS256 with it is refused before any check.
+    let mut hs = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    hs.kid = Some(idp.kid.clone());
+    let claims = json!({"iss": idp.url, "email": "ada@example.com", "exp": 4_000_000_000_u64});
+    let hmac = jsonwebtoken::encode(
+        &hs,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(idp.jwks.as_bytes()),
+    )
+    .unwrap_or_else(|err| panic!("{err}"));
+    check(hmac, "its key is for ES256");
+    assert_eq!(
+        idp.fetches(),
+        1,
+        "an unknown kid does not refetch within the minute"
+    );
+
+    // Under no delegation: the same refusal as by user id.
+    let (status, _) = s.exchange(&s.b, &idp.sign(for_writ, None, &idp.kid), JWT, &[]);
+    assert_eq!(status, 403);
+    assert_eq!(s.server.stop(), Some(0));
+}
+
+#[test]
+fn a_trusted_issuer_s_keys_may_be_a_file_and_a_bad_one_stops_the_start() {
+    let idp = Issuer::start("https://id.example");
+    let keys = temp();
+    let path = keys.path().join("idp.jwks");
+    std::fs::write(&path, &idp.jwks).unwrap_or_else(|err| panic!("{err}"));
+    let trusted = format!("{}={}", idp.url, path.display());
+    let s = setup_with(&[], &[("WRIT_TRUSTED_ISSUERS", &trusted)]);
+    let jwt = idp.sign(json!({}), None, &idp.kid);
+    let issued = s.exchanged(&s.a, &jwt, ACCESS_TOKEN, &[]);
+    assert_eq!(
+        s.introspect(&text(&issued["access_token"]))["sub"],
+        json!(s.ada)
+    );
+    assert_eq!(idp.fetches(), 0, "read from the file");
+    assert_eq!(s.server.stop(), Some(0));
+
+    let dir = temp();
+    let missing = format!("{}={}", idp.url, keys.path().join("missing.jwks").display());
+    let run = writ(&[
+        "serve",
+        "--data-dir",
+        &dir.path().display().to_string(),
+        "--listen",
+        "127.0.0.1:0",
+        "--trusted-issuer",
+        &missing,
+    ]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("missing.jwks"), "{}", run.stderr);
 }
