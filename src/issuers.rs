@@ -115,7 +115,8 @@ pub enum IssuersError {
 /// The configured issuers and their cached keys.
 pub struct TrustedIssuers {
     issuers: Vec<Issuer>,
-    client: reqwest::Client,
+    /// Made only when an issuer is configured: a server with none needs no TLS setup.
+    client: Option<reqwest::Client>,
 }
 
 struct Issuer {
@@ -160,14 +161,6 @@ impl KeyCache {
 }
 
 impl TrustedIssuers {
-    /// None configured: token exchange takes writ's own tokens and user ids only.
-    pub fn none() -> TrustedIssuers {
-        TrustedIssuers {
-            issuers: Vec::new(),
-            client: reqwest::Client::new(),
-        }
-    }
-
     /// Sets up `configs`, reading every JWKS file now (fail closed at start).
     pub fn new(configs: Vec<TrustedIssuer>) -> Result<TrustedIssuers, IssuersError> {
         if configs.len() > TRUSTED_ISSUERS_MAX {
@@ -200,13 +193,18 @@ impl TrustedIssuers {
         }
         // Fetches are rare, and actix runs one runtime per worker: no pooled connection
         // is kept, so none is tied to another worker's runtime.
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(JWKS_FETCH_SECONDS_MAX))
-            .connect_timeout(Duration::from_secs(JWKS_FETCH_SECONDS_MAX))
-            .pool_max_idle_per_host(0)
-            .redirect(reqwest::redirect::Policy::limited(3))
-            .build()
-            .map_err(|err| IssuersError::Client(err.to_string()))?;
+        let client = match issuers.is_empty() {
+            true => None,
+            false => Some(
+                reqwest::Client::builder()
+                    .timeout(Duration::from_secs(JWKS_FETCH_SECONDS_MAX))
+                    .connect_timeout(Duration::from_secs(JWKS_FETCH_SECONDS_MAX))
+                    .pool_max_idle_per_host(0)
+                    .redirect(reqwest::redirect::Policy::limited(3))
+                    .build()
+                    .map_err(|err| IssuersError::Client(err.to_string()))?,
+            ),
+        };
         Ok(TrustedIssuers { issuers, client })
     }
 
@@ -302,8 +300,11 @@ impl TrustedIssuers {
             }
             JwksSource::Url(url) => url,
         };
-        let mut response = self
+        let client = self
             .client
+            .as_ref()
+            .ok_or_else(|| "no HTTP client: no issuer is configured".to_owned())?;
+        let mut response = client
             .get(url)
             .header("accept", "application/jwk-set+json, application/json")
             .send()
