@@ -4,7 +4,9 @@
 //! expiry and operations; `act` nests the chain in the JWT (verified by PyJWT) and
 //! introspection shows it; the chain is as deep as its agents' policies allow; revoking a
 //! token, the delegation or an agent in the chain ends every token below at once; every
-//! refusal has its exact status and code.
+//! refusal has its exact status and code. A small identity provider on loopback (its own
+//! ES256 key, its JWKS over HTTP or in a file) shows a trusted issuer's JWT exchanged for
+//! the writ user with its email, and every way such a JWT is refused.
 
 use serde_json::{Value, json};
 
