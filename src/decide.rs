@@ -19,6 +19,11 @@ use writ_schemas::{
 pub const API_KEYS_PER_USER_MAX: usize = 20;
 /// Most delegations a person may have in force (neither revoked nor lapsed) at once.
 pub const DELEGATIONS_PER_USER_MAX: usize = 1000;
+/// Deepest `act` chain (agents acting for a person, one delegating to the next) an agent
+/// takes part in when its policy sets no `max_delegation_depth`: deep enough for an
+/// orchestrator, a planner and a few tools under it, shallow enough that a chain stays
+/// something a person can read in an audit trail. A policy may set 0 to 10.
+pub const DELEGATION_DEPTH_DEFAULT: u32 = 5;
 
 /// Something asked of the ledger.
 #[derive(Debug, Clone)]
@@ -257,6 +262,25 @@ pub enum Refusal {
     /// A parent token that is not live.
     #[error("parent token {0} is revoked, expired or unknown")]
     ParentInactive(Jti),
+    /// A token whose `act` chain would be deeper than an agent in it allows.
+    #[error(
+        "the delegation chain would be {depth} agents deep, and agent {client_id} allows at most {ceiling} (its policy's max_delegation_depth; {DELEGATION_DEPTH_DEFAULT} when unset)"
+    )]
+    TooDeep {
+        /// The chain's depth with the new actor.
+        depth: usize,
+        /// The agent whose ceiling it exceeds.
+        client_id: ClientId,
+        /// That agent's ceiling.
+        ceiling: u32,
+    },
+    /// A token derived from another that does not stay within it (scopes, expiry,
+    /// audience, operations, or the person, delegation and chain it acts in).
+    #[error("the token would exceed parent token {0}: {1}")]
+    ExceedsParent(Jti, String),
+    /// A token whose `act` chain does not begin with the agent that holds it.
+    #[error("the token's act chain must begin with its holder {0}")]
+    ChainNotHeld(ClientId),
     /// A token whose expiry is not after its issue time.
     #[error("a token must expire after it is issued")]
     BadLifetime,
@@ -692,15 +716,7 @@ fn issue_token(
     token: &TokenIssued,
     now: Timestamp,
 ) -> Result<(Vec<Event>, Answer), Refusal> {
-    let agent = state
-        .agent(&token.client_id)
-        .ok_or_else(|| Refusal::UnknownAgent(token.client_id.to_string()))?;
-    if !agent.enabled {
-        return Err(Refusal::AgentDisabled(token.client_id.to_string()));
-    }
-    if let Some(expired) = agent.expires_at.filter(|end| now >= *end) {
-        return Err(Refusal::AgentExpired(token.client_id.to_string(), expired));
-    }
+    usable_agent(state, &token.client_id, now)?;
     if let Some(user_id) = token
         .user_id
         .as_ref()
@@ -711,13 +727,23 @@ fn issue_token(
     if state.token(&token.jti).is_some() || state.token_by_digest(&token.digest).is_some() {
         return Err(Refusal::DuplicateToken(token.jti.clone()));
     }
-    if let Some(parent) = &token.parent_jti
-        && !state.token(parent).is_some_and(|p| p.is_active(now))
-    {
-        return Err(Refusal::ParentInactive(parent.clone()));
-    }
     if token.expires_at <= token.issued_at {
         return Err(Refusal::BadLifetime);
+    }
+    // The parent first: disabling an agent of its chain revoked it, and that is the
+    // refusal that says what happened.
+    if let Some(parent) = &token.parent_jti {
+        within_parent(state, token, parent, now)?;
+    }
+    if let Some(first) = token.actors.first() {
+        if *first != token.client_id {
+            return Err(Refusal::ChainNotHeld(token.client_id.clone()));
+        }
+        // Everyone in the chain is still in service: a disable sequenced first wins.
+        for actor in &token.actors[1..] {
+            usable_agent(state, actor, now)?;
+        }
+        within_depth(state, &token.actors)?;
     }
     if let Some(delegation_id) = &token.delegation_id {
         within_delegation(state, token, delegation_id, now)?;
@@ -725,8 +751,100 @@ fn issue_token(
     Ok((vec![token.clone().into()], Answer::Done))
 }
 
+/// The agent, registered, enabled and not expired at `now`.
+fn usable_agent<'s>(
+    state: &'s State,
+    client_id: &ClientId,
+    now: Timestamp,
+) -> Result<&'s writ_projections::Agent, Refusal> {
+    let agent = known_agent(state, client_id)?;
+    if !agent.enabled {
+        return Err(Refusal::AgentDisabled(client_id.to_string()));
+    }
+    if let Some(expired) = agent.expires_at.filter(|end| now >= *end) {
+        return Err(Refusal::AgentExpired(client_id.to_string(), expired));
+    }
+    Ok(agent)
+}
+
+/// An `act` chain (`actors`, outermost first) is as deep as its length; it may be no
+/// deeper than the ceiling of any agent in it (`max_delegation_depth`, else
+/// [`DELEGATION_DEPTH_DEFAULT`]). An unknown agent has the default ceiling here; whether
+/// it may act at all is checked apart.
+pub fn within_depth(state: &State, actors: &[ClientId]) -> Result<(), Refusal> {
+    let depth = actors.len();
+    for client_id in actors {
+        let ceiling = state
+            .agent(client_id)
+            .and_then(|agent| agent.ceilings.max_delegation_depth)
+            .unwrap_or(DELEGATION_DEPTH_DEFAULT);
+        if depth > ceiling as usize {
+            return Err(Refusal::TooDeep {
+                depth,
+                client_id: client_id.clone(),
+                ceiling,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A token exchanged from `parent_jti` stays within it, checked against the parent as it
+/// stands when the token is recorded: the parent is live and has operations left; the
+/// token acts for the same person (or, like it, for none), and, when the parent is itself an agent's token for
+/// that person, under the same delegation with the parent's chain behind its new actor
+/// and within the parent's audience (a person's own token is addressed to writ, so it
+/// bounds no audience); it never has more scopes, a later expiry, or more operations
+/// than the parent has left. So an operation, a revocation or a policy change sequenced
+/// between the HTTP layer's reading and this append can never yield a wider child.
+fn within_parent(
+    state: &State,
+    token: &TokenIssued,
+    parent_jti: &Jti,
+    now: Timestamp,
+) -> Result<(), Refusal> {
+    let parent = state
+        .token(parent_jti)
+        .filter(|p| p.is_active(now))
+        .ok_or_else(|| Refusal::ParentInactive(parent_jti.clone()))?;
+    let exceeds = |why: String| Err(Refusal::ExceedsParent(parent_jti.clone(), why));
+    if parent.user_id != token.user_id {
+        return exceeds("it must act for the person the parent acts for".into());
+    }
+    if !parent.actors.is_empty() {
+        if parent.delegation_id != token.delegation_id
+            || token.actors.get(1..) != Some(parent.actors.as_slice())
+        {
+            return exceeds("it must extend the parent's chain under its delegation".into());
+        }
+        if let Some(outside) = token.audience.iter().find(|a| !parent.audience.contains(a)) {
+            return exceeds(format!("audience `{outside}` is not the parent's"));
+        }
+    }
+    if let Some(outside) = token.scopes.iter().find(|s| !parent.scopes.contains(s)) {
+        return exceeds(format!("scope `{outside}` is not the parent's"));
+    }
+    if token.expires_at > parent.expires_at {
+        return exceeds(format!(
+            "it would outlive the parent, which expires at {}",
+            parent.expires_at
+        ));
+    }
+    if let Some(left) = parent.operations_remaining() {
+        match token.max_operations {
+            _ if left == 0 => return exceeds("the parent's operation quota is used up".into()),
+            Some(max) if max <= left => {}
+            _ => return exceeds(format!("the parent has {left} operations left")),
+        }
+    }
+    Ok(())
+}
+
 /// A token under a delegation is issued only while it is in force, for the person who
-/// granted it, to the agent it names, and within its scopes and expiry. Checked here, at
+/// granted it, with the agent it names innermost in the token's `act` chain (the one the
+/// person delegated to; agents outward of it were delegated to by it, checked against
+/// the parent token; with no chain recorded, the holder), and within its scopes and
+/// expiry. Checked here, at
 /// append time, so a revocation ordered before the issuance always wins: the cascade
 /// revokes what was issued before it, and nothing is issued after it.
 fn within_delegation(
@@ -739,7 +857,7 @@ fn within_delegation(
     let delegation = state.delegation(delegation_id).ok_or_else(inactive)?;
     if !delegation.is_active(now)
         || token.user_id.as_ref() != Some(&delegation.user_id)
-        || token.client_id != delegation.client_id
+        || token.actors.last().unwrap_or(&token.client_id) != &delegation.client_id
     {
         return Err(inactive());
     }
@@ -966,15 +1084,25 @@ mod tests {
     }
 
     fn obo_token(jti: &str, delegation: Option<&str>, parent: Option<&str>) -> Command {
+        chained(jti, &["a1"], delegation, parent)
+    }
+
+    /// A token for ada held by `actors[0]`, with `actors` as its chain (outermost first).
+    fn chained(
+        jti: &str,
+        actors: &[&str],
+        delegation: Option<&str>,
+        parent: Option<&str>,
+    ) -> Command {
         Command::IssueToken(TokenIssued {
             jti: Jti::from(jti),
             digest: Digest::of(jti.as_bytes()),
             kid: KeyId::from("k1"),
             grant_type: "client_credentials".into(),
-            client_id: ClientId::from("a1"),
+            client_id: ClientId::from(actors[0]),
             subject: "ada".into(),
             user_id: Some(UserId::from("ada")),
-            actors: vec![ClientId::from("a1")],
+            actors: actors.iter().map(|a| ClientId::from(*a)).collect(),
             delegation_id: delegation.map(DelegationId::from),
             parent_jti: parent.map(Jti::from),
             family_id: None,
@@ -990,11 +1118,20 @@ mod tests {
         })
     }
 
+    fn issued(command: Command) -> TokenIssued {
+        match command {
+            Command::IssueToken(token) => token,
+            other => unreachable!("a token, not {other:?}"),
+        }
+    }
+
     fn people() -> Vec<Command> {
         vec![
             register("ada"),
             register("bob"),
             agent("a1", &["files:read", "files:write"]),
+            agent("a2", &["files:read", "files:write"]),
+            agent("a3", &["files:read"]),
         ]
     }
 
@@ -1188,8 +1325,13 @@ mod tests {
         commands.push(Command::GrantDelegation(grant("d1", "ada", None)));
         commands.push(Command::GrantDelegation(grant("d2", "ada", None)));
         commands.push(obo_token("t1", Some("d1"), None));
-        commands.push(obo_token("t1-child", Some("d1"), Some("t1")));
-        commands.push(obo_token("t1-grandchild", None, Some("t1-child")));
+        commands.push(chained("t1-child", &["a2", "a1"], Some("d1"), Some("t1")));
+        commands.push(chained(
+            "t1-grandchild",
+            &["a3", "a2", "a1"],
+            Some("d1"),
+            Some("t1-child"),
+        ));
         commands.push(obo_token("t2", Some("d2"), None));
         let state = given(&commands, at());
         let revoke = |by: Actor| Command::RevokeDelegation {
@@ -1300,6 +1442,235 @@ mod tests {
         assert_eq!(
             decide(&state, &obo_token("t1", Some("d1"), None), at()).err(),
             Some(Refusal::DelegationInactive(d1))
+        );
+    }
+
+    /// ada delegates to a1 (d1); a1 holds t1 for her; a2 holds t2, exchanged from t1.
+    fn chain_of_two() -> Vec<Command> {
+        let mut commands = people();
+        commands.push(Command::GrantDelegation(grant("d1", "ada", None)));
+        let Command::IssueToken(mut t1) = obo_token("t1", Some("d1"), None) else {
+            unreachable!("a token")
+        };
+        t1.scopes = vec!["files:read".into(), "files:write".into()];
+        t1.audience = vec!["https://files.example".into()];
+        t1.max_operations = Some(3);
+        commands.push(Command::IssueToken(t1));
+        let mut t2 = issued(chained("t2", &["a2", "a1"], Some("d1"), Some("t1")));
+        t2.audience = vec!["https://files.example".into()];
+        t2.max_operations = Some(2);
+        commands.push(Command::IssueToken(t2));
+        commands
+    }
+
+    /// t3: a3 acting for ada after a2 and a1, exchanged from t2, within it.
+    fn third() -> TokenIssued {
+        let mut t3 = issued(chained("t3", &["a3", "a2", "a1"], Some("d1"), Some("t2")));
+        t3.audience = vec!["https://files.example".into()];
+        t3.max_operations = Some(1);
+        t3
+    }
+
+    #[test]
+    fn a_chained_token_is_recorded_only_within_its_parent_as_it_stands_then() {
+        let commands = chain_of_two();
+        let state = given(&commands, at());
+        let refused = |token: TokenIssued| decide(&state, &Command::IssueToken(token), at()).err();
+        assert_eq!(refused(third()), None);
+        let t2 = Jti::from("t2");
+        let exceeds = |refusal: Option<Refusal>| matches!(refusal, Some(Refusal::ExceedsParent(ref parent, _)) if *parent == t2);
+        let mut wider = third();
+        wider.scopes.push("files:write".into());
+        assert!(exceeds(refused(wider)), "scopes only narrow");
+        let mut later = third();
+        later.expires_at = at().plus_seconds(901);
+        assert!(exceeds(refused(later)), "expiry only narrows");
+        let mut more = third();
+        more.max_operations = Some(3);
+        assert!(exceeds(refused(more)), "operations only narrow");
+        let mut unbounded = third();
+        unbounded.max_operations = None;
+        assert!(exceeds(refused(unbounded)), "a quota is inherited");
+        let mut elsewhere = third();
+        elsewhere.audience = vec!["https://mail.example".into()];
+        assert!(exceeds(refused(elsewhere)), "audience only narrows");
+        let mut skipped = third();
+        skipped.actors = vec![ClientId::from("a3"), ClientId::from("a1")];
+        assert!(exceeds(refused(skipped)), "the chain extends the parent's");
+        let mut other_person = third();
+        other_person.user_id = Some(UserId::from("bob"));
+        assert!(exceeds(refused(other_person)));
+        let mut not_held = third();
+        not_held.client_id = ClientId::from("a2");
+        assert_eq!(
+            refused(not_held),
+            Some(Refusal::ChainNotHeld(ClientId::from("a2")))
+        );
+
+        // Operations recorded on the parent after the HTTP layer read it still count.
+        let mut used = commands.clone();
+        for n in 0..2 {
+            used.push(Command::RecordOperation {
+                digest: Digest::of(b"t2"),
+                operation: format!("op-{n}"),
+                resource: None,
+                idempotency_key: None,
+            });
+        }
+        let state = given(&used, at());
+        assert!(matches!(
+            decide(&state, &Command::IssueToken(third()), at()).err(),
+            Some(Refusal::ExceedsParent(_, why)) if why.contains("used up")
+        ));
+    }
+
+    #[test]
+    fn what_changed_since_the_request_was_read_refuses_a_chained_token() {
+        let base = chain_of_two();
+        let after = |change: Command| {
+            let mut commands = base.clone();
+            commands.push(change);
+            let state = given(&commands, at());
+            decide(&state, &Command::IssueToken(third()), at()).err()
+        };
+        let parent_revoked = after(Command::RevokeToken {
+            jti: Jti::from("t1"),
+            by: admin(),
+        });
+        assert_eq!(
+            parent_revoked,
+            Some(Refusal::ParentInactive(Jti::from("t2")))
+        );
+        let delegation_revoked = after(Command::RevokeDelegation {
+            delegation_id: DelegationId::from("d1"),
+            by: person("ada"),
+        });
+        assert_eq!(
+            delegation_revoked,
+            Some(Refusal::ParentInactive(Jti::from("t2")))
+        );
+        let deactivated = after(Command::DeactivateUser {
+            user_id: UserId::from("ada"),
+            by: admin(),
+        });
+        assert_eq!(
+            deactivated,
+            Some(Refusal::UserInactive(UserId::from("ada")))
+        );
+        let disabled = after(Command::DisableAgent {
+            client_id: ClientId::from("a1"),
+            by: admin(),
+        });
+        assert_eq!(disabled, Some(Refusal::ParentInactive(Jti::from("t2"))));
+        let tightened = after(Command::SetAgentPolicy(AgentPolicySet {
+            client_id: ClientId::from("a1"),
+            max_ttl_seconds: None,
+            allowed_scopes: None,
+            allowed_audiences: None,
+            max_delegation_depth: Some(2),
+            max_operations: None,
+            token_requests_per_minute: None,
+            by: admin(),
+        }));
+        assert_eq!(
+            tightened,
+            Some(Refusal::TooDeep {
+                depth: 3,
+                client_id: ClientId::from("a1"),
+                ceiling: 2
+            }),
+            "the innermost agent's ceiling binds the whole chain"
+        );
+    }
+
+    #[test]
+    fn a_chain_is_no_deeper_than_the_default_ceiling_when_no_policy_sets_one() {
+        let mut commands = people();
+        let names: Vec<String> = (0..=DELEGATION_DEPTH_DEFAULT)
+            .map(|n| format!("c{n}"))
+            .collect();
+        for name in &names {
+            commands.push(agent(name, &["files:read"]));
+        }
+        let state = given(&commands, at());
+        let chain = |depth: usize| -> Vec<ClientId> {
+            names[..depth]
+                .iter()
+                .map(|n| ClientId::from(n.as_str()))
+                .collect()
+        };
+        let deepest = DELEGATION_DEPTH_DEFAULT as usize;
+        assert_eq!(within_depth(&state, &chain(deepest)), Ok(()));
+        assert_eq!(
+            within_depth(&state, &chain(deepest + 1)),
+            Err(Refusal::TooDeep {
+                depth: deepest + 1,
+                client_id: ClientId::from("c0"),
+                ceiling: DELEGATION_DEPTH_DEFAULT
+            })
+        );
+    }
+
+    #[test]
+    fn revoking_or_disabling_anything_above_a_chained_token_revokes_it_in_the_same_decision() {
+        let mut commands = chain_of_two();
+        commands.push(Command::IssueToken(third()));
+        let state = given(&commands, at());
+        let revoked = |command: Command| -> Vec<(String, RevocationCause)> {
+            decide(&state, &command, at())
+                .map(|(events, _)| events)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|event| match event {
+                    Event::TokenRevoked(e) => Some((e.jti.to_string(), e.cause)),
+                    _ => None,
+                })
+                .collect()
+        };
+        let parent = |jti: &str| RevocationCause::ParentRevoked {
+            parent_jti: Jti::from(jti),
+        };
+        let by = admin();
+        assert_eq!(
+            revoked(Command::RevokeToken {
+                jti: Jti::from("t1"),
+                by: by.clone()
+            }),
+            vec![
+                ("t1".into(), RevocationCause::Requested { by: by.clone() }),
+                ("t2".into(), parent("t1")),
+                ("t3".into(), parent("t2")),
+            ]
+        );
+        let a2 = ClientId::from("a2");
+        assert_eq!(
+            revoked(Command::DisableAgent {
+                client_id: a2.clone(),
+                by: by.clone()
+            }),
+            vec![
+                (
+                    "t2".into(),
+                    RevocationCause::AgentDisabled { client_id: a2 }
+                ),
+                ("t3".into(), parent("t2")),
+            ],
+            "a1's own token for ada stays"
+        );
+        let ada = UserId::from("ada");
+        assert_eq!(
+            revoked(Command::DeactivateUser {
+                user_id: ada.clone(),
+                by
+            }),
+            vec![
+                (
+                    "t1".into(),
+                    RevocationCause::UserDeactivated { user_id: ada }
+                ),
+                ("t2".into(), parent("t1")),
+                ("t3".into(), parent("t2")),
+            ]
         );
     }
 }

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod decide;
 pub mod harness;
 pub mod http;
+pub mod issuers;
 pub mod jose;
 pub mod keys;
 pub mod ledger;

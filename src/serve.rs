@@ -54,6 +54,14 @@ pub struct ServeArgs {
     /// shutdown). Fewer means less background work, more to replay after a crash.
     #[arg(long, env = "WRIT_SNAPSHOT_EVERY_RECORDS", default_value_t = crate::ledger::SNAPSHOT_EVERY_RECORDS_DEFAULT)]
     pub snapshot_every_records: u64,
+    /// An identity provider whose JWTs token exchange accepts as a person's
+    /// `subject_token`, as ISSUER_URL=JWKS_URL_OR_FILE (repeatable; in
+    /// WRIT_TRUSTED_ISSUERS, comma-separated). Its `iss` must be ISSUER_URL exactly; its
+    /// `email` claim names the writ user; its `aud`, if any, must name writ's issuer URL.
+    /// A JWKS file is read at start; a URL is fetched on first use and hourly, or early
+    /// for an unknown `kid` (at most once a minute).
+    #[arg(long = "trusted-issuer", env = "WRIT_TRUSTED_ISSUERS", value_delimiter = ',', value_parser = crate::issuers::parse_trusted_issuer)]
+    pub trusted_issuers: Vec<crate::issuers::TrustedIssuer>,
     /// Seconds to let in-flight requests finish after a shutdown signal.
     #[arg(long, env = "WRIT_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
@@ -76,6 +84,9 @@ pub enum ServeError {
     /// The signing key could not be made or loaded.
     #[error("{0}")]
     SigningKey(#[from] crate::keys::KeyError),
+    /// The trusted issuers could not be set up.
+    #[error("{0}")]
+    TrustedIssuers(#[from] crate::issuers::IssuersError),
     /// The initial admin token could not be set up.
     #[error("{0}")]
     AdminToken(String),
@@ -246,6 +257,10 @@ async fn serve(
     let token_limits = Arc::new(crate::http::limits::TokenRateLimits::new(
         args.token_requests_per_minute,
     ));
+    let trusted_issuers = Arc::new(crate::issuers::TrustedIssuers::new(
+        args.trusted_issuers.clone(),
+    )?);
+    let trusted: Vec<String> = trusted_issuers.issuers().map(str::to_owned).collect();
     let server = HttpServer::new({
         let issuer = issuer.clone();
         move || {
@@ -256,6 +271,7 @@ async fn serve(
                 clock: clock.clone(),
                 signing_keys: Arc::clone(&signing_keys),
                 token_limits: Arc::clone(&token_limits),
+                trusted_issuers: Arc::clone(&trusted_issuers),
             };
             App::new()
                 .wrap(actix_web::middleware::from_fn(
@@ -275,6 +291,9 @@ async fn serve(
         args.data_dir.display(),
         head.seq
     );
+    for trusted in &trusted {
+        println!("  trusted issuer: {trusted}");
+    }
     println!("{}", started.key_line);
     match started.first_admin {
         FirstAdmin::Generated(token) => println!("  admin token (shown once, keep it): {token}"),

@@ -21,7 +21,7 @@ pub(super) async fn metadata(state: web::Data<AppState>) -> HttpResponse {
             "introspection_endpoint": format!("{issuer}/oauth/introspect"),
             "revocation_endpoint": format!("{issuer}/oauth/revoke"),
             "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-            "grant_types_supported": ["client_credentials"],
+            "grant_types_supported": ["client_credentials", crate::oauth::TOKEN_EXCHANGE_GRANT],
             // No authorization endpoint yet, so no response type: RFC 8414 requires the member.
             "response_types_supported": [],
             "token_endpoint_auth_methods_supported": client_auth,

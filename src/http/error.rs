@@ -150,6 +150,9 @@ impl From<Refusal> for ApiError {
             | Refusal::AgentExpired(..)
             | Refusal::UserInactive(_)
             | Refusal::ParentInactive(_)
+            | Refusal::TooDeep { .. }
+            | Refusal::ExceedsParent(..)
+            | Refusal::ChainNotHeld(_)
             | Refusal::BadLifetime
             | Refusal::DelegationInactive(_)
             | Refusal::ScopeNotDelegated(..)

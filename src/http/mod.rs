@@ -18,6 +18,7 @@ mod operations;
 #[cfg(test)]
 mod tests;
 mod token;
+mod user_tokens;
 mod users;
 
 use std::sync::Arc;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub token_limits: Arc<limits::TokenRateLimits>,
     /// The key tokens are signed with, replaced whole by a rotation.
     pub signing_keys: Arc<crate::keys::SigningKeys>,
+    /// External issuers whose JWTs token exchange accepts, and their keys.
+    pub trusted_issuers: Arc<crate::issuers::TrustedIssuers>,
 }
 
 /// One endpoint: what a request must look like to reach a handler.
@@ -140,6 +143,9 @@ pub fn endpoints() -> Vec<Endpoint> {
         }),
         endpoint(M::GET, "/api/v1/me/delegations", || {
             web::get().to(delegations::mine)
+        }),
+        endpoint(M::POST, "/api/v1/me/tokens", || {
+            web::post().to(user_tokens::issue)
         }),
         endpoint(M::DELETE, "/api/v1/delegations/{id}", || {
             web::delete().to(delegations::revoke)

@@ -1,8 +1,10 @@
-//! `POST /oauth/token` and its JSON form `POST /oauth/agent-token`. So far the
+//! `POST /oauth/token` and its JSON form `POST /oauth/agent-token`. The
 //! `client_credentials` grant: the agent gets an RFC 9068 access token for itself, or,
 //! naming a person by `actor_token`, on their behalf under their delegation (`sub` the
-//! person, `act.sub` the agent). Either way the token is recorded in the ledger (by the
-//! digest of its bytes) before it is handed out.
+//! person, `act.sub` the agent). RFC 8693 token exchange (`oauth/exchange.rs`): the same
+//! on a person's behalf from a `subject_token`, or an agent's token for a person
+//! delegated one agent further, `act` nesting the chain. Either way the token is recorded
+//! in the ledger (by the digest of its bytes) before it is handed out.
 
 use std::collections::BTreeMap;
 
@@ -11,14 +13,16 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use jsonwebtoken::Header;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use writ_schemas::{ClientId, Digest, Jti, Timestamp, TokenIssued};
+use writ_schemas::{ClientId, Digest, Jti, KeyId, Timestamp, TokenIssued};
 
 use super::AppState;
 use super::oauth_error::{OAuthError, client_form, no_store, read_form_body};
 use crate::decide::{Command, Refusal};
 use crate::ledger::SubmitError;
 use crate::oauth::{
-    AuthMethod, Presented, Terms, USER_ID_TOKEN_TYPE, authenticate, client_credentials_grant,
+    ACCESS_TOKEN_TYPE, AuthMethod, ExternalSubject, JWT_TOKEN_TYPE, Presented,
+    TOKEN_EXCHANGE_GRANT, Terms, USER_ID_TOKEN_TYPE, authenticate, client_credentials_grant,
+    token_exchange_grant,
 };
 
 /// Body size accepted at the token endpoints.
@@ -122,30 +126,104 @@ async fn grant(
     presented: &Presented,
 ) -> Result<Value, OAuthError> {
     let now = state.clock.now();
-    let (client_id, terms) = state.ledger.read(|s| {
+    let grant_type = form.get("grant_type").map(String::as_str);
+    let external = match grant_type {
+        Some(TOKEN_EXCHANGE_GRANT) => external_subject(state, form, presented, now).await?,
+        _ => None,
+    };
+    let (client_id, terms, grant_type) = state.ledger.read(|s| {
         let agent = authenticate(s, &state.secrets, presented, now)?;
         state
             .token_limits
             .check(&agent.client_id, agent.ceilings.token_requests_per_minute)
             .map_err(OAuthError::rate_limited)?;
-        match form.get("grant_type").map(String::as_str) {
+        match grant_type {
             None => Err(OAuthError::invalid_request("grant_type is missing")),
-            Some("client_credentials") => Ok((
+            Some(CLIENT_CREDENTIALS) => Ok((
                 agent.client_id.clone(),
                 client_credentials_grant(s, agent, form, &state.issuer, now)?,
+                CLIENT_CREDENTIALS,
             )),
+            Some(TOKEN_EXCHANGE_GRANT) => {
+                let (holder, terms) =
+                    token_exchange_grant(s, agent, form, &state.issuer, external.as_ref(), now)?;
+                Ok((holder, terms, TOKEN_EXCHANGE_GRANT))
+            }
             Some(other) => Err(OAuthError::unsupported_grant_type(format!(
-                "grant_type `{other}` is not supported here"
+                "grant_type `{other}` is not supported here; send {CLIENT_CREDENTIALS} or {TOKEN_EXCHANGE_GRANT}"
             ))),
         }
     })?;
-    sign_and_record(state, client_id, terms, now).await
+    let mut answer = sign_and_record(state, client_id, terms, grant_type, now).await?;
+    if grant_type == TOKEN_EXCHANGE_GRANT {
+        // RFC 8693 §2.2.1: the type of what was issued.
+        answer["issued_token_type"] = json!(ACCESS_TOKEN_TYPE);
+    }
+    Ok(answer)
+}
+
+const CLIENT_CREDENTIALS: &str = "client_credentials";
+
+/// The person a trusted external issuer's JWT in `subject_token` vouches for, verified
+/// before the grant is decided (verifying may await the issuer's keys; the read of the
+/// projections does not wait). Only a token writ did not issue is tried, writ's own being
+/// found by digest and never verified, and only for an authenticated client, so nobody
+/// else can make writ fetch keys or check signatures.
+async fn external_subject(
+    state: &AppState,
+    form: &BTreeMap<String, String>,
+    presented: &Presented,
+    now: Timestamp,
+) -> Result<Option<ExternalSubject>, OAuthError> {
+    let typed_as_token = form
+        .get("subject_token_type")
+        .is_some_and(|t| t == ACCESS_TOKEN_TYPE || t == JWT_TOKEN_TYPE);
+    let Some(token) = form.get("subject_token").filter(|_| typed_as_token) else {
+        return Ok(None);
+    };
+    let digest = Digest::of(token.as_bytes());
+    let writ_token = state.ledger.read(|s| {
+        authenticate(s, &state.secrets, presented, now)
+            .map(|_| s.token_by_digest(&digest).is_some())
+    })?;
+    if writ_token {
+        return Ok(None);
+    }
+    state
+        .trusted_issuers
+        .verify(token, &state.issuer, now)
+        .await
+}
+
+/// RFC 8693 §4.1's `act` for a chain, outermost (current) actor first: each earlier
+/// actor nests inside the one it delegated to.
+fn nested_act(actors: &[ClientId]) -> Value {
+    actors.iter().rev().fold(Value::Null, |inner, actor| {
+        let mut act = json!({ "sub": actor.as_str() });
+        if !inner.is_null() {
+            act["act"] = inner;
+        }
+        act
+    })
+}
+
+/// Signs `claims` with the current key: the token and the key's id.
+pub(super) fn sign(state: &AppState, claims: &Value) -> Result<(String, KeyId), OAuthError> {
+    // One atomic load; the guard is dropped before the caller awaits anything.
+    let key = state.signing_keys.current();
+    let mut header = Header::new(key.jws_algorithm());
+    header.typ = Some("at+jwt".into());
+    header.kid = Some(key.kid.to_string());
+    let token = jsonwebtoken::encode(&header, claims, &key.encoding)
+        .map_err(|err| OAuthError::server_error(format!("signing failed: {err}")))?;
+    Ok((token, key.kid.clone()))
 }
 
 async fn sign_and_record(
     state: &AppState,
     client_id: ClientId,
     terms: Terms,
+    grant_type: &str,
     now: Timestamp,
 ) -> Result<Value, OAuthError> {
     let iat = now.unix_seconds();
@@ -161,13 +239,20 @@ async fn sign_and_record(
         Some(acting_for) => acting_for.user_id.to_string(),
         None => client_id.to_string(),
     };
+    // The `act` chain, outermost (this agent) first; empty for the agent's own token.
+    let actors: Vec<ClientId> = match &terms.acting_for {
+        Some(acting_for) => std::iter::once(client_id.clone())
+            .chain(acting_for.earlier_actors.iter().cloned())
+            .collect(),
+        None => vec![],
+    };
     let mut claims = json!({
         "iss": state.issuer, "sub": subject, "aud": audience, "client_id": client_id.as_str(),
         "scope": scope, "iat": iat, "exp": exp, "jti": jti.as_str(), "agent_type": terms.agent_type,
     });
     if let Some(acting_for) = &terms.acting_for {
-        // RFC 8693 §4.1: the agent is the actor; the person is the subject.
-        claims["act"] = json!({ "sub": client_id.as_str() });
+        // RFC 8693 §4.1: the agents are the actors; the person is the subject.
+        claims["act"] = nested_act(&actors);
         claims["delegation_id"] = json!(acting_for.delegation_id.as_str());
     }
     if let Some(task_id) = &terms.task_id {
@@ -176,31 +261,20 @@ async fn sign_and_record(
     if let Some(max) = terms.max_operations {
         claims["max_operations"] = json!(max);
     }
-    // One atomic load; the guard is dropped before the await below.
-    let (token, kid) = {
-        let key = state.signing_keys.current();
-        let mut header = Header::new(key.jws_algorithm());
-        header.typ = Some("at+jwt".into());
-        header.kid = Some(key.kid.to_string());
-        let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
-            .map_err(|err| OAuthError::server_error(format!("signing failed: {err}")))?;
-        (token, key.kid.clone())
-    };
+    let (token, kid) = sign(state, &claims)?;
     let expires_at = Timestamp::from_unix_micros(exp.saturating_mul(1_000_000)).unwrap_or(now);
+    let acting_for = terms.acting_for.as_ref();
     let event = TokenIssued {
         jti,
         digest: Digest::of(token.as_bytes()),
         kid,
-        grant_type: "client_credentials".into(),
+        grant_type: grant_type.to_owned(),
         client_id: client_id.clone(),
         subject,
-        user_id: terms.acting_for.as_ref().map(|a| a.user_id.clone()),
-        actors: match terms.acting_for {
-            Some(_) => vec![client_id.clone()],
-            None => vec![],
-        },
-        delegation_id: terms.acting_for.as_ref().map(|a| a.delegation_id.clone()),
-        parent_jti: None,
+        user_id: acting_for.map(|a| a.user_id.clone()),
+        actors,
+        delegation_id: acting_for.map(|a| a.delegation_id.clone()),
+        parent_jti: acting_for.and_then(|a| a.parent_jti.clone()),
         family_id: None,
         audience: terms.audience.clone(),
         scopes: terms.scopes.clone(),
@@ -253,6 +327,17 @@ fn refusal(err: SubmitError) -> OAuthError {
         ),
         SubmitError::Refused(refused @ Refusal::ScopeNotDelegated(..)) => {
             OAuthError::invalid_scope(refused.to_string())
+        }
+        // The exchanged token was revoked, expired or used meanwhile.
+        SubmitError::Refused(Refusal::ParentInactive(_)) => OAuthError::invalid_grant(
+            "subject_token is not an active token: it was revoked or expired meanwhile",
+        ),
+        SubmitError::Refused(refused @ Refusal::ExceedsParent(..)) => {
+            OAuthError::invalid_grant(format!("subject_token changed meanwhile: {refused}"))
+        }
+        // A policy tightened meanwhile.
+        SubmitError::Refused(refused @ Refusal::TooDeep { .. }) => {
+            OAuthError::grant_forbidden(refused.to_string())
         }
         SubmitError::Refused(other) => OAuthError::invalid_request(other.to_string()),
         SubmitError::Unavailable(why) => OAuthError::unavailable(why),

@@ -2,11 +2,15 @@
 //! Everything here reads the projections and takes `now` as a value; the HTTP layer
 //! parses and answers, the sequencer records.
 
+pub(crate) mod exchange;
 pub(crate) mod on_behalf;
 pub(crate) mod terms;
 
+pub use exchange::{
+    ACCESS_TOKEN_TYPE, ExternalSubject, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT, token_exchange_grant,
+};
 pub use on_behalf::{ActingFor, USER_ID_TOKEN_TYPE};
-pub use terms::{Terms, client_credentials_terms};
+pub use terms::{Terms, agent_terms, client_credentials_terms};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use writ_projections::{Agent, Delegation, State};
-use writ_schemas::{DelegationId, Timestamp, UserId};
+use writ_schemas::{ClientId, DelegationId, Jti, Timestamp, UserId};
 
 use super::Terms;
 use crate::http::oauth_error::OAuthError;
@@ -17,7 +17,7 @@ pub const USER_ID_TOKEN_TYPE: &str = "urn:writ:params:oauth:token-type:user-id";
 
 /// The one sentence for "this agent may not act for this id", whether the id is unknown
 /// or has no delegation in force, so an agent cannot probe which ids are people.
-const NO_DELEGATION: &str = "no active delegation for this user; the person must delegate to this agent first (POST /api/v1/agents/{client_id}/delegations)";
+pub(crate) const NO_DELEGATION: &str = "no active delegation for this user; the person must delegate to this agent first (POST /api/v1/agents/{client_id}/delegations)";
 
 /// Whom an on-behalf-of token acts for, and under which delegation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +26,11 @@ pub struct ActingFor {
     pub user_id: UserId,
     /// The delegation that lets the agent act for them.
     pub delegation_id: DelegationId,
+    /// The agents that acted before this one, outermost first: empty when the agent acts
+    /// for the person directly, the exchanged token's `act` chain when it was delegated on.
+    pub earlier_actors: Vec<ClientId>,
+    /// The token this one was exchanged from, if any (revoking it revokes this one).
+    pub parent_jti: Option<Jti>,
 }
 
 /// The person a token request names by `actor_token`, if it names one; the two
@@ -50,12 +55,17 @@ pub fn named_user(form: &BTreeMap<String, String>) -> Result<Option<UserId>, OAu
             "actor_token_type `{token_type}` is not served with client_credentials; send {USER_ID_TOKEN_TYPE} with the user's id"
         )));
     }
-    let id = uuid::Uuid::try_parse(token).map_err(|_| {
-        OAuthError::invalid_grant(
-            "actor_token is not a user id: send the delegating user's id, a UUID",
-        )
+    parse_user_id(token, "actor_token").map(Some)
+}
+
+/// A person's id as the parameter `param` gave it: a UUID, written as writ writes ids.
+pub fn parse_user_id(text: &str, param: &str) -> Result<UserId, OAuthError> {
+    let id = uuid::Uuid::try_parse(text).map_err(|_| {
+        OAuthError::invalid_grant(format!(
+            "{param} is not a user id: send the delegating user's id, a UUID"
+        ))
     })?;
-    Ok(Some(UserId(id.hyphenated().to_string())))
+    Ok(UserId(id.hyphenated().to_string()))
 }
 
 /// Narrows `terms` to what `user_id`'s newest delegation in force to `agent` allows, or
@@ -89,9 +99,13 @@ pub fn on_behalf_of(
             .ok_or_else(|| OAuthError::grant_forbidden(NO_DELEGATION))?;
         terms.ttl_seconds = terms.ttl_seconds.min(left);
     }
+    crate::decide::within_depth(state, std::slice::from_ref(&agent.client_id))
+        .map_err(|refused| OAuthError::grant_forbidden(refused.to_string()))?;
     terms.acting_for = Some(ActingFor {
         user_id,
         delegation_id: delegation.delegation_id.clone(),
+        earlier_actors: Vec::new(),
+        parent_jti: None,
     });
     Ok(terms)
 }

@@ -59,6 +59,12 @@ pub fn client_credentials_terms(
             "this agent is not registered for the client_credentials grant",
         ));
     }
+    agent_terms(agent, form, issuer)
+}
+
+/// The terms of a token `agent` would hold, from the request narrowed by the agent's
+/// scopes and ceilings, whatever the grant (which the caller has checked).
+pub fn agent_terms(agent: &Agent, form: &Form, issuer: &str) -> Result<Terms, OAuthError> {
     let agent_type = match form.get("agent_type").map(String::as_str) {
         None => agent.agent_type,
         Some("autonomous") => AgentType::Autonomous,

@@ -7,6 +7,7 @@ mod bad_input;
 mod bench;
 mod crash;
 mod delegation;
+mod exchange;
 mod keys;
 mod kit;
 mod limits;

@@ -342,6 +342,24 @@ fn api_keys_and_delegations(s: &mut Sweep, ada: &str, client_id: &str) {
     s.user(200, "GET", grants, client_id, &bob_key, None);
     s.admin(404, "GET", grants, "agt_missing", None);
 
+    let own = "/api/v1/me/tokens";
+    let for_agent = json!({"client_id": client_id, "expires_in": 60});
+    s.user(200, "POST", own, "", &ada_key, Some(for_agent.clone()));
+    s.user(
+        404,
+        "POST",
+        own,
+        "",
+        &ada_key,
+        Some(json!({"client_id": "agt_missing"})),
+    );
+    let bad_scope = json!({"client_id": client_id, "scope": "mail:send"});
+    s.user(400, "POST", own, "", &ada_key, Some(bad_scope));
+    s.admin(403, "POST", own, "", Some(for_agent.clone()));
+    s.send(401, "POST", own, "", |r| r.json(&for_agent));
+    let oversize = json!({"client_id": "c".repeat(70_000)});
+    s.user(413, "POST", own, "", &ada_key, Some(oversize));
+
     let mine = "/api/v1/me/delegations";
     s.user(200, "GET", mine, "", &ada_key, None);
     s.admin(403, "GET", mine, "", None);
@@ -367,7 +385,8 @@ fn api_keys_and_delegations(s: &mut Sweep, ada: &str, client_id: &str) {
 /// The agent registry, every endpoint and some refusals; the agent's id and secret.
 fn agents(s: &mut Sweep) -> (String, String) {
     let agents = "/api/v1/agents";
-    let agent = json!({"name": "sweep", "scopes": ["files:read"], "grant_types": ["client_credentials"],
+    let agent = json!({"name": "sweep", "scopes": ["files:read"],
+                       "grant_types": ["client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"],
                        "owner": "ada@example.com", "expires_at": "2099-01-01T00:00:00Z"});
     let created = s.admin(201, "POST", agents, "", Some(agent));
     let bad = json!({"name": "x", "scopes": ["has space"], "grant_types": ["client_credentials"]});
@@ -498,6 +517,52 @@ fn on_behalf(s: &mut Sweep, ada: &str, client_id: &str, secret: &str) {
         &[cc, ("actor_token", "ada"), user_id],
     );
     s.oauth(400, "/oauth/token", me, &[cc, ("actor_token", ada)]);
+
+    let exchange = (
+        "grant_type",
+        "urn:ietf:params:oauth:grant-type:token-exchange",
+    );
+    let user_subject = (
+        "subject_token_type",
+        "urn:writ:params:oauth:token-type:user-id",
+    );
+    let exchanged = s.oauth(
+        200,
+        "/oauth/token",
+        me,
+        &[exchange, ("subject_token", ada), user_subject],
+    );
+    let obo = text(&exchanged["access_token"]);
+    s.oauth(200, "/oauth/introspect", me, &[("token", &obo)]);
+    s.oauth(
+        403,
+        "/oauth/token",
+        me,
+        &[exchange, ("subject_token", nobody), user_subject],
+    );
+    s.oauth(
+        400,
+        "/oauth/token",
+        me,
+        &[
+            exchange,
+            ("subject_token", ada),
+            ("subject_token_type", "urn:x"),
+        ],
+    );
+    s.oauth(
+        400,
+        "/oauth/token",
+        me,
+        &[
+            exchange,
+            ("subject_token", "not-a-token"),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:access_token",
+            ),
+        ],
+    );
 
     let path = "/oauth/agent-token";
     let asked = json!({"client_id": client_id, "client_secret": secret,

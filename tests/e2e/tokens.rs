@@ -459,7 +459,10 @@ fn rfc_8414_metadata_leads_a_client_from_the_issuer_to_a_verified_token() {
     );
     assert_eq!(
         metadata["grant_types_supported"],
-        json!(["client_credentials"])
+        json!([
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:token-exchange"
+        ])
     );
     assert_eq!(
         metadata["token_endpoint_auth_methods_supported"],
