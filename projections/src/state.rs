@@ -275,19 +275,13 @@ impl State {
             parent.children.push(jti.clone());
         }
         if let Some(delegation_id) = &e.delegation_id {
-            self.tokens_by_delegation
-                .entry(delegation_id.clone())
-                .or_default()
-                .push(jti.clone());
+            push_keyed(&mut self.tokens_by_delegation, delegation_id, jti.clone());
             if let Some(delegation) = self.delegations.get_mut(delegation_id) {
                 delegation.last_used_at = Some(at);
             }
         }
         if let Some(user_id) = &e.user_id {
-            self.tokens_by_user
-                .entry(user_id.clone())
-                .or_default()
-                .push(jti.clone());
+            push_keyed(&mut self.tokens_by_user, user_id, jti.clone());
         }
         if let Some(family_id) = &e.family_id {
             self.families
@@ -298,14 +292,11 @@ impl State {
         }
         // Every agent in the chain acted, so each one's token list (for cascades on
         // disable) and last use include it.
-        let mut holders = vec![e.client_id.clone()];
-        holders.extend(e.actors.iter().filter(|a| **a != e.client_id).cloned());
+        let holders =
+            std::iter::once(&e.client_id).chain(e.actors.iter().filter(|a| **a != e.client_id));
         for holder in holders {
-            self.with_agent(&holder, |agent| agent.last_used_at = Some(at));
-            self.tokens_by_agent
-                .entry(holder)
-                .or_default()
-                .push(jti.clone());
+            self.with_agent(holder, |agent| agent.last_used_at = Some(at));
+            push_keyed(&mut self.tokens_by_agent, holder, jti.clone());
         }
         let token = Token {
             jti: jti.clone(),
@@ -375,5 +366,16 @@ impl State {
             replaced_by: None,
         };
         self.refresh_tokens.insert(e.refresh_id.clone(), refresh);
+    }
+}
+
+/// Appends `item` to `key`'s list, cloning the key only the first time it is seen (these
+/// lists grow on every issuance).
+fn push_keyed<K: Ord + Clone, T>(lists: &mut BTreeMap<K, Vec<T>>, key: &K, item: T) {
+    match lists.get_mut(key) {
+        Some(list) => list.push(item),
+        None => {
+            lists.insert(key.clone(), vec![item]);
+        }
     }
 }

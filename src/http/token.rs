@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use jsonwebtoken::Header;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use writ_schemas::{ClientId, Digest, Jti, KeyId, Timestamp, TokenIssued};
 
@@ -195,20 +195,76 @@ async fn external_subject(
         .await
 }
 
-/// RFC 8693 §4.1's `act` for a chain, outermost (current) actor first: each earlier
-/// actor nests inside the one it delegated to.
-fn nested_act(actors: &[ClientId]) -> Value {
-    actors.iter().rev().fold(Value::Null, |inner, actor| {
-        let mut act = json!({ "sub": actor.as_str() });
-        if !inner.is_null() {
-            act["act"] = inner;
+/// An RFC 9068 access token's claims, written straight from the request's terms.
+#[derive(Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: Audience<'a>,
+    client_id: &'a str,
+    scope: &'a str,
+    iat: i64,
+    exp: i64,
+    jti: &'a str,
+    agent_type: writ_schemas::AgentType,
+    /// RFC 8693 §4.1: the agents are the actors, the newest outermost; the person is
+    /// the subject.
+    #[serde(skip_serializing_if = "Act::is_empty")]
+    act: Act<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delegation_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_operations: Option<u64>,
+}
+
+/// `aud`: a string when there is one audience, else an array.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Audience<'a> {
+    One(&'a str),
+    Many(&'a [String]),
+}
+
+impl<'a> Audience<'a> {
+    fn of(audience: &'a [String]) -> Audience<'a> {
+        match audience {
+            [one] => Audience::One(one),
+            many => Audience::Many(many),
         }
-        act
-    })
+    }
+}
+
+/// The `act` claim: `{"sub": <outermost actor>, "act": {"sub": <the one before>, ...}}`.
+struct Act<'a>(&'a [ClientId]);
+
+impl Act<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for Act<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let Some((outermost, earlier)) = self.0.split_first() else {
+            return serializer.serialize_none();
+        };
+        let mut map = serializer.serialize_map(Some(if earlier.is_empty() { 1 } else { 2 }))?;
+        map.serialize_entry("sub", outermost.as_str())?;
+        if !earlier.is_empty() {
+            map.serialize_entry("act", &Act(earlier))?;
+        }
+        map.end()
+    }
 }
 
 /// Signs `claims` with the current key: the token and the key's id.
-pub(super) fn sign(state: &AppState, claims: &Value) -> Result<(String, KeyId), OAuthError> {
+pub(super) fn sign(
+    state: &AppState,
+    claims: &impl Serialize,
+) -> Result<(String, KeyId), OAuthError> {
     // One atomic load; the guard is dropped before the caller awaits anything.
     let key = state.signing_keys.current();
     let mut header = Header::new(key.jws_algorithm());
@@ -230,10 +286,6 @@ async fn sign_and_record(
     let ttl = i64::try_from(terms.ttl_seconds).unwrap_or(i64::MAX);
     let exp = iat.saturating_add(ttl);
     let jti = Jti(crate::secrets::new_secret(""));
-    let audience: Value = match terms.audience.as_slice() {
-        [one] => json!(one),
-        many => json!(many),
-    };
     let scope = terms.scopes.join(" ");
     let subject = match &terms.acting_for {
         Some(acting_for) => acting_for.user_id.to_string(),
@@ -246,21 +298,21 @@ async fn sign_and_record(
             .collect(),
         None => vec![],
     };
-    let mut claims = json!({
-        "iss": state.issuer, "sub": subject, "aud": audience, "client_id": client_id.as_str(),
-        "scope": scope, "iat": iat, "exp": exp, "jti": jti.as_str(), "agent_type": terms.agent_type,
-    });
-    if let Some(acting_for) = &terms.acting_for {
-        // RFC 8693 §4.1: the agents are the actors; the person is the subject.
-        claims["act"] = nested_act(&actors);
-        claims["delegation_id"] = json!(acting_for.delegation_id.as_str());
-    }
-    if let Some(task_id) = &terms.task_id {
-        claims["task_id"] = json!(task_id);
-    }
-    if let Some(max) = terms.max_operations {
-        claims["max_operations"] = json!(max);
-    }
+    let claims = Claims {
+        iss: &state.issuer,
+        sub: &subject,
+        aud: Audience::of(&terms.audience),
+        client_id: client_id.as_str(),
+        scope: &scope,
+        iat,
+        exp,
+        jti: jti.as_str(),
+        agent_type: terms.agent_type,
+        act: Act(&actors),
+        delegation_id: terms.acting_for.as_ref().map(|a| a.delegation_id.as_str()),
+        task_id: terms.task_id.as_deref(),
+        max_operations: terms.max_operations,
+    };
     let (token, kid) = sign(state, &claims)?;
     let expires_at = Timestamp::from_unix_micros(exp.saturating_mul(1_000_000)).unwrap_or(now);
     let acting_for = terms.acting_for.as_ref();
