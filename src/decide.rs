@@ -959,6 +959,9 @@ pub fn cascade(state: &State, root: &Jti, cause: RevocationCause) -> Vec<Event> 
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use writ_projections::Head;
     use writ_schemas::{Hash, KeyId, SigningAlgorithm};
