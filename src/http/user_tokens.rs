@@ -1,6 +1,7 @@
 //! `POST /api/v1/me/tokens`: a person, by their API key, gets a short-lived writ access
 //! token of their own (`sub` the person, no `act`) addressed to one agent (`client_id`),
-//! to hand to it. The agent trades it at `/oauth/token` by token exchange for a token on
+//! to hand to it. Such a token is a management credential too, but it cannot mint
+//! another: a leaked one must not renew itself. The agent trades it at `/oauth/token` by token exchange for a token on
 //! the person's behalf, under their delegation to it. It is the smallest way to a person's
 //! own token until sign-in and the authorization code flow exist, and what that flow will
 //! issue has the same shape: recorded as `TokenIssued` with `user_id` and no actors, so
@@ -38,8 +39,17 @@ pub(super) async fn issue(
     caller: Caller,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(user_id) = caller.user_id().cloned() else {
-        return Err(Refusal::NotAPerson.into());
+    let user_id = match caller {
+        Caller::User(user_id) => user_id,
+        // Otherwise a leaked token could renew itself for ever, and its expiry would mean
+        // nothing.
+        Caller::UserToken(_) => {
+            return Err(ApiError::Forbidden(
+                "a person's own token cannot mint another; send your API key (`x-api-key: wrt_...`)"
+                    .into(),
+            ));
+        }
+        Caller::Admin(_) => return Err(Refusal::NotAPerson.into()),
     };
     let body: NewUserToken = optional_json(payload).await?;
     let ttl_seconds = match body.expires_in {
