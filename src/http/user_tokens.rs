@@ -17,7 +17,7 @@ use super::auth::Caller;
 use super::error::{ApiError, optional_json};
 use super::oauth_error::no_store;
 use crate::decide::{Command, Refusal};
-use crate::oauth::terms::TTL_SECONDS_CEILING;
+use crate::oauth::terms::{TTL_SECONDS_CEILING, agent_seconds_left};
 
 /// The `grant_type` a person's own token is recorded with.
 pub const USER_TOKEN_GRANT: &str = "urn:writ:params:oauth:grant-type:api-key";
@@ -63,7 +63,8 @@ pub(super) async fn issue(
         }
     };
     let client_id = ClientId(body.client_id);
-    let (scopes, agent_type) = state.ledger.read(|s| {
+    let now = state.clock.now();
+    let (scopes, agent_type, ttl_seconds) = state.ledger.read(|s| {
         let agent = s
             .agent(&client_id)
             .ok_or_else(|| Refusal::UnknownAgent(client_id.to_string()))?;
@@ -81,9 +82,13 @@ pub(super) async fn issue(
                 format!("`{outside}` is not a scope of agent {client_id}"),
             ));
         }
-        Ok((scopes, agent.agent_type))
+        // The token is the agent's to hold: it never outlives the agent.
+        let ttl_seconds = match agent_seconds_left(agent, now)? {
+            Some(left) => ttl_seconds.min(left),
+            None => ttl_seconds,
+        };
+        Ok((scopes, agent.agent_type, ttl_seconds))
     })?;
-    let now = state.clock.now();
     let iat = now.unix_seconds();
     let exp = iat.saturating_add(i64::try_from(ttl_seconds).unwrap_or(i64::MAX));
     let jti = Jti(crate::secrets::new_secret(""));

@@ -8,7 +8,7 @@
 //! ES256 key, its JWKS over HTTP or in a file) shows a trusted issuer's JWT exchanged for
 //! the writ user with its email, and every way such a JWT is refused. An operation done
 //! down a chain is told by `writ audit` as the person's, through each agent in turn, the
-//! same from record 1 as from a snapshot.
+//! same from record 1 as from a snapshot. No token outlives the agent that holds it.
 
 use serde_json::{Value, json};
 
@@ -508,6 +508,62 @@ fn a_chained_operation_is_told_offline_as_the_person_s_through_each_agent_in_tur
         Some(line),
         "from a snapshot, the same sentence"
     );
+}
+
+#[test]
+fn no_token_outlives_the_agent_holding_it_whatever_it_asks() {
+    use base64::Engine as _;
+    let s = setup();
+    let now = chrono::Utc::now().timestamp();
+    let ends = now + 300;
+    let expires_at = chrono::DateTime::from_timestamp(ends, 0)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_else(|| panic!("a time"));
+    let body = json!({"name": "short-lived", "scopes": ["files:read"],
+                      "grant_types": ["client_credentials", EXCHANGE],
+                      "expires_at": expires_at});
+    let (id, secret) = register_agent(&s.server, &s.admin, body);
+    let short = Agent { id, secret };
+    s.delegate(&short, json!({}));
+    // Asked for an hour, each kind of token ends by the agent's expiry, not before it.
+    let capped = |answer: &Value| {
+        let ttl = answer["expires_in"].as_i64().unwrap_or(i64::MAX);
+        assert!((1..=300).contains(&ttl), "capped, not refused: {answer}");
+        let token = text(&answer["access_token"]);
+        let payload = token.split('.').nth(1).unwrap_or_default();
+        let claims: Value = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_else(|| panic!("a JWT: {token}"));
+        let exp = claims["exp"].as_i64().unwrap_or(i64::MAX);
+        assert!(exp <= ends && exp > now, "exp {exp}, agent ends {ends}");
+        assert_eq!(s.introspect(&token)["exp"], json!(exp));
+    };
+    let hour = ("expires_in", "3600");
+    let (status, m2m) = s.token(&short, &[("grant_type", "client_credentials"), hour]);
+    assert_eq!(status, 200, "{m2m}");
+    capped(&m2m);
+    let on_behalf = [
+        ("grant_type", "client_credentials"),
+        ("actor_token", s.ada.as_str()),
+        ("actor_token_type", USER_ID),
+        hour,
+    ];
+    let (status, obo) = s.token(&short, &on_behalf);
+    assert_eq!(status, 200, "{obo}");
+    capped(&obo);
+    capped(&s.exchanged(&short, &s.ada, USER_ID, &[hour]));
+    let (status, own) = as_user(
+        &s.server,
+        &s.ada_key,
+        "POST",
+        "/api/v1/me/tokens",
+        Some(json!({"client_id": short.id, "expires_in": 3600})),
+    );
+    assert_eq!(status, 200, "{own}");
+    capped(&own);
+    assert_eq!(s.server.stop(), Some(0));
 }
 
 #[test]
