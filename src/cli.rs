@@ -65,6 +65,18 @@ enum Commands {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Print the compliance trail: one line per record, "user X, via agent A then agent
+    /// B, did Y on Z, at T, outcome, seq N, hash H", rebuilt by replaying (and verifying)
+    /// the ledger. People and agents are named by id, never by email.
+    Audit {
+        /// The data directory.
+        #[arg(long, env = "WRIT_DATA_DIR", default_value = "./writ-data")]
+        data_dir: PathBuf,
+        /// The first record to tell (default 1). The replay starts from the newest
+        /// snapshot before it, if there is one, rather than from record 1.
+        #[arg(long)]
+        from_seq: Option<u64>,
+    },
     /// Administration of a data directory (with the server stopped: it holds the lock; a
     /// running server rotates its key through `POST /api/v1/keys/rotate`).
     #[command(subcommand)]
@@ -200,6 +212,7 @@ pub fn main() -> ExitCode {
             json,
         } => replay(&data_dir, as_of_seq, json),
         Commands::Export { data_dir, output } => export(&data_dir, output),
+        Commands::Audit { data_dir, from_seq } => audit(&data_dir, from_seq),
         Commands::Internal(harness) => return harness.run(),
     };
     match result {
@@ -292,6 +305,23 @@ fn render(s: &writ_projections::Summary) -> String {
         format!("signing keys:     {}", s.signing_keys),
     ]
     .join("\n")
+}
+
+fn audit(dir: &std::path::Path, from_seq: Option<u64>) -> Result<(), OfflineError> {
+    let bar = progress_bar(offline::ledger_bytes(dir), "replaying");
+    let mut writer = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
+    let audited = offline::audit(dir, from_seq, &mut writer, &mut |done| {
+        bar.set_position(done)
+    })?;
+    bar.finish_and_clear();
+    match audited.snapshot_seq {
+        0 => eprintln!("{} entries, replayed from record 1", audited.entries),
+        seq => eprintln!(
+            "{} entries, replayed from the snapshot at record {seq}",
+            audited.entries
+        ),
+    }
+    Ok(())
 }
 
 fn export(dir: &std::path::Path, output: Option<PathBuf>) -> Result<(), OfflineError> {

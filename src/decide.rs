@@ -291,6 +291,9 @@ pub enum Refusal {
     /// An on-behalf-of token with a scope its delegation does not give.
     #[error("scope `{1}` is outside delegation {0}")]
     ScopeNotDelegated(DelegationId, String),
+    /// A token that would outlive the agent holding it.
+    #[error("the token would outlive agent {0}, which expires at {1}")]
+    OutlivesAgent(ClientId, Timestamp),
     /// An on-behalf-of token that would outlive its delegation.
     #[error("the token would outlive delegation {0}, which lapses at {1}")]
     OutlivesDelegation(DelegationId, Timestamp),
@@ -716,7 +719,10 @@ fn issue_token(
     token: &TokenIssued,
     now: Timestamp,
 ) -> Result<(Vec<Event>, Answer), Refusal> {
-    usable_agent(state, &token.client_id, now)?;
+    let holder = usable_agent(state, &token.client_id, now)?;
+    if let Some(end) = holder.expires_at.filter(|end| token.expires_at > *end) {
+        return Err(Refusal::OutlivesAgent(token.client_id.clone(), end));
+    }
     if let Some(user_id) = token
         .user_id
         .as_ref()
@@ -957,6 +963,9 @@ pub fn cascade(state: &State, root: &Jti, cause: RevocationCause) -> Vec<Event> 
         })
         .collect()
 }
+
+#[cfg(test)]
+mod proptests;
 
 #[cfg(test)]
 mod tests {
@@ -1580,6 +1589,49 @@ mod tests {
                 ceiling: 2
             }),
             "the innermost agent's ceiling binds the whole chain"
+        );
+    }
+
+    #[test]
+    fn a_token_never_outlives_the_agent_holding_it() {
+        let mut commands = people();
+        commands.push(Command::GrantDelegation(grant("d1", "ada", None)));
+        let mut expiring = agent("a9", &["files:read"]);
+        if let Command::RegisterAgent(registered) = &mut expiring {
+            registered.expires_at = Some(at().plus_seconds(600));
+        }
+        commands.push(expiring);
+        let state = given(&commands, at());
+        let held_by_a9 = |seconds: i64| {
+            let mut token = issued(chained("t9", &["a9"], None, None));
+            token.user_id = None;
+            token.actors = vec![];
+            token.expires_at = at().plus_seconds(seconds);
+            decide(&state, &Command::IssueToken(token), at()).err()
+        };
+        assert_eq!(held_by_a9(600), None, "up to the agent's expiry");
+        assert_eq!(
+            held_by_a9(601),
+            Some(Refusal::OutlivesAgent(
+                ClientId::from("a9"),
+                at().plus_seconds(600)
+            ))
+        );
+
+        // Set after a token was read for the agent: the sequencer still says no.
+        commands.push(Command::SetAgentIdentity(AgentIdentitySet {
+            client_id: ClientId::from("a1"),
+            owner: None,
+            expires_at: Some(at().plus_seconds(60)),
+            by: admin(),
+        }));
+        let state = given(&commands, at());
+        assert_eq!(
+            decide(&state, &obo_token("t1", Some("d1"), None), at()).err(),
+            Some(Refusal::OutlivesAgent(
+                ClientId::from("a1"),
+                at().plus_seconds(60)
+            ))
         );
     }
 

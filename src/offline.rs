@@ -1,5 +1,5 @@
 //! Reading a data directory without opening it for writing: verifying it, replaying it
-//! to a point, exporting it. Safe beside a running server (no lock, no repair): these
+//! to a point, exporting it, telling its audit trail. Safe beside a running server (no lock, no repair): these
 //! read only, and report a torn tail as the fault it is rather than cutting it off.
 
 use std::io::{Read, Write};
@@ -173,8 +173,20 @@ pub fn replay(
     upto: Option<u64>,
     progress: Progress<'_>,
 ) -> Result<State, OfflineError> {
+    let start = newest_snapshot(dir, upto);
+    fold_from(dir, start, upto, progress, |_, _, _| {})
+}
+
+/// Folds the ledger's records after `state`'s head (up to `upto`) into it, verifying on
+/// the way; `each` sees every record's head and event with the state before it.
+fn fold_from(
+    dir: &Path,
+    mut state: State,
+    upto: Option<u64>,
+    progress: Progress<'_>,
+    mut each: impl FnMut(&State, Head, &Event) + Send,
+) -> Result<State, OfflineError> {
     let spans = open_dir(dir)?;
-    let mut state = newest_snapshot(dir, upto);
     let start = state.head();
     // Resuming after a snapshot: the next record's prev_hash must be the snapshot's hash,
     // so the link check is what vouches for the snapshot.
@@ -185,15 +197,13 @@ pub fn replay(
     let fold_block = |chain: &mut Chain, items: &[Item<'_>], _threads: usize| {
         pipelined(items, |batch, checked| {
             link_batch(chain, batch, checked, |record, event| {
-                let ts = writ_schemas::Timestamp::parse(record.ts).ok();
-                state.apply(
-                    Head {
-                        seq: record.seq,
-                        hash: record.hash,
-                        ts,
-                    },
-                    &event,
-                );
+                let head = Head {
+                    seq: record.seq,
+                    hash: record.hash,
+                    ts: writ_schemas::Timestamp::parse(record.ts).ok(),
+                };
+                each(&state, head, &event);
+                state.apply(head, &event);
             })
         })
     };
@@ -209,6 +219,58 @@ pub fn replay(
         )));
     }
     Ok(state)
+}
+
+/// What `audit` did: entries written, and the snapshot it started from (0: none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Audited {
+    /// Entries written.
+    pub entries: u64,
+    /// The record of the snapshot the replay started from; 0 when it replayed from seq 1.
+    pub snapshot_seq: u64,
+}
+
+/// Writes the compliance trail from record `from_seq` (default 1) on, one sentence a line
+/// with its record's seq and hash, replaying (and verifying) the ledger: from seq 1, or
+/// from the newest snapshot before `from_seq`, which the next record's link vouches for.
+pub fn audit(
+    dir: &Path,
+    from_seq: Option<u64>,
+    out: &mut (dyn Write + Send),
+    progress: Progress<'_>,
+) -> Result<Audited, OfflineError> {
+    let from_seq = from_seq.unwrap_or(1).max(1);
+    let start = match from_seq - 1 {
+        0 => State::new(),
+        before => newest_snapshot(dir, Some(before)),
+    };
+    let snapshot_seq = start.head().seq;
+    let mut entries = 0u64;
+    let mut failed = None;
+    fold_from(dir, start, None, progress, |state, head, event| {
+        if head.seq < from_seq || failed.is_some() {
+            return;
+        }
+        let entry = writ_projections::audit_entry(state, head, event);
+        let line = format!(
+            "{}, seq {}, hash {}\n",
+            entry.sentence(),
+            entry.seq,
+            entry.hash
+        );
+        match out.write_all(line.as_bytes()) {
+            Ok(()) => entries += 1,
+            Err(err) => failed = Some(err),
+        }
+    })?;
+    if let Some(err) = failed {
+        return Err(OfflineError::Output(err));
+    }
+    out.flush().map_err(OfflineError::Output)?;
+    Ok(Audited {
+        entries,
+        snapshot_seq,
+    })
 }
 
 /// Records checked per step of a pipelined fold.

@@ -1,5 +1,6 @@
 //! The compliance trail: one entry per event saying who, via which agents, did what, to
-//! what, with which outcome, anchored by the record's seq and hash.
+//! what, with which outcome, anchored by the record's seq and hash. Entries name people
+//! and agents by id, never by email: the trail stays pseudonymous.
 //!
 //! An entry is computed from the state *before* its event is applied (so a revocation
 //! can still name the person and agent chain of the token it revoked).
@@ -23,7 +24,8 @@ pub struct AuditEntry {
     pub actor: String,
     /// The person it was done for or by, when there is one (a pseudonymous id).
     pub user: Option<UserId>,
-    /// The agent chain it went through, outermost first.
+    /// The agent chain it went through, outermost first (the agent that acted, then the
+    /// one that handed on to it, ..., then the one the person delegated to).
     pub agents: Vec<ClientId>,
     /// The event kind.
     pub action: String,
@@ -34,25 +36,46 @@ pub struct AuditEntry {
 }
 
 impl AuditEntry {
-    /// The entry as a sentence: "user X, via agent chain Z, did Y, at T, outcome".
+    /// The entry as a sentence: "user X, via agent A then agent B, did Y on Z, at T,
+    /// outcome". The agents read in the order the person's delegation flows: first the
+    /// agent they delegated to, then each sub-agent it handed on to. Work an agent did for
+    /// a person is said to be the person's, through the agents; anyone else who acted
+    /// (an admin revoking, say) is named before them.
     pub fn sentence(&self) -> String {
+        let chain_acted = self
+            .actor
+            .strip_prefix("agent:")
+            .is_some_and(|agent| self.agents.iter().any(|a| a.as_str() == agent));
         let who = match &self.user {
-            Some(user) if !self.actor.ends_with(user.as_str()) => {
-                format!("{} for user {user}", self.actor)
+            Some(user) if chain_acted || self.actor == format!("user:{user}") => {
+                format!("user {user}")
             }
-            _ => self.actor.clone(),
+            Some(user) => format!("{} for user {user}", spoken(&self.actor)),
+            None => spoken(&self.actor),
         };
-        let via = if self.agents.is_empty() {
+        // An agent acting for no one, alone in its chain, is already named as who.
+        let alone = self.user.is_none() && chain_acted && self.agents.len() == 1;
+        let via = if self.agents.is_empty() || alone {
             String::new()
         } else {
-            let chain: Vec<&str> = self.agents.iter().map(|a| a.as_str()).collect();
-            format!(", via agent chain {}", chain.join(" > "))
+            let flow: Vec<String> = self
+                .agents
+                .iter()
+                .rev()
+                .map(|agent| format!("agent {agent}"))
+                .collect();
+            format!(", via {}", flow.join(" then "))
         };
         format!(
             "{who}{via}, did {} on {}, at {}, {}",
             self.action, self.target, self.ts, self.outcome
         )
     }
+}
+
+/// `kind:id` as words: `agent a1`, `admin adm_1`, `user u1`, `system`.
+fn spoken(actor: &str) -> String {
+    actor.replacen(':', " ", 1)
 }
 
 fn actor_text(actor: &Actor) -> (String, Option<UserId>) {

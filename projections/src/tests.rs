@@ -142,9 +142,62 @@ fn audit_entry_names_person_agent_chain_and_outcome() {
     assert_eq!(
         entry.sentence(),
         format!(
-            "agent:a1 for user u1, via agent chain a1, did OperationRecorded on read with token t, at {}, succeeded",
+            "user u1, via agent a1, did OperationRecorded on read with token t, at {}, succeeded",
             ts(2)
         )
+    );
+}
+
+#[test]
+fn a_chained_operation_reads_from_the_person_through_each_agent_in_delegation_order() {
+    // u1 delegated to a1, which handed on to a2: the token a2 holds has act a2 > a1.
+    let Event::TokenIssued(mut chained) = issued("t2", Some("t1"), Some("d1"), None) else {
+        unreachable!("issued makes a TokenIssued")
+    };
+    chained.client_id = ClientId::from("a2");
+    chained.actors = vec![ClientId::from("a2"), ClientId::from("a1")];
+    let state = fold(&[issued("t1", None, Some("d1"), None), chained.into()]);
+    let head = |seq: u64| Head {
+        seq,
+        hash: Hash([3; 32]),
+        ts: Some(ts(3)),
+    };
+    let entry = audit_entry(&state, head(3), &op("t2", None));
+    assert_eq!(
+        entry.sentence(),
+        format!(
+            "user u1, via agent a1 then agent a2, did OperationRecorded on read with token t2, at {}, succeeded",
+            ts(3)
+        )
+    );
+    let revoked = Event::from(TokenRevoked {
+        jti: Jti::from("t2"),
+        cause: RevocationCause::Requested {
+            by: Actor::Admin {
+                token_id: "adm_1".into(),
+            },
+        },
+    });
+    assert_eq!(
+        audit_entry(&state, head(3), &revoked).sentence(),
+        format!(
+            "admin adm_1 for user u1, via agent a1 then agent a2, did TokenRevoked on t2, at {}, revoked (requested)",
+            ts(3)
+        ),
+        "whoever else acted is named before the person"
+    );
+    let Event::TokenIssued(mut machine) = issued("m", None, None, None) else {
+        unreachable!("issued makes a TokenIssued")
+    };
+    machine.user_id = None;
+    let state = fold(&[machine.into()]);
+    assert_eq!(
+        audit_entry(&state, head(2), &op("m", None)).sentence(),
+        format!(
+            "agent a1, did OperationRecorded on read with token m, at {}, succeeded",
+            ts(3)
+        ),
+        "an agent acting as itself is named once"
     );
 }
 

@@ -1,14 +1,20 @@
 //! Who is calling a management endpoint: an administrator, by a bearer admin token
-//! (`Admin`), or, where people may act too, an administrator or a person by their API key
-//! (`Caller`). User access tokens as management credentials arrive with user sign-in.
+//! (`Admin`), or, where people may act too, an administrator or a person (`Caller`): by
+//! their API key, or by a writ access token of their own (`sub` the person, no `act`,
+//! such as `POST /api/v1/me/tokens` issues) as a bearer token. An agent's token, on a
+//! person's behalf or its own, is never a management credential: an agent acts for a
+//! person only within a delegation, and managing delegations is not in one.
 //!
-//! A credential is looked up by its keyed hash: one hash and one map lookup, with nothing
-//! compared byte by byte against a stored secret, so timing tells nothing about a key.
+//! A credential is looked up, never verified: an admin token or API key by its keyed
+//! hash, a writ access token by the BLAKE3 digest of its bytes (as introspection finds
+//! it; no signature check). One hash and one map lookup each, with nothing compared byte
+//! by byte against a stored secret, so timing tells nothing about a key.
 
 use std::future::{Ready, ready};
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
-use writ_schemas::{Actor, UserId};
+use writ_projections::TokenStatus;
+use writ_schemas::{Actor, Digest, UserId};
 
 use super::AppState;
 use super::error::ApiError;
@@ -36,6 +42,8 @@ pub enum Caller {
     Admin(Actor),
     /// A person, by one of their API keys.
     User(UserId),
+    /// A person, by a writ access token of their own.
+    UserToken(UserId),
 }
 
 impl Caller {
@@ -43,7 +51,7 @@ impl Caller {
     pub fn actor(&self) -> Actor {
         match self {
             Caller::Admin(actor) => actor.clone(),
-            Caller::User(user_id) => Actor::User {
+            Caller::User(user_id) | Caller::UserToken(user_id) => Actor::User {
                 user_id: user_id.clone(),
             },
         }
@@ -53,7 +61,7 @@ impl Caller {
     pub fn user_id(&self) -> Option<&UserId> {
         match self {
             Caller::Admin(_) => None,
-            Caller::User(user_id) => Some(user_id),
+            Caller::User(user_id) | Caller::UserToken(user_id) => Some(user_id),
         }
     }
 }
@@ -69,12 +77,15 @@ impl FromRequest for Caller {
 
 fn identify(request: &HttpRequest) -> Result<Caller, ApiError> {
     let Some(key) = request.headers().get(API_KEY_HEADER) else {
-        if bearer_token(request).is_none() {
+        let Some(bearer) = bearer_token(request) else {
             return Err(ApiError::Unauthorized(
-                "send a person's API key as `x-api-key: wrt_...`, or an admin token as `Authorization: Bearer wrt_admin_...`".into(),
+                "send a person's API key as `x-api-key: wrt_...`, or a person's own writ access token or an admin token as `Authorization: Bearer ...`".into(),
             ));
-        }
-        return authenticate(request).map(|Admin(actor)| Caller::Admin(actor));
+        };
+        return match authenticate(request) {
+            Ok(Admin(actor)) => Ok(Caller::Admin(actor)),
+            Err(_) => person_by_token(request, bearer),
+        };
     };
     if request.headers().contains_key(header::AUTHORIZATION) {
         return Err(ApiError::Unauthorized(
@@ -114,6 +125,55 @@ fn identify(request: &HttpRequest) -> Result<Caller, ApiError> {
             )));
         }
         Ok(Caller::User(key.user_id.clone()))
+    })
+}
+
+/// The person a bearer writ access token stands for: found by its digest, live, and a
+/// person's own (a person as subject, no agent in an `act` chain).
+fn person_by_token(request: &HttpRequest, bearer: &str) -> Result<Caller, ApiError> {
+    let Some(state) = request.app_data::<web::Data<AppState>>() else {
+        return Err(ApiError::Unavailable("the server is not configured".into()));
+    };
+    let digest = Digest::of(bearer.as_bytes());
+    let now = state.clock.now();
+    state.ledger.read(|s| {
+        let token = s.token_by_digest(&digest).ok_or_else(|| {
+            ApiError::Unauthorized(
+                "that bearer token is neither an admin token nor an access token writ issued"
+                    .into(),
+            )
+        })?;
+        if let TokenStatus::Revoked { at, .. } = &token.status {
+            return Err(ApiError::Unauthorized(format!(
+                "that access token was revoked at {at}; get a new one (`POST /api/v1/me/tokens` with your API key)"
+            )));
+        }
+        if !token.is_active(now) {
+            return Err(ApiError::Unauthorized(format!(
+                "that access token expired at {}; get a new one (`POST /api/v1/me/tokens` with your API key)",
+                token.expires_at
+            )));
+        }
+        let user_id = match (&token.user_id, token.actors.as_slice()) {
+            (Some(user_id), []) => user_id,
+            (Some(user_id), [holder, ..]) => {
+                return Err(ApiError::Unauthorized(format!(
+                    "that is agent {holder}'s token on behalf of user {user_id}: an agent acts for a person only within their delegation, never as them on management endpoints; send the person's own token or API key"
+                )));
+            }
+            (None, _) => {
+                return Err(ApiError::Unauthorized(format!(
+                    "that is agent {}'s own token: management endpoints take a person's own token or API key, or an admin token",
+                    token.client_id
+                )));
+            }
+        };
+        if !s.user(user_id).is_some_and(|user| user.active) {
+            return Err(ApiError::Unauthorized(format!(
+                "the person this token stands for (user {user_id}) is deactivated; an admin can reactivate them"
+            )));
+        }
+        Ok(Caller::UserToken(user_id.clone()))
     })
 }
 

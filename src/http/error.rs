@@ -157,6 +157,7 @@ impl From<Refusal> for ApiError {
             | Refusal::DelegationInactive(_)
             | Refusal::ScopeNotDelegated(..)
             | Refusal::OutlivesDelegation(..)
+            | Refusal::OutlivesAgent(..)
             | Refusal::ScopesNotHeld(..)
             | Refusal::NoScopes
             | Refusal::NotInFuture(_)

@@ -368,6 +368,7 @@ fn refusal(err: SubmitError) -> OAuthError {
         SubmitError::Refused(
             refused @ (Refusal::AgentDisabled(_)
             | Refusal::AgentExpired(..)
+            | Refusal::OutlivesAgent(..)
             | Refusal::UnknownAgent(_)),
         ) => OAuthError::invalid_client(refused.to_string()),
         // The delegation or its person changed between the read and the append.

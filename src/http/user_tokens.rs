@@ -1,6 +1,7 @@
 //! `POST /api/v1/me/tokens`: a person, by their API key, gets a short-lived writ access
 //! token of their own (`sub` the person, no `act`) addressed to one agent (`client_id`),
-//! to hand to it. The agent trades it at `/oauth/token` by token exchange for a token on
+//! to hand to it. Such a token is a management credential too, but it cannot mint
+//! another: a leaked one must not renew itself. The agent trades it at `/oauth/token` by token exchange for a token on
 //! the person's behalf, under their delegation to it. It is the smallest way to a person's
 //! own token until sign-in and the authorization code flow exist, and what that flow will
 //! issue has the same shape: recorded as `TokenIssued` with `user_id` and no actors, so
@@ -16,7 +17,7 @@ use super::auth::Caller;
 use super::error::{ApiError, optional_json};
 use super::oauth_error::no_store;
 use crate::decide::{Command, Refusal};
-use crate::oauth::terms::TTL_SECONDS_CEILING;
+use crate::oauth::terms::{TTL_SECONDS_CEILING, agent_seconds_left};
 
 /// The `grant_type` a person's own token is recorded with.
 pub const USER_TOKEN_GRANT: &str = "urn:writ:params:oauth:grant-type:api-key";
@@ -38,8 +39,17 @@ pub(super) async fn issue(
     caller: Caller,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(user_id) = caller.user_id().cloned() else {
-        return Err(Refusal::NotAPerson.into());
+    let user_id = match caller {
+        Caller::User(user_id) => user_id,
+        // Otherwise a leaked token could renew itself for ever, and its expiry would mean
+        // nothing.
+        Caller::UserToken(_) => {
+            return Err(ApiError::Forbidden(
+                "a person's own token cannot mint another; send your API key (`x-api-key: wrt_...`)"
+                    .into(),
+            ));
+        }
+        Caller::Admin(_) => return Err(Refusal::NotAPerson.into()),
     };
     let body: NewUserToken = optional_json(payload).await?;
     let ttl_seconds = match body.expires_in {
@@ -53,7 +63,8 @@ pub(super) async fn issue(
         }
     };
     let client_id = ClientId(body.client_id);
-    let (scopes, agent_type) = state.ledger.read(|s| {
+    let now = state.clock.now();
+    let (scopes, agent_type, ttl_seconds) = state.ledger.read(|s| {
         let agent = s
             .agent(&client_id)
             .ok_or_else(|| Refusal::UnknownAgent(client_id.to_string()))?;
@@ -71,9 +82,13 @@ pub(super) async fn issue(
                 format!("`{outside}` is not a scope of agent {client_id}"),
             ));
         }
-        Ok((scopes, agent.agent_type))
+        // The token is the agent's to hold: it never outlives the agent.
+        let ttl_seconds = match agent_seconds_left(agent, now)? {
+            Some(left) => ttl_seconds.min(left),
+            None => ttl_seconds,
+        };
+        Ok((scopes, agent.agent_type, ttl_seconds))
     })?;
-    let now = state.clock.now();
     let iat = now.unix_seconds();
     let exp = iat.saturating_add(i64::try_from(ttl_seconds).unwrap_or(i64::MAX));
     let jti = Jti(crate::secrets::new_secret(""));

@@ -43,6 +43,7 @@ use writ_projections::{Agent, State, Token};
 use writ_schemas::{ClientId, Digest, Timestamp};
 
 use super::on_behalf::{self, ActingFor, NO_DELEGATION, USER_ID_TOKEN_TYPE};
+use super::terms::within_agent_expiry;
 use super::{Terms, agent_terms};
 use crate::http::oauth_error::OAuthError;
 
@@ -132,7 +133,10 @@ pub fn token_exchange_grant(
         Subject::AgentToken(parent) => chain(state, actor, parent, form, terms, now)?,
         Subject::External(vouched) => external_person(state, actor, vouched, form, terms, now)?,
     };
-    Ok((actor.client_id.clone(), terms))
+    Ok((
+        actor.client_id.clone(),
+        within_agent_expiry(actor, now, terms)?,
+    ))
 }
 
 fn subject<'s>(

@@ -127,13 +127,14 @@ pub fn client_credentials_grant(
 ) -> Result<Terms, OAuthError> {
     let user_id = on_behalf::named_user(form)?;
     let terms = client_credentials_terms(agent, form, issuer)?;
-    match user_id {
-        None => Ok(terms),
+    let terms = match user_id {
+        None => terms,
         Some(user_id) => {
             let scope_requested = form.contains_key("scope");
-            on_behalf::on_behalf_of(state, agent, user_id, scope_requested, now, terms)
+            on_behalf::on_behalf_of(state, agent, user_id, scope_requested, now, terms)?
         }
-    }
+    };
+    terms::within_agent_expiry(agent, now, terms)
 }
 
 /// The agent these credentials authenticate, usable at `now`, or why not.

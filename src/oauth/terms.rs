@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use writ_projections::Agent;
-use writ_schemas::AgentType;
+use writ_schemas::{AgentType, Timestamp};
 
+use crate::decide::Refusal;
 use crate::http::oauth_error::OAuthError;
 
 /// Lifetime of a token when the request names none.
@@ -99,6 +100,35 @@ pub fn agent_terms(agent: &Agent, form: &Form, issuer: &str) -> Result<Terms, OA
         intent_description: text(form, "intent_description", INTENT_BYTES_MAX)?,
         acting_for: None,
     })
+}
+
+/// Seconds a token issued at `now` may live within `agent`'s expiry (none: the agent
+/// has no expiry). `exp` is whole seconds after `iat`, both counted from whole seconds,
+/// so this many never carry it past the expiry. Refused when not one second is left.
+pub fn agent_seconds_left(agent: &Agent, now: Timestamp) -> Result<Option<u64>, Refusal> {
+    let Some(end) = agent.expires_at else {
+        return Ok(None);
+    };
+    let left = end.unix_seconds().saturating_sub(now.unix_seconds());
+    match u64::try_from(left) {
+        Ok(seconds) if seconds > 0 => Ok(Some(seconds)),
+        _ => Err(Refusal::AgentExpired(agent.client_id.to_string(), end)),
+    }
+}
+
+/// `terms` with a lifetime that ends no later than `agent`'s expiry: a token never
+/// outlives the agent holding it. Capped rather than refused, unless nothing is left.
+pub fn within_agent_expiry(
+    agent: &Agent,
+    now: Timestamp,
+    mut terms: Terms,
+) -> Result<Terms, OAuthError> {
+    let left = agent_seconds_left(agent, now)
+        .map_err(|refused| OAuthError::invalid_client(refused.to_string()))?;
+    if let Some(left) = left {
+        terms.ttl_seconds = terms.ttl_seconds.min(left);
+    }
+    Ok(terms)
 }
 
 fn scopes(agent: &Agent, requested: Option<&String>) -> Result<Vec<String>, OAuthError> {

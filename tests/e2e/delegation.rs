@@ -1,7 +1,8 @@
 //! People and delegation over real HTTP: an admin issues a person an API key, the key acts
 //! as that person, the person delegates to an agent, lists and revokes what they granted;
 //! another person can neither see nor revoke it; revoked keys and deactivated people's
-//! keys are refused; and the ledger records it all and verifies.
+//! keys are refused; and the ledger records it all and verifies. A person's own writ
+//! access token acts as them too (but mints no other); an agent's token never does.
 
 use serde_json::{Value, json};
 
@@ -220,4 +221,93 @@ fn refused_saying(status: u16, body: &Value, why: &str) {
     );
     let detail = body["detail"].as_str().unwrap_or_default();
     assert!(detail.contains(why), "{body}");
+}
+
+#[test]
+fn a_person_s_own_token_manages_their_delegations_and_an_agent_s_token_never_does() {
+    use crate::exchange::{ACCESS_TOKEN, Setup, USER_ID, setup_with, text};
+    let s = setup_with(&[], &[]);
+    let (status, own) = as_user(
+        &s.server,
+        &s.ada_key,
+        "POST",
+        "/api/v1/me/tokens",
+        Some(json!({"client_id": s.a.id})),
+    );
+    assert_eq!(status, 200, "{own}");
+    let own = text(&own["access_token"]);
+
+    let (status, mine) = call(&s.server, &own, "GET", "/api/v1/me/delegations", None);
+    assert_eq!(status, 200, "{mine}");
+    assert_eq!(mine.as_array().map(Vec::len), Some(1), "{mine}");
+    let to_b = format!("/api/v1/agents/{}/delegations", s.b.id);
+    let body = json!({"scopes": ["files:read"]});
+    let (status, granted) = call(&s.server, &own, "POST", &to_b, Some(body));
+    assert_eq!(status, 201, "{granted}");
+    assert_eq!(
+        granted["delegator_user_id"],
+        json!(s.ada),
+        "as her API key would"
+    );
+    let again = json!({"client_id": s.a.id});
+    let (status, refusal) = call(&s.server, &own, "POST", "/api/v1/me/tokens", Some(again));
+    assert_eq!(status, 403, "a token does not renew itself: {refusal}");
+
+    let refused = |token: &str, words: &str| {
+        let (status, refusal) = call(&s.server, token, "GET", "/api/v1/me/delegations", None);
+        assert_eq!(status, 401, "{refusal}");
+        let detail = refusal["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(words), "{detail}");
+    };
+    let on_behalf = s.exchanged(&s.a, &s.ada, USER_ID, &[]);
+    refused(
+        &text(&on_behalf["access_token"]),
+        &format!("agent {}'s token on behalf of user {}", s.a.id, s.ada),
+    );
+    let exchanged = s.exchanged(&s.a, &own, ACCESS_TOKEN, &[]);
+    refused(&text(&exchanged["access_token"]), "on behalf of user");
+    let (status, m2m) = s.token(&s.a, &[("grant_type", "client_credentials")]);
+    assert_eq!(status, 200, "{m2m}");
+    refused(&text(&m2m["access_token"]), "own token");
+    refused("not-a-token-writ-issued", "neither an admin token nor");
+    assert_eq!(
+        call(&s.server, &s.admin, "GET", "/api/v1/users", None).0,
+        200,
+        "an admin token still works"
+    );
+
+    // A revoked token is refused; so is an expired one.
+    let (_, second) = as_user(
+        &s.server,
+        &s.ada_key,
+        "POST",
+        "/api/v1/me/tokens",
+        Some(json!({"client_id": s.a.id})),
+    );
+    let second = text(&second["access_token"]);
+    let revoked = http()
+        .post(s.server.url("/oauth/revoke"))
+        .basic_auth(&s.a.id, Some(&s.a.secret))
+        .form(&[("token", own.as_str())])
+        .send()
+        .map(|r| r.status().as_u16());
+    assert_eq!(revoked.ok(), Some(200));
+    refused(&own, "was revoked at");
+    assert_eq!(
+        call(&s.server, &second, "GET", "/api/v1/me/delegations", None).0,
+        200
+    );
+    let Setup { dir, server, .. } = s;
+    assert_eq!(server.stop(), Some(0));
+    // Ten minutes later, as far as the server can tell: past the default five.
+    let server = Server::start(dir.path(), &["--clock-offset-seconds", "600"]);
+    let (status, refusal) = call(&server, &second, "GET", "/api/v1/me/delegations", None);
+    assert_eq!(status, 401, "{refusal}");
+    assert!(
+        refusal["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("expired at")),
+        "{refusal}"
+    );
+    assert_eq!(server.stop(), Some(0));
 }

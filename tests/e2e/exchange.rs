@@ -6,7 +6,9 @@
 //! token, the delegation or an agent in the chain ends every token below at once; every
 //! refusal has its exact status and code. A small identity provider on loopback (its own
 //! ES256 key, its JWKS over HTTP or in a file) shows a trusted issuer's JWT exchanged for
-//! the writ user with its email, and every way such a JWT is refused.
+//! the writ user with its email, and every way such a JWT is refused. An operation done
+//! down a chain is told by `writ audit` as the person's, through each agent in turn, the
+//! same from record 1 as from a snapshot. No token outlives the agent that holds it.
 
 use serde_json::{Value, json};
 
@@ -426,6 +428,141 @@ fn revoking_the_delegation_or_disabling_an_agent_in_the_chain_ends_everything_be
         [&chain.t1, &chain.t2, &chain.t3].map(|t| s.active(t)),
         [false, false, false]
     );
+    assert_eq!(s.server.stop(), Some(0));
+}
+
+#[test]
+fn a_chained_operation_is_told_offline_as_the_person_s_through_each_agent_in_turn() {
+    let s = setup();
+    let t1 = s.exchanged(&s.a, &s.ada, USER_ID, &[]);
+    let t2 = s.exchanged(&s.b, &text(&t1["access_token"]), ACCESS_TOKEN, &[]);
+    let t2 = text(&t2["access_token"]);
+    let jti = text(&s.introspect(&t2)["jti"]);
+    let Setup {
+        dir,
+        server,
+        ada,
+        a,
+        b,
+        ..
+    } = s;
+    // A stop writes a snapshot: the operation below lands after it.
+    assert_eq!(server.stop(), Some(0));
+    let server = Server::start(dir.path(), &[]);
+    let body = json!({"operation": "read", "resource": "report.pdf"});
+    let (status, answer) = call(&server, &t2, "POST", "/api/v1/operations", Some(body));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(server.stop(), Some(0));
+
+    let data_dir = dir.path().display().to_string();
+    let full = writ(&["audit", "--data-dir", &data_dir]);
+    assert_eq!(full.code, Some(0), "{}", full.stderr);
+    assert!(
+        full.stderr.contains("replayed from record 1"),
+        "{}",
+        full.stderr
+    );
+    let line = full
+        .stdout
+        .lines()
+        .find(|line| line.contains("did OperationRecorded"))
+        .unwrap_or_else(|| panic!("no operation in the trail:\n{}", full.stdout));
+    let told = format!(
+        "user {ada}, via agent {} then agent {}, did OperationRecorded on read report.pdf with token {jti}, at ",
+        a.id, b.id
+    );
+    assert!(line.starts_with(&told), "{line}\nwanted {told}...");
+    assert!(
+        line.ends_with(", succeeded") || line.contains(", succeeded, seq "),
+        "{line}"
+    );
+    assert!(
+        !full.stdout.contains("ada@example.com"),
+        "the trail names people by id"
+    );
+
+    let seq: u64 = line
+        .rsplit_once(", seq ")
+        .and_then(|(_, rest)| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no seq in {line}"));
+    let from = writ(&[
+        "audit",
+        "--data-dir",
+        &data_dir,
+        "--from-seq",
+        &seq.to_string(),
+    ]);
+    assert_eq!(from.code, Some(0), "{}", from.stderr);
+    let snapshot: Option<u64> = from
+        .stderr
+        .rsplit_once("replayed from the snapshot at record ")
+        .and_then(|(_, n)| n.trim().parse().ok());
+    assert!(
+        snapshot.is_some_and(|at| at < seq),
+        "a snapshot before the operation: {}",
+        from.stderr
+    );
+    assert_eq!(
+        from.stdout.lines().next(),
+        Some(line),
+        "from a snapshot, the same sentence"
+    );
+}
+
+#[test]
+fn no_token_outlives_the_agent_holding_it_whatever_it_asks() {
+    use base64::Engine as _;
+    let s = setup();
+    let now = chrono::Utc::now().timestamp();
+    let ends = now + 300;
+    let expires_at = chrono::DateTime::from_timestamp(ends, 0)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_else(|| panic!("a time"));
+    let body = json!({"name": "short-lived", "scopes": ["files:read"],
+                      "grant_types": ["client_credentials", EXCHANGE],
+                      "expires_at": expires_at});
+    let (id, secret) = register_agent(&s.server, &s.admin, body);
+    let short = Agent { id, secret };
+    s.delegate(&short, json!({}));
+    // Asked for an hour, each kind of token ends by the agent's expiry, not before it.
+    let capped = |answer: &Value| {
+        let ttl = answer["expires_in"].as_i64().unwrap_or(i64::MAX);
+        assert!((1..=300).contains(&ttl), "capped, not refused: {answer}");
+        let token = text(&answer["access_token"]);
+        let payload = token.split('.').nth(1).unwrap_or_default();
+        let claims: Value = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_else(|| panic!("a JWT: {token}"));
+        let exp = claims["exp"].as_i64().unwrap_or(i64::MAX);
+        assert!(exp <= ends && exp > now, "exp {exp}, agent ends {ends}");
+        assert_eq!(s.introspect(&token)["exp"], json!(exp));
+    };
+    let hour = ("expires_in", "3600");
+    let (status, m2m) = s.token(&short, &[("grant_type", "client_credentials"), hour]);
+    assert_eq!(status, 200, "{m2m}");
+    capped(&m2m);
+    let on_behalf = [
+        ("grant_type", "client_credentials"),
+        ("actor_token", s.ada.as_str()),
+        ("actor_token_type", USER_ID),
+        hour,
+    ];
+    let (status, obo) = s.token(&short, &on_behalf);
+    assert_eq!(status, 200, "{obo}");
+    capped(&obo);
+    capped(&s.exchanged(&short, &s.ada, USER_ID, &[hour]));
+    let (status, own) = as_user(
+        &s.server,
+        &s.ada_key,
+        "POST",
+        "/api/v1/me/tokens",
+        Some(json!({"client_id": short.id, "expires_in": 3600})),
+    );
+    assert_eq!(status, 200, "{own}");
+    capped(&own);
     assert_eq!(s.server.stop(), Some(0));
 }
 
