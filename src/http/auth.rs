@@ -1,9 +1,12 @@
 //! Who is calling a management endpoint: an administrator, by a bearer admin token
 //! (`Admin`), or, where people may act too, an administrator or a person (`Caller`): by
-//! their API key, or by a writ access token of their own (`sub` the person, no `act`,
-//! such as `POST /api/v1/me/tokens` issues) as a bearer token. An agent's token, on a
-//! person's behalf or its own, is never a management credential: an agent acts for a
-//! person only within a delegation, and managing delegations is not in one.
+//! their API key, or by a writ access token of their own (`sub` the person, no `act`) as
+//! a bearer token. An agent's token, on a person's behalf or its own, is never a
+//! management credential: an agent acts for a person only within a delegation, and
+//! managing delegations is not in one. Nor is a person's token from
+//! `POST /api/v1/me/tokens`: it is made to be handed to an agent, which must not be able
+//! to grant itself more through it. So today only API keys act as people here; the
+//! tokens a person gets by signing in (authorization code) will be the tokens that do.
 //!
 //! A credential is looked up, never verified: an admin token or API key by its keyed
 //! hash, a writ access token by the BLAKE3 digest of its bytes (as introspection finds
@@ -168,6 +171,15 @@ fn person_by_token(request: &HttpRequest, bearer: &str) -> Result<Caller, ApiErr
                 )));
             }
         };
+        // A token from `POST /api/v1/me/tokens` is made to be handed to an agent: were it
+        // a management credential, the agent holding it could grant itself a wider or
+        // endless delegation in the person's name.
+        if token.grant_type == super::user_tokens::USER_TOKEN_GRANT {
+            return Err(ApiError::Unauthorized(format!(
+                "that is user {user_id}'s token handed to agent {}: it lets the agent act for them by token exchange, never manage their account; send the person's API key",
+                token.client_id
+            )));
+        }
         if !s.user(user_id).is_some_and(|user| user.active) {
             return Err(ApiError::Unauthorized(format!(
                 "the person this token stands for (user {user_id}) is deactivated; an admin can reactivate them"

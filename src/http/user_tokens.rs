@@ -1,6 +1,7 @@
 //! `POST /api/v1/me/tokens`: a person, by their API key, gets a short-lived writ access
 //! token of their own (`sub` the person, no `act`) addressed to one agent (`client_id`),
-//! to hand to it. Such a token is a management credential too, but it cannot mint
+//! to hand to it. Such a token is not a management credential (the agent holding it must
+//! not manage the person's account), and it cannot mint
 //! another: a leaked one must not renew itself. The agent trades it at `/oauth/token` by token exchange for a token on
 //! the person's behalf, under their delegation to it. It is the smallest way to a person's
 //! own token until sign-in and the authorization code flow exist, and what that flow will
