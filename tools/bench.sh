@@ -4,7 +4,7 @@
 #
 #   tools/bench.sh [duration=10s] [connections=4 ...]
 #
-# For every connection count: writ's issue, introspect and operations scenarios, then the
+# For every connection count: writ's issue, exchange, introspect and operations scenarios, then the
 # peer's issue (its default tokens), issue with PEER_JWT_PARAM (e.g. resource=urn:peer:jwt,
 # for JWT access tokens) and introspect. Peer settings: PEER_TOKEN_URL,
 # PEER_INTROSPECTION_URL, PEER_CLIENT_ID, PEER_CLIENT_SECRET, PEER_SCOPE, PEER_JWT_PARAM.
@@ -33,7 +33,7 @@ echo "# $(date -u +%FT%TZ) $(nproc) cores; $($writ --version); duration $duratio
 for c in "${connections[@]}"; do
     echo "## writ, $c connections"
     $bench --writ-url "http://127.0.0.1:$port" --connections "$c" --duration "$duration" \
-        --scenario issue,introspect,operations 2>/dev/null | grep '^RESULT'
+        --scenario issue,exchange,introspect,operations 2>/dev/null | grep '^RESULT'
     if [ -n "${PEER_TOKEN_URL:-}" ]; then
         echo "## peer, $c connections"
         peer=(--token-url "$PEER_TOKEN_URL" --client-id "$PEER_CLIENT_ID"

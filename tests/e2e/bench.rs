@@ -1,5 +1,6 @@
 //! `writ-bench` against a real server: every scenario runs without a failed request, and
-//! the ledger holds exactly the operations the bench reports, and still verifies.
+//! the ledger holds exactly the operations and exchanged tokens the bench reports, and
+//! still verifies.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -63,7 +64,7 @@ fn bench_runs_every_scenario_cleanly_and_the_ledger_holds_exactly_its_operations
     let results = results(&stdout);
     assert_eq!(
         results.keys().collect::<Vec<_>>(),
-        ["introspect", "issue", "operations"],
+        ["exchange", "introspect", "issue", "operations"],
         "{stdout}"
     );
     for (scenario, fields) in &results {
@@ -79,9 +80,12 @@ fn bench_runs_every_scenario_cleanly_and_the_ledger_holds_exactly_its_operations
             "{scenario}: {fields:?}\n{stderr}"
         );
     }
-    let operations: usize = results["operations"]["requests"]
-        .parse()
-        .unwrap_or_else(|_| panic!("{stdout}"));
+    let requests = |scenario: &str| -> usize {
+        results[scenario]["requests"]
+            .parse()
+            .unwrap_or_else(|_| panic!("{stdout}"))
+    };
+    let (operations, exchanged) = (requests("operations"), requests("exchange"));
 
     assert_eq!(server.stop(), Some(0));
     let verified = writ(&["verify", &dir.path().display().to_string()]);
@@ -94,12 +98,16 @@ fn bench_runs_every_scenario_cleanly_and_the_ledger_holds_exactly_its_operations
     );
     let export = dir.path().join("export.jsonl");
     export_to(dir.path(), &export);
-    let recorded = std::fs::read_to_string(&export)
-        .unwrap_or_default()
-        .matches("\"type\":\"OperationRecorded\"")
-        .count();
+    let exported = std::fs::read_to_string(&export).unwrap_or_default();
+    let recorded = exported.matches("\"type\":\"OperationRecorded\"").count();
     assert_eq!(
         recorded, operations,
         "every operation the bench counted, and no other, is in the ledger"
+    );
+    let exchange_grant = "\"grant_type\":\"urn:ietf:params:oauth:grant-type:token-exchange\"";
+    assert_eq!(
+        exported.matches(exchange_grant).count(),
+        exchanged,
+        "every token the exchange scenario got, on the person's behalf, is in the ledger"
     );
 }

@@ -90,8 +90,10 @@ pub struct Args {
     pub token_params: Vec<(String, String)>,
 
     /// What to measure, repeatable or comma-separated: `issue` (client_credentials token
-    /// requests), `introspect` (RFC 7662 introspection of one token), `operations` (writ's
-    /// POST /api/v1/operations), or `all` (every scenario the target supports).
+    /// requests), `exchange` (writ: RFC 8693 token exchange of a person's id for a token on
+    /// their behalf, under a delegation set up for the run), `introspect` (RFC 7662
+    /// introspection of one token), `operations` (writ's POST /api/v1/operations), or `all`
+    /// (every scenario the target supports).
     #[arg(
         help_heading = "Load",
         long = "scenario",
@@ -139,6 +141,8 @@ pub struct Args {
 pub enum ScenarioArg {
     /// Token issuance.
     Issue,
+    /// writ's on-behalf-of token exchange.
+    Exchange,
     /// Token introspection.
     Introspect,
     /// writ's operation recording.
@@ -152,6 +156,9 @@ pub enum ScenarioArg {
 pub enum Scenario {
     /// `POST <token endpoint>` with `grant_type=client_credentials`.
     Issue,
+    /// `POST <token endpoint>` with RFC 8693 token exchange: a person's id as the subject,
+    /// the measuring agent acting for them under their delegation.
+    Exchange,
     /// `POST <introspection endpoint>` with one token.
     Introspect,
     /// `POST /api/v1/operations` with a token as bearer.
@@ -163,6 +170,7 @@ impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Issue => "issue",
+            Scenario::Exchange => "exchange",
             Scenario::Introspect => "introspect",
             Scenario::Operations => "operations",
         }
@@ -328,6 +336,12 @@ impl Args {
         for arg in &self.scenarios {
             let wanted: &[Scenario] = match arg {
                 ScenarioArg::Issue => &[Scenario::Issue],
+                ScenarioArg::Exchange if !writ => {
+                    return Err(usage(
+                        "the exchange scenario uses writ's delegations: it needs --writ-url",
+                    ));
+                }
+                ScenarioArg::Exchange => &[Scenario::Exchange],
                 ScenarioArg::Introspect if !introspects => {
                     return Err(usage("the introspect scenario needs --introspection-url"));
                 }
@@ -339,7 +353,12 @@ impl Args {
                 }
                 ScenarioArg::Operations => &[Scenario::Operations],
                 ScenarioArg::All => match (introspects, writ) {
-                    (_, true) => &[Scenario::Issue, Scenario::Introspect, Scenario::Operations],
+                    (_, true) => &[
+                        Scenario::Issue,
+                        Scenario::Exchange,
+                        Scenario::Introspect,
+                        Scenario::Operations,
+                    ],
                     (true, false) => &[Scenario::Issue, Scenario::Introspect],
                     (false, false) => &[Scenario::Issue],
                 },
@@ -424,7 +443,12 @@ mod tests {
         let run = run(&["--writ-url", "http://127.0.0.1:8080", "--admin-token", "t"]).unwrap();
         assert_eq!(
             run.scenarios,
-            [Scenario::Issue, Scenario::Introspect, Scenario::Operations]
+            [
+                Scenario::Issue,
+                Scenario::Exchange,
+                Scenario::Introspect,
+                Scenario::Operations
+            ]
         );
         assert_eq!(
             (run.connections, run.threads, run.duration, run.warmup),
@@ -453,6 +477,9 @@ mod tests {
         let mut operations = base.to_vec();
         operations.extend(["--scenario", "operations"]);
         assert!(run(&operations).unwrap_err().contains("needs --writ-url"));
+        let mut exchange = base.to_vec();
+        exchange.extend(["--scenario", "exchange"]);
+        assert!(run(&exchange).unwrap_err().contains("needs --writ-url"));
         let mut introspect = base.to_vec();
         introspect.extend(["--scenario", "introspect"]);
         assert!(

@@ -139,6 +139,14 @@ impl Template {
         self
     }
 
+    /// The same request authenticated by a writ API key instead of `Authorization`.
+    pub fn with_api_key(mut self, key: HeaderValue) -> Template {
+        self.headers.remove(header::AUTHORIZATION);
+        self.headers
+            .insert(header::HeaderName::from_static("x-api-key"), key);
+        self
+    }
+
     /// A GET of `endpoint`.
     pub fn get(endpoint: &Endpoint) -> Template {
         let mut headers = HeaderMap::new();

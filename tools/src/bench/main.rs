@@ -74,7 +74,7 @@ async fn measure(
     scenario: Scenario,
 ) -> Result<Summary, BenchError> {
     let first_token = match scenario {
-        Scenario::Issue => None,
+        Scenario::Issue | Scenario::Exchange => None,
         Scenario::Introspect | Scenario::Operations => {
             Some(target.first_token(run.request_timeout).await?)
         }

@@ -21,6 +21,10 @@ pub const OPERATION_NAME: &str = "bench.op";
 pub const QUOTE_CHARS_MAX: usize = 300;
 
 const FORM: &str = "application/x-www-form-urlencoded";
+/// RFC 8693's grant type.
+const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// writ's token type for a person named by id.
+const USER_ID_TOKEN_TYPE: &str = "urn:writ:params:oauth:token-type:user-id";
 const JSON: &str = "application/json";
 
 /// Where the load goes and as whom.
@@ -36,6 +40,8 @@ pub struct Target {
     basic: HeaderValue,
     /// The body of every token request.
     token_form: String,
+    /// The body of every token exchange request (writ, when the run exchanges).
+    exchange_form: Option<String>,
     /// What was set up, for people.
     pub description: String,
 }
@@ -68,6 +74,16 @@ struct Registered {
 }
 
 #[derive(Debug, Deserialize)]
+struct Created {
+    id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ApiKey {
+    key: String,
+}
+
+#[derive(Debug, Deserialize)]
 struct RegisteredAgent {
     client_id: String,
 }
@@ -90,8 +106,18 @@ pub fn basic_authorization(client_id: &str, secret: &str) -> Result<HeaderValue,
 
 /// The body of a `client_credentials` token request.
 pub fn token_form(scope: Option<&str>, params: &[(String, String)]) -> String {
+    grant_form(&[("grant_type", "client_credentials")], scope, params)
+}
+
+/// The body of a token request: the grant's own parameters, then the scope and any extra
+/// parameters every request of the run carries.
+pub fn grant_form(
+    grant: &[(&str, &str)],
+    scope: Option<&str>,
+    params: &[(String, String)],
+) -> String {
     let mut form = form_urlencoded::Serializer::new(String::new());
-    form.append_pair("grant_type", "client_credentials");
+    form.extend_pairs(grant);
     if let Some(scope) = scope {
         form.append_pair("scope", scope);
     }
@@ -179,6 +205,7 @@ impl Target {
                     operations: None,
                     basic: basic_authorization(client_id, secret)?,
                     token_form: token_form(run.scope.as_deref(), &run.token_params),
+                    exchange_form: None,
                     description: format!("token endpoint {token_url}, client {client_id}"),
                 })
             }
@@ -213,6 +240,18 @@ impl Target {
         };
         match scenario {
             Scenario::Issue => Ok(self.token_request()),
+            Scenario::Exchange => {
+                let form = self
+                    .exchange_form
+                    .as_ref()
+                    .ok_or("the exchange scenario needs a person and a delegation (writ only)")?;
+                Ok(Template::post(
+                    &self.token,
+                    FORM,
+                    self.basic.clone(),
+                    form.clone(),
+                ))
+            }
             Scenario::Introspect => {
                 let endpoint = self
                     .introspection
@@ -271,6 +310,27 @@ async fn writ(
         "writ at {base}, {} agent {client_id}",
         if registered { "registered" } else { "existing" }
     );
+    let exchange_form = if run.scenarios.contains(&Scenario::Exchange) {
+        let admin = admin_token.ok_or_else(|| {
+            BenchError::Usage(
+                "the exchange scenario needs the admin token, to register a person who delegates"
+                    .into(),
+            )
+        })?;
+        let user_id = delegating_person(base, admin, &client_id, timeout).await?;
+        description.push_str(&format!(", acting for person {user_id}"));
+        Some(grant_form(
+            &[
+                ("grant_type", TOKEN_EXCHANGE_GRANT),
+                ("subject_token", &user_id),
+                ("subject_token_type", USER_ID_TOKEN_TYPE),
+            ],
+            run.scope.as_deref(),
+            &run.token_params,
+        ))
+    } else {
+        None
+    };
     for note in notes {
         description.push_str("; ");
         description.push_str(&note);
@@ -281,8 +341,53 @@ async fn writ(
         operations,
         basic: basic_authorization(&client_id, &secret)?,
         token_form: token_form(run.scope.as_deref(), &run.token_params),
+        exchange_form,
         description,
     })
+}
+
+/// Registers a person, gives them an API key, and with it delegates to `client_id`: the
+/// person's id, for the exchange scenario's `subject_token`.
+async fn delegating_person(
+    base: &str,
+    admin_token: &str,
+    client_id: &str,
+    timeout: Duration,
+) -> Result<String, BenchError> {
+    let admin = HeaderValue::from_str(&format!("Bearer {admin_token}"))
+        .map_err(|err| BenchError::Usage(format!("the admin token: {err}")))?;
+    let url = format!("{base}/api/v1/users");
+    let body = serde_json::json!({ "email": format!("writ-bench+{client_id}@example.com") });
+    let request = Template::post(
+        &Endpoint::resolve(&url).await?,
+        JSON,
+        admin.clone(),
+        body.to_string(),
+    );
+    let person: Created = read_json(
+        &format!("registering a person at {url}"),
+        conn::once(&request, timeout).await,
+        201,
+    )?;
+    let url = format!("{base}/api/v1/users/{}/api-keys", person.id);
+    let request = Template::post(&Endpoint::resolve(&url).await?, JSON, admin, "{}");
+    let key: ApiKey = read_json(
+        &format!("issuing the person an API key at {url}"),
+        conn::once(&request, timeout).await,
+        201,
+    )?;
+    let key = HeaderValue::from_str(&key.key)
+        .map_err(|err| BenchError::setup("reading the API key", err))?;
+    let url = format!("{base}/api/v1/agents/{client_id}/delegations");
+    let placeholder = HeaderValue::from_static("none");
+    let request =
+        Template::post(&Endpoint::resolve(&url).await?, JSON, placeholder, "{}").with_api_key(key);
+    let _: Created = read_json(
+        &format!("delegating to the agent at {url}"),
+        conn::once(&request, timeout).await,
+        201,
+    )?;
+    Ok(person.id)
 }
 
 /// An endpoint the metadata names, on the origin being measured (a note when moved).
@@ -313,7 +418,7 @@ async fn register(
     let body = serde_json::json!({
         "name": "writ-bench",
         "scopes": scopes,
-        "grant_types": ["client_credentials"],
+        "grant_types": ["client_credentials", TOKEN_EXCHANGE_GRANT],
     });
     let bearer = HeaderValue::from_str(&format!("Bearer {admin_token}"))
         .map_err(|err| BenchError::Usage(format!("the admin token: {err}")))?;
