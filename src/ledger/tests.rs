@@ -113,40 +113,52 @@ fn temp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap_or_else(|err| unreachable!("{err}"))
 }
 
-#[test]
-fn quota_is_exact_under_64_concurrent_submitters_and_survives_reopen() {
-    let dir = temp();
-    let clock = Clock::manual(start());
-    let ledger = Arc::new(seeded(dir.path(), &clock, Some(1000)));
+/// 64 tasks on a two-thread runtime, each submitting `each` operations on token `t` one
+/// after another; how many answers `accepted` counted as accepted, and how many not.
+fn operations_from_64_submitters(
+    ledger: &Arc<Ledger>,
+    each: usize,
+    accepted: fn(Result<super::Receipt, SubmitError>) -> bool,
+) -> (u64, u64) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
         .unwrap_or_else(|e| unreachable!("{e}"));
-    let (accepted, exhausted) = runtime.block_on(async {
+    runtime.block_on(async {
         let tasks: Vec<_> = (0..64)
             .map(|_| {
-                let ledger = Arc::clone(&ledger);
+                let ledger = Arc::clone(ledger);
                 tokio::spawn(async move {
-                    let (mut ok, mut refused) = (0u32, 0u32);
-                    for _ in 0..25 {
-                        match ledger.submit(operation("t", None)).await {
-                            Ok(_) => ok += 1,
-                            Err(SubmitError::Refused(
-                                Refusal::QuotaExhausted | Refusal::TokenInactive,
-                            )) => refused += 1,
-                            Err(other) => unreachable!("{other}"),
+                    let (mut yes, mut no) = (0u64, 0u64);
+                    for _ in 0..each {
+                        if accepted(ledger.submit(operation("t", None)).await) {
+                            yes += 1;
+                        } else {
+                            no += 1;
                         }
                     }
-                    (ok, refused)
+                    (yes, no)
                 })
             })
             .collect();
         let mut totals = (0, 0);
         for task in tasks {
-            let (ok, refused) = task.await.unwrap_or_default();
-            totals = (totals.0 + ok, totals.1 + refused);
+            let (yes, no) = task.await.unwrap_or_default();
+            totals = (totals.0 + yes, totals.1 + no);
         }
         totals
+    })
+}
+
+#[test]
+fn quota_is_exact_under_64_concurrent_submitters_and_survives_reopen() {
+    let dir = temp();
+    let clock = Clock::manual(start());
+    let ledger = Arc::new(seeded(dir.path(), &clock, Some(1000)));
+    let (accepted, exhausted) = operations_from_64_submitters(&ledger, 25, |answer| match answer {
+        Ok(_) => true,
+        Err(SubmitError::Refused(Refusal::QuotaExhausted | Refusal::TokenInactive)) => false,
+        Err(other) => unreachable!("{other}"),
     });
     assert_eq!((accepted, exhausted), (1000, 600));
     let ledger = Arc::try_unwrap(ledger).unwrap_or_else(|_| unreachable!("tasks are done"));
@@ -664,37 +676,15 @@ fn after_a_failed_append_nothing_more_is_written_and_every_acknowledged_command_
     ));
     assert!(submit(&ledger, agent("a1")).is_ok());
     assert!(submit(&ledger, token("t", None, None, clock.now())).is_ok());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .unwrap_or_else(|e| unreachable!("{e}"));
-    let (acknowledged, unavailable) = runtime.block_on(async {
-        let tasks: Vec<_> = (0..64)
-            .map(|_| {
-                let ledger = Arc::clone(&ledger);
-                tokio::spawn(async move {
-                    let (mut ok, mut unavailable) = (0u64, 0u64);
-                    for _ in 0..20 {
-                        match ledger.submit(operation("t", None)).await {
-                            Ok(_) => ok += 1,
-                            Err(SubmitError::Unavailable(why)) => {
-                                assert!(why.contains("no space left"), "{why}");
-                                unavailable += 1;
-                            }
-                            Err(other) => unreachable!("{other}"),
-                        }
-                    }
-                    (ok, unavailable)
-                })
-            })
-            .collect();
-        let mut totals = (0, 0);
-        for task in tasks {
-            let (ok, unavailable) = task.await.unwrap_or_default();
-            totals = (totals.0 + ok, totals.1 + unavailable);
-        }
-        totals
-    });
+    let (acknowledged, unavailable) =
+        operations_from_64_submitters(&ledger, 20, |answer| match answer {
+            Ok(_) => true,
+            Err(SubmitError::Unavailable(why)) => {
+                assert!(why.contains("no space left"), "{why}");
+                false
+            }
+            Err(other) => unreachable!("{other}"),
+        });
     assert_eq!(acknowledged + unavailable, 64 * 20);
     assert!(
         acknowledged > 0 && unavailable > 0,
