@@ -3,10 +3,9 @@
 //! their API key, or by a writ access token of their own (`sub` the person, no `act`) as
 //! a bearer token. An agent's token, on a person's behalf or its own, is never a
 //! management credential: an agent acts for a person only within a delegation, and
-//! managing delegations is not in one. Nor is a person's token from
-//! `POST /api/v1/me/tokens`: it is made to be handed to an agent, which must not be able
-//! to grant itself more through it. So today only API keys act as people here; the
-//! tokens a person gets by signing in (authorization code) will be the tokens that do.
+//! managing delegations is not in one. A person's own token is held by an agent too (it
+//! names one as `client_id`), so it manages the person's account only when it carries
+//! the `writ:manage` scope ([`MANAGE_SCOPE`]), which the person must ask for by name.
 //!
 //! A credential is looked up, never verified: an admin token or API key by its keyed
 //! hash, a writ access token by the BLAKE3 digest of its bytes (as introspection finds
@@ -131,6 +130,11 @@ fn identify(request: &HttpRequest) -> Result<Caller, ApiError> {
     })
 }
 
+/// The scope that makes a person's own token a management credential. `POST
+/// /api/v1/me/tokens` grants it only when the person names it, and only for an agent
+/// registered with it.
+pub const MANAGE_SCOPE: &str = "writ:manage";
+
 /// The person a bearer writ access token stands for: found by its digest, live, and a
 /// person's own (a person as subject, no agent in an `act` chain).
 fn person_by_token(request: &HttpRequest, bearer: &str) -> Result<Caller, ApiError> {
@@ -171,12 +175,13 @@ fn person_by_token(request: &HttpRequest, bearer: &str) -> Result<Caller, ApiErr
                 )));
             }
         };
-        // A token from `POST /api/v1/me/tokens` is made to be handed to an agent: were it
-        // a management credential, the agent holding it could grant itself a wider or
-        // endless delegation in the person's name.
-        if token.grant_type == super::user_tokens::USER_TOKEN_GRANT {
+        // A person's token is held by an agent (its `client_id`): were every such token a
+        // management credential, the agent could grant itself a wider or endless
+        // delegation in the person's name. Only a token the person asked `writ:manage`
+        // for, of an agent registered with that scope, manages their account.
+        if !token.scopes.iter().any(|scope| scope == MANAGE_SCOPE) {
             return Err(ApiError::Unauthorized(format!(
-                "that is user {user_id}'s token handed to agent {}: it lets the agent act for them by token exchange, never manage their account; send the person's API key",
+                "that is user {user_id}'s token held by agent {}, without the `{MANAGE_SCOPE}` scope: it lets the agent act for them by token exchange, not manage their account; send the person's API key, or a token they asked `{MANAGE_SCOPE}` for",
                 token.client_id
             )));
         }

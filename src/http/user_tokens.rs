@@ -1,7 +1,8 @@
 //! `POST /api/v1/me/tokens`: a person, by their API key, gets a short-lived writ access
 //! token of their own (`sub` the person, no `act`) addressed to one agent (`client_id`),
-//! to hand to it. Such a token is not a management credential (the agent holding it must
-//! not manage the person's account), and it cannot mint
+//! to hand to it. Such a token manages the person's account only with the `writ:manage`
+//! scope, which the person must name (the agent holding it could otherwise grant itself
+//! more in their name), and it cannot mint
 //! another: a leaked one must not renew itself. The agent trades it at `/oauth/token` by token exchange for a token on
 //! the person's behalf, under their delegation to it. It is the smallest way to a person's
 //! own token until sign-in and the authorization code flow exist, and what that flow will
@@ -70,7 +71,13 @@ pub(super) async fn issue(
             .agent(&client_id)
             .ok_or_else(|| Refusal::UnknownAgent(client_id.to_string()))?;
         let scopes: Vec<String> = match &body.scope {
-            None => agent.scopes.clone(),
+            // Managing the person's account is never granted by default: they name it.
+            None => agent
+                .scopes
+                .iter()
+                .filter(|scope| *scope != super::auth::MANAGE_SCOPE)
+                .cloned()
+                .collect(),
             Some(asked) => asked
                 .split(' ')
                 .filter(|s| !s.is_empty())

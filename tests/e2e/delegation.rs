@@ -224,7 +224,7 @@ fn refused_saying(status: u16, body: &Value, why: &str) {
 }
 
 #[test]
-fn no_token_an_agent_holds_manages_a_person_s_account() {
+fn only_a_person_s_token_asked_for_writ_manage_manages_their_account() {
     use crate::exchange::{ACCESS_TOKEN, Setup, USER_ID, setup_with, text};
     let s = setup_with(&[], &[]);
     let refused = |token: &str, words: &str| {
@@ -244,7 +244,7 @@ fn no_token_an_agent_holds_manages_a_person_s_account() {
     );
     assert_eq!(status, 200, "{handed}");
     let handed = text(&handed["access_token"]);
-    refused(&handed, &format!("handed to agent {}", s.a.id));
+    refused(&handed, &format!("held by agent {}", s.a.id));
     let to_b = format!("/api/v1/agents/{}/delegations", s.b.id);
     let body = json!({"scopes": ["files:read"]});
     let (status, refusal) = call(&s.server, &handed, "POST", &to_b, Some(body));
@@ -259,6 +259,54 @@ fn no_token_an_agent_holds_manages_a_person_s_account() {
         Some(1),
         "only the delegation she granted herself: {mine}"
     );
+
+    // An agent registered with `writ:manage`, and a token ada asks that scope for by
+    // name, manage her account as her API key does; unasked, even that agent's is refused.
+    let body = json!({"name": "account-assistant", "scopes": ["files:read", "writ:manage"],
+                      "grant_types": ["client_credentials"]});
+    let (assistant, _) = register_agent(&s.server, &s.admin, body);
+    let for_assistant = |scope: Option<&str>| {
+        let mut body = json!({"client_id": assistant});
+        if let Some(scope) = scope {
+            body["scope"] = json!(scope);
+        }
+        let (status, token) = as_user(
+            &s.server,
+            &s.ada_key,
+            "POST",
+            "/api/v1/me/tokens",
+            Some(body),
+        );
+        assert_eq!(status, 200, "{token}");
+        token
+    };
+    let unasked = for_assistant(None);
+    assert_eq!(unasked["scope"], json!("files:read"), "{unasked}");
+    refused(
+        &text(&unasked["access_token"]),
+        "without the `writ:manage` scope",
+    );
+    let managing = for_assistant(Some("writ:manage"));
+    let managing = text(&managing["access_token"]);
+    let (status, mine) = call(&s.server, &managing, "GET", "/api/v1/me/delegations", None);
+    assert_eq!(status, 200, "{mine}");
+    let to_c = format!("/api/v1/agents/{}/delegations", s.c.id);
+    let (status, granted) = call(&s.server, &managing, "POST", &to_c, Some(json!({})));
+    assert_eq!(status, 201, "{granted}");
+    assert_eq!(
+        granted["delegator_user_id"],
+        json!(s.ada),
+        "as her API key would"
+    );
+    let again = json!({"client_id": assistant, "scope": "writ:manage"});
+    let (status, refusal) = call(
+        &s.server,
+        &managing,
+        "POST",
+        "/api/v1/me/tokens",
+        Some(again),
+    );
+    assert_eq!(status, 403, "a token does not renew itself: {refusal}");
 
     let on_behalf = s.exchanged(&s.a, &s.ada, USER_ID, &[]);
     refused(
