@@ -64,3 +64,11 @@ fn the_reference_verifier_in_ledger_md_verifies_a_real_export_and_catches_tamper
     let (ok, said) = python(&script, &export);
     assert!(!ok && said.contains("record 10: altered"), "{said}");
 }
+
+#[test]
+fn the_python_merkle_script_reproduces_the_merkle_vectors() {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/merkle_vectors.py");
+    let vectors = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/vectors");
+    let (ok, said) = python(&script, &vectors);
+    assert!(ok && said.starts_with("ok: "), "{said}");
+}
