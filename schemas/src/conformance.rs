@@ -191,6 +191,10 @@ pub(crate) fn sample(kind: EventKind) -> Event {
             token_hash: digest,
             by: admin(),
         }),
+        EventKind::CheckpointKeyPublished => Event::from(CheckpointKeyPublished {
+            name: "auth.example.com".into(),
+            public_key: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
+        }),
         // Written as the first version of the event was, so its bytes (and the vectors'
         // hashes) pin that Ed25519 records are unchanged.
         EventKind::SigningKeyRotated => Event::from(SigningKeyRotated {

@@ -6,6 +6,7 @@
 //! stay small enough to read in an afternoon. `LEDGER.md` beside it is the normative text.
 
 mod canonical;
+mod checkpoint;
 mod events;
 mod hash;
 mod ids;
@@ -15,6 +16,10 @@ mod time;
 mod verify;
 
 pub use canonical::{CanonicalError, INTEGER_MAGNITUDE_MAX, is_canonical, to_canonical_vec};
+pub use checkpoint::{
+    CHECKPOINT_NOTE_BYTES_MAX, Checkpoint, NOTE_ED25519, NoteError, NoteKey, check_key_name,
+    decode_public_key, open_checkpoint,
+};
 pub use events::*;
 pub use hash::{Hash, HashParseError, RECORD_HASH_CONTEXT, record_hash};
 pub use ids::*;

@@ -44,6 +44,8 @@ pub struct AppState {
     pub signing_keys: Arc<crate::keys::SigningKeys>,
     /// External issuers whose JWTs token exchange accepts, and their keys.
     pub trusted_issuers: Arc<crate::issuers::TrustedIssuers>,
+    /// The checkpoint key and the latest signed checkpoint.
+    pub checkpoints: Arc<crate::checkpoints::Checkpoints>,
 }
 
 /// One endpoint: what a request must look like to reach a handler.
