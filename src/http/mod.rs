@@ -11,6 +11,7 @@ pub mod error;
 mod health;
 mod introspect;
 mod keys;
+mod ledger;
 pub mod limits;
 pub mod oauth_error;
 pub mod observe;
@@ -154,6 +155,15 @@ pub fn endpoints() -> Vec<Endpoint> {
         }),
         endpoint(M::POST, "/api/v1/operations", || {
             web::post().to(operations::record)
+        }),
+        endpoint(M::GET, "/api/v1/ledger/head", || {
+            web::get().to(ledger::head)
+        }),
+        endpoint(M::GET, "/api/v1/ledger/proofs/inclusion", || {
+            web::get().to(ledger::inclusion)
+        }),
+        endpoint(M::GET, "/api/v1/ledger/proofs/consistency", || {
+            web::get().to(ledger::consistency)
         }),
     ]
 }
