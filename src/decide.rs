@@ -9,9 +9,9 @@ use writ_projections::{State, TokenStatus};
 use writ_schemas::{
     Actor, AdminTokenIssued, AgentDisabled, AgentEnabled, AgentIdentitySet, AgentPolicySet,
     AgentRegistered, AgentReviewed, AgentSecretRotated, ApiKeyId, ApiKeyIssued, ApiKeyRevoked,
-    ClientId, DelegationGranted, DelegationId, DelegationRevoked, Digest, Event, Jti,
-    OperationRecorded, RevocationCause, SigningKeyRotated, Timestamp, TokenExhausted, TokenIssued,
-    TokenRevoked, UserDeactivated, UserId, UserReactivated, UserRegistered,
+    CheckpointKeyPublished, ClientId, DelegationGranted, DelegationId, DelegationRevoked, Digest,
+    Event, Jti, OperationRecorded, RevocationCause, SigningKeyRotated, Timestamp, TokenExhausted,
+    TokenIssued, TokenRevoked, UserDeactivated, UserId, UserReactivated, UserRegistered,
 };
 
 /// Most API keys a person may hold unrevoked: enough for a key per device or script,
@@ -116,6 +116,8 @@ pub enum Command {
     SetAgentPolicy(AgentPolicySet),
     /// Make a new signing key current (its private part is already stored).
     RotateSigningKey(SigningKeyRotated),
+    /// Publish the key that signs checkpoints (its private part is already stored).
+    PublishCheckpointKey(CheckpointKeyPublished),
     /// Record a token that was just signed (it is handed out only once this is durable).
     IssueToken(TokenIssued),
     /// Record one use of a token, enforcing its operation quota exactly.
@@ -235,6 +237,9 @@ pub enum Refusal {
     /// A signing key whose public members do not fit its algorithm.
     #[error("the signing key does not fit its algorithm: {0}")]
     BadSigningKey(String),
+    /// A checkpoint key whose name or public key cannot be used in a signed note.
+    #[error("the checkpoint key cannot be published: {0}")]
+    BadCheckpointKey(String),
     /// A rotation that names as its predecessor a key that is no longer current.
     #[error("the signing key changed meanwhile (now {0}); rotate again")]
     KeyRotatedMeanwhile(String),
@@ -403,6 +408,10 @@ pub fn decide(
         Command::RotateAgentSecret(rotation) => {
             known_agent(state, &rotation.client_id)?;
             Ok((vec![rotation.clone().into()], Answer::Done))
+        }
+        Command::PublishCheckpointKey(key) => {
+            key.check().map_err(Refusal::BadCheckpointKey)?;
+            Ok((vec![key.clone().into()], Answer::Done))
         }
         Command::RotateSigningKey(rotation) => {
             if state

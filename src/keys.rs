@@ -320,7 +320,11 @@ fn generate(alg: SigningAlgorithm) -> Result<Vec<u8>, KeyError> {
 }
 
 /// Writes `<keys>/<kid>.pk8`, owner-only, and makes it durable before anything names it.
-fn store(dir: &DataDir, kid: &KeyId, document: &[u8]) -> Result<std::path::PathBuf, KeyError> {
+pub(crate) fn store(
+    dir: &DataDir,
+    kid: &KeyId,
+    document: &[u8],
+) -> Result<std::path::PathBuf, KeyError> {
     let keys = dir.keys();
     let path = keys.join(format!("{kid}.pk8"));
     let io = |err: std::io::Error| KeyError::Io(format!("writing {}: {err}", path.display()));

@@ -5,6 +5,7 @@
 //! decisions commands lead to, and the offline tools of the `writ` command line. The
 //! vocabulary lives in `writ-schemas`, the read models in `writ-projections`.
 
+pub mod checkpoints;
 pub mod cli;
 pub mod clock;
 pub mod decide;

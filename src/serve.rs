@@ -9,6 +9,7 @@ use actix_web::{App, HttpServer, web};
 
 use writ_schemas::{Actor, SigningAlgorithm};
 
+use crate::checkpoints::Checkpoints;
 use crate::decide::Command;
 use crate::http::{AppState, routes};
 use crate::keys::{CurrentKey, SigningKeys, Startup};
@@ -62,6 +63,21 @@ pub struct ServeArgs {
     /// for an unknown `kid` (at most once a minute).
     #[arg(long = "trusted-issuer", env = "WRIT_TRUSTED_ISSUERS", value_delimiter = ',', value_parser = crate::issuers::parse_trusted_issuer)]
     pub trusted_issuers: Vec<crate::issuers::TrustedIssuer>,
+    /// Sign a checkpoint (the Merkle root at the durable head, as a C2SP signed note,
+    /// served by GET /api/v1/ledger/head) once this many records were added since the
+    /// last one.
+    #[arg(long, env = "WRIT_CHECKPOINT_EVERY_RECORDS", default_value_t = crate::checkpoints::CHECKPOINT_EVERY_RECORDS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..))]
+    pub checkpoint_every_records: u64,
+    /// Sign a checkpoint once this many milliseconds passed since the last one and any
+    /// record was added (an idle ledger signs nothing new).
+    #[arg(long, env = "WRIT_CHECKPOINT_EVERY_MS", default_value_t = crate::checkpoints::CHECKPOINT_EVERY_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..))]
+    pub checkpoint_every_ms: u64,
+    /// The checkpoints' origin line and key name (default: --issuer's host and path;
+    /// without --issuer, the name the ledger first published, or the listen address).
+    /// No spaces or '+'. Changing it publishes the checkpoint key again under the new
+    /// name.
+    #[arg(long, env = "WRIT_CHECKPOINT_ORIGIN")]
+    pub checkpoint_origin: Option<String>,
     /// Seconds to let in-flight requests finish after a shutdown signal.
     #[arg(long, env = "WRIT_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
@@ -261,6 +277,28 @@ async fn serve(
         args.trusted_issuers.clone(),
     )?);
     let trusted: Vec<String> = trusted_issuers.issuers().map(str::to_owned).collect();
+    // A configured origin or issuer names the ledger; otherwise the name it was first
+    // published under stays, so a restart on another port does not rename it.
+    let origin = args
+        .checkpoint_origin
+        .clone()
+        .or_else(|| {
+            args.issuer
+                .as_deref()
+                .map(crate::checkpoints::origin_of_issuer)
+        })
+        .or_else(|| ledger.read(|s| s.checkpoint_keys().last().map(|key| key.name.clone())))
+        .unwrap_or_else(|| crate::checkpoints::origin_of_issuer(&issuer));
+    let checkpoints =
+        Arc::new(Checkpoints::start(&DataDir::new(&args.data_dir), &ledger, &origin).await?);
+    // The first checkpoint is signed before the server answers, so the head always has one.
+    checkpoints.sign_now(&ledger);
+    actix_web::rt::spawn(Arc::clone(&checkpoints).run(
+        Arc::downgrade(&ledger),
+        args.checkpoint_every_records,
+        args.checkpoint_every_ms,
+    ));
+    let checkpoint_key = checkpoints.key().verifier_key();
     let server = HttpServer::new({
         let issuer = issuer.clone();
         move || {
@@ -272,6 +310,7 @@ async fn serve(
                 signing_keys: Arc::clone(&signing_keys),
                 token_limits: Arc::clone(&token_limits),
                 trusted_issuers: Arc::clone(&trusted_issuers),
+                checkpoints: Arc::clone(&checkpoints),
             };
             App::new()
                 .wrap(actix_web::middleware::from_fn(
@@ -295,6 +334,7 @@ async fn serve(
         println!("  trusted issuer: {trusted}");
     }
     println!("{}", started.key_line);
+    println!("  checkpoint key: {checkpoint_key}");
     match started.first_admin {
         FirstAdmin::Generated(token) => println!("  admin token (shown once, keep it): {token}"),
         FirstAdmin::FromEnvironment => println!("  admin token: the one given in WRIT_ADMIN_TOKEN"),

@@ -243,6 +243,7 @@ fn parts_of(state: &State, event: &Event) -> Parts {
         }
         Event::SigningKeyRotated(e) => Parts::by(e.by.as_ref().unwrap_or(&Actor::System), &e.kid),
         Event::AdminTokenIssued(e) => Parts::by(&e.by, &e.token_id),
+        Event::CheckpointKeyPublished(e) => Parts::by(&Actor::System, &e.name),
     }
 }
 

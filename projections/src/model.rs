@@ -324,6 +324,17 @@ pub struct Family {
     pub reuse_detected: bool,
 }
 
+/// A checkpoint key's public record, as its `CheckpointKeyPublished` carried it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointKey {
+    /// The key name in signature lines.
+    pub name: String,
+    /// The Ed25519 public key, unpadded base64url.
+    pub public_key: String,
+    /// When it was published.
+    pub published_at: Timestamp,
+}
+
 /// A signing key's public record, as its `SigningKeyRotated` carried it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SigningKey {

@@ -48,6 +48,7 @@ pub struct State {
     refresh_by_digest: BTreeMap<Digest, RefreshId>,
     families: BTreeMap<FamilyId, Family>,
     signing_keys: Vec<SigningKey>,
+    checkpoint_keys: Vec<CheckpointKey>,
     admin_tokens: BTreeMap<Digest, String>,
 }
 
@@ -210,6 +211,11 @@ impl State {
             Event::AdminTokenIssued(e) => {
                 self.admin_tokens.insert(e.token_hash, e.token_id.clone());
             }
+            Event::CheckpointKeyPublished(e) => self.checkpoint_keys.push(CheckpointKey {
+                name: e.name.clone(),
+                public_key: e.public_key.clone(),
+                published_at: at,
+            }),
             Event::SigningKeyRotated(e) => self.signing_keys.push(SigningKey {
                 kid: e.kid.clone(),
                 alg: e.alg,

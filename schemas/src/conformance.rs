@@ -191,6 +191,10 @@ pub(crate) fn sample(kind: EventKind) -> Event {
             token_hash: digest,
             by: admin(),
         }),
+        EventKind::CheckpointKeyPublished => Event::from(CheckpointKeyPublished {
+            name: "auth.example.com".into(),
+            public_key: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
+        }),
         // Written as the first version of the event was, so its bytes (and the vectors'
         // hashes) pin that Ed25519 records are unchanged.
         EventKind::SigningKeyRotated => Event::from(SigningKeyRotated {
@@ -614,4 +618,59 @@ fn the_fast_decoder_accepts_exactly_what_the_strict_one_does() {
             event.kind().name()
         );
     }
+}
+
+/// The Merkle vectors: the tree over `ledger.jsonl`, one inclusion and one consistency
+/// proof, each checked by the verifiers before it is pinned.
+#[test]
+fn merkle_vectors_match_and_verify() {
+    let hashes: Vec<Hash> = vector_records().iter().map(|r| r.hash).collect();
+    let size = hashes.len() as u64;
+    let subtree = |start: u64, end: u64| crate::root_of(&hashes[start as usize..end as usize]);
+    let tree_root = crate::root_of(&hashes);
+    let (seq, old_size) = (5u64, 13u64);
+    let inclusion =
+        crate::inclusion_proof(seq - 1, size, subtree).unwrap_or_else(|err| unreachable!("{err}"));
+    let old_root = crate::root_of(&hashes[..old_size as usize]);
+    let consistency = crate::consistency_proof(old_size, size, subtree)
+        .unwrap_or_else(|err| unreachable!("{err}"));
+    assert_eq!(
+        crate::verify_inclusion(
+            seq - 1,
+            size,
+            &hashes[seq as usize - 1],
+            &inclusion,
+            &tree_root
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        crate::verify_consistency(old_size, size, &old_root, &tree_root, &consistency),
+        Ok(())
+    );
+    let hex_all = |proof: &[Hash]| proof.iter().map(Hash::to_hex).collect::<Vec<_>>();
+    let worked = json!({
+        "description": "The Merkle tree over the record hashes of ledger.jsonl (see LEDGER.md section 10). Hashes in hex; leaf index = seq - 1.",
+        "tree_size": size,
+        "root": tree_root.to_hex(),
+        "leaf_1": crate::leaf_hash(&hashes[0]).to_hex(),
+        "inclusion": {
+            "seq": seq,
+            "leaf_index": seq - 1,
+            "tree_size": size,
+            "record_hash": hashes[seq as usize - 1].to_hex(),
+            "proof": hex_all(&inclusion),
+        },
+        "consistency": {
+            "from": old_size,
+            "to": size,
+            "from_root": old_root.to_hex(),
+            "to_root": tree_root.to_hex(),
+            "proof": hex_all(&consistency),
+        },
+    });
+    pin(
+        &root().join("vectors").join("merkle.json"),
+        &pretty(&worked),
+    );
 }

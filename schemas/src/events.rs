@@ -613,6 +613,25 @@ pub enum PublicJwk {
     },
 }
 
+/// The key that signs checkpoints (signed notes over the Merkle root, LEDGER.md §11)
+/// was published. Only its public part enters the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointKeyPublished {
+    /// The key name in the checkpoints' signature lines (no spaces, no `+`).
+    pub name: String,
+    /// The Ed25519 public key (32 bytes), unpadded base64url.
+    pub public_key: String,
+}
+
+impl CheckpointKeyPublished {
+    /// Checks that the name can stand in a signature line and the key is 32 bytes.
+    pub fn check(&self) -> Result<(), String> {
+        crate::checkpoint::check_key_name(&self.name)?;
+        crate::checkpoint::decode_public_key(&self.public_key).map(|_| ())
+    }
+}
+
 /// A new signing key became current. Only public material enters the ledger.
 ///
 /// An Ed25519 key carries `public_key`, as the event always has (so those records keep
@@ -790,6 +809,7 @@ events! {
     RefreshTokenReuseDetected = 1,
     SigningKeyRotated = 1,
     AdminTokenIssued = 1,
+    CheckpointKeyPublished = 1,
 }
 
 /// Event bytes that are not a valid event.
@@ -837,6 +857,7 @@ impl Event {
     pub fn check(&self) -> Result<(), String> {
         match self {
             Event::SigningKeyRotated(rotation) => rotation.check(),
+            Event::CheckpointKeyPublished(key) => key.check(),
             _ => Ok(()),
         }
     }

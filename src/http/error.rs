@@ -166,6 +166,7 @@ impl From<Refusal> for ApiError {
             | Refusal::EventTooLarge(..)
             | Refusal::TooLargeToAppend(..)
             | Refusal::BadSigningKey(_)
+            | Refusal::BadCheckpointKey(_)
             | Refusal::Unencodable(_) => ApiError::BadRequest {
                 code: "invalid_request",
                 detail,

@@ -11,6 +11,7 @@ pub mod error;
 mod health;
 mod introspect;
 mod keys;
+mod ledger;
 pub mod limits;
 pub mod oauth_error;
 pub mod observe;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub signing_keys: Arc<crate::keys::SigningKeys>,
     /// External issuers whose JWTs token exchange accepts, and their keys.
     pub trusted_issuers: Arc<crate::issuers::TrustedIssuers>,
+    /// The checkpoint key and the latest signed checkpoint.
+    pub checkpoints: Arc<crate::checkpoints::Checkpoints>,
 }
 
 /// One endpoint: what a request must look like to reach a handler.
@@ -152,6 +155,15 @@ pub fn endpoints() -> Vec<Endpoint> {
         }),
         endpoint(M::POST, "/api/v1/operations", || {
             web::post().to(operations::record)
+        }),
+        endpoint(M::GET, "/api/v1/ledger/head", || {
+            web::get().to(ledger::head)
+        }),
+        endpoint(M::GET, "/api/v1/ledger/proofs/inclusion", || {
+            web::get().to(ledger::inclusion)
+        }),
+        endpoint(M::GET, "/api/v1/ledger/proofs/consistency", || {
+            web::get().to(ledger::consistency)
         }),
     ]
 }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 use writ_projections::Head;
-use writ_schemas::{Chain, Record, Timestamp, check_record};
+use writ_schemas::{Chain, Hash, Record, Timestamp, check_record};
 
 use super::datadir::{DataDir, sync_dir};
 use super::frame::{self, Frames, SEGMENT_HEADER_LEN};
@@ -147,6 +147,24 @@ impl Embedded {
     }
 }
 
+impl Embedded {
+    /// The segments from the one holding `from_seq` on, each up to its durable length.
+    fn spans_from(&self, from_seq: u64) -> Vec<SegmentSpan> {
+        let segments = self.segments.lock();
+        let index = segments
+            .partition_point(|(first, _, _)| *first <= from_seq)
+            .saturating_sub(1);
+        segments[index..]
+            .iter()
+            .map(|(first_seq, path, len)| SegmentSpan {
+                path: path.clone(),
+                first_seq: *first_seq,
+                len: Some(*len),
+            })
+            .collect()
+    }
+}
+
 impl Storage for Embedded {
     fn append(&self, records: &[Record]) -> Result<(), StorageError> {
         let Some(last) = records.last() else {
@@ -179,20 +197,7 @@ impl Storage for Embedded {
         if from_seq == 0 || from_seq > head.seq || limit == 0 {
             return Ok(Vec::new());
         }
-        let spans: Vec<SegmentSpan> = {
-            let segments = self.segments.lock();
-            let index = segments
-                .partition_point(|(first, _, _)| *first <= from_seq)
-                .saturating_sub(1);
-            segments[index..]
-                .iter()
-                .map(|(first_seq, path, len)| SegmentSpan {
-                    path: path.clone(),
-                    first_seq: *first_seq,
-                    len: Some(*len),
-                })
-                .collect()
-        };
+        let spans = self.spans_from(from_seq);
         let mut out = Vec::with_capacity(limit.min(65_536));
         let mut bad = None;
         walk(&spans, |block| {
@@ -216,6 +221,29 @@ impl Storage for Embedded {
 
     fn head(&self) -> Head {
         *self.head.lock()
+    }
+
+    fn record_hashes(
+        &self,
+        from_seq: u64,
+        to_seq: u64,
+        visit: &mut dyn FnMut(u64, &Hash),
+    ) -> Result<(), StorageError> {
+        let to_seq = to_seq.min(self.head().seq);
+        if from_seq == 0 || from_seq > to_seq {
+            return Ok(());
+        }
+        // The frames are walked in place: no record is copied out to read its hash.
+        walk(&self.spans_from(from_seq), |block| {
+            for view in block.iter().filter(|view| view.seq >= from_seq) {
+                if view.seq > to_seq {
+                    return false;
+                }
+                visit(view.seq, &view.hash);
+            }
+            true
+        })
+        .map_err(|err| StorageError::Corrupt(err.to_string()))
     }
 
     fn subscribe(&self) -> watch::Receiver<u64> {

@@ -15,6 +15,7 @@
 pub mod datadir;
 pub mod embedded;
 pub mod frame;
+pub mod merkle;
 pub mod reader;
 mod sequencer;
 pub mod snapshots;
@@ -32,6 +33,7 @@ use crate::clock::Clock;
 use crate::decide::{Answer, Command, Refusal};
 use datadir::DataDir;
 use embedded::{Embedded, Recovery};
+use merkle::MerkleTree;
 use storage::{Storage, StorageError};
 
 /// Records between periodic snapshots, by default. A snapshot of a large state costs
@@ -132,6 +134,10 @@ pub(crate) struct Submission {
 struct Shared {
     storage: Arc<dyn Storage>,
     state: RwLock<State>,
+    /// The Merkle tree over the durable records; written only by the sequencer.
+    tree: RwLock<MerkleTree>,
+    /// The tree's size, sent after each batch is in the tree.
+    tree_size: tokio::sync::watch::Sender<u64>,
 }
 
 /// An open ledger: submit commands, read projections.
@@ -155,8 +161,15 @@ impl Ledger {
             ..OpenReport::default()
         };
         let state = sequencer::restore(&*storage, Some(&data_dir.snapshots()), &mut report)?;
+        let started = std::time::Instant::now();
+        let tree = MerkleTree::rebuild(&*storage, state.head().seq)?;
+        tracing::debug!(
+            records = tree.size(),
+            seconds = started.elapsed().as_secs_f64(),
+            "Merkle tree rebuilt"
+        );
         Ok((
-            Ledger::start(storage, state, Some(data_dir.snapshots()), options),
+            Ledger::start(storage, state, tree, Some(data_dir.snapshots()), options),
             report,
         ))
     }
@@ -164,13 +177,18 @@ impl Ledger {
     fn start(
         storage: Arc<dyn Storage>,
         state: State,
+        tree: MerkleTree,
         snapshot_dir: Option<PathBuf>,
         options: LedgerOptions,
     ) -> Ledger {
         let (commands, receiver) = mpsc::channel(options.channel_commands_max.max(1));
+        assert_eq!(tree.size(), state.head().seq, "the tree covers the ledger");
+        let (tree_size, _) = tokio::sync::watch::channel(tree.size());
         let shared = Arc::new(Shared {
             storage,
             state: RwLock::new(state),
+            tree: RwLock::new(tree),
+            tree_size,
         });
         let writer_shared = Arc::clone(&shared);
         let writer = std::thread::Builder::new()
@@ -235,6 +253,17 @@ impl Ledger {
     /// The last durable record.
     pub fn head(&self) -> Head {
         self.shared.storage.head()
+    }
+
+    /// Reads the Merkle tree over the durable records (a read lock the sequencer takes
+    /// for writing only while adding a finished batch).
+    pub fn merkle<T>(&self, query: impl FnOnce(&MerkleTree) -> T) -> T {
+        query(&self.shared.tree.read())
+    }
+
+    /// Watches the Merkle tree's size: it changes after a batch is durable and in the tree.
+    pub fn subscribe_tree(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.tree_size.subscribe()
     }
 
     /// The storage backend (for reading records and subscribing to the head).

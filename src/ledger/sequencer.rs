@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use writ_projections::{Head, State};
-use writ_schemas::{Event, Record, Timestamp};
+use writ_schemas::{Event, Hash, Record, Timestamp, leaf_hash};
 
 use super::embedded::{BATCH_BYTES_TARGET, WRITE_BYTES_MAX};
 use super::frame::EVENT_BYTES_MAX;
@@ -206,6 +206,16 @@ fn commit(shared: &Shared, batch: &Batch) -> Result<(), String> {
     metrics::histogram!("writ_ledger_append_seconds").record(started.elapsed().as_secs_f64());
     metrics::histogram!("writ_ledger_batch_records").record(batch.records.len() as f64);
     apply_records(&mut shared.state.write(), &batch.records, &batch.events);
+    // Leaf hashes outside the lock; inside it only the few node hashes they complete.
+    let leaves: Vec<Hash> = batch.records.iter().map(|r| leaf_hash(&r.hash)).collect();
+    let size = {
+        let mut tree = shared.tree.write();
+        for (leaf, record) in leaves.into_iter().zip(&batch.records) {
+            tree.push_leaf(leaf, record.hash);
+        }
+        tree.size()
+    };
+    shared.tree_size.send_replace(size);
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 
 use tokio::sync::watch;
 use writ_projections::Head;
-use writ_schemas::Record;
+use writ_schemas::{Hash, Record};
 
 /// Why storage could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +53,30 @@ pub trait Storage: Send + Sync {
 
     /// The last durable record.
     fn head(&self) -> Head;
+
+    /// Hands `visit` the seq and hash of every record from `from_seq` to `to_seq`, in
+    /// order: what rebuilding the Merkle tree reads. A backend that can skip decoding
+    /// whole records should.
+    fn record_hashes(
+        &self,
+        from_seq: u64,
+        to_seq: u64,
+        visit: &mut dyn FnMut(u64, &Hash),
+    ) -> Result<(), StorageError> {
+        let mut next = from_seq;
+        while next <= to_seq {
+            let wanted = usize::try_from(to_seq - next + 1).unwrap_or(usize::MAX);
+            let records = self.read(next, wanted.min(65_536))?;
+            if records.is_empty() {
+                return Err(StorageError::Corrupt(format!("record {next} is missing")));
+            }
+            for record in &records {
+                visit(record.seq, &record.hash);
+            }
+            next += records.len() as u64;
+        }
+        Ok(())
+    }
 
     /// Watches the durable head's seq: a wake-up; read by seq to catch up.
     fn subscribe(&self) -> watch::Receiver<u64>;

@@ -671,6 +671,7 @@ fn after_a_failed_append_nothing_more_is_written_and_every_acknowledged_command_
     let ledger = Arc::new(Ledger::start(
         storage,
         writ_projections::State::new(),
+        super::merkle::MerkleTree::default(),
         None,
         options(&clock),
     ));
@@ -703,4 +704,31 @@ fn after_a_failed_append_nothing_more_is_written_and_every_acknowledged_command_
         Some(acknowledged),
         "exactly the acknowledged operations reached storage"
     );
+}
+
+#[test]
+fn the_merkle_tree_follows_every_durable_append_and_reopens_to_the_same_root() {
+    let dir = temp();
+    let clock = Clock::manual(start());
+    let ledger = open(dir.path(), &clock);
+    for i in 0..40 {
+        assert!(submit(&ledger, agent(&format!("a{i}"))).is_ok());
+    }
+    let head = ledger.head();
+    let (size, root, last) =
+        ledger.merkle(|tree| (tree.size(), tree.root(tree.size()), tree.last_record_hash()));
+    assert_eq!((size, last), (head.seq, head.hash));
+    assert_eq!(*ledger.subscribe_tree().borrow(), size);
+    let hashes: Vec<Hash> = ledger
+        .storage()
+        .read(1, usize::MAX)
+        .unwrap_or_default()
+        .iter()
+        .map(|record| record.hash)
+        .collect();
+    assert_eq!(root, Ok(root_of(&hashes)));
+    ledger.close();
+    let reopened = open(dir.path(), &clock);
+    assert_eq!(reopened.merkle(|tree| tree.root(size)), root);
+    assert_eq!(reopened.merkle(|tree| tree.size()), size);
 }

@@ -10,6 +10,7 @@ mod delegation;
 mod exchange;
 mod keys;
 mod kit;
+mod ledger;
 mod limits;
 mod m2m;
 mod obo;

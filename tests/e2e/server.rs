@@ -33,8 +33,8 @@ fn serve_reports_healthy_and_ready_on_an_ephemeral_port() {
             ready["seq"].as_u64(),
             ready["lag"].as_u64()
         ),
-        (Some("ready"), Some(2), Some(0)),
-        "the first start records the admin token and the signing key"
+        (Some("ready"), Some(3), Some(0)),
+        "the first start records the admin token, the signing key and the checkpoint key"
     );
     assert_eq!(server.stop(), Some(0));
 }
@@ -51,13 +51,13 @@ fn sigterm_stops_the_server_cleanly_and_the_ledger_still_verifies() {
         .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(
         ready["seq"].as_u64(),
-        Some(54),
-        "the ledger it opened, plus its admin token and signing key"
+        Some(55),
+        "the ledger it opened, plus its admin token, signing key and checkpoint key"
     );
     assert_eq!(server.stop(), Some(0));
     let run = writ(&["verify", &dir.path().display().to_string()]);
     assert!(
-        run.stdout.starts_with("ok: 54 records verified"),
+        run.stdout.starts_with("ok: 55 records verified"),
         "{}",
         run.stdout
     );

@@ -89,7 +89,7 @@ fn the_first_start_prints_an_admin_token_once_and_it_manages_users() {
     assert_eq!(server.stop(), Some(0));
     let run = writ(&["verify", &dir.path().display().to_string()]);
     assert!(
-        run.stdout.starts_with("ok: 6 records verified"),
+        run.stdout.starts_with("ok: 7 records verified"),
         "{}",
         run.stdout
     );
@@ -261,7 +261,7 @@ fn bad_requests_get_a_precise_status_and_a_sentence() {
     assert_eq!(server.stop(), Some(0));
     let run = writ(&["verify", &dir.path().display().to_string()]);
     assert!(
-        run.stdout.starts_with("ok: 3 records verified"),
+        run.stdout.starts_with("ok: 4 records verified"),
         "{}",
         run.stdout
     );

@@ -155,6 +155,11 @@ impl State {
         &self.signing_keys
     }
 
+    /// Checkpoint keys in the order they were published; the last one signs.
+    pub fn checkpoint_keys(&self) -> &[CheckpointKey] {
+        &self.checkpoint_keys
+    }
+
     /// `jti` and every token derived from it at any depth, roots first, each once.
     pub fn lineage(&self, jti: &Jti) -> Vec<Jti> {
         self.closure(std::iter::once(jti.clone()))
