@@ -542,6 +542,12 @@ fn parse_url(url: &str) -> Result<tokio_postgres::Config, StorageError> {
     Ok(config)
 }
 
+/// The database `url` names, as people should see it: `postgres://user@host:port/db`,
+/// without the password (or "the PostgreSQL URL given" if it does not parse).
+pub fn describe_url(url: &str) -> String {
+    parse_url(url).map_or_else(|_| "the PostgreSQL URL given".into(), |c| describe(&c))
+}
+
 /// `postgres://user@host:port/db`, without the password.
 fn describe(config: &tokio_postgres::Config) -> String {
     use tokio_postgres::config::Host;
