@@ -91,6 +91,19 @@ enum Commands {
         #[arg(long)]
         from_seq: Option<u64>,
     },
+    /// Copy an embedded ledger into PostgreSQL, verifying every record, in batches, then
+    /// check both end at the same record with the same hash. With the server stopped (the
+    /// data directory's lock is taken). The database must be empty or hold exactly a prefix
+    /// of the ledger, from a migration that stopped: copying then resumes after it. Then
+    /// serve with the same data directory (its keys are the ledger's) and `--store`.
+    Migrate {
+        /// The embedded ledger's data directory.
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL database, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE.
+        #[arg(long, value_parser = parse_postgres_url)]
+        to: String,
+    },
     /// Administration of a data directory (with the server stopped: it holds the lock; a
     /// running server rotates its key through `POST /api/v1/keys/rotate`).
     #[command(subcommand)]
@@ -247,6 +260,7 @@ pub fn main() -> ExitCode {
             output,
         } => export(&data_dir, &store, output),
         Commands::Audit { data_dir, from_seq } => audit(&data_dir, from_seq),
+        Commands::Migrate { from, to } => return migrate(&from, &to),
         Commands::Internal(harness) => return harness.run(),
     };
     match result {
@@ -267,6 +281,36 @@ fn progress_bar(total_bytes: u64, verb: &str) -> ProgressBar {
     }
     bar.set_message(verb.to_owned());
     bar
+}
+
+fn migrate(from: &std::path::Path, to: &str) -> ExitCode {
+    let bar = records_bar(0, "copying");
+    let migrated = crate::migrate::migrate(from, to, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    match migrated {
+        Ok(done) => {
+            let resumed = match done.resumed_after {
+                0 => String::new(),
+                seq => format!(", resuming after record {seq} already there"),
+            };
+            println!(
+                "ok: copied {} records{resumed}; {} ends at record {} with hash {}, as {} does",
+                done.copied,
+                crate::ledger::postgres::describe_url(to),
+                done.head.seq,
+                done.head.hash,
+                from.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("writ migrate: {err}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// `--store` of the commands that read PostgreSQL only.

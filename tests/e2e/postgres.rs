@@ -122,3 +122,93 @@ fn bad_store_urls_and_missing_databases_are_refused_with_what_to_do() {
         run.stderr
     );
 }
+
+#[test]
+fn migrate_copies_an_embedded_ledger_verifies_it_resumes_a_prefix_and_refuses_another_ledger() {
+    let source = temp();
+    make_ledger(source.path(), 5000);
+    let home = Home::postgres();
+    let url = database_url(&home);
+    let from = source.path().display().to_string();
+    let migrate = |from: &str| writ(&["migrate", "--from", from, "--to", &url]);
+    let verify_source = || writ(&["verify", &from]).stdout;
+
+    let run = migrate(&from);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout
+            .starts_with("ok: copied 5002 records; postgres://")
+            && run.stdout.contains("ends at record 5002 with hash"),
+        "{}",
+        run.stdout
+    );
+    let in_database = writ(&["verify", "--store", &url]);
+    assert_eq!(
+        in_database.stdout,
+        verify_source(),
+        "same records, same head"
+    );
+
+    let again = migrate(&from);
+    assert!(
+        again
+            .stdout
+            .starts_with("ok: copied 0 records, resuming after record 5002"),
+        "{}",
+        again.stdout
+    );
+    // The source moves on (a migration that stopped looks the same): the rest is copied.
+    let more = writ(&[
+        "internal",
+        "append-load",
+        "--data-dir",
+        &from,
+        "--count",
+        "10",
+        "--key-prefix",
+        "more",
+    ]);
+    assert_eq!(more.code, Some(0), "{}", more.stderr);
+    let resumed = migrate(&from);
+    assert!(
+        resumed
+            .stdout
+            .starts_with("ok: copied 10 records, resuming after record 5002"),
+        "{}",
+        resumed.stdout
+    );
+    assert_eq!(writ(&["verify", "--store", &url]).stdout, verify_source());
+
+    let other = temp();
+    make_ledger(other.path(), 3);
+    let refused = migrate(&other.path().display().to_string());
+    assert_eq!(refused.code, Some(2));
+    assert!(
+        refused
+            .stderr
+            .contains("already holds 5012 records, more than the source's 5"),
+        "{}",
+        refused.stderr
+    );
+    let longer = temp();
+    make_ledger(longer.path(), 6000);
+    let refused = migrate(&longer.path().display().to_string());
+    assert!(
+        refused.stderr.contains("record 5012 differs") && refused.stderr.contains("another ledger"),
+        "{}",
+        refused.stderr
+    );
+
+    // The migrated ledger serves, with the data directory it came from for its keys. (The
+    // harness's ledger had no signing key or admin token: starting records both.)
+    let server = Server::start(source.path(), &["--store", &url]);
+    assert!(
+        server
+            .banner
+            .iter()
+            .any(|line| line.contains("(ledger at record 5014)")),
+        "{:?}",
+        server.banner
+    );
+    assert_eq!(server.stop(), Some(0));
+}
