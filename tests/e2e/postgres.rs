@@ -210,5 +210,15 @@ fn migrate_copies_an_embedded_ledger_verifies_it_resumes_a_prefix_and_refuses_an
         "{:?}",
         server.banner
     );
+    let ready: serde_json::Value = http()
+        .get(server.url("/readyz"))
+        .send()
+        .and_then(|r| r.json())
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(
+        (ready["status"].as_str(), ready["seq"].as_u64()),
+        (Some("ready"), Some(5014)),
+        "{ready}"
+    );
     assert_eq!(server.stop(), Some(0));
 }
