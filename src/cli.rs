@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::ledger::Store;
 use crate::offline::{self, OfflineError, Verdict};
 
 /// writ: an authorization server for AI agents, on a hash-chained event ledger.
@@ -42,13 +43,22 @@ enum Commands {
     /// event's schema. Names the first bad record; exits 1 if there is one.
     Verify {
         /// A data directory, or an export file (JSON lines, as `writ export` writes).
-        path: PathBuf,
+        #[arg(required_unless_present = "store", conflicts_with = "store")]
+        path: Option<PathBuf>,
+        /// Verify the ledger in this PostgreSQL database instead (postgres://...), up to
+        /// the head it has when verification starts; nothing in it is changed.
+        #[arg(long, value_parser = parse_postgres_url)]
+        store: Option<String>,
     },
     /// Rebuild the read models as of a record (verifying on the way) and print a summary.
     Replay {
         /// The data directory.
         #[arg(long, env = "WRIT_DATA_DIR", default_value = "./writ-data")]
         data_dir: PathBuf,
+        /// Where the records are: `embedded` (in the data directory) or a PostgreSQL URL
+        /// (postgres://...), replayed from record 1 without snapshots.
+        #[arg(long, env = "WRIT_STORE", default_value = "embedded", value_parser = Store::parse, hide_env_values = true)]
+        store: Store,
         /// The last record to include (default: the end of the ledger).
         #[arg(long)]
         as_of_seq: Option<u64>,
@@ -61,6 +71,10 @@ enum Commands {
         /// The data directory.
         #[arg(long, env = "WRIT_DATA_DIR", default_value = "./writ-data")]
         data_dir: PathBuf,
+        /// Where the records are: `embedded` (in the data directory) or a PostgreSQL URL
+        /// (postgres://...).
+        #[arg(long, env = "WRIT_STORE", default_value = "embedded", value_parser = Store::parse, hide_env_values = true)]
+        store: Store,
         /// Write here instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -76,6 +90,19 @@ enum Commands {
         /// snapshot before it, if there is one, rather than from record 1.
         #[arg(long)]
         from_seq: Option<u64>,
+    },
+    /// Copy an embedded ledger into PostgreSQL, verifying every record, in batches, then
+    /// check both end at the same record with the same hash. With the server stopped (the
+    /// data directory's lock is taken). The database must be empty or hold exactly a prefix
+    /// of the ledger, from a migration that stopped: copying then resumes after it. Then
+    /// serve with the same data directory (its keys are the ledger's) and `--store`.
+    Migrate {
+        /// The embedded ledger's data directory.
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL database, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE.
+        #[arg(long, value_parser = parse_postgres_url)]
+        to: String,
     },
     /// Administration of a data directory (with the server stopped: it holds the lock; a
     /// running server rotates its key through `POST /api/v1/keys/rotate`).
@@ -105,6 +132,9 @@ enum AdminKeysCommand {
         /// The data directory.
         #[arg(long, env = "WRIT_DATA_DIR", default_value = "./writ-data")]
         data_dir: PathBuf,
+        /// Where the records are: `embedded` (in the data directory) or a PostgreSQL URL.
+        #[arg(long, env = "WRIT_STORE", default_value = "embedded", value_parser = Store::parse, hide_env_values = true)]
+        store: Store,
         /// The new key's algorithm: EdDSA, ES256 or RS256 (default: the current key's).
         /// `writ serve --signing-alg` with another algorithm rotates again at start.
         #[arg(long, value_parser = crate::keys::parse_algorithm)]
@@ -119,20 +149,29 @@ enum AdminTokenCommand {
         /// The data directory.
         #[arg(long, env = "WRIT_DATA_DIR", default_value = "./writ-data")]
         data_dir: PathBuf,
+        /// Where the records are: `embedded` (in the data directory) or a PostgreSQL URL.
+        #[arg(long, env = "WRIT_STORE", default_value = "embedded", value_parser = Store::parse, hide_env_values = true)]
+        store: Store,
     },
 }
 
 fn admin(command: AdminCommand) -> Result<(), String> {
-    let data_dir = match command {
-        AdminCommand::Keys(AdminKeysCommand::Rotate { data_dir, alg }) => {
-            return rotate_keys(&data_dir, alg);
+    let (data_dir, store) = match command {
+        AdminCommand::Keys(AdminKeysCommand::Rotate {
+            data_dir,
+            store,
+            alg,
+        }) => {
+            return rotate_keys(&data_dir, &store, alg);
         }
-        AdminCommand::Token(AdminTokenCommand::Create { data_dir }) => data_dir,
+        AdminCommand::Token(AdminTokenCommand::Create { data_dir, store }) => (data_dir, store),
     };
     let data = crate::ledger::datadir::DataDir::new(&data_dir);
-    data.check_existing()
-        .map_err(|err| format!("{err}; start `writ serve` once to create it"))?;
-    let (ledger, _) = crate::Ledger::open_embedded(&data_dir, crate::LedgerOptions::default())
+    if store == Store::Embedded {
+        data.check_existing()
+            .map_err(|err| format!("{err}; start `writ serve` once to create it"))?;
+    }
+    let (ledger, _) = crate::Ledger::open(&store, &data_dir, crate::LedgerOptions::default())
         .map_err(|err| err.to_string())?;
     let secrets =
         crate::secrets::SecretHasher::load_or_create(&data).map_err(|err| err.to_string())?;
@@ -148,12 +187,15 @@ fn admin(command: AdminCommand) -> Result<(), String> {
 
 fn rotate_keys(
     data_dir: &std::path::Path,
+    store: &Store,
     alg: Option<writ_schemas::SigningAlgorithm>,
 ) -> Result<(), String> {
     let data = crate::ledger::datadir::DataDir::new(data_dir);
-    data.check_existing()
-        .map_err(|err| format!("{err}; start `writ serve` once to create it"))?;
-    let (ledger, _) = crate::Ledger::open_embedded(data_dir, crate::LedgerOptions::default())
+    if *store == Store::Embedded {
+        data.check_existing()
+            .map_err(|err| format!("{err}; start `writ serve` once to create it"))?;
+    }
+    let (ledger, _) = crate::Ledger::open(store, data_dir, crate::LedgerOptions::default())
         .map_err(|err| match err {
             crate::ledger::LedgerError::Storage(crate::ledger::storage::StorageError::Locked(
                 dir,
@@ -205,14 +247,20 @@ pub fn main() -> ExitCode {
                 }
             };
         }
-        Commands::Verify { path } => return verify(&path),
+        Commands::Verify { path, store } => return verify(path.as_deref(), store.as_deref()),
         Commands::Replay {
             data_dir,
+            store,
             as_of_seq,
             json,
-        } => replay(&data_dir, as_of_seq, json),
-        Commands::Export { data_dir, output } => export(&data_dir, output),
+        } => replay(&data_dir, &store, as_of_seq, json),
+        Commands::Export {
+            data_dir,
+            store,
+            output,
+        } => export(&data_dir, &store, output),
         Commands::Audit { data_dir, from_seq } => audit(&data_dir, from_seq),
+        Commands::Migrate { from, to } => return migrate(&from, &to),
         Commands::Internal(harness) => return harness.run(),
     };
     match result {
@@ -235,19 +283,80 @@ fn progress_bar(total_bytes: u64, verb: &str) -> ProgressBar {
     bar
 }
 
-fn verify(path: &std::path::Path) -> ExitCode {
-    let is_dir = path.is_dir();
-    let total = if is_dir {
-        offline::ledger_bytes(path)
-    } else {
-        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-    };
-    let bar = progress_bar(total, "verifying");
-    let mut tick = |done: u64| bar.set_position(done);
-    let verdict = if is_dir {
-        offline::verify_dir(path, &mut tick)
-    } else {
-        offline::verify_export(path, &mut tick)
+fn migrate(from: &std::path::Path, to: &str) -> ExitCode {
+    let bar = records_bar(0, "copying");
+    let migrated = crate::migrate::migrate(from, to, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    match migrated {
+        Ok(done) => {
+            let resumed = match done.resumed_after {
+                0 => String::new(),
+                seq => format!(", resuming after record {seq} already there"),
+            };
+            println!(
+                "ok: copied {} records{resumed}; {} ends at record {} with hash {}, as {} does",
+                done.copied,
+                crate::ledger::postgres::describe_url(to),
+                done.head.seq,
+                done.head.hash,
+                from.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("writ migrate: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `--store` of the commands that read PostgreSQL only.
+fn parse_postgres_url(text: &str) -> Result<String, String> {
+    match Store::parse(text)? {
+        Store::Postgres(url) => Ok(url),
+        Store::Embedded => {
+            Err("an embedded ledger is named by its data directory, not by --store".into())
+        }
+    }
+}
+
+/// A progress bar counting records (for a ledger in PostgreSQL, whose bytes are not known).
+fn records_bar(total_records: u64, verb: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total_records);
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} records ({per_sec}, {eta} left)")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(verb.to_owned());
+    bar
+}
+
+fn verify(path: Option<&std::path::Path>, store: Option<&str>) -> ExitCode {
+    let (bar, verdict) = match (path, store) {
+        (_, Some(url)) => {
+            let bar = records_bar(offline::store_records(url), "verifying");
+            let verdict = offline::verify_store(url, &mut |done| bar.set_position(done));
+            (bar, verdict)
+        }
+        (Some(path), None) if path.is_dir() => {
+            let bar = progress_bar(offline::ledger_bytes(path), "verifying");
+            let verdict = offline::verify_dir(path, &mut |done| bar.set_position(done));
+            (bar, verdict)
+        }
+        (Some(path), None) => {
+            let total = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            let bar = progress_bar(total, "verifying");
+            let verdict = offline::verify_export(path, &mut |done| bar.set_position(done));
+            (bar, verdict)
+        }
+        (None, None) => {
+            eprintln!("writ verify: name a data directory, an export file or --store");
+            return ExitCode::from(2);
+        }
     };
     bar.finish_and_clear();
     match verdict {
@@ -269,9 +378,25 @@ fn verify(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn replay(dir: &std::path::Path, as_of_seq: Option<u64>, json: bool) -> Result<(), OfflineError> {
-    let bar = progress_bar(offline::ledger_bytes(dir), "replaying");
-    let state = offline::replay(dir, as_of_seq, &mut |done| bar.set_position(done))?;
+fn replay(
+    dir: &std::path::Path,
+    store: &Store,
+    as_of_seq: Option<u64>,
+    json: bool,
+) -> Result<(), OfflineError> {
+    let (bar, state) = match store {
+        Store::Embedded => {
+            let bar = progress_bar(offline::ledger_bytes(dir), "replaying");
+            let state = offline::replay(dir, as_of_seq, &mut |done| bar.set_position(done));
+            (bar, state)
+        }
+        Store::Postgres(url) => {
+            let bar = records_bar(offline::store_records(url), "replaying");
+            let state = offline::replay_store(url, as_of_seq, &mut |done| bar.set_position(done));
+            (bar, state)
+        }
+    };
+    let state = state?;
     bar.finish_and_clear();
     let summary = state.summary();
     let text = if json {
@@ -324,16 +449,27 @@ fn audit(dir: &std::path::Path, from_seq: Option<u64>) -> Result<(), OfflineErro
     Ok(())
 }
 
-fn export(dir: &std::path::Path, output: Option<PathBuf>) -> Result<(), OfflineError> {
-    let bar = progress_bar(offline::ledger_bytes(dir), "exporting");
+fn export(
+    dir: &std::path::Path,
+    store: &Store,
+    output: Option<PathBuf>,
+) -> Result<(), OfflineError> {
+    let bar = match store {
+        Store::Embedded => progress_bar(offline::ledger_bytes(dir), "exporting"),
+        Store::Postgres(url) => records_bar(offline::store_records(url), "exporting"),
+    };
     let mut tick = |done: u64| bar.set_position(done);
+    let mut export = |out: &mut dyn std::io::Write| match store {
+        Store::Embedded => offline::export(dir, out, &mut tick),
+        Store::Postgres(url) => offline::export_store(url, out, &mut tick),
+    };
     let count = match &output {
         Some(path) => {
             let file = std::fs::File::create(path).map_err(|err| {
                 OfflineError::Input(format!("cannot create {}: {err}", path.display()))
             })?;
             let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
-            let count = offline::export(dir, &mut writer, &mut tick)?;
+            let count = export(&mut writer)?;
             writer
                 .into_inner()
                 .map_err(|err| OfflineError::Output(err.into_error()))?
@@ -344,7 +480,7 @@ fn export(dir: &std::path::Path, output: Option<PathBuf>) -> Result<(), OfflineE
         None => {
             let stdout = std::io::stdout();
             let mut writer = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-            let count = offline::export(dir, &mut writer, &mut tick)?;
+            let count = export(&mut writer)?;
             writer.flush().map_err(OfflineError::Output)?;
             count
         }

@@ -1,6 +1,8 @@
 //! Reading a data directory without opening it for writing: verifying it, replaying it
 //! to a point, exporting it, telling its audit trail. Safe beside a running server (no lock, no repair): these
 //! read only, and report a torn tail as the fault it is rather than cutting it off.
+//! A ledger in PostgreSQL is verified, replayed and exported the same way (`*_store`),
+//! reading by seq and changing nothing in the database.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -11,6 +13,7 @@ use writ_schemas::{
 };
 
 use crate::ledger::datadir::DataDir;
+use crate::ledger::postgres::{Postgres, StoredRecord};
 use crate::ledger::reader::{SegmentSpan, WalkError, spans_of, walk};
 use crate::ledger::snapshots;
 
@@ -358,4 +361,171 @@ pub fn export(
     })?;
     out.flush().map_err(OfflineError::Output)?;
     Ok(count)
+}
+
+/// Records read per query when the ledger is in PostgreSQL.
+pub const STORE_RECORDS_PER_READ: usize = 16_384;
+
+fn open_store(url: &str) -> Result<Postgres, OfflineError> {
+    Postgres::open_existing(url).map_err(|err| OfflineError::Input(err.to_string()))
+}
+
+/// The records of the PostgreSQL ledger up to `head_seq`, in order, a page at a time,
+/// unchecked (each is a verifier's item); `each` returns false to stop.
+fn walk_store(
+    storage: &Postgres,
+    head_seq: u64,
+    mut each: impl FnMut(&[Item<'_>]) -> bool,
+) -> Result<(), OfflineError> {
+    let mut next = 1;
+    while next <= head_seq {
+        let wanted = usize::try_from(head_seq - next + 1).unwrap_or(usize::MAX);
+        let page = storage
+            .read_stored(next, wanted.min(STORE_RECORDS_PER_READ))
+            .map_err(|err| OfflineError::Input(err.to_string()))?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        next = last.seq + 1;
+        let items: Vec<Item<'_>> = page.iter().map(StoredRecord::item).collect();
+        if !each(&items) {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Verifies the ledger in the PostgreSQL database `url` names, up to the head it has when
+/// the verification starts: every record, the chain, and that the head row names the last
+/// record. `progress` is called with records done.
+pub fn verify_store(url: &str, progress: Progress<'_>) -> Result<Verdict, OfflineError> {
+    let storage = open_store(url)?;
+    let head = head_of(&storage)?;
+    let threads = threads();
+    let mut chain = Chain::new();
+    let mut bad = None;
+    walk_store(&storage, head.seq, |items| {
+        if let Err(fault) = verify_batch(&mut chain, items, threads) {
+            bad = Some(fault);
+            return false;
+        }
+        progress(chain.seq);
+        true
+    })?;
+    if let Some(bad) = bad {
+        return Ok(Verdict::Broken(bad));
+    }
+    if chain.seq != head.seq || chain.hash != head.hash {
+        let fault = Fault::Unreadable(format!(
+            "missing: the head names record {} (hash {}), but the records end at record {} (hash {})",
+            head.seq, head.hash, chain.seq, chain.hash
+        ));
+        return Ok(Verdict::Broken(BadRecord {
+            seq: chain.seq + 1,
+            fault,
+        }));
+    }
+    Ok(Verdict::Intact(chain))
+}
+
+fn head_of(storage: &Postgres) -> Result<Head, OfflineError> {
+    storage
+        .head_in_database()
+        .map_err(|err| OfflineError::Input(err.to_string()))
+}
+
+/// The number of records in the PostgreSQL ledger `url` names (for progress bars).
+pub fn store_records(url: &str) -> u64 {
+    open_store(url)
+        .and_then(|storage| head_of(&storage))
+        .map_or(0, |head| head.seq)
+}
+
+/// Writes the PostgreSQL ledger's export (JSON lines) to `out`; `progress` gets records done.
+pub fn export_store(
+    url: &str,
+    out: &mut dyn Write,
+    progress: Progress<'_>,
+) -> Result<u64, OfflineError> {
+    let storage = open_store(url)?;
+    let head = head_of(&storage)?;
+    let mut line = Vec::with_capacity(1024 * 1024);
+    let mut count = 0u64;
+    let mut failed = None;
+    walk_store(&storage, head.seq, |items| {
+        line.clear();
+        for item in items {
+            match item {
+                Ok(record) => record.write_export_line(&mut line),
+                Err(why) => {
+                    failed = Some(OfflineError::Input(format!(
+                        "record {} cannot be exported: {why}; run `writ verify --store`",
+                        count + 1
+                    )));
+                    return false;
+                }
+            }
+            count += 1;
+        }
+        if let Err(err) = out.write_all(&line) {
+            failed = Some(OfflineError::Output(err));
+            return false;
+        }
+        progress(count);
+        true
+    })?;
+    if let Some(err) = failed {
+        return Err(err);
+    }
+    out.flush().map_err(OfflineError::Output)?;
+    Ok(count)
+}
+
+/// The state of the PostgreSQL ledger as of record `upto` (or its head), replayed from
+/// record 1 and verified on the way; `progress` gets records done.
+pub fn replay_store(
+    url: &str,
+    upto: Option<u64>,
+    progress: Progress<'_>,
+) -> Result<State, OfflineError> {
+    let storage = open_store(url)?;
+    let head = head_of(&storage)?;
+    let last = upto.unwrap_or(head.seq);
+    if last > head.seq {
+        return Err(OfflineError::Input(format!(
+            "--as-of-seq {last} is past the end of the ledger (its last record is {})",
+            head.seq
+        )));
+    }
+    let mut state = State::new();
+    let mut chain = Chain::new();
+    let mut bad = None;
+    walk_store(&storage, last, |items| {
+        let folded = pipelined(items, |batch, checked| {
+            link_batch(&mut chain, batch, checked, |record, event| {
+                let head = Head {
+                    seq: record.seq,
+                    hash: record.hash,
+                    ts: writ_schemas::Timestamp::parse(record.ts).ok(),
+                };
+                state.apply(head, &event);
+            })
+        });
+        if let Err(fault) = folded {
+            bad = Some(fault);
+            return false;
+        }
+        progress(chain.seq);
+        true
+    })?;
+    match bad {
+        Some(fault) => Err(OfflineError::Input(format!(
+            "the ledger does not verify: {fault}; run `writ verify --store` for details"
+        ))),
+        None if chain.seq < last => Err(OfflineError::Input(format!(
+            "the ledger's records end at record {} before its head, record {last}; run `writ verify --store` for details",
+            chain.seq
+        ))),
+        None => Ok(state),
+    }
 }

@@ -14,15 +14,22 @@ use crate::decide::Command;
 use crate::http::{AppState, routes};
 use crate::keys::{CurrentKey, SigningKeys, Startup};
 use crate::ledger::datadir::DataDir;
-use crate::ledger::{Ledger, LedgerOptions, SubmitError};
+use crate::ledger::{Ledger, LedgerOptions, Store, SubmitError};
 use crate::secrets::{SecretHasher, new_id, new_secret};
 
 /// `writ serve` settings. Every flag also reads `WRIT_<NAME>`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// The data directory, created on first start (embedded storage: nothing to install).
+    /// With `--store postgres://...` it holds this node's keys and snapshots only.
     #[arg(long, env = "WRIT_DATA_DIR", default_value = "./writ-data")]
     pub data_dir: PathBuf,
+    /// Where the ledger's records live: `embedded` (segment files in the data directory),
+    /// or a PostgreSQL database, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE, for
+    /// several writ nodes over one ledger. The database must exist; writ creates and
+    /// migrates its own tables in it. A ledger is moved there with `writ migrate`.
+    #[arg(long, env = "WRIT_STORE", default_value = "embedded", value_parser = Store::parse, hide_env_values = true)]
+    pub store: Store,
     /// Address and port to listen on; port 0 takes a free one (the chosen port is printed).
     #[arg(long, env = "WRIT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -122,8 +129,12 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
     // panic at the first signature; a second install (tests, embedding) is harmless.
     crate::jose::install();
     crate::http::observe::install_metrics();
-    let dir = args.data_dir.display().to_string();
-    let (ledger, report) = Ledger::open_embedded(
+    let dir = match &args.store {
+        Store::Embedded => args.data_dir.display().to_string(),
+        Store::Postgres(url) => crate::ledger::postgres::describe_url(url),
+    };
+    let (ledger, report) = Ledger::open(
+        &args.store,
         &args.data_dir,
         LedgerOptions {
             clock: clock(&args),
@@ -325,11 +336,21 @@ async fn serve(
     .map_err(listen_error)?;
     println!("writ listening on http://{bound}");
     println!("  issuer:   {issuer}");
-    println!(
-        "  data dir: {} (ledger at record {})",
-        args.data_dir.display(),
-        head.seq
-    );
+    match &args.store {
+        Store::Embedded => println!(
+            "  data dir: {} (ledger at record {})",
+            args.data_dir.display(),
+            head.seq
+        ),
+        Store::Postgres(url) => {
+            let target = crate::ledger::postgres::describe_url(url);
+            println!("  store:    {target} (ledger at record {})", head.seq);
+            println!(
+                "  data dir: {} (keys and snapshots)",
+                args.data_dir.display()
+            );
+        }
+    }
     for trusted in &trusted {
         println!("  trusted issuer: {trusted}");
     }

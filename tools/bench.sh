@@ -4,6 +4,8 @@
 #
 #   tools/bench.sh [duration=10s] [connections=4 ...]
 #
+# With WRIT_STORE=postgres://... (an empty database) the server keeps its records there.
+#
 # For every connection count: writ's issue, exchange, introspect and operations scenarios, then the
 # peer's issue (its default tokens), issue with PEER_JWT_PARAM (e.g. resource=urn:peer:jwt,
 # for JWT access tokens) and introspect. Peer settings: PEER_TOKEN_URL,
@@ -54,5 +56,9 @@ done
 kill -TERM $server
 wait $server || true
 trap - EXIT
-$writ verify "$data"
+if [ -n "${WRIT_STORE:-}" ] && [ "$WRIT_STORE" != embedded ]; then
+    $writ verify --store "$WRIT_STORE"
+else
+    $writ verify "$data"
+fi
 rm -rf "$data" "$data.log"

@@ -21,4 +21,25 @@ if ! python3 -c 'import openapi_spec_validator, openapi_schema_validator, yaml' 
     python3 -m pip install --quiet --disable-pip-version-check 'openapi-spec-validator==0.9.0'
 fi
 
+# The PostgreSQL backend's tests make a scratch database each on the server
+# WRIT_TEST_POSTGRES names (default: 127.0.0.1:5432, user postgres). Unless it names another
+# server, make sure the local one is installed and running (Debian's cluster tools; both
+# steps do nothing when it already is), and that the postgres user can connect over TCP.
+if [ -z "${WRIT_TEST_POSTGRES:-}" ]; then
+    if ! command -v pg_ctlcluster >/dev/null; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    fi
+    if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+        # The first cluster on this machine (normally "15 main"); start waits until it is up.
+        read -r pg_version pg_cluster _ < <(pg_lsclusters --no-header)
+        pg_ctlcluster "$pg_version" "$pg_cluster" start
+    fi
+    if ! psql -w -h 127.0.0.1 -U postgres -d postgres -Atc 'SELECT 1' >/dev/null 2>&1; then
+        # A fresh install asks for a password over TCP: give the postgres user one, set
+        # through the local socket, where the postgres system user needs none.
+        su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
+        export WRIT_TEST_POSTGRES='postgres://postgres:postgres@127.0.0.1:5432/postgres'
+    fi
+fi
+
 cargo test --workspace "$@"

@@ -8,6 +8,11 @@
 //! <data-dir>/keys/            owner-only: the secret-hashing key, signing keys
 //! <data-dir>/torn/            bytes of unacknowledged torn writes, kept for forensics
 //! ```
+//!
+//! With the records in PostgreSQL (`--store`), a data directory holds only `keys/`,
+//! `snapshots/` and `LOCK`, and its marker says so, so that it is never taken for an
+//! (empty) embedded ledger. A directory an embedded ledger was migrated from serves too:
+//! its keys are the ledger's keys, and its snapshots are checked against the records.
 
 use std::fs::File;
 use std::io::Write as _;
@@ -17,6 +22,7 @@ use super::storage::StorageError;
 
 const MARKER_NAME: &str = "WRIT_LEDGER";
 const MARKER_TEXT: &str = "writ ledger v1\n";
+const STORE_MARKER_TEXT: &str = "writ ledger v1, records in PostgreSQL\n";
 
 /// Paths inside a data directory.
 #[derive(Debug, Clone)]
@@ -65,6 +71,9 @@ impl DataDir {
         }
         match std::fs::read_to_string(self.root.join(MARKER_NAME)) {
             Ok(text) if text == MARKER_TEXT => Ok(()),
+            Ok(text) if text == STORE_MARKER_TEXT => Err(StorageError::NotALedger(format!(
+                "{shown} holds the keys and snapshots of a ledger whose records are in PostgreSQL; pass --store with its URL"
+            ))),
             Ok(_) => Err(StorageError::NotALedger(format!(
                 "{shown}/{MARKER_NAME} does not say `{}`: not a ledger this writ can read",
                 MARKER_TEXT.trim()
@@ -101,6 +110,50 @@ impl DataDir {
             .write_all(MARKER_TEXT.as_bytes())
             .map_err(io("writing the marker"))?;
         marker.sync_all().map_err(io("syncing the marker"))?;
+        sync_dir(&self.root)
+    }
+
+    /// For a ledger whose records live elsewhere: makes the directory (keys, snapshots) at
+    /// an absent or empty path, or checks an existing one is such a directory, or an
+    /// embedded ledger's (whose segments are then not used).
+    pub fn create_or_check_for_store(&self) -> Result<(), StorageError> {
+        let marker = self.root.join(MARKER_NAME);
+        match std::fs::read_to_string(&marker) {
+            Ok(text) if text == STORE_MARKER_TEXT => return Ok(()),
+            Ok(text) if text == MARKER_TEXT => {
+                tracing::warn!(
+                    dir = %self.root.display(),
+                    "the data directory holds an embedded ledger too; with --store its keys and snapshots are used, its segments are not"
+                );
+                return Ok(());
+            }
+            _ => {}
+        }
+        let empty = match std::fs::read_dir(&self.root) {
+            Ok(mut entries) => entries.next().is_none(),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => true,
+            Err(err) => {
+                return Err(StorageError::io(
+                    format!("reading {}", self.root.display()),
+                    err,
+                ));
+            }
+        };
+        if !empty {
+            return Err(StorageError::NotALedger(format!(
+                "{} is not a writ data directory (it has no {MARKER_NAME} file)",
+                self.root.display()
+            )));
+        }
+        let io = |what: &'static str| {
+            let at = self.root.display().to_string();
+            move |err| StorageError::io(format!("{what} in {at}"), err)
+        };
+        std::fs::create_dir_all(&self.root).map_err(io("creating the data directory"))?;
+        let mut file = File::create(&marker).map_err(io("creating the marker"))?;
+        file.write_all(STORE_MARKER_TEXT.as_bytes())
+            .map_err(io("writing the marker"))?;
+        file.sync_all().map_err(io("syncing the marker"))?;
         sync_dir(&self.root)
     }
 

@@ -16,6 +16,7 @@ pub mod datadir;
 pub mod embedded;
 pub mod frame;
 pub mod merkle;
+pub mod postgres;
 pub mod reader;
 mod sequencer;
 pub mod snapshots;
@@ -41,6 +42,42 @@ use storage::{Storage, StorageError};
 /// records a cold start replays after the newest snapshot (a million: under two seconds
 /// on a 2-core machine).
 pub const SNAPSHOT_EVERY_RECORDS_DEFAULT: u64 = 1_000_000;
+
+/// Where a ledger's records live.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum Store {
+    /// In the data directory's segment files (nothing to install).
+    #[default]
+    Embedded,
+    /// In the PostgreSQL database this URL names.
+    Postgres(String),
+}
+
+impl Store {
+    /// Reads `--store`: `embedded`, or a `postgres://` (or `postgresql://`) URL.
+    pub fn parse(text: &str) -> Result<Store, String> {
+        if text == "embedded" {
+            return Ok(Store::Embedded);
+        }
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return Ok(Store::Postgres(text.to_owned()));
+        }
+        Err(
+            "expected `embedded` or a PostgreSQL URL, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+                .into(),
+        )
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Store::Embedded => f.write_str("Embedded"),
+            // The URL may carry a password.
+            Store::Postgres(_) => f.write_str("Postgres(***)"),
+        }
+    }
+}
 
 /// Limits and settings of a ledger.
 #[derive(Debug, Clone)]
@@ -145,6 +182,8 @@ pub struct Ledger {
     shared: Arc<Shared>,
     commands: Option<mpsc::Sender<Submission>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The data directory's lock, when the storage does not hold it itself.
+    _dir_lock: Option<std::fs::File>,
 }
 
 impl Ledger {
@@ -174,6 +213,40 @@ impl Ledger {
         ))
     }
 
+    /// Opens (creating its schema if needed) the ledger in the PostgreSQL database `url`
+    /// names, with `dir` holding this node's keys and snapshots. The state is the newest
+    /// snapshot in `dir` that the database's records confirm, plus a replay of the records
+    /// after it.
+    pub fn open_postgres(
+        url: &str,
+        dir: &Path,
+        options: LedgerOptions,
+    ) -> Result<(Ledger, OpenReport), LedgerError> {
+        let data_dir = DataDir::new(dir);
+        data_dir.create_or_check_for_store()?;
+        let lock = data_dir.lock()?;
+        let storage: Arc<dyn Storage> = Arc::new(postgres::Postgres::open(url)?);
+        let mut report = OpenReport::default();
+        let state = sequencer::restore(&*storage, Some(&data_dir.snapshots()), &mut report)?;
+        let tree = MerkleTree::rebuild(&*storage, state.head().seq)?;
+        let mut ledger = Ledger::start(storage, state, tree, Some(data_dir.snapshots()), options);
+        ledger._dir_lock = Some(lock);
+        Ok((ledger, report))
+    }
+
+    /// Opens the ledger `store` names: the embedded one in `dir`, or PostgreSQL's (with
+    /// `dir` for keys and snapshots).
+    pub fn open(
+        store: &Store,
+        dir: &Path,
+        options: LedgerOptions,
+    ) -> Result<(Ledger, OpenReport), LedgerError> {
+        match store {
+            Store::Embedded => Ledger::open_embedded(dir, options),
+            Store::Postgres(url) => Ledger::open_postgres(url, dir, options),
+        }
+    }
+
     fn start(
         storage: Arc<dyn Storage>,
         state: State,
@@ -201,6 +274,7 @@ impl Ledger {
             shared,
             commands: Some(commands),
             writer: Mutex::new(writer),
+            _dir_lock: None,
         }
     }
 

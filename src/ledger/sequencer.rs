@@ -12,7 +12,7 @@ use writ_schemas::{Event, Hash, Record, Timestamp, leaf_hash};
 use super::embedded::{BATCH_BYTES_TARGET, WRITE_BYTES_MAX};
 use super::frame::EVENT_BYTES_MAX;
 use super::snapshotter::{Committed, Snapshotter};
-use super::storage::Storage;
+use super::storage::{Storage, StorageError};
 use super::{
     LedgerError, LedgerOptions, OpenReport, Receipt, Shared, Submission, SubmitError, snapshots,
 };
@@ -143,13 +143,22 @@ pub(super) fn run(
             }
             next = commands.try_recv().ok();
         }
-        if let Err(why) = commit(shared, &batch) {
-            tracing::error!(%why, "storage write failed; the ledger stops taking writes");
+        if let Err(err) = commit(shared, &batch) {
+            let why = err.to_string();
             for pending in batch.pending {
                 let _ = pending
                     .reply
                     .send(Err(SubmitError::Unavailable(why.clone())));
             }
+            if err.nothing_written() {
+                // Certainly not written (another writer got there first, or the database
+                // could not be reached): the write side goes back to what is durable, which
+                // the read side holds, and the next batch tries again.
+                tracing::error!(%why, "a batch was not written; its commands were refused");
+                state = shared.state.read().clone();
+                continue;
+            }
+            tracing::error!(%why, "storage write failed; the ledger stops taking writes");
             stopped = Some(why);
             continue;
         }
@@ -194,15 +203,12 @@ pub(super) fn take_snapshot(dir: Option<&Path>, state: &State) {
 }
 
 /// Appends the batch, then makes it visible.
-fn commit(shared: &Shared, batch: &Batch) -> Result<(), String> {
+fn commit(shared: &Shared, batch: &Batch) -> Result<(), StorageError> {
     if batch.records.is_empty() {
         return Ok(());
     }
     let started = std::time::Instant::now();
-    shared
-        .storage
-        .append(&batch.records)
-        .map_err(|err| err.to_string())?;
+    shared.storage.append(&batch.records)?;
     metrics::histogram!("writ_ledger_append_seconds").record(started.elapsed().as_secs_f64());
     metrics::histogram!("writ_ledger_batch_records").record(batch.records.len() as f64);
     apply_records(&mut shared.state.write(), &batch.records, &batch.events);

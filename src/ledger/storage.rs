@@ -31,6 +31,23 @@ pub enum StorageError {
     /// An earlier write failed; the ledger stopped taking writes (fail-stop).
     #[error("the ledger stopped taking writes after a storage failure: {0}")]
     Stopped(String),
+    /// The storage could not be reached; a write that fails this way wrote nothing.
+    #[error("{0}")]
+    Unreachable(String),
+    /// Another writer appended first: the batch continued record `expected_head`, but the
+    /// ledger's head had moved to `found_head`. Nothing of the batch was written.
+    #[error(
+        "another writer appended to the ledger: this batch continued record {expected_head}, but the ledger's head is now record {found_head}; nothing was written (restart this node to catch up)"
+    )]
+    Conflict {
+        /// The head the batch was built on.
+        expected_head: u64,
+        /// The head the ledger had.
+        found_head: u64,
+    },
+    /// The database answered with an error, or stopped answering, mid-request.
+    #[error("{0}")]
+    Database(String),
 }
 
 impl StorageError {
@@ -41,9 +58,21 @@ impl StorageError {
             source,
         }
     }
+
+    /// Whether a failed append certainly wrote nothing, so the writer may go on from the
+    /// head it had. Any other failure leaves what reached storage unknown: fail-stop.
+    pub fn nothing_written(&self) -> bool {
+        matches!(
+            self,
+            StorageError::Conflict { .. } | StorageError::Unreachable(_)
+        )
+    }
 }
 
-/// A ledger backend. One process appends (the sequencer); any number read.
+/// A ledger backend. One sequencer per ledger appends; any number read.
+///
+/// The trait is synchronous: the sequencer is a dedicated OS thread, and a backend that
+/// speaks to a database asynchronously (PostgreSQL) blocks on its own runtime inside it.
 pub trait Storage: Send + Sync {
     /// Appends records that continue the head, durably, in one write where possible.
     fn append(&self, records: &[Record]) -> Result<(), StorageError>;

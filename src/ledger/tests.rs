@@ -1,5 +1,8 @@
 //! The ledger's behaviour through its public surface: submit commands, read state,
 //! reopen the directory, and look at the bytes on disk.
+//!
+//! What holds for any storage runs on both backends: a test `name(backend)` is run as
+//! `name::embedded` and `name::postgres`, the latter on a scratch database of its own.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -7,8 +10,9 @@ use std::sync::Arc;
 use writ_schemas::*;
 
 use super::datadir::DataDir;
-use super::storage::StorageError;
-use super::{Ledger, LedgerError, LedgerOptions, SubmitError};
+use super::postgres::{Postgres, ScratchDatabase};
+use super::storage::{Storage, StorageError};
+use super::{Ledger, LedgerError, LedgerOptions, OpenReport, SubmitError};
 use crate::clock::Clock;
 use crate::decide::{Answer, Command, Refusal};
 
@@ -24,10 +28,107 @@ fn start() -> Timestamp {
     Timestamp::parse("2026-11-23T09:00:00.000000Z").unwrap_or_else(|_| unreachable!())
 }
 
-fn open(dir: &Path, clock: &Clock) -> Ledger {
-    match Ledger::open_embedded(dir, options(clock)) {
+/// The PostgreSQL server the tests make scratch databases on.
+pub(crate) fn test_server_url() -> String {
+    std::env::var("WRIT_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh database; fails the test, saying how to start PostgreSQL, if there is none.
+pub(crate) fn scratch_database() -> ScratchDatabase {
+    let server = test_server_url();
+    ScratchDatabase::create(&server).unwrap_or_else(|err| {
+        panic!(
+            "the PostgreSQL tests need a server at {server} (user postgres, no password; \
+             WRIT_TEST_POSTGRES names another): {err}\n\
+             start it with `pg_ctlcluster 15 main start` or `service postgresql start`, \
+             or run ./tools/test.sh, which starts it"
+        )
+    })
+}
+
+/// Where a test's ledger lives: a data directory, and for PostgreSQL a scratch database.
+struct Backend {
+    dir: tempfile::TempDir,
+    database: Option<ScratchDatabase>,
+}
+
+impl Backend {
+    fn embedded() -> Backend {
+        Backend {
+            dir: temp(),
+            database: None,
+        }
+    }
+
+    fn postgres() -> Backend {
+        Backend {
+            dir: temp(),
+            database: Some(scratch_database()),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn open_with(&self, options: LedgerOptions) -> Result<(Ledger, OpenReport), LedgerError> {
+        match &self.database {
+            None => Ledger::open_embedded(self.path(), options),
+            Some(db) => Ledger::open_postgres(&db.url, self.path(), options),
+        }
+    }
+
+    /// The bare storage, without a ledger on it.
+    fn storage(&self) -> Box<dyn Storage> {
+        let opened: Result<Box<dyn Storage>, StorageError> = match &self.database {
+            None => super::embedded::Embedded::open(
+                &DataDir::new(self.path()),
+                super::embedded::SEGMENT_BYTES_MAX_DEFAULT,
+            )
+            .map(|(storage, _)| Box::new(storage) as Box<dyn Storage>),
+            Some(db) => Postgres::open(&db.url).map(|s| Box::new(s) as Box<dyn Storage>),
+        };
+        opened.unwrap_or_else(|err| unreachable!("{err}"))
+    }
+}
+
+/// Runs each named test, `fn name(backend: Backend)`, on both backends.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn embedded() {
+                super::$name(super::Backend::embedded())
+            }
+            #[test]
+            fn postgres() {
+                super::$name(super::Backend::postgres())
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    quota_is_exact_under_64_concurrent_submitters_and_survives_reopen,
+    idempotency_key_returns_the_first_answer_and_never_counts_twice,
+    an_answer_is_durable_and_visible_when_it_arrives,
+    a_refused_command_writes_nothing,
+    revoking_a_parent_revokes_every_descendant_in_one_append,
+    reopening_loads_the_snapshot_and_replays_the_tail,
+    periodic_snapshots_are_written_off_the_write_path_and_match_a_replay,
+    a_damaged_snapshot_is_skipped_with_a_reason,
+    deactivating_a_person_revokes_their_tokens_and_everything_derived,
+    revoking_a_delegation_revokes_its_tokens_in_the_same_append,
+    after_a_failed_append_nothing_more_is_written_and_every_acknowledged_command_is_durable,
+    a_second_writer_on_the_data_directory_is_locked_out,
+    the_merkle_tree_follows_every_durable_append_and_reopens_to_the_same_root,
+);
+
+fn open(backend: &Backend, clock: &Clock) -> Ledger {
+    match backend.open_with(options(clock)) {
         Ok((ledger, _)) => ledger,
-        Err(err) => unreachable!("opening {}: {err}", dir.display()),
+        Err(err) => unreachable!("opening {}: {err}", backend.path().display()),
     }
 }
 
@@ -102,8 +203,8 @@ fn submit(ledger: &Ledger, command: Command) -> Result<Answer, SubmitError> {
         .map(|receipt| receipt.answer)
 }
 
-fn seeded(dir: &Path, clock: &Clock, max_operations: Option<u64>) -> Ledger {
-    let ledger = open(dir, clock);
+fn seeded(backend: &Backend, clock: &Clock, max_operations: Option<u64>) -> Ledger {
+    let ledger = open(backend, clock);
     assert!(submit(&ledger, agent("a1")).is_ok());
     assert!(submit(&ledger, token("t", None, max_operations, clock.now())).is_ok());
     ledger
@@ -150,11 +251,9 @@ fn operations_from_64_submitters(
     })
 }
 
-#[test]
-fn quota_is_exact_under_64_concurrent_submitters_and_survives_reopen() {
-    let dir = temp();
+fn quota_is_exact_under_64_concurrent_submitters_and_survives_reopen(backend: Backend) {
     let clock = Clock::manual(start());
-    let ledger = Arc::new(seeded(dir.path(), &clock, Some(1000)));
+    let ledger = Arc::new(seeded(&backend, &clock, Some(1000)));
     let (accepted, exhausted) = operations_from_64_submitters(&ledger, 25, |answer| match answer {
         Ok(_) => true,
         Err(SubmitError::Refused(Refusal::QuotaExhausted | Refusal::TokenInactive)) => false,
@@ -163,7 +262,7 @@ fn quota_is_exact_under_64_concurrent_submitters_and_survives_reopen() {
     assert_eq!((accepted, exhausted), (1000, 600));
     let ledger = Arc::try_unwrap(ledger).unwrap_or_else(|_| unreachable!("tasks are done"));
     ledger.close();
-    let reopened = open(dir.path(), &clock);
+    let reopened = open(&backend, &clock);
     let used = reopened.read(|s| {
         s.token(&Jti::from("t"))
             .map(|t| (t.operations_used, t.is_active(clock.now())))
@@ -179,11 +278,9 @@ fn quota_is_exact_under_64_concurrent_submitters_and_survives_reopen() {
     ));
 }
 
-#[test]
-fn idempotency_key_returns_the_first_answer_and_never_counts_twice() {
-    let dir = temp();
+fn idempotency_key_returns_the_first_answer_and_never_counts_twice(backend: Backend) {
     let clock = Clock::manual(start());
-    let ledger = seeded(dir.path(), &clock, Some(5));
+    let ledger = seeded(&backend, &clock, Some(5));
     let first = submit(&ledger, operation("t", Some("k".into())));
     let again = submit(&ledger, operation("t", Some("k".into())));
     assert_eq!(
@@ -206,11 +303,9 @@ fn idempotency_key_returns_the_first_answer_and_never_counts_twice() {
     );
 }
 
-#[test]
-fn an_answer_is_durable_and_visible_when_it_arrives() {
-    let dir = temp();
+fn an_answer_is_durable_and_visible_when_it_arrives(backend: Backend) {
     let clock = Clock::manual(start());
-    let ledger = seeded(dir.path(), &clock, None);
+    let ledger = seeded(&backend, &clock, None);
     let receipt = ledger
         .submit_blocking(operation("t", None))
         .unwrap_or_else(|e| unreachable!("{e}"));
@@ -223,11 +318,9 @@ fn an_answer_is_durable_and_visible_when_it_arrives() {
     );
 }
 
-#[test]
-fn a_refused_command_writes_nothing() {
-    let dir = temp();
+fn a_refused_command_writes_nothing(backend: Backend) {
     let clock = Clock::manual(start());
-    let ledger = seeded(dir.path(), &clock, None);
+    let ledger = seeded(&backend, &clock, None);
     let head = ledger.head();
     assert!(matches!(
         submit(&ledger, agent("a1")),
@@ -245,11 +338,9 @@ fn a_refused_command_writes_nothing() {
     assert_eq!(ledger.head(), head);
 }
 
-#[test]
-fn revoking_a_parent_revokes_every_descendant_in_one_append() {
-    let dir = temp();
+fn revoking_a_parent_revokes_every_descendant_in_one_append(backend: Backend) {
     let clock = Clock::manual(start());
-    let ledger = seeded(dir.path(), &clock, None);
+    let ledger = seeded(&backend, &clock, None);
     let now = clock.now();
     for (jti, parent) in [("c1", "t"), ("c2", "t"), ("g1", "c1")] {
         assert!(submit(&ledger, token(jti, Some(parent), None, now)).is_ok());
@@ -285,17 +376,16 @@ fn revoking_a_parent_revokes_every_descendant_in_one_append() {
     ));
 }
 
-#[test]
-fn reopening_loads_the_snapshot_and_replays_the_tail() {
-    let dir = temp();
+fn reopening_loads_the_snapshot_and_replays_the_tail(backend: Backend) {
     let clock = Clock::manual(start());
-    let ledger = seeded(dir.path(), &clock, None);
+    let ledger = seeded(&backend, &clock, None);
     for _ in 0..10 {
         assert!(submit(&ledger, operation("t", None)).is_ok());
     }
     ledger.close(); // writes a snapshot at record 12
-    let (ledger, report) =
-        Ledger::open_embedded(dir.path(), options(&clock)).unwrap_or_else(|e| unreachable!("{e}"));
+    let (ledger, report) = backend
+        .open_with(options(&clock))
+        .unwrap_or_else(|e| unreachable!("{e}"));
     assert_eq!((report.snapshot_seq, report.replayed), (Some(12), 0));
     drop(ledger);
     // As after a crash: the last session leaves no snapshot of its own.
@@ -303,36 +393,37 @@ fn reopening_loads_the_snapshot_and_replays_the_tail() {
         snapshot_on_close: false,
         ..options(&clock)
     };
-    let (ledger, _) =
-        Ledger::open_embedded(dir.path(), crashy).unwrap_or_else(|e| unreachable!("{e}"));
+    let (ledger, _) = backend
+        .open_with(crashy)
+        .unwrap_or_else(|e| unreachable!("{e}"));
     for _ in 0..5 {
         assert!(submit(&ledger, operation("t", None)).is_ok());
     }
     let expected = ledger.read(writ_projections::snapshot::encode);
     drop(ledger);
-    let (ledger, report) =
-        Ledger::open_embedded(dir.path(), options(&clock)).unwrap_or_else(|e| unreachable!("{e}"));
+    let (ledger, report) = backend
+        .open_with(options(&clock))
+        .unwrap_or_else(|e| unreachable!("{e}"));
     assert_eq!((report.snapshot_seq, report.replayed), (Some(12), 5));
     assert_eq!(ledger.read(writ_projections::snapshot::encode), expected);
 }
 
-#[test]
-fn periodic_snapshots_are_written_off_the_write_path_and_match_a_replay() {
-    let dir = temp();
+fn periodic_snapshots_are_written_off_the_write_path_and_match_a_replay(backend: Backend) {
     let clock = Clock::manual(start());
     let every_ten = LedgerOptions {
         snapshot_every_records: 10,
         snapshot_on_close: false,
         ..options(&clock)
     };
-    let (ledger, _) =
-        Ledger::open_embedded(dir.path(), every_ten).unwrap_or_else(|e| unreachable!("{e}"));
+    let (ledger, _) = backend
+        .open_with(every_ten)
+        .unwrap_or_else(|e| unreachable!("{e}"));
     for n in 0..25 {
         assert!(submit(&ledger, agent(&format!("a{n}"))).is_ok());
     }
     let at_25 = ledger.read(writ_projections::snapshot::encode);
     drop(ledger); // the snapshotter finishes what it was handed before the ledger closes
-    let snapshots = DataDir::new(dir.path()).snapshots();
+    let snapshots = DataDir::new(backend.path()).snapshots();
     let seqs: Vec<u64> = super::snapshots::list(&snapshots)
         .into_iter()
         .map(|(seq, _)| seq)
@@ -343,25 +434,25 @@ fn periodic_snapshots_are_written_off_the_write_path_and_match_a_replay() {
     let snapshot = super::snapshots::read(&path)
         .unwrap_or_else(|why| unreachable!("{}: {why}", path.display()));
     assert_eq!(snapshot.head().seq, 20);
-    let (ledger, report) =
-        Ledger::open_embedded(dir.path(), options(&clock)).unwrap_or_else(|e| unreachable!("{e}"));
+    let (ledger, report) = backend
+        .open_with(options(&clock))
+        .unwrap_or_else(|e| unreachable!("{e}"));
     assert_eq!((report.snapshot_seq, report.replayed), (Some(20), 5));
     assert_eq!(ledger.read(writ_projections::snapshot::encode), at_25);
 }
 
-#[test]
-fn a_damaged_snapshot_is_skipped_with_a_reason() {
-    let dir = temp();
+fn a_damaged_snapshot_is_skipped_with_a_reason(backend: Backend) {
     let clock = Clock::manual(start());
-    let ledger = seeded(dir.path(), &clock, None);
+    let ledger = seeded(&backend, &clock, None);
     let expected = ledger.read(writ_projections::snapshot::encode);
     ledger.close();
-    let snapshots = super::snapshots::list(&DataDir::new(dir.path()).snapshots());
+    let snapshots = super::snapshots::list(&DataDir::new(backend.path()).snapshots());
     let path = &snapshots[0].1;
     let bytes = std::fs::read(path).unwrap_or_default();
     std::fs::write(path, &bytes[..bytes.len() / 2]).unwrap_or_else(|e| unreachable!("{e}"));
-    let (ledger, report) =
-        Ledger::open_embedded(dir.path(), options(&clock)).unwrap_or_else(|e| unreachable!("{e}"));
+    let (ledger, report) = backend
+        .open_with(options(&clock))
+        .unwrap_or_else(|e| unreachable!("{e}"));
     assert_eq!(report.snapshot_seq, None);
     assert!(
         report.skipped_snapshots[0].1.contains("truncated"),
@@ -377,18 +468,19 @@ fn segment(dir: &Path) -> std::path::PathBuf {
 
 #[test]
 fn a_torn_tail_is_cut_off_and_kept() {
-    let dir = temp();
+    let backend = Backend::embedded();
     let clock = Clock::manual(start());
-    let ledger = seeded(dir.path(), &clock, None);
+    let ledger = seeded(&backend, &clock, None);
     let head = ledger.head();
     drop(ledger);
-    let path = segment(dir.path());
+    let path = segment(backend.path());
     let mut bytes = std::fs::read(&path).unwrap_or_default();
     let whole = bytes.len();
     bytes.extend_from_slice(&[0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 3, 7]);
     std::fs::write(&path, &bytes).unwrap_or_else(|e| unreachable!("{e}"));
-    let (ledger, report) =
-        Ledger::open_embedded(dir.path(), options(&clock)).unwrap_or_else(|e| unreachable!("{e}"));
+    let (ledger, report) = backend
+        .open_with(options(&clock))
+        .unwrap_or_else(|e| unreachable!("{e}"));
     assert_eq!(report.recovery.torn_bytes, 13);
     assert_eq!(ledger.head(), head);
     assert_eq!(
@@ -405,19 +497,19 @@ fn a_torn_tail_is_cut_off_and_kept() {
 
 #[test]
 fn damage_further_back_than_one_write_refuses_to_open() {
-    let dir = temp();
+    let backend = Backend::embedded();
     let clock = Clock::manual(start());
-    let ledger = seeded(dir.path(), &clock, None);
+    let ledger = seeded(&backend, &clock, None);
     drop(ledger);
     // Pad the segment with a valid-looking but unchained tail longer than one write could be.
-    let path = segment(dir.path());
+    let path = segment(backend.path());
     let mut bytes = std::fs::read(&path).unwrap_or_default();
     bytes.extend(std::iter::repeat_n(
         0xAB,
         super::embedded::WRITE_BYTES_MAX + 1,
     ));
     std::fs::write(&path, &bytes).unwrap_or_else(|e| unreachable!("{e}"));
-    match Ledger::open_embedded(dir.path(), options(&clock)) {
+    match backend.open_with(options(&clock)) {
         Err(LedgerError::Storage(StorageError::Corrupt(why))) => {
             assert!(
                 why.contains("record 3") && why.contains("not a torn write"),
@@ -428,12 +520,10 @@ fn damage_further_back_than_one_write_refuses_to_open() {
     }
 }
 
-#[test]
-fn a_second_writer_is_locked_out() {
-    let dir = temp();
+fn a_second_writer_on_the_data_directory_is_locked_out(backend: Backend) {
     let clock = Clock::manual(start());
-    let _ledger = open(dir.path(), &clock);
-    match Ledger::open_embedded(dir.path(), options(&clock)) {
+    let _ledger = open(&backend, &clock);
+    match backend.open_with(options(&clock)) {
         Err(LedgerError::Storage(StorageError::Locked(_))) => {}
         other => unreachable!("expected Locked, got {other:?}"),
     }
@@ -441,35 +531,37 @@ fn a_second_writer_is_locked_out() {
 
 #[test]
 fn a_folder_that_is_not_a_ledger_is_refused_and_left_alone() {
-    let dir = temp();
-    std::fs::write(dir.path().join("notes.txt"), "mine").unwrap_or_else(|e| unreachable!("{e}"));
+    let backend = Backend::embedded();
+    std::fs::write(backend.path().join("notes.txt"), "mine")
+        .unwrap_or_else(|e| unreachable!("{e}"));
     let clock = Clock::manual(start());
-    match Ledger::open_embedded(dir.path(), options(&clock)) {
+    match backend.open_with(options(&clock)) {
         Err(LedgerError::Storage(StorageError::NotALedger(why))) => {
             assert!(why.contains("WRIT_LEDGER"), "{why}")
         }
         other => unreachable!("expected NotALedger, got {other:?}"),
     }
-    assert!(!dir.path().join("ledger").exists());
+    assert!(!backend.path().join("ledger").exists());
 }
 
 #[test]
 fn segments_rotate_and_reads_cross_them() {
-    let dir = temp();
+    let backend = Backend::embedded();
     let clock = Clock::manual(start());
     let small = LedgerOptions {
         segment_bytes_max: 4096,
         ..options(&clock)
     };
-    let (ledger, _) =
-        Ledger::open_embedded(dir.path(), small.clone()).unwrap_or_else(|e| unreachable!("{e}"));
+    let (ledger, _) = backend
+        .open_with(small.clone())
+        .unwrap_or_else(|e| unreachable!("{e}"));
     assert!(submit(&ledger, agent("a1")).is_ok());
     assert!(submit(&ledger, token("t", None, None, clock.now())).is_ok());
     for _ in 0..200 {
         assert!(submit(&ledger, operation("t", None)).is_ok());
     }
     let segments =
-        super::frame::list_segments(&DataDir::new(dir.path()).ledger()).unwrap_or_default();
+        super::frame::list_segments(&DataDir::new(backend.path()).ledger()).unwrap_or_default();
     assert!(segments.len() > 5, "{} segments", segments.len());
     let all = ledger.storage().read(1, 1000).unwrap_or_default();
     assert_eq!(
@@ -483,16 +575,15 @@ fn segments_rotate_and_reads_cross_them() {
     );
     let expected = ledger.read(writ_projections::snapshot::encode);
     drop(ledger);
-    let (ledger, _) =
-        Ledger::open_embedded(dir.path(), small).unwrap_or_else(|e| unreachable!("{e}"));
+    let (ledger, _) = backend
+        .open_with(small)
+        .unwrap_or_else(|e| unreachable!("{e}"));
     assert_eq!(ledger.read(writ_projections::snapshot::encode), expected);
 }
 
-#[test]
-fn deactivating_a_person_revokes_their_tokens_and_everything_derived() {
-    let dir = temp();
+fn deactivating_a_person_revokes_their_tokens_and_everything_derived(backend: Backend) {
     let clock = Clock::manual(start());
-    let ledger = open(dir.path(), &clock);
+    let ledger = open(&backend, &clock);
     let user = person_and_agent(&ledger);
     let now = clock.now();
     for (jti, parent) in [("obo", None), ("sub", Some("obo"))] {
@@ -559,11 +650,9 @@ fn deactivating_a_person_revokes_their_tokens_and_everything_derived() {
     );
 }
 
-#[test]
-fn revoking_a_delegation_revokes_its_tokens_in_the_same_append() {
-    let dir = temp();
+fn revoking_a_delegation_revokes_its_tokens_in_the_same_append(backend: Backend) {
     let clock = Clock::manual(start());
-    let ledger = open(dir.path(), &clock);
+    let ledger = open(&backend, &clock);
     let user = person_and_agent(&ledger);
     let delegation = DelegationId::from("d1");
     let grant = Command::GrantDelegation(DelegationGranted {
@@ -624,7 +713,7 @@ fn revoking_a_delegation_revokes_its_tokens_in_the_same_append() {
 /// The real embedded storage, made to fail from its `n`th append on, as a full disk
 /// would: to see what the write pipeline answers when storage fails under load.
 struct FailingFrom {
-    inner: super::embedded::Embedded,
+    inner: Box<dyn Storage>,
     appends_left: std::sync::atomic::AtomicUsize,
 }
 
@@ -655,17 +744,12 @@ impl super::storage::Storage for FailingFrom {
     }
 }
 
-#[test]
-fn after_a_failed_append_nothing_more_is_written_and_every_acknowledged_command_is_durable() {
-    let dir = temp();
+fn after_a_failed_append_nothing_more_is_written_and_every_acknowledged_command_is_durable(
+    backend: Backend,
+) {
     let clock = Clock::manual(start());
-    let (storage, _) = super::embedded::Embedded::open(
-        &DataDir::new(dir.path()),
-        super::embedded::SEGMENT_BYTES_MAX_DEFAULT,
-    )
-    .unwrap_or_else(|err| unreachable!("{err}"));
     let storage = Arc::new(FailingFrom {
-        inner: storage,
+        inner: backend.storage(),
         appends_left: std::sync::atomic::AtomicUsize::new(6),
     });
     let ledger = Arc::new(Ledger::start(
@@ -697,7 +781,7 @@ fn after_a_failed_append_nothing_more_is_written_and_every_acknowledged_command_
     ));
     let ledger = Arc::try_unwrap(ledger).unwrap_or_else(|_| unreachable!("tasks are done"));
     ledger.close();
-    let reopened = open(dir.path(), &clock);
+    let reopened = open(&backend, &clock);
     let used = reopened.read(|s| s.token(&Jti::from("t")).map(|t| t.operations_used));
     assert_eq!(
         used,
@@ -706,11 +790,257 @@ fn after_a_failed_append_nothing_more_is_written_and_every_acknowledged_command_
     );
 }
 
+// PostgreSQL only: what the database itself must guarantee.
+
+/// A record of agent `client_id`'s registration after `head`.
+fn record_after(head: &super::Head, client_id: &str, ts: Timestamp) -> Record {
+    let Command::RegisterAgent(registered) = agent(client_id) else {
+        unreachable!()
+    };
+    let bytes = Event::from(registered)
+        .encode()
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    Record::seal(head.seq + 1, ts, head.hash, bytes)
+}
+
 #[test]
-fn the_merkle_tree_follows_every_durable_append_and_reopens_to_the_same_root() {
-    let dir = temp();
+fn two_storage_handles_appending_after_the_same_head_never_both_succeed() {
+    let db = scratch_database();
+    let open = || Postgres::open(&db.url).unwrap_or_else(|e| unreachable!("{e}"));
+    let (first, second) = (open(), open());
+    let barrier = std::sync::Barrier::new(2);
+    let rounds = 40;
+    let wins = std::sync::atomic::AtomicUsize::new(0);
+    let race = |storage: &Postgres, name: &str| {
+        for round in 0..rounds {
+            // Both build on the head as it stands once the previous round is settled.
+            barrier.wait();
+            let head = storage
+                .head_in_database()
+                .unwrap_or_else(|e| unreachable!("{e}"));
+            barrier.wait();
+            let record = record_after(&head, &format!("{name}{round}"), start());
+            match storage.append(&[record]) {
+                Ok(()) => {
+                    wins.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                Err(StorageError::Conflict {
+                    expected_head,
+                    found_head,
+                }) => assert_eq!((expected_head, found_head), (head.seq, head.seq + 1)),
+                Err(other) => unreachable!("{other}"),
+            }
+        }
+    };
+    std::thread::scope(|scope| {
+        scope.spawn(|| race(&first, "a"));
+        scope.spawn(|| race(&second, "b"));
+    });
+    assert_eq!(
+        wins.into_inner(),
+        rounds,
+        "exactly one append per head succeeded"
+    );
+    let records = first.read(1, 1000).unwrap_or_default();
+    let mut chain = Chain::new();
+    for record in &records {
+        let ts = record.ts.to_string();
+        let view = RecordRef {
+            seq: record.seq,
+            ts: &ts,
+            prev_hash: record.prev_hash,
+            hash: record.hash,
+            event: &record.event,
+        };
+        assert!(check_record(&view).is_ok() && chain.link(&view).is_ok());
+    }
+    assert_eq!(chain.seq, rounds as u64, "gap-free and chained");
+}
+
+#[test]
+fn a_conflicting_append_refuses_the_batch_without_stopping_and_reopening_catches_up() {
+    let backend = Backend::postgres();
     let clock = Clock::manual(start());
-    let ledger = open(dir.path(), &clock);
+    let ledger = seeded(&backend, &clock, None);
+    let Some(db) = &backend.database else {
+        unreachable!()
+    };
+    let other = Postgres::open(&db.url).unwrap_or_else(|e| unreachable!("{e}"));
+    let head = other
+        .head_in_database()
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    assert!(
+        other
+            .append(&[record_after(&head, "elsewhere", clock.now())])
+            .is_ok()
+    );
+    for _ in 0..2 {
+        // Refused, not stopped: the second attempt meets the same conflict, not fail-stop.
+        match submit(&ledger, agent("here")) {
+            Err(SubmitError::Unavailable(why)) => {
+                assert!(why.contains("another writer"), "{why}")
+            }
+            other => unreachable!("expected a conflict, got {other:?}"),
+        }
+    }
+    assert_eq!(ledger.read(|s| s.head().seq), head.seq);
+    ledger.close();
+    let reopened = open(&backend, &clock);
+    assert_eq!(reopened.read(|s| s.head().seq), head.seq + 1);
+    assert!(reopened.read(|s| s.agent(&ClientId::from("elsewhere")).is_some()));
+    assert!(submit(&reopened, agent("here")).is_ok());
+}
+
+fn execute(url: &str, sql: &str) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        client.batch_execute(sql).await.map_err(|e| {
+            e.as_db_error()
+                .map_or_else(|| e.to_string(), |db| db.message().to_owned())
+        })
+    })
+}
+
+#[test]
+fn the_schema_is_migrated_once_and_a_newer_one_is_refused() {
+    let db = scratch_database();
+    match Postgres::open_existing(&db.url) {
+        Err(StorageError::NotALedger(why)) => {
+            assert!(why.contains("holds no writ ledger"), "{why}")
+        }
+        other => unreachable!("expected NotALedger, got {other:?}"),
+    }
+    for _ in 0..2 {
+        let storage = Postgres::open(&db.url).unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(storage.head().seq, 0);
+    }
+    assert!(Postgres::open_existing(&db.url).is_ok());
+    assert_eq!(
+        execute(&db.url, "UPDATE writ_schema_version SET version = 99"),
+        Ok(())
+    );
+    match Postgres::open(&db.url) {
+        Err(StorageError::NotALedger(why)) => {
+            assert!(
+                why.contains("version 99, newer than this writ knows (1)"),
+                "{why}"
+            )
+        }
+        other => unreachable!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn records_in_the_database_are_append_only() {
+    let db = scratch_database();
+    let storage = Postgres::open(&db.url).unwrap_or_else(|e| unreachable!("{e}"));
+    let head = storage.head();
+    assert!(storage.append(&[record_after(&head, "a", start())]).is_ok());
+    for sql in [
+        "UPDATE records SET event = 'x'",
+        "DELETE FROM records",
+        "TRUNCATE records",
+    ] {
+        let refused = execute(&db.url, sql);
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|why| why.contains("append-only")),
+            "{sql}: {refused:?}"
+        );
+    }
+    assert_eq!(storage.read(1, 10).map(|r| r.len()).ok(), Some(1));
+}
+
+#[test]
+fn subscribers_are_woken_by_another_handles_appends_and_read_by_seq() {
+    let db = scratch_database();
+    let reader = Postgres::open(&db.url).unwrap_or_else(|e| unreachable!("{e}"));
+    let writer = Postgres::open(&db.url).unwrap_or_else(|e| unreachable!("{e}"));
+    let mut woken = reader.subscribe();
+    let mut head = writer.head();
+    for n in 0..3 {
+        let record = record_after(&head, &format!("a{n}"), start());
+        head = super::Head {
+            seq: record.seq,
+            hash: record.hash,
+            ts: Some(record.ts),
+        };
+        assert!(writer.append(&[record]).is_ok());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    let seen = runtime.block_on(async {
+        // A guard against hanging forever, not a timing assertion.
+        let wait = woken.wait_for(|seq| *seq >= 3);
+        tokio::time::timeout(std::time::Duration::from_secs(60), wait)
+            .await
+            .map(|seen| seen.map(|seq| *seq).ok())
+    });
+    assert_eq!(seen, Ok(Some(3)), "the reader was told of record 3");
+    assert_eq!(reader.head(), head);
+    let records = reader.read(1, 10).unwrap_or_default();
+    assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
+}
+
+#[test]
+fn bad_urls_and_unreachable_databases_are_refused_with_what_to_do() {
+    let refusal = |url: &str| match Postgres::open(url) {
+        Err(err) => err.to_string(),
+        Ok(_) => unreachable!("{url} opened"),
+    };
+    let not_a_url = refusal("mysql://root@localhost/writ");
+    assert!(not_a_url.contains("postgres://USER"), "{not_a_url}");
+    let malformed = refusal("postgres://secret-user:hunter2@127.0.0.1:notaport/writ");
+    assert!(
+        malformed.contains("invalid PostgreSQL URL") && !malformed.contains("hunter2"),
+        "{malformed}"
+    );
+    // Port 1 on the loopback: nothing listens there.
+    let closed = refusal("postgres://postgres:hunter2@127.0.0.1:1/writ");
+    assert!(
+        closed.contains("cannot connect to PostgreSQL at postgres://postgres@127.0.0.1:1/writ")
+            && closed.contains("is it running")
+            && !closed.contains("hunter2"),
+        "{closed}"
+    );
+    let server = test_server_url();
+    let missing = refusal(&super::postgres::url_for_database(
+        &server,
+        "writ_no_such_db",
+    ));
+    assert!(
+        missing.contains("has no database `writ_no_such_db`") && missing.contains("createdb"),
+        "{missing}"
+    );
+}
+
+#[test]
+fn a_data_directory_of_a_postgres_ledger_is_not_taken_for_an_embedded_one() {
+    let backend = Backend::postgres();
+    let clock = Clock::manual(start());
+    drop(seeded(&backend, &clock, None));
+    match Ledger::open_embedded(backend.path(), options(&clock)) {
+        Err(LedgerError::Storage(StorageError::NotALedger(why))) => {
+            assert!(why.contains("pass --store"), "{why}")
+        }
+        other => unreachable!("expected NotALedger, got {other:?}"),
+    }
+    assert!(!DataDir::new(backend.path()).ledger().exists());
+}
+
+fn the_merkle_tree_follows_every_durable_append_and_reopens_to_the_same_root(backend: Backend) {
+    let clock = Clock::manual(start());
+    let ledger = open(&backend, &clock);
     for i in 0..40 {
         assert!(submit(&ledger, agent(&format!("a{i}"))).is_ok());
     }
@@ -728,7 +1058,7 @@ fn the_merkle_tree_follows_every_durable_append_and_reopens_to_the_same_root() {
         .collect();
     assert_eq!(root, Ok(root_of(&hashes)));
     ledger.close();
-    let reopened = open(dir.path(), &clock);
+    let reopened = open(&backend, &clock);
     assert_eq!(reopened.merkle(|tree| tree.root(size)), root);
     assert_eq!(reopened.merkle(|tree| tree.size()), size);
 }

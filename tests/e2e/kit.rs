@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use writ::ledger::frame::{Frames, list_segments};
+use writ::ledger::postgres::ScratchDatabase;
 
 /// What a finished `writ` run said.
 #[derive(Debug)]
@@ -112,6 +113,76 @@ pub fn temp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"))
 }
 
+/// The PostgreSQL server the tests make scratch databases on (`WRIT_TEST_POSTGRES`).
+pub fn test_server_url() -> String {
+    std::env::var("WRIT_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh database; fails the test, saying how to start PostgreSQL, if there is none.
+pub fn scratch_database() -> ScratchDatabase {
+    let server = test_server_url();
+    ScratchDatabase::create(&server).unwrap_or_else(|err| {
+        panic!(
+            "the PostgreSQL tests need a server at {server} (user postgres, no password; \
+             WRIT_TEST_POSTGRES names another): {err}\n\
+             start it with `pg_ctlcluster 15 main start` or `service postgresql start`, \
+             or run ./tools/test.sh, which starts it"
+        )
+    })
+}
+
+/// Where a test server keeps its ledger: a data directory, and with PostgreSQL
+/// (`--store`) a scratch database of its own, dropped with it.
+pub struct Home {
+    pub dir: tempfile::TempDir,
+    pub database: Option<ScratchDatabase>,
+}
+
+impl Home {
+    /// The embedded store: everything in the data directory.
+    pub fn embedded() -> Home {
+        Home {
+            dir: temp(),
+            database: None,
+        }
+    }
+
+    /// Records in a fresh PostgreSQL database; keys and snapshots in the data directory.
+    pub fn postgres() -> Home {
+        Home {
+            dir: temp(),
+            database: Some(scratch_database()),
+        }
+    }
+
+    /// `--store URL` for the commands that read the ledger, or nothing when embedded.
+    pub fn store_args(&self) -> Vec<String> {
+        match &self.database {
+            Some(db) => vec!["--store".into(), db.url.clone()],
+            None => Vec::new(),
+        }
+    }
+
+    /// Exports the (stopped) server's ledger and counts its events of `kind`.
+    pub fn events(&self, kind: &str) -> usize {
+        let export = self.dir.path().join("export.jsonl");
+        let (dir, out) = (
+            self.dir.path().display().to_string(),
+            export.display().to_string(),
+        );
+        let mut args = vec!["export", "--data-dir", &dir, "-o", &out];
+        let store = self.store_args();
+        args.extend(store.iter().map(String::as_str));
+        let run = writ(&args);
+        assert_eq!(run.code, Some(0), "export failed: {}", run.stderr);
+        std::fs::read_to_string(&export)
+            .unwrap_or_default()
+            .matches(&format!("\"type\":\"{kind}\""))
+            .count()
+    }
+}
+
 /// A real `writ serve` process on an ephemeral port.
 pub struct Server {
     child: std::process::Child,
@@ -125,6 +196,14 @@ impl Server {
     /// Starts `writ serve` on `data_dir`, with extra arguments, and waits until it listens.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
         Server::start_with(data_dir, extra, &[])
+    }
+
+    /// Starts `writ serve` on `home`'s store and data directory.
+    pub fn start_in(home: &Home, extra: &[&str]) -> Server {
+        let mut args = home.store_args();
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Server::start(home.dir.path(), &args)
     }
 
     /// `start` with extra environment variables.

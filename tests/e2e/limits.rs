@@ -134,10 +134,10 @@ fn writes_beyond_the_queue_bound_get_503_with_retry_after_and_every_acknowledged
         "{metrics}"
     );
 
-    let (server, dir) = (a.server, a.dir);
+    let (server, home) = (a.server, a.home);
     assert_eq!(server.stop(), Some(0));
     assert_eq!(
-        events_in_ledger(dir.path(), "OperationRecorded"),
+        home.events("OperationRecorded"),
         accepted as usize,
         "every acknowledged operation, and only those"
     );

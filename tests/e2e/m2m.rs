@@ -1,5 +1,6 @@
 //! The M2M loop over real HTTP: token, introspection, operations under a quota,
 //! revocation; exact quotas under 64 concurrent clients; idempotency across a restart.
+//! Each runs on both stores: `name::embedded` and `name::postgres`.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -11,17 +12,39 @@ pub struct Agent {
     pub server: Server,
     pub client_id: String,
     pub secret: String,
-    pub dir: tempfile::TempDir,
+    pub home: Home,
 }
 
-fn agent() -> Agent {
-    agent_on(&[])
+/// Runs each named test, `fn name(home: Home)`, on both stores.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn embedded() {
+                super::$name(crate::kit::Home::embedded())
+            }
+            #[test]
+            fn postgres() {
+                super::$name(crate::kit::Home::postgres())
+            }
+        }
+    )*};
 }
+
+on_both_stores!(
+    m2m_token_then_introspection_then_revocation,
+    operations_count_down_retries_never_count_twice_even_across_a_restart,
+    sixty_four_clients_on_one_token_with_1000_operations_get_exactly_1000,
+);
 
 /// A server started with `flags` and one client_credentials agent (scope `s`) on it.
 pub fn agent_on(flags: &[&str]) -> Agent {
-    let dir = temp();
-    let server = Server::start(dir.path(), flags);
+    agent_in(Home::embedded(), flags)
+}
+
+/// `agent_on` with the ledger in `home`.
+pub fn agent_in(home: Home, flags: &[&str]) -> Agent {
+    let server = Server::start_in(&home, flags);
     let admin = server.admin_token();
     let body = json!({"name": "m2m", "scopes": ["s"], "grant_types": ["client_credentials"]});
     let (client_id, secret) = register_agent(&server, &admin, body);
@@ -29,7 +52,7 @@ pub fn agent_on(flags: &[&str]) -> Agent {
         server,
         client_id,
         secret,
-        dir,
+        home,
     }
 }
 
@@ -72,9 +95,8 @@ fn operation(base: &str, token: &str, key: Option<&str>) -> (u16, Value) {
     (status, response.json().unwrap_or(Value::Null))
 }
 
-#[test]
-fn m2m_token_then_introspection_then_revocation() {
-    let a = agent();
+fn m2m_token_then_introspection_then_revocation(home: Home) {
+    let a = agent_in(home, &[]);
     let token = a.token(&[("max_operations", "5"), ("task_id", "t-1")]);
     let seen = a.introspect(&token);
     assert_eq!(
@@ -137,9 +159,8 @@ fn m2m_token_then_introspection_then_revocation() {
     );
 }
 
-#[test]
-fn operations_count_down_retries_never_count_twice_even_across_a_restart() {
-    let a = agent();
+fn operations_count_down_retries_never_count_twice_even_across_a_restart(home: Home) {
+    let a = agent_in(home, &[]);
     let token = a.token(&[("max_operations", "3")]);
     assert_eq!(
         a.operation(&token, Some("k1")),
@@ -154,10 +175,10 @@ fn operations_count_down_retries_never_count_twice_even_across_a_restart() {
         server,
         client_id,
         secret,
-        dir,
+        home,
     } = a;
     assert_eq!(server.stop(), Some(0));
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::start_in(&home, &[]);
     assert_eq!(
         operation(&server.base, &token, Some("k1")),
         (200, json!({"operations_remaining": 2, "active": true})),
@@ -178,7 +199,7 @@ fn operations_count_down_retries_never_count_twice_even_across_a_restart() {
         server,
         client_id,
         secret,
-        dir,
+        home,
     };
 
     // With expires_on_completion the last operation revokes the token in the same append.
@@ -190,9 +211,8 @@ fn operations_count_down_retries_never_count_twice_even_across_a_restart() {
     assert_eq!(a.introspect(&ephemeral), json!({"active": false}));
 }
 
-#[test]
-fn sixty_four_clients_on_one_token_with_1000_operations_get_exactly_1000() {
-    let a = agent();
+fn sixty_four_clients_on_one_token_with_1000_operations_get_exactly_1000(home: Home) {
+    let a = agent_in(home, &[]);
     let token = a.token(&[("max_operations", "1000")]);
     let (accepted, exhausted) = (AtomicU32::new(0), AtomicU32::new(0));
     concurrently(64, || {
@@ -208,10 +228,10 @@ fn sixty_four_clients_on_one_token_with_1000_operations_get_exactly_1000() {
         }
     });
     assert_eq!((accepted.into_inner(), exhausted.into_inner()), (1000, 64));
-    let Agent { server, dir, .. } = a;
+    let Agent { server, home, .. } = a;
     assert_eq!(server.stop(), Some(0));
     assert_eq!(
-        events_in_ledger(dir.path(), "OperationRecorded"),
+        home.events("OperationRecorded"),
         1000,
         "the ledger holds exactly the accepted operations"
     );

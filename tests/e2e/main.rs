@@ -15,6 +15,7 @@ mod limits;
 mod m2m;
 mod obo;
 mod openapi;
+mod postgres;
 mod server;
 mod spec;
 mod tamper;
