@@ -31,6 +31,9 @@ pub const CHECKPOINT_EVERY_MS_DEFAULT: u64 = 1_000;
 /// The key file's name in the keys folder (without `.pk8`).
 const KEY_FILE_STEM: &str = "checkpoint";
 
+/// While the ledger grows, how often the signer looks at its size (milliseconds).
+pub const GROWTH_POLL_MS: u64 = 50;
+
 /// A signed checkpoint: what it says and its note text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedCheckpoint {
@@ -132,7 +135,10 @@ impl Checkpoints {
 
     /// Signs whenever `every_records` records were added since the last
     /// checkpoint, or `every_ms` passed and any were; returns when the ledger closes. It
-    /// holds the ledger only while signing, so it never keeps a closing ledger open.
+    /// holds the ledger only while signing, so it never keeps a closing ledger open. An
+    /// idle ledger's first append wakes it; while the ledger grows it looks every
+    /// [`GROWTH_POLL_MS`], so a checkpoint may cover up to that much more than
+    /// `every_records`.
     pub async fn run(
         self: Arc<Self>,
         ledger: std::sync::Weak<Ledger>,
@@ -171,9 +177,12 @@ impl Checkpoints {
                 signed_at = Instant::now();
                 continue;
             }
-            tokio::select! {
-                changed = sizes.changed() => if changed.is_err() { return },
-                () = tokio::time::sleep(every.saturating_sub(signed_at.elapsed())) => {}
+            // Growing: look again shortly rather than on every append (thousands a second
+            // under load, each a wake-up on a core the workers need).
+            let due = every.saturating_sub(signed_at.elapsed());
+            tokio::time::sleep(due.min(Duration::from_millis(GROWTH_POLL_MS))).await;
+            if ledger.strong_count() == 0 {
+                return;
             }
         }
     }
