@@ -38,8 +38,10 @@ pub struct State {
     delegations_by_user: BTreeMap<UserId, Vec<DelegationId>>,
     session_grants: BTreeMap<GrantId, SessionGrant>,
     /// Every token ever issued, in issuance order. Never shrinks: `tokens_by_digest`
-    /// holds positions in it.
-    tokens: IndexMap<Jti, Token>,
+    /// holds positions in it. Boxed, so that when the map outgrows its storage it moves
+    /// pointers, not whole tokens: moving a million ~1 KB tokens held the sequencer
+    /// (and the readers' write lock) for the better part of a second.
+    tokens: IndexMap<Jti, Box<Token>>,
     tokens_by_digest: IndexMap<Digest, usize>,
     tokens_by_delegation: BTreeMap<DelegationId, Vec<Jti>>,
     tokens_by_user: BTreeMap<UserId, Vec<Jti>>,
@@ -331,7 +333,7 @@ impl State {
             exhausted: false,
             idempotency: BTreeMap::new(),
         };
-        let (at, _) = self.tokens.insert_full(jti, token);
+        let (at, _) = self.tokens.insert_full(jti, Box::new(token));
         self.tokens_by_digest.insert(e.digest, at);
     }
 

@@ -107,7 +107,7 @@ impl State {
 
     /// A token by `jti`.
     pub fn token(&self, jti: &Jti) -> Option<&Token> {
-        self.tokens.get(jti)
+        self.tokens.get(jti).map(|token| &**token)
     }
 
     /// A token by the BLAKE3 digest of its bytes: the hot-path lookup.
@@ -115,7 +115,7 @@ impl State {
         self.tokens_by_digest
             .get(digest)
             .and_then(|at| self.tokens.get_index(*at))
-            .map(|(_, token)| token)
+            .map(|(_, token)| &**token)
     }
 
     /// Number of tokens ever issued.
