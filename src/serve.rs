@@ -332,8 +332,15 @@ async fn serve(
         }
     })
     .shutdown_timeout(args.shutdown_grace_seconds)
+    // writ's own handlers, installed before the banner: actix installs its handlers only
+    // once the server first runs, after the banner, and a SIGTERM sent in between (as
+    // soon as a script read the banner) killed the process outright.
+    .disable_signals()
     .listen(listener)
     .map_err(listen_error)?;
+    let stop_signals = StopSignals::install().map_err(listen_error)?;
+    let server = server.run();
+    actix_web::rt::spawn(stop_signals.then_stop(server.handle()));
     println!("writ listening on http://{bound}");
     println!("  issuer:   {issuer}");
     match &args.store {
@@ -365,5 +372,31 @@ async fn serve(
     println!();
     // Scripts and tests read these lines as soon as they are printed.
     let _ = std::io::Write::flush(&mut std::io::stdout());
-    server.run().await.map_err(listen_error)
+    server.await.map_err(listen_error)
+}
+
+/// SIGTERM and SIGINT (Ctrl-C), listened for from the moment they are installed.
+struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Waits for either, then stops the server gracefully: no new connections, requests
+    /// in flight answered (within the shutdown grace), then the ledger closes.
+    async fn then_stop(mut self, server: actix_web::dev::ServerHandle) {
+        tokio::select! {
+            _ = self.terminate.recv() => tracing::info!("SIGTERM: stopping gracefully"),
+            _ = self.interrupt.recv() => tracing::info!("SIGINT: stopping gracefully"),
+        }
+        server.stop(true).await;
+    }
 }

@@ -66,6 +66,19 @@ fn sigterm_stops_the_server_cleanly_and_the_ledger_still_verifies() {
 }
 
 #[test]
+fn a_sigterm_as_soon_as_the_banner_is_read_still_stops_the_server_gracefully() {
+    // Scripts stop a server as soon as they have read its banner. The stop signals are
+    // listened for before the banner is printed, so none of these is lost or fatal.
+    let dir = temp();
+    for _ in 0..5 {
+        let server = Server::start(dir.path(), &[]);
+        assert_eq!(server.stop(), Some(0), "a graceful stop exits 0");
+    }
+    let run = writ(&["verify", &dir.path().display().to_string()]);
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+}
+
+#[test]
 fn serve_refuses_bad_settings_with_a_clear_message() {
     let dir = temp();
     std::fs::write(dir.path().join("notes.txt"), "mine").unwrap_or_else(|err| panic!("{err}"));
