@@ -84,18 +84,21 @@ impl DataDir {
         }
     }
 
+    /// Whether nothing is at the root yet, or an empty folder.
+    fn is_absent_or_empty(&self) -> Result<bool, StorageError> {
+        match std::fs::read_dir(&self.root) {
+            Ok(mut entries) => Ok(entries.next().is_none()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(true),
+            Err(err) => Err(StorageError::io(
+                format!("reading {}", self.root.display()),
+                err,
+            )),
+        }
+    }
+
     /// Makes a new data directory at an absent or empty path, or checks an existing one.
     pub fn create_or_check(&self) -> Result<(), StorageError> {
-        let empty = match std::fs::read_dir(&self.root) {
-            Ok(mut entries) => entries.next().is_none(),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => true,
-            Err(err) => {
-                return Err(StorageError::io(
-                    format!("reading {}", self.root.display()),
-                    err,
-                ));
-            }
-        };
+        let empty = self.is_absent_or_empty()?;
         if !empty {
             return self.check_existing();
         }
@@ -129,16 +132,7 @@ impl DataDir {
             }
             _ => {}
         }
-        let empty = match std::fs::read_dir(&self.root) {
-            Ok(mut entries) => entries.next().is_none(),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => true,
-            Err(err) => {
-                return Err(StorageError::io(
-                    format!("reading {}", self.root.display()),
-                    err,
-                ));
-            }
-        };
+        let empty = self.is_absent_or_empty()?;
         if !empty {
             return Err(StorageError::NotALedger(format!(
                 "{} is not a writ data directory (it has no {MARKER_NAME} file)",

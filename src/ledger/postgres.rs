@@ -909,7 +909,28 @@ pub struct ScratchDatabase {
     pub url: String,
 }
 
+/// The PostgreSQL server tests use: `WRIT_TEST_POSTGRES`, else the local one as
+/// `tools/test.sh` sets it up (user postgres, trust authentication).
+pub fn test_server_url() -> String {
+    std::env::var("WRIT_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
 impl ScratchDatabase {
+    /// A fresh database on the test server, or what a test that needs one should say
+    /// (how to start PostgreSQL).
+    pub fn for_test() -> Result<ScratchDatabase, String> {
+        let server = test_server_url();
+        ScratchDatabase::create(&server).map_err(|err| {
+            format!(
+                "the PostgreSQL tests need a server at {server} (user postgres, no password; \
+                 WRIT_TEST_POSTGRES names another): {err}\n\
+                 start it with `pg_ctlcluster 15 main start` or `service postgresql start`, \
+                 or run ./tools/test.sh, which starts it"
+            )
+        })
+    }
+
     /// Creates a fresh database on the server `server_url` names.
     pub fn create(server_url: &str) -> Result<ScratchDatabase, StorageError> {
         let name = format!("writ_scratch_{}", uuid::Uuid::new_v4().simple());

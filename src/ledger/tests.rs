@@ -10,7 +10,7 @@ use std::sync::Arc;
 use writ_schemas::*;
 
 use super::datadir::DataDir;
-use super::postgres::{Postgres, ScratchDatabase};
+use super::postgres::{Postgres, ScratchDatabase, test_server_url};
 use super::storage::{Storage, StorageError};
 use super::{Ledger, LedgerError, LedgerOptions, OpenReport, SubmitError};
 use crate::clock::Clock;
@@ -26,25 +26,6 @@ fn options(clock: &Clock) -> LedgerOptions {
 
 fn start() -> Timestamp {
     Timestamp::parse("2026-11-23T09:00:00.000000Z").unwrap_or_else(|_| unreachable!())
-}
-
-/// The PostgreSQL server the tests make scratch databases on.
-pub(crate) fn test_server_url() -> String {
-    std::env::var("WRIT_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A fresh database; fails the test, saying how to start PostgreSQL, if there is none.
-pub(crate) fn scratch_database() -> ScratchDatabase {
-    let server = test_server_url();
-    ScratchDatabase::create(&server).unwrap_or_else(|err| {
-        panic!(
-            "the PostgreSQL tests need a server at {server} (user postgres, no password; \
-             WRIT_TEST_POSTGRES names another): {err}\n\
-             start it with `pg_ctlcluster 15 main start` or `service postgresql start`, \
-             or run ./tools/test.sh, which starts it"
-        )
-    })
 }
 
 /// Where a test's ledger lives: a data directory, and for PostgreSQL a scratch database.
@@ -1061,4 +1042,10 @@ fn the_merkle_tree_follows_every_durable_append_and_reopens_to_the_same_root(bac
     let reopened = open(&backend, &clock);
     assert_eq!(reopened.merkle(|tree| tree.root(size)), root);
     assert_eq!(reopened.merkle(|tree| tree.size()), size);
+}
+
+/// A fresh database on the test server; the test fails, saying how to start PostgreSQL,
+/// if there is none.
+fn scratch_database() -> ScratchDatabase {
+    ScratchDatabase::for_test().unwrap_or_else(|why| panic!("{why}"))
 }

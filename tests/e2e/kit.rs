@@ -6,6 +6,7 @@ use std::process::Command;
 
 use writ::ledger::frame::{Frames, list_segments};
 use writ::ledger::postgres::ScratchDatabase;
+pub use writ::ledger::postgres::test_server_url;
 
 /// What a finished `writ` run said.
 #[derive(Debug)]
@@ -111,25 +112,6 @@ pub fn copy_dir(from: &Path, to: &Path) {
 /// A fresh temporary directory.
 pub fn temp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"))
-}
-
-/// The PostgreSQL server the tests make scratch databases on (`WRIT_TEST_POSTGRES`).
-pub fn test_server_url() -> String {
-    std::env::var("WRIT_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A fresh database; fails the test, saying how to start PostgreSQL, if there is none.
-pub fn scratch_database() -> ScratchDatabase {
-    let server = test_server_url();
-    ScratchDatabase::create(&server).unwrap_or_else(|err| {
-        panic!(
-            "the PostgreSQL tests need a server at {server} (user postgres, no password; \
-             WRIT_TEST_POSTGRES names another): {err}\n\
-             start it with `pg_ctlcluster 15 main start` or `service postgresql start`, \
-             or run ./tools/test.sh, which starts it"
-        )
-    })
 }
 
 /// Where a test server keeps its ledger: a data directory, and with PostgreSQL
@@ -378,4 +360,10 @@ pub fn introspect(
         .send()
         .and_then(|r| r.json())
         .unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// A fresh database on the test server; the test fails, saying how to start PostgreSQL,
+/// if there is none.
+pub fn scratch_database() -> ScratchDatabase {
+    ScratchDatabase::for_test().unwrap_or_else(|why| panic!("{why}"))
 }
