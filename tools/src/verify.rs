@@ -160,15 +160,20 @@ fn verify(args: &Args) -> Result<Vec<String>, Verdict> {
             ));
         }
     }
+    let inclusion: Option<InclusionProof> = args.inclusion.as_deref().map(read_json).transpose()?;
+    // The export's hash of the record the inclusion proof is about, when both are given.
+    let mut held = None;
     if let Some(export) = &args.export {
         lines.push(verify_export(export)?);
         let committed: Vec<&Checkpoint> = [&old, &new].into_iter().flatten().collect();
         if !committed.is_empty() {
-            lines.extend(match_checkpoints(export, &committed)?);
+            let seq = inclusion.as_ref().map(|proof| proof.seq);
+            let (matched, hash) = match_checkpoints(export, &committed, seq)?;
+            lines.extend(matched);
+            held = Some(hash);
         }
     }
-    if let (Some(path), Some(checkpoint)) = (&args.inclusion, &new) {
-        let proof: InclusionProof = read_json(path)?;
+    if let (Some(path), Some(proof), Some(checkpoint)) = (&args.inclusion, inclusion, &new) {
         if proof.size != checkpoint.tree_size {
             return Err(Verdict::unreadable(format!(
                 "{} is a proof in the tree of {} records, the checkpoint's has {}: ask for size={}",
@@ -197,20 +202,19 @@ fn verify(args: &Args) -> Result<Vec<String>, Verdict> {
                 ),
             )
         })?;
-        if let Some(export) = &args.export {
-            let held = record_hash_at(export, proof.seq)?;
-            if held != Some(proof.record_hash) {
-                return Err(Verdict::failed(
-                    4,
-                    format!(
-                        "the proof is about record {} with hash {}, the export's record {} is {}",
-                        proof.seq,
-                        proof.record_hash,
-                        proof.seq,
-                        held.map_or_else(|| "missing".to_owned(), |h| h.to_string())
-                    ),
-                ));
-            }
+        if let Some(held) = held
+            && held != Some(proof.record_hash)
+        {
+            return Err(Verdict::failed(
+                4,
+                format!(
+                    "the proof is about record {} with hash {}, the export's record {} is {}",
+                    proof.seq,
+                    proof.record_hash,
+                    proof.seq,
+                    held.map_or_else(|| "missing".to_owned(), |h| h.to_string())
+                ),
+            ));
         }
         lines.push(format!(
             "ok: record {} (hash {}) is in the checkpoint's tree of {} records",
@@ -292,15 +296,24 @@ fn verify_export(path: &Path) -> Result<String, Verdict> {
 }
 
 /// That the export's first records are the ones each checkpoint commits to (the export
-/// has already verified, so its lines parse and its hashes are the records' own).
-fn match_checkpoints(path: &Path, checkpoints: &[&Checkpoint]) -> Result<Vec<String>, Verdict> {
+/// has already verified, so its lines parse and its hashes are the records' own); in the
+/// same pass, the hash of record `seq` when one is asked for and the export holds it.
+fn match_checkpoints(
+    path: &Path,
+    checkpoints: &[&Checkpoint],
+    seq: Option<u64>,
+) -> Result<(Vec<String>, Option<Hash>), Verdict> {
     let mut frontier = Frontier::new();
     let mut roots = Vec::new();
+    let mut found = None;
     let wanted: Vec<u64> = checkpoints.iter().map(|c| c.tree_size).collect();
-    for_each_record_hash(path, |seq, hash| {
+    for_each_record_hash(path, |at, hash| {
         frontier.push(hash);
-        if wanted.contains(&seq) {
-            roots.push((seq, frontier.root()));
+        if wanted.contains(&at) {
+            roots.push((at, frontier.root()));
+        }
+        if Some(at) == seq {
+            found = Some(*hash);
         }
     })?;
     let mut lines = Vec::new();
@@ -328,18 +341,7 @@ fn match_checkpoints(path: &Path, checkpoints: &[&Checkpoint]) -> Result<Vec<Str
             "ok: the export's first {size} records are the ones the checkpoint commits to"
         ));
     }
-    Ok(lines)
-}
-
-/// The hash of record `seq` in the export, if it holds one.
-fn record_hash_at(path: &Path, seq: u64) -> Result<Option<Hash>, Verdict> {
-    let mut found = None;
-    for_each_record_hash(path, |at, hash| {
-        if at == seq {
-            found = Some(*hash);
-        }
-    })?;
-    Ok(found)
+    Ok((lines, found))
 }
 
 /// Every record's seq and hash, in the export's order.
