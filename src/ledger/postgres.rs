@@ -466,6 +466,12 @@ impl Storage for Postgres {
         self.start_listening();
         self.head_tx.subscribe()
     }
+
+    fn refresh_head(&self) -> Result<Head, StorageError> {
+        let head = self.head_in_database()?;
+        self.advance(head);
+        Ok(self.head())
+    }
 }
 
 impl Drop for Postgres {
