@@ -170,6 +170,9 @@ pub(crate) struct Submission {
 }
 
 /// What the sequencer is handed.
+// The channel held bare submissions of this size before; boxing them to shrink the rare
+// wake-up would cost an allocation per command.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Message {
     /// A command to decide and append.
     Command(Submission),

@@ -968,6 +968,57 @@ fn a_revocation_on_one_node_reaches_the_other_without_it_writing() {
     assert_eq!(first.lag(), 0);
 }
 
+#[test]
+fn tenants_in_schemas_of_one_database_append_concurrently_on_chains_of_their_own() {
+    let db = scratch_database();
+    let tenant = |name: &str| {
+        Postgres::open(&format!("{}?schema={name}", db.url)).unwrap_or_else(|e| unreachable!("{e}"))
+    };
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    assert!(acme.target().ends_with("?schema=acme"), "{}", acme.target());
+    let appends = 50;
+    let append_all = |storage: &Postgres, name: &str| {
+        for n in 0..appends {
+            let head = storage.head();
+            let record = record_after(&head, &format!("{name}{n}"), start());
+            // Each tenant has a head row of its own: no append waits for or loses to the
+            // other tenant's.
+            assert!(storage.append(&[record]).is_ok(), "{name} {n}");
+        }
+    };
+    std::thread::scope(|scope| {
+        scope.spawn(|| append_all(&acme, "acme"));
+        scope.spawn(|| append_all(&globex, "globex"));
+    });
+    for (storage, name) in [(&acme, "acme"), (&globex, "globex")] {
+        let records = storage.read(1, 1000).unwrap_or_default();
+        assert_eq!(records.len(), appends, "{name}");
+        let mut chain = Chain::new();
+        for record in &records {
+            let ts = record.ts.to_string();
+            let view = RecordRef {
+                seq: record.seq,
+                ts: &ts,
+                prev_hash: record.prev_hash,
+                hash: record.hash,
+                event: &record.event,
+            };
+            assert!(check_record(&view).is_ok() && chain.link(&view).is_ok());
+            assert!(String::from_utf8_lossy(&record.event).contains(name));
+        }
+    }
+    assert_ne!(acme.head().hash, globex.head().hash, "two chains");
+    // The database's default schema holds no ledger of its own.
+    assert!(matches!(
+        Postgres::open_existing(&db.url),
+        Err(StorageError::NotALedger(_))
+    ));
+    assert!(matches!(
+        Postgres::open(&format!("{}?schema=Acme;drop", db.url)),
+        Err(StorageError::Unreachable(why)) if why.contains("not a plain schema name")
+    ));
+}
+
 fn execute(url: &str, sql: &str) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
