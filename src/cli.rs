@@ -135,6 +135,10 @@ enum AdminKeysCommand {
         /// Where the records are: `embedded` (in the data directory) or a PostgreSQL URL.
         #[arg(long, env = "WRIT_STORE", default_value = "embedded", value_parser = Store::parse, hide_env_values = true)]
         store: Store,
+        /// Where the keys are (default `<data-dir>/keys`): the one every node of the
+        /// ledger shares.
+        #[arg(long, env = "WRIT_KEYS_DIR")]
+        keys_dir: Option<PathBuf>,
         /// The new key's algorithm: EdDSA, ES256 or RS256 (default: the current key's).
         /// `writ serve --signing-alg` with another algorithm rotates again at start.
         #[arg(long, value_parser = crate::keys::parse_algorithm)]
@@ -152,32 +156,44 @@ enum AdminTokenCommand {
         /// Where the records are: `embedded` (in the data directory) or a PostgreSQL URL.
         #[arg(long, env = "WRIT_STORE", default_value = "embedded", value_parser = Store::parse, hide_env_values = true)]
         store: Store,
+        /// Where the keys are (default `<data-dir>/keys`): the one every node of the
+        /// ledger shares.
+        #[arg(long, env = "WRIT_KEYS_DIR")]
+        keys_dir: Option<PathBuf>,
     },
 }
 
 fn admin(command: AdminCommand) -> Result<(), String> {
-    let (data_dir, store) = match command {
+    let (data_dir, store, keys_dir) = match command {
         AdminCommand::Keys(AdminKeysCommand::Rotate {
             data_dir,
             store,
+            keys_dir,
             alg,
         }) => {
-            return rotate_keys(&data_dir, &store, alg);
+            return rotate_keys(&data_dir, &store, keys_dir, alg);
         }
-        AdminCommand::Token(AdminTokenCommand::Create { data_dir, store }) => (data_dir, store),
+        AdminCommand::Token(AdminTokenCommand::Create {
+            data_dir,
+            store,
+            keys_dir,
+        }) => (data_dir, store, keys_dir),
     };
-    let data = crate::ledger::datadir::DataDir::new(&data_dir);
+    let data = crate::ledger::datadir::DataDir::new(&data_dir).with_keys(keys_dir);
     if store == Store::Embedded {
         data.check_existing()
             .map_err(|err| format!("{err}; start `writ serve` once to create it"))?;
     }
     let (ledger, _) = crate::Ledger::open(&store, &data_dir, crate::LedgerOptions::default())
         .map_err(|err| err.to_string())?;
-    let secrets =
-        crate::secrets::SecretHasher::load_or_create(&data).map_err(|err| err.to_string())?;
+    let secrets = match ledger.read(|s| s.admin_token_count()) {
+        0 => crate::secrets::SecretHasher::load_or_create(&data),
+        _ => crate::secrets::SecretHasher::load_existing(&data),
+    }
+    .map_err(|err| err.to_string())?;
     let token = crate::secrets::new_secret("wrt_admin_");
     let by = writ_schemas::Actor::System;
-    let token_id = crate::serve::create_admin_token(&ledger, &secrets, &token, by)
+    let token_id = crate::serve::create_admin_token(&ledger, &secrets, &token, by, false)
         .map_err(|err| err.to_string())?;
     ledger.close();
     println!("{token}");
@@ -188,9 +204,10 @@ fn admin(command: AdminCommand) -> Result<(), String> {
 fn rotate_keys(
     data_dir: &std::path::Path,
     store: &Store,
+    keys_dir: Option<PathBuf>,
     alg: Option<writ_schemas::SigningAlgorithm>,
 ) -> Result<(), String> {
-    let data = crate::ledger::datadir::DataDir::new(data_dir);
+    let data = crate::ledger::datadir::DataDir::new(data_dir).with_keys(keys_dir);
     if *store == Store::Embedded {
         data.check_existing()
             .map_err(|err| format!("{err}; start `writ serve` once to create it"))?;

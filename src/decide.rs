@@ -89,6 +89,9 @@ pub enum Command {
         token_hash: Digest,
         /// Who asks.
         by: Actor,
+        /// Only as the ledger's first admin token (a node's first start): refused once
+        /// the ledger has one, so that nodes starting together on a new ledger make one.
+        first: bool,
     },
     /// Register an agent as described.
     RegisterAgent(AgentRegistered),
@@ -231,6 +234,11 @@ pub enum Refusal {
     /// An admin token whose hash is already recorded.
     #[error("that admin token already exists")]
     AdminTokenExists,
+    /// A first start's admin token on a ledger that has one (another node started first).
+    #[error(
+        "the ledger already has an admin token; use it, or create another with `writ admin token create`"
+    )]
+    NotFirstAdminToken,
     /// A signing key id already recorded.
     #[error("signing key {0} already exists")]
     DuplicateKey(String),
@@ -379,9 +387,13 @@ pub fn decide(
             token_id,
             token_hash,
             by,
+            first,
         } => {
             if state.admin_token_by_hash(token_hash).is_some() {
                 return Err(Refusal::AdminTokenExists);
+            }
+            if *first && state.admin_token_count() > 0 {
+                return Err(Refusal::NotFirstAdminToken);
             }
             let event = AdminTokenIssued {
                 token_id: token_id.clone(),
@@ -411,6 +423,14 @@ pub fn decide(
         }
         Command::PublishCheckpointKey(key) => {
             key.check().map_err(Refusal::BadCheckpointKey)?;
+            // Nodes sharing one checkpoint key each make sure it is published: once is enough.
+            if state
+                .checkpoint_keys()
+                .last()
+                .is_some_and(|last| last.name == key.name && last.public_key == key.public_key)
+            {
+                return Ok((Vec::new(), Answer::Done));
+            }
             Ok((vec![key.clone().into()], Answer::Done))
         }
         Command::RotateSigningKey(rotation) => {

@@ -40,6 +40,9 @@ pub enum Harness {
         /// Prefix of the idempotency keys (distinct per run on one data directory).
         #[arg(long, default_value = "op")]
         key_prefix: String,
+        /// Where the records are: `embedded` or a PostgreSQL URL, as for `writ serve`.
+        #[arg(long, default_value = "embedded", value_parser = crate::ledger::Store::parse)]
+        store: crate::ledger::Store,
     },
 }
 
@@ -51,8 +54,9 @@ impl Harness {
             count,
             concurrency,
             key_prefix,
+            store,
         } = self;
-        match append_load(data_dir, count, concurrency, key_prefix) {
+        match append_load(&store, data_dir, count, concurrency, key_prefix) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("writ internal append-load: {err}");
@@ -114,6 +118,7 @@ fn setup(ledger: &Ledger, clock: &Clock) -> Result<(), SubmitError> {
 }
 
 fn append_load(
+    store: &crate::ledger::Store,
     data_dir: PathBuf,
     count: u64,
     concurrency: u64,
@@ -125,7 +130,7 @@ fn append_load(
         ..LedgerOptions::default()
     };
     let (ledger, report) =
-        Ledger::open_embedded(&data_dir, options).map_err(|err| err.to_string())?;
+        Ledger::open(store, &data_dir, options).map_err(|err| err.to_string())?;
     println!(
         "opened head={} torn_bytes={}",
         ledger.head().seq,

@@ -35,7 +35,7 @@ use writ_schemas::{
     Actor, EcCurve, KeyId, PublicJwk, SigningAlgorithm, SigningKeyRotated, Timestamp,
 };
 
-use crate::decide::Command;
+use crate::decide::{Command, Refusal};
 use crate::ledger::datadir::{DataDir, sync_dir};
 use crate::ledger::{Ledger, SubmitError};
 use crate::secrets::new_id;
@@ -70,7 +70,7 @@ pub enum KeyError {
     Io(String),
     /// The ledger names a current key whose private part is not on this machine.
     #[error(
-        "the ledger's current signing key {kid} has no private key at {path}; restore the keys folder from backup or run `writ admin keys rotate`"
+        "the ledger's current signing key {kid} has no private key at {path}; every node of a ledger needs the same keys: copy the keys folder of the node that made it (or point --keys-dir at it), restore it from backup, or run `writ admin keys rotate`"
     )]
     Missing {
         /// The key.
@@ -204,6 +204,44 @@ impl SigningKeys {
         self.current.store(Arc::new(prepared.key));
         Ok(rotated)
     }
+
+    /// Keeps the key in use the ledger's current one when another node of the ledger
+    /// rotates: after each batch this node applies, a newer current key is loaded from the
+    /// keys directory the nodes share and swapped in. Returns when the ledger closes.
+    pub async fn follow(self: Arc<Self>, ledger: std::sync::Weak<Ledger>) {
+        let Some(mut sizes) = ledger.upgrade().map(|l| l.subscribe_tree()) else {
+            return;
+        };
+        let mut missing: Option<KeyId> = None;
+        while sizes.changed().await.is_ok() {
+            let Some(ledger) = ledger.upgrade() else {
+                return;
+            };
+            let current = self.current().kid.clone();
+            let newer = ledger.read(|s| {
+                s.signing_keys()
+                    .last()
+                    .filter(|key| key.kid != current)
+                    .cloned()
+            });
+            let Some(newer) = newer else { continue };
+            // A rotation of this node's own is under way: it swaps the key itself.
+            let Ok(_one_at_a_time) = self.rotating.try_lock() else {
+                continue;
+            };
+            match load(&self.dir, &newer) {
+                Ok(key) => {
+                    tracing::info!(kid = %newer.kid, previous = %current, "the ledger's signing key changed; signing with it");
+                    self.current.store(Arc::new(key));
+                }
+                Err(err) if missing.as_ref() != Some(&newer.kid) => {
+                    tracing::error!(%err, kid = %newer.kid, "the ledger's current signing key is not in this node's keys directory; tokens stay signed with the previous key, which stays published for 24 hours");
+                    missing = Some(newer.kid);
+                }
+                Err(_) => {}
+            }
+        }
+    }
 }
 
 /// Generates a key of `alg` (the current key's if `None`, EdDSA on a new ledger), stores
@@ -238,13 +276,30 @@ pub fn current(
         },
         Some(_) => Startup::Kept,
     };
-    if startup != Startup::Kept {
-        rotate(dir, ledger, wanted, Actor::System)?;
-    }
+    let startup = match rotate_unless_kept(dir, ledger, wanted, startup) {
+        // Another node of this ledger recorded a key first (nodes starting together): it
+        // stands, and this node signs with it (from the keys directory they share).
+        Err(KeyError::Ledger(SubmitError::Refused(Refusal::KeyRotatedMeanwhile(_)))) => {
+            Startup::Kept
+        }
+        other => other?,
+    };
     let Some(key) = latest(ledger) else {
         return Err(KeyError::Io("the new signing key was not recorded".into()));
     };
     Ok((load(dir, &key)?, startup))
+}
+
+fn rotate_unless_kept(
+    dir: &DataDir,
+    ledger: &Ledger,
+    wanted: Option<SigningAlgorithm>,
+    startup: Startup,
+) -> Result<Startup, KeyError> {
+    if startup != Startup::Kept {
+        rotate(dir, ledger, wanted, Actor::System)?;
+    }
+    Ok(startup)
 }
 
 fn latest(ledger: &Ledger) -> Option<SigningKey> {

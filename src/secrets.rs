@@ -34,6 +34,17 @@ impl std::fmt::Debug for SecretHasher {
 impl SecretHasher {
     /// Loads the data directory's hashing key, creating it (owner-only) on first use.
     pub fn load_or_create(dir: &DataDir) -> Result<SecretHasher, StorageError> {
+        SecretHasher::open(dir, true)
+    }
+
+    /// Loads the hashing key, which must exist: the ledger already holds secrets hashed
+    /// with it, and a new key would make every one of them unusable (a second node given
+    /// a keys directory of its own, or a lost keys folder).
+    pub fn load_existing(dir: &DataDir) -> Result<SecretHasher, StorageError> {
+        SecretHasher::open(dir, false)
+    }
+
+    fn open(dir: &DataDir, create: bool) -> Result<SecretHasher, StorageError> {
         let keys = dir.keys();
         let path = keys.join(KEY_FILE);
         let io = |what: &'static str| {
@@ -56,6 +67,12 @@ impl SecretHasher {
                     )));
                 }
                 key.copy_from_slice(&bytes);
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound && !create => {
+                return Err(StorageError::NotALedger(format!(
+                    "{} does not exist, but the ledger holds secrets hashed with it: every node of a ledger needs the same keys; copy the keys folder of the node that created the ledger (or point --keys-dir at it), or restore it from backup",
+                    path.display()
+                )));
             }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 rand::fill(&mut key);

@@ -10,7 +10,7 @@ use actix_web::{App, HttpServer, web};
 use writ_schemas::{Actor, SigningAlgorithm};
 
 use crate::checkpoints::Checkpoints;
-use crate::decide::Command;
+use crate::decide::{Command, Refusal};
 use crate::http::{AppState, routes};
 use crate::keys::{CurrentKey, SigningKeys, Startup};
 use crate::ledger::datadir::DataDir;
@@ -24,6 +24,11 @@ pub struct ServeArgs {
     /// With `--store postgres://...` it holds this node's keys and snapshots only.
     #[arg(long, env = "WRIT_DATA_DIR", default_value = "./writ-data")]
     pub data_dir: PathBuf,
+    /// Where the keys are (the secret-hashing key, signing keys, the checkpoint key;
+    /// owner-only): default `<data-dir>/keys`. Every node of one ledger needs the same
+    /// keys: point them at one directory, or give each a copy of the first node's.
+    #[arg(long, env = "WRIT_KEYS_DIR")]
+    pub keys_dir: Option<PathBuf>,
     /// Where the ledger's records live: `embedded` (segment files in the data directory),
     /// or a PostgreSQL database, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE, for
     /// several writ nodes over one ledger. The database must exist; writ creates and
@@ -153,13 +158,16 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
             "recovered from a torn write at the end of the ledger"
         );
     }
-    let secrets =
-        SecretHasher::load_or_create(&DataDir::new(&args.data_dir)).map_err(ServeError::Keys)?;
+    let data = DataDir::new(&args.data_dir).with_keys(args.keys_dir.clone());
+    let secrets = match ledger.read(|s| s.admin_token_count()) {
+        0 => SecretHasher::load_or_create(&data),
+        _ => SecretHasher::load_existing(&data),
+    }
+    .map_err(ServeError::Keys)?;
     let first_admin = first_admin_token(&ledger, &secrets, args.admin_token.as_deref())?;
-    let data = DataDir::new(&args.data_dir);
     let (signing_key, key_startup) = crate::keys::current(&data, &ledger, args.signing_alg)?;
     let key_line = key_banner(&signing_key, &key_startup);
-    let signing_keys = Arc::new(SigningKeys::new(data, signing_key));
+    let signing_keys = Arc::new(SigningKeys::new(data.clone(), signing_key));
     let ledger = Arc::new(ledger);
     let started = Started {
         first_admin,
@@ -167,6 +175,7 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
     };
     let served = actix_web::rt::System::new().block_on(serve(
         &args,
+        &data,
         Arc::clone(&ledger),
         secrets,
         signing_keys,
@@ -238,23 +247,32 @@ fn first_admin_token(
             (token.clone(), FirstAdmin::Generated(token))
         }
     };
-    create_admin_token(ledger, secrets, &token, Actor::System)
-        .map_err(|err| ServeError::AdminToken(err.to_string()))?;
-    Ok(outcome)
+    match create_admin_token(ledger, secrets, &token, Actor::System, true) {
+        Ok(_) => Ok(outcome),
+        // Another node of this ledger made the first admin token meanwhile (or, given the
+        // same WRIT_ADMIN_TOKEN, this very one): that one stands.
+        Err(SubmitError::Refused(Refusal::NotFirstAdminToken | Refusal::AdminTokenExists)) => {
+            Ok(FirstAdmin::Existing)
+        }
+        Err(err) => Err(ServeError::AdminToken(err.to_string())),
+    }
 }
 
-/// Records `token` (by its keyed hash) as an admin token; returns its id.
+/// Records `token` (by its keyed hash) as an admin token; returns its id. `first`: only
+/// as the ledger's first one.
 pub fn create_admin_token(
     ledger: &Ledger,
     secrets: &SecretHasher,
     token: &str,
     by: Actor,
+    first: bool,
 ) -> Result<String, SubmitError> {
     let token_id = new_id("adm_");
     let command = Command::IssueAdminToken {
         token_id: token_id.clone(),
         token_hash: secrets.hash(token),
         by,
+        first,
     };
     ledger.submit_blocking(command)?;
     Ok(token_id)
@@ -262,6 +280,7 @@ pub fn create_admin_token(
 
 async fn serve(
     args: &ServeArgs,
+    data: &DataDir,
     ledger: Arc<Ledger>,
     secrets: SecretHasher,
     signing_keys: Arc<SigningKeys>,
@@ -300,8 +319,7 @@ async fn serve(
         })
         .or_else(|| ledger.read(|s| s.checkpoint_keys().last().map(|key| key.name.clone())))
         .unwrap_or_else(|| crate::checkpoints::origin_of_issuer(&issuer));
-    let checkpoints =
-        Arc::new(Checkpoints::start(&DataDir::new(&args.data_dir), &ledger, &origin).await?);
+    let checkpoints = Arc::new(Checkpoints::start(data, &ledger, &origin).await?);
     // The first checkpoint is signed before the server answers, so the head always has one.
     checkpoints.sign_now(&ledger);
     actix_web::rt::spawn(Arc::clone(&checkpoints).run(
@@ -309,6 +327,8 @@ async fn serve(
         args.checkpoint_every_records,
         args.checkpoint_every_ms,
     ));
+    // Another node of the ledger may rotate the signing key: sign with the new one.
+    actix_web::rt::spawn(Arc::clone(&signing_keys).follow(Arc::downgrade(&ledger)));
     let checkpoint_key = checkpoints.key().verifier_key();
     let server = HttpServer::new({
         let issuer = issuer.clone();

@@ -137,6 +137,7 @@ impl From<Refusal> for ApiError {
             | Refusal::DuplicateKey(_)
             | Refusal::KeyRotatedMeanwhile(_)
             | Refusal::AdminTokenExists
+            | Refusal::NotFirstAdminToken
             | Refusal::DuplicateToken(_)
             | Refusal::UserDeactivated(_)
             | Refusal::ApiKeyExists(_)

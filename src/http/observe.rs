@@ -78,6 +78,7 @@ pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             .json(serde_json::json!({"error": "not_found", "detail": "metrics are exported by the program embedding writ"}));
     };
     metrics::gauge!("writ_ledger_seq").set(state.ledger.head().seq as f64);
+    metrics::gauge!("writ_ledger_lag_records").set(state.ledger.lag() as f64);
     metrics::gauge!("writ_ledger_commands_queued").set(state.ledger.commands_queued() as f64);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

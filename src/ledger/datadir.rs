@@ -28,12 +28,23 @@ const STORE_MARKER_TEXT: &str = "writ ledger v1, records in PostgreSQL\n";
 #[derive(Debug, Clone)]
 pub struct DataDir {
     root: PathBuf,
+    keys: Option<PathBuf>,
 }
 
 impl DataDir {
     /// The data directory at `root` (nothing is checked yet).
     pub fn new(root: impl Into<PathBuf>) -> DataDir {
-        DataDir { root: root.into() }
+        DataDir {
+            root: root.into(),
+            keys: None,
+        }
+    }
+
+    /// The same directory with its keys kept in `keys` instead of `<root>/keys` (several
+    /// nodes of one ledger share one keys directory; see `--keys-dir`).
+    pub fn with_keys(mut self, keys: Option<PathBuf>) -> DataDir {
+        self.keys = keys;
+        self
     }
 
     /// The directory itself.
@@ -53,7 +64,7 @@ impl DataDir {
 
     /// Where keys live (owner-only): the secret-hashing key, signing keys.
     pub fn keys(&self) -> PathBuf {
-        self.root.join("keys")
+        self.keys.clone().unwrap_or_else(|| self.root.join("keys"))
     }
 
     /// Where torn tails are kept.

@@ -24,7 +24,8 @@ mod snapshotter;
 pub mod storage;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, oneshot};
@@ -168,6 +169,21 @@ pub(crate) struct Submission {
     reply: oneshot::Sender<Result<Receipt, SubmitError>>,
 }
 
+/// What the sequencer is handed.
+// The channel held bare submissions of this size before; boxing them to shrink the rare
+// wake-up would cost an allocation per command.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Message {
+    /// A command to decide and append.
+    Command(Submission),
+    /// The store's head moved past this node's (another node appended): catch up.
+    Follow,
+}
+
+/// Milliseconds between the follower's reads of the store's head when no notification
+/// came: the safety net under a lost notification or a listener that is reconnecting.
+pub const FOLLOW_POLL_MS_DEFAULT: u64 = 1_000;
+
 struct Shared {
     storage: Arc<dyn Storage>,
     state: RwLock<State>,
@@ -180,7 +196,7 @@ struct Shared {
 /// An open ledger: submit commands, read projections.
 pub struct Ledger {
     shared: Arc<Shared>,
-    commands: Option<mpsc::Sender<Submission>>,
+    commands: Option<mpsc::Sender<Message>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The data directory's lock, when the storage does not hold it itself.
     _dir_lock: Option<std::fs::File>,
@@ -231,6 +247,8 @@ impl Ledger {
         let tree = MerkleTree::rebuild(&*storage, state.head().seq)?;
         let mut ledger = Ledger::start(storage, state, tree, Some(data_dir.snapshots()), options);
         ledger._dir_lock = Some(lock);
+        // Other nodes may append to this ledger: follow them.
+        ledger.start_follower(Duration::from_millis(FOLLOW_POLL_MS_DEFAULT));
         Ok((ledger, report))
     }
 
@@ -285,7 +303,7 @@ impl Ledger {
         let (reply, answer) = oneshot::channel();
         let sender = self.sender()?;
         sender
-            .try_send(Submission { command, reply })
+            .try_send(Message::Command(Submission { command, reply }))
             .map_err(|err| match err {
                 mpsc::error::TrySendError::Full(_) => {
                     metrics::counter!("writ_ledger_commands_overloaded_total").increment(1);
@@ -305,7 +323,7 @@ impl Ledger {
     pub fn submit_blocking(&self, command: Command) -> Result<Receipt, SubmitError> {
         let (reply, answer) = oneshot::channel();
         self.sender()?
-            .blocking_send(Submission { command, reply })
+            .blocking_send(Message::Command(Submission { command, reply }))
             .map_err(|_| SubmitError::Unavailable("the sequencer has stopped".into()))?;
         answer.blocking_recv().map_err(|_| {
             SubmitError::Unavailable("the sequencer stopped before answering".into())
@@ -345,7 +363,31 @@ impl Ledger {
         &self.shared.storage
     }
 
-    fn sender(&self) -> Result<&mpsc::Sender<Submission>, SubmitError> {
+    /// How many records the read models are behind the store's head (what other nodes
+    /// appended that this node has not applied yet, or a batch in flight).
+    pub fn lag(&self) -> u64 {
+        let visible = self.shared.state.read().head().seq;
+        self.head().seq.saturating_sub(visible)
+    }
+
+    /// Starts the thread that wakes the sequencer when the store's head moves past what
+    /// this node applied (a notification), and asks the store for its head every
+    /// `poll` when none came. It ends when the ledger closes.
+    fn start_follower(&self, poll: Duration) {
+        let Some(commands) = self.commands.as_ref().map(mpsc::Sender::downgrade) else {
+            return;
+        };
+        let shared = Arc::downgrade(&self.shared);
+        let heads = self.shared.storage.subscribe();
+        let started = std::thread::Builder::new()
+            .name("writ-follower".into())
+            .spawn(move || follow(&shared, heads, &commands, poll));
+        if let Err(err) = started {
+            tracing::error!(%err, "could not start following the ledger; this node sees other nodes' records only when it appends");
+        }
+    }
+
+    fn sender(&self) -> Result<&mpsc::Sender<Message>, SubmitError> {
         self.commands
             .as_ref()
             .ok_or_else(|| SubmitError::Unavailable("the ledger is closed".into()))
@@ -355,6 +397,52 @@ impl Ledger {
     /// snapshot. Dropping the ledger does the same.
     pub fn close(self) {
         drop(self);
+    }
+}
+
+/// The follower thread: waits for the store's head to move (or `poll` to pass, then
+/// asks the store), and hands the sequencer a wake-up when this node is behind. Only a
+/// wake-up: the sequencer reads by seq, so a lost or merged wake-up delays, never skips.
+fn follow(
+    shared: &Weak<Shared>,
+    mut heads: tokio::sync::watch::Receiver<u64>,
+    commands: &mpsc::WeakSender<Message>,
+    poll: Duration,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::error!(%err, "could not start following the ledger");
+            return;
+        }
+    };
+    loop {
+        let woken = runtime.block_on(async { tokio::time::timeout(poll, heads.changed()).await });
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        match woken {
+            // The store is gone: the ledger closed.
+            Ok(Err(_)) => return,
+            Ok(Ok(())) => {}
+            Err(_) => {
+                if let Err(err) = shared.storage.refresh_head() {
+                    tracing::warn!(%err, "could not read the store's head");
+                }
+            }
+        }
+        let behind = shared.storage.head().seq > shared.state.read().head().seq;
+        drop(shared);
+        if behind {
+            let Some(sender) = commands.upgrade() else {
+                return;
+            };
+            // A full queue means the sequencer is busy; it catches up before its next batch.
+            let _ = sender.try_send(Message::Follow);
+        }
     }
 }
 

@@ -25,6 +25,12 @@
 //! notification once someone subscribed). Subscribers are woken by LISTEN/NOTIFY, and then
 //! read by seq: a notification is only a wake-up, so a missed one delays, never skips.
 //!
+//! Tenancy: `?schema=NAME` in the URL puts the ledger in schema NAME (created on first
+//! start): a ledger per organisation, each with its own records table, head row and
+//! notification channel, so appends for different tenants never wait for each other.
+//! Past one database, tenant groups go to databases (or servers) of their own: the URL
+//! names where a tenant's ledger is.
+//!
 //! This module must not decide anything about events: it stores, reads and reports bytes.
 
 use std::future::Future;
@@ -53,8 +59,14 @@ pub const STATEMENT_SECONDS_MAX: u64 = 60;
 pub const LISTEN_RETRY_SECONDS: u64 = 1;
 /// The schema version this writ writes and reads.
 pub const SCHEMA_VERSION: i32 = 1;
-/// The channel appends notify, with the new head's seq as the payload.
+/// The channel appends notify, with the new head's seq as the payload; a ledger in a
+/// schema of its own (`?schema=NAME`) notifies `writ_records_NAME`, so that nodes of one
+/// tenant are not woken by another's appends.
 pub const NOTIFY_CHANNEL: &str = "writ_records";
+
+/// The longest schema name `?schema=` takes (PostgreSQL's identifier limit, less the
+/// room the notification channel's prefix needs).
+pub const SCHEMA_NAME_CHARS_MAX: usize = 48;
 
 /// Key of the advisory lock that serializes schema migrations between nodes starting at once.
 const MIGRATION_LOCK_KEY: i64 = 0x7772_6974_5f73_6368;
@@ -99,7 +111,7 @@ WITH moved AS (
         AS r (seq, ts, prev_hash, hash, event)
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM appended), pg_notify('writ_records', $8::text) FROM moved";
+SELECT (SELECT count(*) FROM appended), pg_notify($11, $8::text) FROM moved";
 
 const READ: &str = "SELECT seq, ts, prev_hash, hash, event FROM records \
                     WHERE seq >= $1 ORDER BY seq LIMIT $2";
@@ -209,7 +221,8 @@ impl Postgres {
             // Durable before visible: writ's own sessions commit synchronously whatever the
             // server's default, so an append returns only once its records are on disk.
             tracing::warn!(%target, "PostgreSQL has synchronous_commit off; writ's sessions turn it on");
-            config.options("-c synchronous_commit=on");
+            let options = config.get_options().unwrap_or_default().to_owned();
+            config.options(format!("{options} -c synchronous_commit=on").trim());
         }
         if settings.fsync == "off" {
             tracing::warn!(%target, "PostgreSQL runs with fsync off: a crash of its machine can lose records writ acknowledged");
@@ -334,6 +347,7 @@ impl Postgres {
             last_seq: to_i64(last.seq),
             last_hash: last.hash.0.to_vec(),
             last_ts: last.ts.to_string(),
+            channel: notify_channel(&self.config),
         };
         let (pool, target) = (self.pool.clone(), self.target.clone());
         let expected_head = first.seq - 1;
@@ -381,6 +395,7 @@ struct AppendParams {
     last_seq: i64,
     last_hash: Vec<u8>,
     last_ts: String,
+    channel: String,
 }
 
 /// Runs the append statement: `Some(records inserted)`, or `None` when the head had moved.
@@ -407,6 +422,7 @@ async fn append(
                 &p.last_seq,
                 &p.last_hash,
                 &p.last_ts,
+                &p.channel,
             ],
         )
         .await;
@@ -466,6 +482,12 @@ impl Storage for Postgres {
         self.start_listening();
         self.head_tx.subscribe()
     }
+
+    fn refresh_head(&self) -> Result<Head, StorageError> {
+        let head = self.head_in_database()?;
+        self.advance(head);
+        Ok(self.head())
+    }
 }
 
 impl Drop for Postgres {
@@ -523,6 +545,7 @@ fn parse_url(url: &str) -> Result<tokio_postgres::Config, StorageError> {
             "not a PostgreSQL URL: it does not start with postgres:// ({shape})"
         )));
     }
+    let (url, schema) = take_schema(url)?;
     let mut config: tokio_postgres::Config = url.parse().map_err(|err| {
         // The error may quote the URL, password and all: say what is wrong without it.
         StorageError::Unreachable(format!("invalid PostgreSQL URL ({err}); {shape}"))
@@ -539,7 +562,67 @@ fn parse_url(url: &str) -> Result<tokio_postgres::Config, StorageError> {
     }
     config.connect_timeout(Duration::from_secs(CONNECT_SECONDS_MAX));
     config.application_name("writ");
+    if let Some(schema) = schema {
+        if config.get_options().is_some() {
+            return Err(StorageError::Unreachable(format!(
+                "the PostgreSQL URL gives both `schema` and `options`; give the ledger's schema with `schema=` alone ({shape})"
+            )));
+        }
+        config.options(format!("-c search_path={schema}"));
+    }
     Ok(config)
+}
+
+/// Takes `schema=NAME` out of the URL's query: the ledger of one tenant lives in schema
+/// NAME of the database (its own records table and head row, so its appends never wait
+/// for another tenant's), created on first start.
+fn take_schema(url: &str) -> Result<(String, Option<String>), StorageError> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), None));
+    };
+    let mut schema = None;
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        match pair.strip_prefix("schema=") {
+            Some(name) => schema = Some(check_schema(name)?),
+            None => rest.push(pair),
+        }
+    }
+    let url = match rest.is_empty() {
+        true => base.to_owned(),
+        false => format!("{base}?{}", rest.join("&")),
+    };
+    Ok((url, schema))
+}
+
+fn check_schema(name: &str) -> Result<String, StorageError> {
+    let plain = name.len() <= SCHEMA_NAME_CHARS_MAX
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    match plain {
+        true => Ok(name.to_owned()),
+        false => Err(StorageError::Unreachable(format!(
+            "`schema={name}` in the PostgreSQL URL is not a plain schema name: use lowercase letters, digits and underscores, starting with a letter, at most {SCHEMA_NAME_CHARS_MAX} characters"
+        ))),
+    }
+}
+
+/// The schema the URL's `schema=` named, if any.
+fn schema_of(config: &tokio_postgres::Config) -> Option<&str> {
+    config
+        .get_options()?
+        .split_whitespace()
+        .find_map(|option| option.strip_prefix("search_path="))
+}
+
+/// The channel this ledger's appends notify.
+fn notify_channel(config: &tokio_postgres::Config) -> String {
+    match schema_of(config) {
+        Some(schema) => format!("{NOTIFY_CHANNEL}_{schema}"),
+        None => NOTIFY_CHANNEL.to_owned(),
+    }
 }
 
 /// The database `url` names, as people should see it: `postgres://user@host:port/db`,
@@ -560,7 +643,10 @@ fn describe(config: &tokio_postgres::Config) -> String {
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let user = config.get_user().unwrap_or_default();
     let db = config.get_dbname().unwrap_or(user);
-    format!("postgres://{user}@{host}:{port}/{db}")
+    match schema_of(config) {
+        Some(schema) => format!("postgres://{user}@{host}:{port}/{db}?schema={schema}"),
+        None => format!("postgres://{user}@{host}:{port}/{db}"),
+    }
 }
 
 async fn connection(pool: &Pool, target: &str) -> Result<deadpool_postgres::Client, StorageError> {
@@ -643,7 +729,7 @@ async fn prepare(
         let _ = connection.await;
     });
     match schema {
-        Schema::Migrate => migrate(&mut client, &target).await?,
+        Schema::Migrate => migrate(&mut client, &target, schema_of(&config)).await?,
         Schema::Existing => check_version(&client, &target).await?,
     }
     let head = read_head(&client, &target).await?;
@@ -710,13 +796,24 @@ fn connect_error(
 
 /// Creates or migrates the schema in one transaction, under an advisory lock so that
 /// nodes starting together migrate once.
-async fn migrate(client: &mut tokio_postgres::Client, target: &str) -> Result<(), StorageError> {
+async fn migrate(
+    client: &mut tokio_postgres::Client,
+    target: &str,
+    schema: Option<&str>,
+) -> Result<(), StorageError> {
     let failed = |err: tokio_postgres::Error| database(target, "migrating the schema", &err);
     let transaction = client.transaction().await.map_err(failed)?;
     transaction
         .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await
         .map_err(failed)?;
+    if let Some(schema) = schema {
+        // A plain name (checked when the URL was read), so it can stand unquoted.
+        transaction
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .await
+            .map_err(failed)?;
+    }
     transaction
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS writ_schema_version (
@@ -827,7 +924,7 @@ async fn listen_once(
     };
     let result = async {
         client
-            .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
+            .batch_execute(&format!("LISTEN {}", notify_channel(config)))
             .await
             .map_err(|err| database(target, "listening", &err))?;
         loop {

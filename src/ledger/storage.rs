@@ -37,7 +37,7 @@ pub enum StorageError {
     /// Another writer appended first: the batch continued record `expected_head`, but the
     /// ledger's head had moved to `found_head`. Nothing of the batch was written.
     #[error(
-        "another writer appended to the ledger: this batch continued record {expected_head}, but the ledger's head is now record {found_head}; nothing was written (restart this node to catch up)"
+        "another writer appended to the ledger: this batch continued record {expected_head}, but the ledger's head is now record {found_head}; nothing was written (the node catches up and decides again; retry)"
     )]
     Conflict {
         /// The head the batch was built on.
@@ -109,4 +109,10 @@ pub trait Storage: Send + Sync {
 
     /// Watches the durable head's seq: a wake-up; read by seq to catch up.
     fn subscribe(&self) -> watch::Receiver<u64>;
+
+    /// Asks the storage for its head now, moving `head()` on if others appended (a store
+    /// shared by several nodes); the head `head()` then gives.
+    fn refresh_head(&self) -> Result<Head, StorageError> {
+        Ok(self.head())
+    }
 }

@@ -98,6 +98,7 @@ fn replay_summarises_the_state_at_a_past_record() {
 
 #[test]
 fn a_truncated_snapshot_is_ignored_with_a_warning() {
+    about_the_embedded_store("`writ replay` reads snapshots beside an embedded ledger only");
     let dir = temp();
     make_ledger(dir.path(), 10);
     let snapshots: Vec<_> = std::fs::read_dir(dir.path().join("snapshots"))

@@ -14,6 +14,7 @@ const KILLS: usize = 20;
 
 #[test]
 fn sigkill_under_load_never_loses_an_acknowledged_record() {
+    about_the_embedded_store("it kills the writer of segment files and checks their recovery");
     let dir = temp();
     let shown = dir.path().display().to_string();
     let mut rng = rand::rng();

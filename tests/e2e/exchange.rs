@@ -433,6 +433,7 @@ fn revoking_the_delegation_or_disabling_an_agent_in_the_chain_ends_everything_be
 
 #[test]
 fn a_chained_operation_is_told_offline_as_the_person_s_through_each_agent_in_turn() {
+    about_the_embedded_store("`writ audit` reads an embedded data directory only");
     let s = setup();
     let t1 = s.exchanged(&s.a, &s.ada, USER_ID, &[]);
     let t2 = s.exchanged(&s.b, &text(&t1["access_token"]), ACCESS_TOKEN, &[]);

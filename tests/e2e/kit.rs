@@ -1,12 +1,122 @@
 //! The test kit: run the real `writ` binary, make real ledgers, find records' bytes.
+//!
+//! The suite runs on either store. By default every ledger is embedded. With
+//! `WRIT_E2E_STORE=postgres` (the second pass of `tools/test.sh`), every data directory a
+//! test hands the kit without choosing a store gets a scratch PostgreSQL database of its
+//! own on the test server, made on first use and named `writ_e2e_<WRIT_E2E_RUN>_...` so
+//! that the pass can drop its databases afterwards: `writ serve`, the load harness,
+//! `export`, `replay`, `admin` and `verify` of that directory are then pointed at it with
+//! `--store`. A test that chooses its store (`--store`, `Home`) keeps its choice, and a
+//! test about the embedded data directory itself says so with
+//! [`about_the_embedded_store`] and stays embedded.
 
+use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use writ::ledger::frame::{Frames, list_segments};
 use writ::ledger::postgres::ScratchDatabase;
 pub use writ::ledger::postgres::test_server_url;
+
+thread_local! {
+    /// Whether the running test is about the embedded data directory itself.
+    static EMBEDDED_ONLY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The PostgreSQL database the kit gave each data directory in this pass.
+static DATABASES: Mutex<BTreeMap<PathBuf, String>> = Mutex::new(BTreeMap::new());
+
+/// Whether this is the pass on PostgreSQL (`WRIT_E2E_STORE=postgres`).
+pub fn postgres_pass() -> bool {
+    std::env::var("WRIT_E2E_STORE").is_ok_and(|store| store == "postgres")
+}
+
+/// Marks the calling test as one about the embedded data directory itself (its segment
+/// files, the file writer's crash recovery, bytes altered on disk): it runs on the
+/// embedded store in both passes, for the reason `why` gives the reader.
+pub fn about_the_embedded_store(why: &str) {
+    assert!(
+        !why.is_empty(),
+        "say why the test is about the embedded store"
+    );
+    EMBEDDED_ONLY.with(|only| only.set(true));
+}
+
+/// The store URL of `dir` in the PostgreSQL pass, made on first use when `make`; `None`
+/// when embedded.
+fn store_of(dir: &Path, make: bool) -> Option<String> {
+    if !postgres_pass() || EMBEDDED_ONLY.with(Cell::get) {
+        return None;
+    }
+    let mut databases = DATABASES.lock().unwrap_or_else(|err| panic!("{err}"));
+    if let Some(url) = databases.get(dir) {
+        return Some(url.clone());
+    }
+    if !make {
+        return None;
+    }
+    static MADE: AtomicU64 = AtomicU64::new(0);
+    let run = std::env::var("WRIT_E2E_RUN").unwrap_or_else(|_| "dev".into());
+    let name = format!(
+        "writ_e2e_{run}_{}_{}",
+        std::process::id(),
+        MADE.fetch_add(1, Ordering::SeqCst)
+    );
+    let server = test_server_url();
+    writ::ledger::postgres::create_database(&server, &name)
+        .unwrap_or_else(|err| panic!("the PostgreSQL pass needs {server}: {err}"));
+    let url = writ::ledger::postgres::url_for_database(&server, &name);
+    databases.insert(dir.to_path_buf(), url.clone());
+    Some(url)
+}
+
+/// Marks the calling test as one that chooses the stores of its ledgers itself (an
+/// embedded ledger to migrate, a database it alters): the kit leaves them as they are.
+pub fn chooses_its_stores(why: &str) {
+    about_the_embedded_store(why);
+}
+
+/// `args` for `writ` (run with `env`), pointed at the data directory's database in the
+/// PostgreSQL pass.
+fn on_the_pass_store(args: &[&str], env: &[(&str, &str)]) -> Vec<String> {
+    let mut args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+    let chosen = args
+        .iter()
+        .any(|arg| arg == "--store" || arg.starts_with("--store="))
+        || env.iter().any(|(name, _)| *name == "WRIT_STORE");
+    if chosen {
+        return args;
+    }
+    let flag_value = |flag: &str| {
+        args.iter()
+            .position(|arg| arg == flag)
+            .and_then(|at| args.get(at + 1))
+            .map(PathBuf::from)
+    };
+    match args.first().map(String::as_str) {
+        Some("verify") => {
+            // `verify DIR` becomes `verify --store URL` when DIR's records are in PostgreSQL.
+            let positional = args.iter().skip(1).position(|arg| !arg.starts_with("--"));
+            if let Some(at) = positional.map(|at| at + 1)
+                && let Some(url) = store_of(Path::new(&args[at]), false)
+            {
+                args.splice(at..=at, ["--store".to_owned(), url]);
+            }
+        }
+        Some(command @ ("serve" | "internal" | "replay" | "export" | "admin")) => {
+            let make = matches!(command, "serve" | "internal");
+            if let Some(url) = flag_value("--data-dir").and_then(|dir| store_of(&dir, make)) {
+                args.extend(["--store".to_owned(), url]);
+            }
+        }
+        _ => {}
+    }
+    args
+}
 
 /// What a finished `writ` run said.
 #[derive(Debug)]
@@ -32,7 +142,7 @@ pub fn writ_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
         .env_remove("WRIT_ADMIN_TOKEN")
         .env_remove("WRIT_SIGNING_ALG")
         .envs(env.iter().copied())
-        .args(args)
+        .args(on_the_pass_store(args, env))
         .output()
         .unwrap_or_else(|err| panic!("running writ: {err}"));
     Run {
@@ -138,11 +248,11 @@ impl Home {
         }
     }
 
-    /// `--store URL` for the commands that read the ledger, or nothing when embedded.
+    /// `--store URL` (or `--store embedded`) for the commands that read the ledger.
     pub fn store_args(&self) -> Vec<String> {
         match &self.database {
             Some(db) => vec!["--store".into(), db.url.clone()],
-            None => Vec::new(),
+            None => vec!["--store".into(), "embedded".into()],
         }
     }
 
@@ -208,12 +318,13 @@ impl Server {
             None => std::process::Stdio::inherit(),
         };
         let shown = data_dir.display().to_string();
+        let mut args = vec!["serve", "--data-dir", &shown, "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
         let mut child = writ_command()
             .env_remove("WRIT_ADMIN_TOKEN")
             .env_remove("WRIT_SIGNING_ALG")
             .envs(env.iter().copied())
-            .args(["serve", "--data-dir", &shown, "--listen", "127.0.0.1:0"])
-            .args(extra)
+            .args(on_the_pass_store(&args, env))
             .stdout(std::process::Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -258,6 +369,12 @@ impl Server {
     /// The URL of `path` on this server.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Sends SIGKILL (`kill -9`: no shutdown of any kind) and waits for the process to end.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM and waits for the process to exit; returns its exit code.

@@ -197,6 +197,7 @@ fn rewritten(export: &str, seq: u64) -> String {
 
 #[test]
 fn writ_verify_holds_an_export_to_its_checkpoint_and_catches_a_rewrite_and_a_fork() {
+    about_the_embedded_store("it forks the ledger by copying its data directory");
     let root = temp();
     let (a, b) = (root.path().join("a"), root.path().join("b"));
     std::fs::create_dir(&a).unwrap();

@@ -82,7 +82,7 @@ impl Agent {
     }
 }
 
-fn operation(base: &str, token: &str, key: Option<&str>) -> (u16, Value) {
+pub fn operation(base: &str, token: &str, key: Option<&str>) -> (u16, Value) {
     let mut request = http()
         .post(format!("{base}/api/v1/operations"))
         .bearer_auth(token)

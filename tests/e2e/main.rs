@@ -13,6 +13,7 @@ mod kit;
 mod ledger;
 mod limits;
 mod m2m;
+mod nodes;
 mod obo;
 mod openapi;
 mod postgres;

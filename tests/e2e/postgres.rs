@@ -24,6 +24,7 @@ fn sql(url: &str, statement: &str) {
 
 #[test]
 fn a_postgres_ledger_is_verified_replayed_and_exported_and_an_altered_record_is_named() {
+    chooses_its_stores("it is about the PostgreSQL store and `writ migrate` from an embedded one");
     let home = Home::postgres();
     let url = database_url(&home);
     let server = Server::start_with(home.dir.path(), &[], &[("WRIT_STORE", &url)]);
@@ -90,6 +91,7 @@ fn a_postgres_ledger_is_verified_replayed_and_exported_and_an_altered_record_is_
 
 #[test]
 fn bad_store_urls_and_missing_databases_are_refused_with_what_to_do() {
+    chooses_its_stores("it is about the PostgreSQL store and `writ migrate` from an embedded one");
     let dir = temp();
     let shown = dir.path().display().to_string();
     let serve = |store: &str| writ(&["serve", "--data-dir", &shown, "--store", store]);
@@ -126,6 +128,7 @@ fn bad_store_urls_and_missing_databases_are_refused_with_what_to_do() {
 
 #[test]
 fn migrate_copies_an_embedded_ledger_verifies_it_resumes_a_prefix_and_refuses_another_ledger() {
+    chooses_its_stores("it is about the PostgreSQL store and `writ migrate` from an embedded one");
     let source = temp();
     make_ledger(source.path(), 5000);
     let home = Home::postgres();

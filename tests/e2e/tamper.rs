@@ -10,6 +10,7 @@ use crate::kit::*;
 const RECORDS: usize = 40;
 
 fn ledger() -> tempfile::TempDir {
+    about_the_embedded_store("it alters the bytes of segment files and exports");
     let dir = temp();
     make_ledger(dir.path(), RECORDS as u64 - 2);
     dir

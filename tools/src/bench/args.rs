@@ -17,6 +17,8 @@ pub const DURATION_SECONDS_MAX: u64 = 3600;
 pub const WARMUP_SECONDS_MAX: u64 = 600;
 /// Longest wait for one answer (or one connection) that may be asked for.
 pub const REQUEST_TIMEOUT_SECONDS_MAX: u64 = 300;
+/// Most `--also-writ-url` nodes.
+pub const ALSO_WRIT_URLS_MAX: usize = 16;
 /// Most `--token-param` pairs.
 pub const TOKEN_PARAMS_MAX: usize = 32;
 /// The scope requested (and, for a registered writ agent, granted) when none is named.
@@ -38,6 +40,16 @@ pub struct Args {
     /// the admin token and the scopes of --scope.
     #[arg(help_heading = "Target", long, value_name = "URL")]
     pub writ_url: Option<String>,
+
+    /// Another writ node of the same ledger (repeatable, at most 16): the connections are
+    /// spread over --writ-url and these in turn; the agent is registered on --writ-url.
+    #[arg(
+        help_heading = "Target",
+        long = "also-writ-url",
+        value_name = "URL",
+        requires = "writ_url"
+    )]
+    pub also_writ_urls: Vec<String>,
 
     /// writ's admin token, to register the measuring agent.
     #[arg(
@@ -223,6 +235,8 @@ pub struct Run {
     pub token_params: Vec<(String, String)>,
     /// Exit 0 even when requests failed.
     pub allow_errors: bool,
+    /// Other nodes' base URLs, beside the target's (writ only).
+    pub also_writ_urls: Vec<String>,
     /// JSON on stdout.
     pub json: bool,
 }
@@ -284,6 +298,15 @@ impl Args {
             scope,
             token_params: self.token_params,
             allow_errors: self.allow_errors,
+            also_writ_urls: {
+                if self.also_writ_urls.len() > ALSO_WRIT_URLS_MAX {
+                    return Err(usage(format!(
+                        "--also-writ-url is given {} times; at most {ALSO_WRIT_URLS_MAX}",
+                        self.also_writ_urls.len()
+                    )));
+                }
+                self.also_writ_urls.clone()
+            },
             json: self.json,
             target,
         })

@@ -58,9 +58,16 @@ fn bench(run: Run) -> Result<ExitCode, BenchError> {
 async fn measure_all(run: &Run) -> Result<Vec<Summary>, BenchError> {
     let target = Arc::new(Target::prepare(run).await?);
     eprintln!("writ-bench: {}", target.description);
+    // The target on every node: connection i goes to node i mod the number of nodes.
+    let mut nodes = vec![Arc::clone(&target)];
+    for url in &run.also_writ_urls {
+        let node = target.on_node(url).await?;
+        eprintln!("writ-bench: also node {url}");
+        nodes.push(Arc::new(node));
+    }
     let mut summaries = Vec::new();
     for scenario in &run.scenarios {
-        let summary = measure(run, &target, *scenario).await?;
+        let summary = measure(run, &nodes, *scenario).await?;
         print(run, &summary);
         summaries.push(summary);
     }
@@ -70,9 +77,10 @@ async fn measure_all(run: &Run) -> Result<Vec<Summary>, BenchError> {
 /// One scenario: a token first if it needs one, then the connections' loops, merged.
 async fn measure(
     run: &Run,
-    target: &Arc<Target>,
+    nodes: &[Arc<Target>],
     scenario: Scenario,
 ) -> Result<Summary, BenchError> {
+    let target = &nodes[0];
     let first_token = match scenario {
         Scenario::Issue | Scenario::Exchange => None,
         Scenario::Introspect | Scenario::Operations => {
@@ -80,14 +88,19 @@ async fn measure(
         }
     };
     let plan = Plan::starting_now(run.warmup, run.duration, run.request_timeout);
-    let work = Arc::new(Work {
-        scenario,
-        target: Arc::clone(target),
-        first_token,
-        plan,
-    });
+    let works: Vec<Arc<Work>> = nodes
+        .iter()
+        .map(|node| {
+            Arc::new(Work {
+                scenario,
+                target: Arc::clone(node),
+                first_token: first_token.clone(),
+                plan,
+            })
+        })
+        .collect();
     let tasks: Vec<_> = (0..run.connections)
-        .map(|_| tokio::spawn(load::connection(Arc::clone(&work))))
+        .map(|n| tokio::spawn(load::connection(Arc::clone(&works[n % works.len()]))))
         .collect();
     let failed = |why: String| BenchError::setup(format!("measuring {}", scenario.name()), why);
     let mut total = Tally::new().map_err(failed)?;

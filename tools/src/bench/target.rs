@@ -212,6 +212,26 @@ impl Target {
         }
     }
 
+    /// The same target on another node of the same ledger: every endpoint moved to the
+    /// origin of `base`.
+    pub async fn on_node(&self, base: &str) -> Result<Target, BenchError> {
+        let moved = |endpoint: &Endpoint| {
+            on_origin_of(&endpoint.url, base)
+                .map(|(url, _)| url)
+                .map_err(|why| BenchError::Usage(format!("--also-writ-url {base}: {why}")))
+        };
+        let mut node = self.clone();
+        node.token = Endpoint::resolve(&moved(&self.token)?).await?;
+        if let Some(endpoint) = &self.introspection {
+            node.introspection = Some(Endpoint::resolve(&moved(endpoint)?).await?);
+        }
+        if let Some(endpoint) = &self.operations {
+            node.operations = Some(Endpoint::resolve(&moved(endpoint)?).await?);
+        }
+        node.description = format!("{} (and node {base})", self.description);
+        Ok(node)
+    }
+
     /// The token request (the whole of the `issue` scenario).
     pub fn token_request(&self) -> Template {
         Template::post(
