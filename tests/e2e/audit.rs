@@ -17,7 +17,7 @@ const FORMULA: &str = "=HYPERLINK(\"http://evil.example\",\"click\")";
 /// their behalf and used it once, and the person revoked the delegation; the head's seq
 /// after each step.
 struct Story {
-    dir: tempfile::TempDir,
+    home: Home,
     server: Server,
     admin: String,
     ada: String,
@@ -39,8 +39,11 @@ fn head_seq(server: &Server, admin: &str) -> u64 {
 }
 
 fn story() -> Story {
-    let dir = temp();
-    let server = Server::start(dir.path(), &["--snapshot-every-records", "4"]);
+    story_in(Home::embedded())
+}
+
+fn story_in(home: Home) -> Story {
+    let server = Server::start_in(&home, &["--snapshot-every-records", "4"]);
     let admin = server.admin_token();
     let ada = person(&server, &admin, "ada@example.com");
     let (key, _) = api_key(&server, &admin, &ada);
@@ -89,7 +92,7 @@ fn story() -> Story {
     let revoked = head_seq(&server, &admin);
     assert!(before < granted && granted < issued && issued < used && used < revoked);
     Story {
-        dir,
+        home,
         server,
         admin,
         ada,
@@ -477,31 +480,50 @@ fn exports_carry_every_record_are_spreadsheet_safe_and_match_the_offline_export(
     assert!(op_target.starts_with("tools/call =1+2"), "{op_target}");
     // Every row carries its record's seq and hash, as the records export has them.
     assert_eq!(s.server.stop(), Some(0));
-    let dir = s.dir.path().display().to_string();
-    let records_out = s.dir.path().join("records.jsonl");
-    export_to(s.dir.path(), &records_out);
-    let hashes: Vec<String> = std::fs::read_to_string(&records_out)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            serde_json::from_str::<Value>(line).unwrap()["hash"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let dir = s.home.dir.path().display().to_string();
+    let hashes = record_hashes(&s.home);
     for (row, record) in rows.iter().zip(&hashes) {
         assert_eq!(row["hash"].as_str(), Some(record.as_str()));
     }
     for (row, record) in records.iter().zip(&hashes) {
         assert_eq!(&row[1], record);
     }
+    offline_exports_are(&s.home, &jsonl, &csv);
+    let run = writ(&["export", "--data-dir", &dir, "--format", "csv"]);
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("add --audit"), "{}", run.stderr);
+}
 
-    // Offline, replaying the data directory: the same bytes.
-    for (format, served) in [("jsonl", &jsonl), ("csv", &csv)] {
-        let out = s.dir.path().join(format!("trail.{format}"));
+/// The hash of every record, from `writ export` of the stopped server's ledger.
+fn record_hashes(home: &Home) -> Vec<String> {
+    let out = home.dir.path().join("records.jsonl");
+    let (dir, shown) = (
+        home.dir.path().display().to_string(),
+        out.display().to_string(),
+    );
+    let mut args = vec!["export", "--data-dir", &dir, "-o", &shown];
+    let store = home.store_args();
+    args.extend(store.iter().map(String::as_str));
+    let run = writ(&args);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let record: Value = serde_json::from_str(line).unwrap();
+            record["hash"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// `writ export --audit` of the stopped server's ledger, replaying it: the same bytes as
+/// the server's exports.
+fn offline_exports_are(home: &Home, jsonl: &str, csv: &str) {
+    let dir = home.dir.path().display().to_string();
+    for (format, served) in [("jsonl", jsonl), ("csv", csv)] {
+        let out = home.dir.path().join(format!("trail.{format}"));
         let shown = out.display().to_string();
-        let run = writ(&[
+        let mut args = vec![
             "export",
             "--data-dir",
             &dir,
@@ -510,11 +532,30 @@ fn exports_carry_every_record_are_spreadsheet_safe_and_match_the_offline_export(
             format,
             "-o",
             &shown,
-        ]);
+        ];
+        let store = home.store_args();
+        args.extend(store.iter().map(String::as_str));
+        let run = writ(&args);
         assert_eq!(run.code, Some(0), "{}", run.stderr);
-        assert_eq!(&std::fs::read_to_string(&out).unwrap(), served, "{format}");
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), served, "{format}");
     }
-    let run = writ(&["export", "--data-dir", &dir, "--format", "csv"]);
-    assert_eq!(run.code, Some(2));
-    assert!(run.stderr.contains("add --audit"), "{}", run.stderr);
+}
+
+#[test]
+fn on_postgresql_the_past_and_the_trail_read_the_same() {
+    let s = story_in(Home::postgres());
+    let (in_force, acting, view, _) = s.moment(&format!("as_of_seq={}", s.issued));
+    assert_eq!(in_force, vec![s.delegation.clone()]);
+    assert_eq!(acting, vec![s.jti.clone()]);
+    assert_eq!(view, (1, 1));
+    let (in_force, acting, _, _) = s.moment(&format!("as_of_seq={}", s.revoked));
+    assert!(in_force.is_empty() && acting.is_empty());
+    let paged = entries(&s.ok(&format!("/api/v1/audit?as_of_seq={}&limit=1000", s.revoked)));
+    assert_eq!(paged.len() as u64, s.revoked);
+    let (anchor, jsonl) = export(&s, "jsonl");
+    let (_, csv) = export(&s, "csv");
+    assert_eq!(anchor, s.revoked.to_string());
+    assert_eq!(jsonl.lines().count() as u64, s.revoked);
+    assert_eq!(s.server.stop(), Some(0));
+    offline_exports_are(&s.home, &jsonl, &csv);
 }
