@@ -3,6 +3,7 @@
 //! 200,000-record ledger, offline (`writ export --audit`: replay, verify, rows) and as
 //! the server tells it (`GET /api/v1/audit/export`: records read, entries told against
 //! the live read models, rows).
+//! Also what a restart pays to rebuild the Merkle tree, per record.
 //! Run with `cargo bench --bench audit`; the README quotes the figures.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -77,6 +78,20 @@ fn export(c: &mut Criterion) {
         let mut index = 0;
         fill(&storage, LEDGER_RECORDS, 4096, &mut index);
     }
+    // What a restart pays for the tree: every record's hash read back from the segments
+    // and its leaf hashed (no snapshot holds the tree); linear in the ledger's length.
+    let mut group = c.benchmark_group("Merkle tree rebuilt at start");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(LEDGER_RECORDS));
+    group.bench_function("from a 200k-record ledger", |b| {
+        let storage = open(dir.path());
+        b.iter(|| {
+            let tree = MerkleTree::rebuild(&storage, LEDGER_RECORDS).unwrap();
+            assert_eq!(tree.size(), LEDGER_RECORDS);
+        });
+    });
+    group.finish();
+
     let mut group = c.benchmark_group("audit trail export of 200k records");
     group.sample_size(10);
     group.throughput(Throughput::Elements(LEDGER_RECORDS));

@@ -204,7 +204,10 @@ impl TrailFormat {
             TrailFormat::Csv => write_csv(out, |csv| {
                 for entry in entries {
                     let cells = Row::of(entry).cells();
-                    csv.write_record(cells.iter().map(|cell| spreadsheet_safe(cell).into_owned()))?;
+                    csv.write_record(cells.iter().map(|cell| match spreadsheet_safe(cell) {
+                        Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
+                        Cow::Owned(text) => Cow::Owned(text.into_bytes()),
+                    }))?;
                 }
                 Ok(())
             }),
