@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::ledger::Store;
 use crate::offline::{self, OfflineError, Verdict};
+use crate::trail::TrailFormat;
 
 /// writ: an authorization server for AI agents, on a hash-chained event ledger.
 #[derive(Debug, Parser)]
@@ -66,7 +67,10 @@ enum Commands {
         #[arg(long)]
         json: bool,
     },
-    /// Write the ledger as JSON lines, one record a line (the format of schemas/LEDGER.md).
+    /// Write the ledger as JSON lines, one record a line (the format of schemas/LEDGER.md);
+    /// with --audit, the compliance trail instead: one row per record, "user X, via agent
+    /// chain Z, did Y, at T, outcome" with its record's seq and hash, as JSON lines or
+    /// spreadsheet-safe CSV, replaying (and verifying) the ledger from record 1.
     Export {
         /// The data directory.
         #[arg(long, env = "WRIT_DATA_DIR", default_value = "./writ-data")]
@@ -78,6 +82,13 @@ enum Commands {
         /// Write here instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Export the compliance trail rather than the records.
+        #[arg(long)]
+        audit: bool,
+        /// `jsonl` (the default) or, with --audit, `csv` (cells a spreadsheet would run
+        /// as a formula get a leading `'`).
+        #[arg(long, value_enum, default_value_t = TrailFormat::Jsonl)]
+        format: TrailFormat,
     },
     /// Print the compliance trail: one line per record, "user X, via agent A then agent
     /// B, did Y on Z, at T, outcome, seq N, hash H", rebuilt by replaying (and verifying)
@@ -275,6 +286,21 @@ pub fn main() -> ExitCode {
             data_dir,
             store,
             output,
+            audit: true,
+            format,
+        } => export_audit(&data_dir, &store, output, format),
+        Commands::Export {
+            format: TrailFormat::Csv,
+            ..
+        } => Err(OfflineError::Input(
+            "records are exported as JSON lines only; --format csv is for the trail (add --audit)"
+                .into(),
+        )),
+        Commands::Export {
+            data_dir,
+            store,
+            output,
+            ..
         } => export(&data_dir, &store, output),
         Commands::Audit { data_dir, from_seq } => audit(&data_dir, from_seq),
         Commands::Migrate { from, to } => return migrate(&from, &to),
@@ -505,6 +531,47 @@ fn export(
     bar.finish_and_clear();
     if let Some(path) = output {
         eprintln!("exported {count} records to {}", path.display());
+    }
+    Ok(())
+}
+
+fn export_audit(
+    dir: &std::path::Path,
+    store: &Store,
+    output: Option<PathBuf>,
+    format: TrailFormat,
+) -> Result<(), OfflineError> {
+    let bar = match store {
+        Store::Embedded => progress_bar(offline::ledger_bytes(dir), "exporting the trail"),
+        Store::Postgres(url) => records_bar(offline::store_records(url), "exporting the trail"),
+    };
+    let mut tick = |done: u64| bar.set_position(done);
+    let mut export = |out: &mut (dyn std::io::Write + Send)| match store {
+        Store::Embedded => offline::export_audit(dir, format, out, &mut tick),
+        Store::Postgres(url) => offline::export_audit_store(url, format, out, &mut tick),
+    };
+    let rows = match &output {
+        Some(path) => {
+            let file = std::fs::File::create(path).map_err(|err| {
+                OfflineError::Input(format!("cannot create {}: {err}", path.display()))
+            })?;
+            let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
+            let rows = export(&mut writer)?;
+            writer
+                .into_inner()
+                .map_err(|err| OfflineError::Output(err.into_error()))?
+                .sync_all()
+                .map_err(OfflineError::Output)?;
+            rows
+        }
+        None => {
+            let mut writer = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
+            export(&mut writer)?
+        }
+    };
+    bar.finish_and_clear();
+    if let Some(path) = output {
+        eprintln!("exported the trail of {rows} records to {}", path.display());
     }
     Ok(())
 }

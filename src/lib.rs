@@ -20,6 +20,7 @@ pub mod oauth;
 pub mod offline;
 pub mod secrets;
 pub mod serve;
+pub mod trail;
 
 pub use clock::Clock;
 pub use decide::{Answer, Command, Refusal};

@@ -16,6 +16,7 @@ use crate::ledger::datadir::DataDir;
 use crate::ledger::postgres::{Postgres, StoredRecord};
 use crate::ledger::reader::{SegmentSpan, WalkError, spans_of, walk};
 use crate::ledger::snapshots;
+use crate::trail::TrailFormat;
 
 /// Why an offline operation could not even start or finish reading.
 #[derive(Debug, thiserror::Error)]
@@ -488,6 +489,17 @@ pub fn replay_store(
     upto: Option<u64>,
     progress: Progress<'_>,
 ) -> Result<State, OfflineError> {
+    fold_store(url, upto, progress, |_, _, _| {})
+}
+
+/// Folds the PostgreSQL ledger from record 1 to `upto` (or its head), verifying on the
+/// way; `each` sees every record's head and event with the state before it.
+fn fold_store(
+    url: &str,
+    upto: Option<u64>,
+    progress: Progress<'_>,
+    mut each: impl FnMut(&State, Head, &Event) + Send,
+) -> Result<State, OfflineError> {
     let storage = open_store(url)?;
     let head = head_of(&storage)?;
     let last = upto.unwrap_or(head.seq);
@@ -508,6 +520,7 @@ pub fn replay_store(
                     hash: record.hash,
                     ts: writ_schemas::Timestamp::parse(record.ts).ok(),
                 };
+                each(&state, head, &event);
                 state.apply(head, &event);
             })
         });
@@ -528,4 +541,89 @@ pub fn replay_store(
         ))),
         None => Ok(state),
     }
+}
+
+/// Entries gathered before they are written as rows.
+const TRAIL_ENTRIES_PER_WRITE: usize = 4096;
+
+/// Writes trail entries as rows of `format`, a block at a time.
+struct TrailWriter<'a> {
+    format: TrailFormat,
+    out: &'a mut (dyn Write + Send),
+    entries: Vec<writ_projections::AuditEntry>,
+    bytes: Vec<u8>,
+    rows: u64,
+    failed: Option<std::io::Error>,
+}
+
+impl<'a> TrailWriter<'a> {
+    fn new(format: TrailFormat, out: &'a mut (dyn Write + Send)) -> TrailWriter<'a> {
+        TrailWriter {
+            format,
+            out,
+            entries: Vec::with_capacity(TRAIL_ENTRIES_PER_WRITE),
+            bytes: format.start(),
+            rows: 0,
+            failed: None,
+        }
+    }
+
+    fn push(&mut self, state: &State, head: Head, event: &Event) {
+        self.entries
+            .push(writ_projections::audit_entry(state, head, event));
+        if self.entries.len() == TRAIL_ENTRIES_PER_WRITE {
+            self.write_out();
+        }
+    }
+
+    fn write_out(&mut self) {
+        self.format.write_rows(&self.entries, &mut self.bytes);
+        self.rows += self.entries.len() as u64;
+        self.entries.clear();
+        if self.failed.is_none()
+            && let Err(err) = self.out.write_all(&self.bytes)
+        {
+            self.failed = Some(err);
+        }
+        self.bytes.clear();
+    }
+
+    fn finish(mut self) -> Result<u64, OfflineError> {
+        self.write_out();
+        if let Some(err) = self.failed {
+            return Err(OfflineError::Output(err));
+        }
+        self.out.flush().map_err(OfflineError::Output)?;
+        Ok(self.rows)
+    }
+}
+
+/// Writes the compliance trail of a data directory as `format` rows, one per record, each
+/// with its record's seq and hash, replaying (and verifying) the ledger from record 1:
+/// the reference the server's `GET /api/v1/audit/export` is held to. Rows written.
+pub fn export_audit(
+    dir: &Path,
+    format: TrailFormat,
+    out: &mut (dyn Write + Send),
+    progress: Progress<'_>,
+) -> Result<u64, OfflineError> {
+    let mut writer = TrailWriter::new(format, out);
+    fold_from(dir, State::new(), None, progress, |state, head, event| {
+        writer.push(state, head, event);
+    })?;
+    writer.finish()
+}
+
+/// `export_audit` for the PostgreSQL ledger `url` names.
+pub fn export_audit_store(
+    url: &str,
+    format: TrailFormat,
+    out: &mut (dyn Write + Send),
+    progress: Progress<'_>,
+) -> Result<u64, OfflineError> {
+    let mut writer = TrailWriter::new(format, out);
+    fold_store(url, None, progress, |state, head, event| {
+        writer.push(state, head, event);
+    })?;
+    writer.finish()
 }

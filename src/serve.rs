@@ -67,6 +67,12 @@ pub struct ServeArgs {
     /// shutdown). Fewer means less background work, more to replay after a crash.
     #[arg(long, env = "WRIT_SNAPSHOT_EVERY_RECORDS", default_value_t = crate::ledger::SNAPSHOT_EVERY_RECORDS_DEFAULT)]
     pub snapshot_every_records: u64,
+    /// Snapshots kept on disk, newest first (default: all). Every snapshot is also where
+    /// an audit question about the past starts its replay, so keeping them all bounds that
+    /// replay to one `--snapshot-every-records` interval; a question older than the oldest
+    /// kept snapshot replays from record 1. Each costs the read models' size on disk.
+    #[arg(long, env = "WRIT_SNAPSHOTS_KEPT", value_parser = clap::value_parser!(u64).range(1..))]
+    pub snapshots_kept: Option<u64>,
     /// An identity provider whose JWTs token exchange accepts as a person's
     /// `subject_token`, as ISSUER_URL=JWKS_URL_OR_FILE (repeatable; in
     /// WRIT_TRUSTED_ISSUERS, comma-separated). Its `iss` must be ISSUER_URL exactly; its
@@ -145,6 +151,9 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
             clock: clock(&args),
             channel_commands_max: args.commands_queued_max as usize,
             snapshot_every_records: args.snapshot_every_records,
+            snapshots_kept: args
+                .snapshots_kept
+                .map(|kept| usize::try_from(kept).unwrap_or(usize::MAX)),
             ..LedgerOptions::default()
         },
     )
@@ -330,6 +339,7 @@ async fn serve(
     // Another node of the ledger may rotate the signing key: sign with the new one.
     actix_web::rt::spawn(Arc::clone(&signing_keys).follow(Arc::downgrade(&ledger)));
     let checkpoint_key = checkpoints.key().verifier_key();
+    let audit_gates = Arc::new(crate::http::audit::AuditGates::default());
     let server = HttpServer::new({
         let issuer = issuer.clone();
         move || {
@@ -342,6 +352,7 @@ async fn serve(
                 token_limits: Arc::clone(&token_limits),
                 trusted_issuers: Arc::clone(&trusted_issuers),
                 checkpoints: Arc::clone(&checkpoints),
+                audit_gates: Arc::clone(&audit_gates),
             };
             App::new()
                 .wrap(actix_web::middleware::from_fn(

@@ -4,6 +4,17 @@
 //!
 //! An entry is computed from the state *before* its event is applied (so a revocation
 //! can still name the person and agent chain of the token it revoked).
+//!
+//! Architecture Invariant: an entry reads from the state only facts fixed when their
+//! subject was created (whom a token, delegation, API key, session grant or refresh token
+//! belongs to, and through which agents), and the folds never forget an id. So any later
+//! state of the same ledger gives the same entry as the state just before the record: the
+//! server tells its trail against its live read models, without replaying (a property
+//! test, `the_trail_reads_the_same_against_any_later_state`, holds this). If the read
+//! models ever prune, the facts the trail reads must be kept.
+//!
+//! Personal data enters an entry in one place only, [`personal_of`]: today a token's
+//! stated intent. People are named by id everywhere else.
 
 use serde::{Deserialize, Serialize};
 use writ_schemas::{Actor, ClientId, Event, Hash, Timestamp, UserId};
@@ -33,6 +44,9 @@ pub struct AuditEntry {
     pub target: String,
     /// How it ended.
     pub outcome: String,
+    /// Personal data the event carries, as [`personal_of`] takes it (a token's stated
+    /// intent); absent when there is none.
+    pub intent: Option<String>,
 }
 
 impl AuditEntry {
@@ -151,6 +165,17 @@ pub fn audit_entry(state: &State, head: Head, event: &Event) -> AuditEntry {
         action: event.kind().name().to_owned(),
         target: parts.target,
         outcome: parts.outcome,
+        intent: personal_of(event),
+    }
+}
+
+/// The personal data an event brings into the trail: the one place it is read, so that
+/// whatever must hide it (erasure) has one place to do so. Ids are pseudonymous and are
+/// not personal data here; emails and names never enter the trail.
+pub fn personal_of(event: &Event) -> Option<String> {
+    match event {
+        Event::TokenIssued(e) => e.intent_description.clone(),
+        _ => None,
     }
 }
 

@@ -12,7 +12,7 @@ mod model;
 pub mod snapshot;
 mod state;
 
-pub use audit::{AuditEntry, AuditTrail, audit_entry};
+pub use audit::{AuditEntry, AuditTrail, audit_entry, personal_of};
 pub use model::*;
 pub use state::{AgentCounts, CASCADE_TOKENS_MAX, State, Summary, TokenCounts};
 

@@ -19,6 +19,7 @@ use writ_schemas::{
 
 use crate::model::*;
 
+mod moment;
 mod queries;
 mod summary;
 pub use queries::CASCADE_TOKENS_MAX;

@@ -291,3 +291,52 @@ fn signing_keys_of_every_algorithm_survive_a_snapshot_and_name_who_rotated_them(
     );
     assert_eq!(audit_entry(&state, head, &by_admin).actor, "admin:adm_1");
 }
+
+#[test]
+fn moments_answer_who_could_act_and_what_was_in_force_at_each_step() {
+    let grant = Event::from(DelegationGranted {
+        delegation_id: DelegationId::from("d1"),
+        user_id: UserId::from("u1"),
+        client_id: ClientId::from("a1"),
+        scopes: None,
+        expires_at: Some(ts(600)),
+        by: Actor::System,
+    });
+    let revoke = Event::from(DelegationRevoked {
+        delegation_id: DelegationId::from("d1"),
+        by: Actor::System,
+    });
+    let granted = fold(std::slice::from_ref(&grant));
+    let (u1, a1) = (UserId::from("u1"), ClientId::from("a1"));
+    assert_eq!(granted.delegations_in_force(ts(1), None, None).count(), 1);
+    assert_eq!(
+        granted
+            .delegations_in_force(ts(1), Some(&u1), Some(&a1))
+            .count(),
+        1
+    );
+    assert_eq!(
+        granted
+            .delegations_in_force(ts(1), None, Some(&ClientId::from("a2")))
+            .count(),
+        0
+    );
+    // Lapsed by its own expiry at a later instant, with no record in between.
+    assert_eq!(granted.delegations_in_force(ts(600), None, None).count(), 0);
+
+    let issued_state = fold(&[grant.clone(), issued("t", None, Some("d1"), Some(1))]);
+    assert_eq!(issued_state.tokens_acting_for(&u1, ts(2)).count(), 1);
+    assert_eq!(issued_state.tokens_usable_by_agent(&a1, ts(2)).count(), 1);
+    assert_eq!(issued_state.tokens_acting_for(&u1, ts(900)).count(), 0);
+
+    // Its one operation spends the quota: it can no longer act, though not revoked.
+    let used = fold(&[
+        grant.clone(),
+        issued("t", None, Some("d1"), Some(1)),
+        op("t", None),
+    ]);
+    assert_eq!(used.tokens_acting_for(&u1, ts(3)).count(), 0);
+
+    let revoked = fold(&[grant, issued("t", None, Some("d1"), None), revoke]);
+    assert_eq!(revoked.delegations_in_force(ts(3), None, None).count(), 0);
+}

@@ -4,6 +4,7 @@
 //! map the answer to HTTP. Nothing here decides anything `decide.rs` should decide.
 
 mod agents;
+pub mod audit;
 mod auth;
 mod delegations;
 mod discovery;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub trusted_issuers: Arc<crate::issuers::TrustedIssuers>,
     /// The checkpoint key and the latest signed checkpoint.
     pub checkpoints: Arc<crate::checkpoints::Checkpoints>,
+    /// How many of the auditor's heavier questions run at once.
+    pub audit_gates: Arc<audit::AuditGates>,
 }
 
 /// One endpoint: what a request must look like to reach a handler.
@@ -164,6 +167,19 @@ pub fn endpoints() -> Vec<Endpoint> {
         }),
         endpoint(M::GET, "/api/v1/ledger/proofs/consistency", || {
             web::get().to(ledger::consistency)
+        }),
+        endpoint(M::GET, "/api/v1/audit", || web::get().to(audit::list)),
+        endpoint(M::GET, "/api/v1/audit/export", || {
+            web::get().to(audit::export)
+        }),
+        endpoint(M::GET, "/api/v1/audit/delegations", || {
+            web::get().to(audit::delegations)
+        }),
+        endpoint(M::GET, "/api/v1/audit/tokens", || {
+            web::get().to(audit::tokens)
+        }),
+        endpoint(M::GET, "/api/v1/audit/agents/{client_id}", || {
+            web::get().to(audit::agent)
         }),
     ]
 }

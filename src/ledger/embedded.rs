@@ -246,6 +246,50 @@ impl Storage for Embedded {
         .map_err(|err| StorageError::Corrupt(err.to_string()))
     }
 
+    fn visit_records(
+        &self,
+        from_seq: u64,
+        to_seq: u64,
+        visit: &mut dyn FnMut(&[Record]) -> bool,
+    ) -> Result<(), StorageError> {
+        let to_seq = to_seq.min(self.head().seq);
+        if from_seq > to_seq {
+            return Ok(());
+        }
+        let mut bad = None;
+        let mut block_records = Vec::with_capacity(super::storage::RECORDS_PER_VISIT);
+        walk(&self.spans_from(from_seq), |block| {
+            for view in block.iter().filter(|view| view.seq >= from_seq) {
+                if view.seq > to_seq {
+                    break;
+                }
+                match view.to_record() {
+                    Ok(record) => block_records.push(record),
+                    Err(err) => {
+                        bad = Some(format!("record {}: {err}", view.seq));
+                        return false;
+                    }
+                }
+                if block_records.len() == super::storage::RECORDS_PER_VISIT {
+                    let go_on = visit(&block_records);
+                    block_records.clear();
+                    if !go_on {
+                        return false;
+                    }
+                }
+            }
+            block.last().is_none_or(|last| last.seq < to_seq)
+        })
+        .map_err(|err| StorageError::Corrupt(err.to_string()))?;
+        if let Some(why) = bad {
+            return Err(StorageError::Corrupt(why));
+        }
+        if !block_records.is_empty() {
+            visit(&block_records);
+        }
+        Ok(())
+    }
+
     fn subscribe(&self) -> watch::Receiver<u64> {
         self.head_tx.subscribe()
     }

@@ -92,6 +92,10 @@ pub struct LedgerOptions {
     pub snapshot_every_records: u64,
     /// Write a snapshot when the ledger closes (or is dropped).
     pub snapshot_on_close: bool,
+    /// Snapshots kept on disk, newest first (`None`: all). Each kept snapshot bounds the
+    /// replay behind a question about the past (`Ledger::state_as_of`) to the records
+    /// after it; a question older than the oldest kept snapshot replays from record 1.
+    pub snapshots_kept: Option<usize>,
     /// Size at which the embedded backend starts a new segment.
     pub segment_bytes_max: u64,
     /// Where time comes from.
@@ -105,6 +109,7 @@ impl Default for LedgerOptions {
             batch_commands_max: 1024,
             snapshot_every_records: SNAPSHOT_EVERY_RECORDS_DEFAULT,
             snapshot_on_close: true,
+            snapshots_kept: None,
             segment_bytes_max: embedded::SEGMENT_BYTES_MAX_DEFAULT,
             clock: Clock::System,
         }
@@ -146,6 +151,24 @@ pub struct OpenReport {
     pub replayed: u64,
     /// Snapshots passed over, with why.
     pub skipped_snapshots: Vec<(PathBuf, String)>,
+}
+
+/// Decodes records' events (on every core).
+pub fn decode_events(
+    records: &[writ_schemas::Record],
+) -> Result<Vec<writ_schemas::Event>, LedgerError> {
+    sequencer::decode_all(records)
+}
+
+/// The read models rebuilt as of a past record, and what it took.
+#[derive(Debug)]
+pub struct Rebuilt {
+    /// The state right after the record asked for.
+    pub state: State,
+    /// The snapshot the replay started from (0: record 1).
+    pub snapshot_seq: u64,
+    /// Records replayed on top of it.
+    pub replayed: u64,
 }
 
 /// Errors opening or closing a ledger.
@@ -191,6 +214,8 @@ struct Shared {
     tree: RwLock<MerkleTree>,
     /// The tree's size, sent after each batch is in the tree.
     tree_size: tokio::sync::watch::Sender<u64>,
+    /// Where snapshots are, for rebuilding the state as of a past record.
+    snapshot_dir: Option<PathBuf>,
 }
 
 /// An open ledger: submit commands, read projections.
@@ -280,6 +305,7 @@ impl Ledger {
             state: RwLock::new(state),
             tree: RwLock::new(tree),
             tree_size,
+            snapshot_dir: snapshot_dir.clone(),
         });
         let writer_shared = Arc::clone(&shared);
         let writer = std::thread::Builder::new()
@@ -333,6 +359,40 @@ impl Ledger {
     /// Reads the projections as of the last durable batch.
     pub fn read<T>(&self, query: impl FnOnce(&State) -> T) -> T {
         query(&self.shared.state.read())
+    }
+
+    /// The read models as they stood right after record `seq` (1 up to the head the read
+    /// side has applied), rebuilt apart from the live ones: from the newest snapshot at or
+    /// before `seq` whose hash the ledger confirms, plus the records after it up to `seq`.
+    /// So the replay is at most the records between two snapshots (one
+    /// `snapshot_every_records` interval) when every snapshot is kept, and never touches
+    /// the live state. Blocking (I/O and a fold): call it off the async workers.
+    pub fn state_as_of(&self, seq: u64) -> Result<Rebuilt, LedgerError> {
+        let applied = self.shared.state.read().head().seq;
+        if seq == 0 || seq > applied {
+            return Err(LedgerError::Replay {
+                seq,
+                why: format!("not a record of this ledger, which ends at record {applied}"),
+            });
+        }
+        let storage = &*self.shared.storage;
+        let mut state = self
+            .shared
+            .snapshot_dir
+            .as_deref()
+            .and_then(|dir| {
+                snapshots::load_newest(dir, storage, seq, |path, why| {
+                    tracing::warn!(snapshot = %path.display(), %why, "ignoring snapshot");
+                })
+            })
+            .unwrap_or_default();
+        let snapshot_seq = state.head().seq;
+        let replayed = sequencer::replay_until(storage, &mut state, seq)?;
+        Ok(Rebuilt {
+            state,
+            snapshot_seq,
+            replayed,
+        })
     }
 
     /// Commands waiting for the sequencer now.

@@ -131,6 +131,7 @@ pub(super) fn run(
             state.clone(),
             dir.to_path_buf(),
             options.snapshot_every_records,
+            options.snapshots_kept,
         ),
         _ => None,
     };
@@ -179,7 +180,7 @@ pub(super) fn run(
         snapshotter.stop();
     }
     if !stopped && since_close_snapshot > 0 && options.snapshot_on_close {
-        take_snapshot(snapshot_dir, &state);
+        take_snapshot(snapshot_dir, &state, options.snapshots_kept);
     }
 }
 
@@ -389,10 +390,10 @@ fn refuse_all(submissions: Vec<Submission>, why: &str) {
 }
 
 /// Writes a snapshot of `state` into `dir`, timed; a failure is logged, not fatal.
-pub(super) fn take_snapshot(dir: Option<&Path>, state: &State) {
+pub(super) fn take_snapshot(dir: Option<&Path>, state: &State, kept: Option<usize>) {
     let Some(dir) = dir else { return };
     let started = std::time::Instant::now();
-    match snapshots::save(dir, state) {
+    match snapshots::save(dir, state, kept) {
         Ok(_) => metrics::histogram!("writ_ledger_snapshot_seconds")
             .record(started.elapsed().as_secs_f64()),
         // A snapshot is a cache: failing to write one costs start-up time, not data.

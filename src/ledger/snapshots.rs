@@ -11,11 +11,10 @@ use writ_projections::{State, snapshot};
 use super::datadir::sync_dir;
 use super::storage::{Storage, StorageError};
 
-/// Snapshots kept on disk; older ones are removed after a new one is durable.
-pub const SNAPSHOTS_KEPT: usize = 2;
-
-/// Writes `state`'s snapshot into `dir` atomically (temp file, fsync, rename, fsync dir).
-pub fn save(dir: &Path, state: &State) -> Result<PathBuf, StorageError> {
+/// Writes `state`'s snapshot into `dir` atomically (temp file, fsync, rename, fsync dir),
+/// then removes all but the newest `kept` (none removed when `kept` is `None`: every
+/// snapshot is also where a question about the past starts its replay).
+pub fn save(dir: &Path, state: &State, kept: Option<usize>) -> Result<PathBuf, StorageError> {
     std::fs::create_dir_all(dir)
         .map_err(|err| StorageError::io(format!("creating {}", dir.display()), err))?;
     let seq = state.head().seq;
@@ -31,7 +30,10 @@ pub fn save(dir: &Path, state: &State) -> Result<PathBuf, StorageError> {
     file.sync_all().map_err(io("syncing"))?;
     std::fs::rename(&temp, &path).map_err(io("renaming"))?;
     sync_dir(dir)?;
-    for old in list(dir).into_iter().skip(SNAPSHOTS_KEPT) {
+    let Some(kept) = kept else {
+        return Ok(path);
+    };
+    for old in list(dir).into_iter().skip(kept.max(1)) {
         // A stale snapshot left behind costs only disk; it is never trusted blindly.
         let _ = std::fs::remove_file(old.1);
     }

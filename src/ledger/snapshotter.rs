@@ -40,11 +40,12 @@ impl Snapshotter {
         state: State,
         dir: PathBuf,
         every_records: u64,
+        kept: Option<usize>,
     ) -> Option<Snapshotter> {
         let (batches, receiver) = sync_channel(BATCHES_QUEUED_MAX);
         let thread = std::thread::Builder::new()
             .name("writ-snapshotter".into())
-            .spawn(move || follow(&*storage, state, &dir, every_records, &receiver))
+            .spawn(move || follow(&*storage, state, &dir, (every_records, kept), &receiver))
             .ok()?;
         Some(Snapshotter { batches, thread })
     }
@@ -70,7 +71,7 @@ fn follow(
     storage: &dyn Storage,
     mut state: State,
     dir: &std::path::Path,
-    every_records: u64,
+    (every_records, kept): (u64, Option<usize>),
     batches: &Receiver<Committed>,
 ) {
     let mut since_snapshot = 0u64;
@@ -93,7 +94,7 @@ fn follow(
         since_snapshot += state.head().seq - before;
         if since_snapshot >= every_records {
             since_snapshot = 0;
-            take_snapshot(Some(dir), &state);
+            take_snapshot(Some(dir), &state, kept);
         }
     }
 }

@@ -69,6 +69,9 @@ impl StorageError {
     }
 }
 
+/// Records handed to a `visit_records` visitor at once, at most.
+pub const RECORDS_PER_VISIT: usize = 4096;
+
 /// A ledger backend. One sequencer per ledger appends; any number read.
 ///
 /// The trait is synchronous: the sequencer is a dedicated OS thread, and a backend that
@@ -103,6 +106,31 @@ pub trait Storage: Send + Sync {
                 visit(record.seq, &record.hash);
             }
             next += records.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Hands `visit` the records from `from_seq` to `to_seq` in order, a block at a time,
+    /// until it returns false: what a long read (the audit trail, an export) walks. The
+    /// default reads by seq a page at a time; a backend whose reads by seq start from the
+    /// top of a segment walks it once instead.
+    fn visit_records(
+        &self,
+        from_seq: u64,
+        to_seq: u64,
+        visit: &mut dyn FnMut(&[Record]) -> bool,
+    ) -> Result<(), StorageError> {
+        let mut next = from_seq.max(1);
+        while next <= to_seq {
+            let wanted = usize::try_from(to_seq - next + 1).unwrap_or(usize::MAX);
+            let records = self.read(next, wanted.min(RECORDS_PER_VISIT))?;
+            if records.is_empty() {
+                return Err(StorageError::Corrupt(format!("record {next} is missing")));
+            }
+            next += records.len() as u64;
+            if !visit(&records) {
+                break;
+            }
         }
         Ok(())
     }

@@ -104,6 +104,8 @@ on_both_backends!(
     after_a_failed_append_nothing_more_is_written_and_every_acknowledged_command_is_durable,
     a_second_writer_on_the_data_directory_is_locked_out,
     the_merkle_tree_follows_every_durable_append_and_reopens_to_the_same_root,
+    the_state_as_of_any_record_is_a_replay_to_it_and_leaves_the_live_state_alone,
+    records_are_visited_in_order_in_blocks_and_found_by_time,
 );
 
 fn open(backend: &Backend, clock: &Clock) -> Ledger {
@@ -1189,6 +1191,98 @@ fn the_merkle_tree_follows_every_durable_append_and_reopens_to_the_same_root(bac
     let reopened = open(&backend, &clock);
     assert_eq!(reopened.merkle(|tree| tree.root(size)), root);
     assert_eq!(reopened.merkle(|tree| tree.size()), size);
+}
+
+/// A ledger of 30 agent registrations a second apart, snapshotted every 7 records (and at
+/// close), reopened once every snapshot is written.
+fn thirty_seconds(backend: &Backend, clock: &Clock) -> Ledger {
+    let every_seven = LedgerOptions {
+        snapshot_every_records: 7,
+        ..options(clock)
+    };
+    let (ledger, _) = backend
+        .open_with(every_seven)
+        .unwrap_or_else(|e| unreachable!("{e}"));
+    for i in 0..30 {
+        assert!(submit(&ledger, agent(&format!("a{i}"))).is_ok());
+        clock.advance(1);
+    }
+    ledger.close();
+    open(backend, clock)
+}
+
+fn the_state_as_of_any_record_is_a_replay_to_it_and_leaves_the_live_state_alone(backend: Backend) {
+    let clock = Clock::manual(start());
+    let ledger = thirty_seconds(&backend, &clock);
+    let live = ledger.read(writ_projections::snapshot::encode);
+    let records = ledger.storage().read(1, usize::MAX).unwrap_or_default();
+    let mut replayed = writ_projections::State::new();
+    for record in &records {
+        let event = record
+            .decode_event()
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        replayed.apply(
+            writ_projections::Head {
+                seq: record.seq,
+                hash: record.hash,
+                ts: Some(record.ts),
+            },
+            &event,
+        );
+        let rebuilt = ledger
+            .state_as_of(record.seq)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(
+            writ_projections::snapshot::encode(&rebuilt.state),
+            writ_projections::snapshot::encode(&replayed),
+            "as of record {}",
+            record.seq
+        );
+        // Never more than the records since the newest snapshot at or before it.
+        assert!(
+            rebuilt.replayed < 7 || rebuilt.snapshot_seq == 0,
+            "{rebuilt:?}"
+        );
+    }
+    assert_eq!(ledger.read(writ_projections::snapshot::encode), live);
+    let past_the_head = ledger.state_as_of(records.len() as u64 + 1);
+    assert!(matches!(past_the_head, Err(LedgerError::Replay { .. })));
+    assert!(matches!(
+        ledger.state_as_of(0),
+        Err(LedgerError::Replay { .. })
+    ));
+}
+
+fn records_are_visited_in_order_in_blocks_and_found_by_time(backend: Backend) {
+    let clock = Clock::manual(start());
+    let ledger = thirty_seconds(&backend, &clock);
+    let storage = ledger.storage();
+    let all = storage.read(1, usize::MAX).unwrap_or_default();
+    let mut seen = Vec::new();
+    let visited = storage.visit_records(3, 28, &mut |block| {
+        seen.extend(block.iter().map(|record| record.seq));
+        true
+    });
+    assert!(visited.is_ok());
+    assert_eq!(seen, (3..=28).collect::<Vec<u64>>());
+    let mut first_block = Vec::new();
+    let stopped = storage.visit_records(1, 30, &mut |block| {
+        first_block.extend_from_slice(block);
+        false
+    });
+    assert!(stopped.is_ok());
+    assert_eq!(first_block, all[..first_block.len()]);
+    for record in &all {
+        let at = crate::trail::last_seq_at_or_before(&**storage, 30, record.ts);
+        assert_eq!(at.ok(), Some(Some(record.seq)));
+        let just_before = Timestamp::from_unix_micros(record.ts.unix_micros() - 1)
+            .unwrap_or_else(|| unreachable!());
+        let before = crate::trail::last_seq_at_or_before(&**storage, 30, just_before);
+        assert_eq!(
+            before.ok(),
+            Some(record.seq.checked_sub(1).filter(|s| *s > 0))
+        );
+    }
 }
 
 /// A fresh database on the test server; the test fails, saying how to start PostgreSQL,

@@ -183,7 +183,8 @@ impl Sweep {
         let described = content
             .get(&media_type)
             .ok_or_else(|| format!("media type `{media_type}` not documented"))?;
-        let body = match media_type.ends_with("json") {
+        // JSON lines (`application/x-ndjson`) are text, one document a line.
+        let body = match media_type.ends_with("json") && !media_type.ends_with("ndjson") {
             true => serde_json::from_str(&text).unwrap_or(Value::Null),
             false => Value::String(text),
         };
@@ -321,6 +322,74 @@ fn ledger(s: &mut Sweep) {
     );
     s.admin(400, "GET", &format!("{consistency}?from=2&to=1"), "", None);
     s.send(401, "GET", &format!("{consistency}?from=1&to=1"), "", |r| r);
+}
+
+/// The auditor's questions: the trail, its exports and time travel, and their refusals.
+fn audit(s: &mut Sweep, ada: &str, client_id: &str) {
+    s.send(401, "GET", "/api/v1/audit", "", |r| r);
+    let page = s.admin(200, "GET", "/api/v1/audit?limit=2", "", None);
+    let cursor = page["next_cursor"].as_u64().unwrap_or(0);
+    s.admin(
+        200,
+        "GET",
+        &format!("/api/v1/audit?cursor={cursor}&user={ada}&action=DelegationGranted"),
+        "",
+        None,
+    );
+    s.admin(400, "GET", "/api/v1/audit?action=Nothing", "", None);
+    s.admin(
+        200,
+        "GET",
+        "/api/v1/audit/export?format=csv&as_of_seq=3",
+        "",
+        None,
+    );
+    s.admin(
+        200,
+        "GET",
+        &format!("/api/v1/audit/export?agent={client_id}"),
+        "",
+        None,
+    );
+    s.admin(400, "GET", "/api/v1/audit/export?format=pdf", "", None);
+    s.send(401, "GET", "/api/v1/audit/export", "", |r| r);
+    s.admin(200, "GET", "/api/v1/audit/delegations", "", None);
+    s.admin(
+        200,
+        "GET",
+        &format!("/api/v1/audit/delegations?as_of_seq=3&user={ada}"),
+        "",
+        None,
+    );
+    s.admin(
+        400,
+        "GET",
+        "/api/v1/audit/delegations?as_of_seq=0",
+        "",
+        None,
+    );
+    s.send(401, "GET", "/api/v1/audit/delegations", "", |r| r);
+    s.admin(
+        200,
+        "GET",
+        &format!("/api/v1/audit/tokens?user={ada}"),
+        "",
+        None,
+    );
+    s.admin(404, "GET", "/api/v1/audit/tokens?user=nobody", "", None);
+    s.admin(400, "GET", "/api/v1/audit/tokens", "", None);
+    s.send(401, "GET", "/api/v1/audit/tokens", "", |r| r);
+    let agent = "/api/v1/audit/agents/{client_id}";
+    s.admin(200, "GET", agent, client_id, None);
+    s.admin(404, "GET", agent, "agt_nobody", None);
+    s.admin(
+        400,
+        "GET",
+        &format!("{agent}?as_of=yesterday"),
+        client_id,
+        None,
+    );
+    s.send(401, "GET", agent, client_id, |r| r);
 }
 
 fn text(value: &Value) -> String {
@@ -681,6 +750,7 @@ fn every_endpoint_answers_as_the_document_says() {
     tokens_and_operations(&mut sweep, &client_id, &secret);
     on_behalf(&mut sweep, &ada, &client_id, &secret);
     ledger(&mut sweep);
+    audit(&mut sweep, &ada, &client_id);
 
     let Sweep {
         server,
