@@ -10,8 +10,9 @@ use writ_schemas::{
     Actor, AdminTokenIssued, AgentDisabled, AgentEnabled, AgentIdentitySet, AgentPolicySet,
     AgentRegistered, AgentReviewed, AgentSecretRotated, ApiKeyId, ApiKeyIssued, ApiKeyRevoked,
     CheckpointKeyPublished, ClientId, DelegationGranted, DelegationId, DelegationRevoked, Digest,
-    Event, Jti, OperationRecorded, RevocationCause, SigningKeyRotated, Timestamp, TokenExhausted,
-    TokenIssued, TokenRevoked, UserDeactivated, UserId, UserReactivated, UserRegistered,
+    Event, Jti, OperationRecorded, RevocationCause, Sealed, SigningKeyRotated, Timestamp,
+    TokenExhausted, TokenIssued, TokenRevoked, UserDeactivated, UserErased, UserId,
+    UserReactivated, UserRegistered,
 };
 
 /// Most API keys a person may hold unrevoked: enough for a key per device or script,
@@ -28,14 +29,25 @@ pub const DELEGATION_DEPTH_DEFAULT: u32 = 5;
 /// Something asked of the ledger.
 #[derive(Debug, Clone)]
 pub enum Command {
-    /// Register a person.
+    /// Register a person. Their email and name arrive sealed under their key; the keyed
+    /// hash of their email keeps emails unique (case-insensitively) without the email.
     RegisterUser {
         /// Their new id.
         user_id: UserId,
-        /// Their email (unique, case-insensitively).
-        email: String,
-        /// Their display name.
-        name: Option<String>,
+        /// Their email, sealed.
+        email_sealed: Sealed,
+        /// The keyed hash of their lowercased email.
+        email_hash: Digest,
+        /// Their display name, sealed.
+        name_sealed: Option<Sealed>,
+        /// Who asks.
+        by: Actor,
+    },
+    /// Erase a person (GDPR Art. 17): deactivate them with their tokens if they are
+    /// active, and record that their key is to be destroyed.
+    EraseUser {
+        /// The person.
+        user_id: UserId,
         /// Who asks.
         by: Actor,
     },
@@ -165,9 +177,12 @@ pub enum Refusal {
     /// A user id already in use.
     #[error("user {0} already exists")]
     UserExists(UserId),
-    /// An email already in use.
-    #[error("a user with email {0} already exists")]
-    EmailTaken(String),
+    /// An email already in use (not repeated here: errors and logs carry no email).
+    #[error("a user with that email already exists")]
+    EmailTaken,
+    /// A person who was erased: nothing can be done for them any more.
+    #[error("user {0} was erased")]
+    UserErased(UserId),
     /// A client id already in use.
     #[error("agent {0} already exists")]
     AgentExists(String),
@@ -322,6 +337,25 @@ pub enum Refusal {
     Unencodable(String),
 }
 
+impl Command {
+    /// A registration with stand-in seals (decisions never open them) and the plain BLAKE3
+    /// of the lowercased email as its hash, for tests of decisions and the ledger.
+    #[cfg(test)]
+    pub(crate) fn test_registration(user_id: UserId, email: &str) -> Command {
+        let sealed = Sealed {
+            nonce: "AAAAAAAAAAAAAAAA".into(),
+            ciphertext: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+        };
+        Command::RegisterUser {
+            user_id,
+            email_sealed: sealed,
+            email_hash: Digest::of(email.to_ascii_lowercase().as_bytes()),
+            name_sealed: None,
+            by: Actor::System,
+        }
+    }
+}
+
 /// Decides `command` against `state` at `now`.
 pub fn decide(
     state: &State,
@@ -331,28 +365,34 @@ pub fn decide(
     match command {
         Command::RegisterUser {
             user_id,
-            email,
-            name,
+            email_sealed,
+            email_hash,
+            name_sealed,
             by,
         } => {
             if state.user(user_id).is_some() {
                 return Err(Refusal::UserExists(user_id.clone()));
             }
-            if state.user_by_email(email).is_some() {
-                return Err(Refusal::EmailTaken(email.clone()));
+            if state.user_by_email_hash(email_hash).is_some() {
+                return Err(Refusal::EmailTaken);
             }
             let event = UserRegistered {
                 user_id: user_id.clone(),
-                email: email.clone(),
-                name: name.clone(),
+                email: None,
+                name: None,
+                email_sealed: Some(email_sealed.clone()),
+                email_hash: Some(*email_hash),
+                name_sealed: name_sealed.clone(),
                 by: by.clone(),
             };
             Ok((vec![event.into()], Answer::Done))
         }
         Command::DeactivateUser { user_id, by } => deactivate_user(state, user_id, by),
+        Command::EraseUser { user_id, by } => erase_user(state, user_id, by),
         Command::ReactivateUser { user_id, by } => {
             match state.user(user_id) {
                 None => return Err(Refusal::UnknownUser(user_id.clone())),
+                Some(user) if user.erased => return Err(Refusal::UserErased(user_id.clone())),
                 Some(user) if user.active => {
                     return Err(Refusal::UserAlready(user_id.clone(), "active"));
                 }
@@ -577,6 +617,27 @@ fn deactivate_user(
     }));
     let tokens = events.len() - 1;
     Ok((events, Answer::Revoked { tokens }))
+}
+
+fn erase_user(
+    state: &State,
+    user_id: &UserId,
+    by: &Actor,
+) -> Result<(Vec<Event>, Answer), Refusal> {
+    let (mut events, answer) = match state.user(user_id) {
+        None => return Err(Refusal::UnknownUser(user_id.clone())),
+        Some(user) if user.erased => return Err(Refusal::UserErased(user_id.clone())),
+        Some(user) if user.active => deactivate_user(state, user_id, by)?,
+        Some(_) => (Vec::new(), Answer::Revoked { tokens: 0 }),
+    };
+    events.push(
+        UserErased {
+            user_id: user_id.clone(),
+            by: by.clone(),
+        }
+        .into(),
+    );
+    Ok((events, answer))
 }
 
 fn issue_api_key(
@@ -1065,12 +1126,7 @@ mod tests {
     }
 
     fn register(id: &str) -> Command {
-        Command::RegisterUser {
-            user_id: UserId::from(id),
-            email: format!("{id}@example.com"),
-            name: None,
-            by: Actor::System,
-        }
+        Command::test_registration(UserId::from(id), &format!("{id}@example.com"))
     }
 
     fn agent(client_id: &str, scopes: &[&str]) -> Command {
@@ -1133,6 +1189,7 @@ mod tests {
             max_operations: None,
             expires_on_completion: false,
             intent_description: None,
+            intent_sealed: None,
         })
     }
 

@@ -52,6 +52,7 @@ fn issued(
         max_operations,
         expires_on_completion: true,
         intent_description: None,
+        intent_sealed: None,
     })
 }
 

@@ -47,6 +47,8 @@ pub struct AppState {
     pub trusted_issuers: Arc<crate::issuers::TrustedIssuers>,
     /// The checkpoint key and the latest signed checkpoint.
     pub checkpoints: Arc<crate::checkpoints::Checkpoints>,
+    /// People's keys: seals and reads their personal data.
+    pub people: Arc<crate::people::People>,
 }
 
 /// One endpoint: what a request must look like to reach a handler.
@@ -108,6 +110,9 @@ pub fn endpoints() -> Vec<Endpoint> {
         }),
         endpoint(M::POST, "/api/v1/users/{id}/reactivate", || {
             web::post().to(users::reactivate)
+        }),
+        endpoint(M::POST, "/api/v1/users/{id}/erase", || {
+            web::post().to(users::erase)
         }),
         endpoint(M::POST, "/api/v1/users/{id}/api-keys", || {
             web::post().to(users::issue_api_key)
