@@ -1702,6 +1702,61 @@ mod tests {
     }
 
     #[test]
+    fn erasing_a_person_revokes_everything_acting_for_them_then_records_the_erasure_once() {
+        let mut commands = chain_of_two();
+        commands.push(Command::IssueToken(third()));
+        let state = given(&commands, at());
+        let ada = UserId::from("ada");
+        let erase = Command::EraseUser {
+            user_id: ada.clone(),
+            by: admin(),
+        };
+        let (events, answer) = decide(&state, &erase, at()).unwrap();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind().name()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "UserDeactivated",
+                "TokenRevoked",
+                "TokenRevoked",
+                "TokenRevoked",
+                "UserErased"
+            ]
+        );
+        assert_eq!(answer, Answer::Revoked { tokens: 3 });
+        commands.push(erase.clone());
+        let state = given(&commands, at());
+        assert_eq!(
+            decide(&state, &erase, at()).err(),
+            Some(Refusal::UserErased(ada.clone()))
+        );
+        let back = Command::ReactivateUser {
+            user_id: ada.clone(),
+            by: admin(),
+        };
+        assert_eq!(
+            decide(&state, &back, at()).err(),
+            Some(Refusal::UserErased(ada))
+        );
+        // An erased person's email is free; anyone else's still is not.
+        let again = Command::test_registration(UserId::from("ada2"), "ADA@example.com");
+        assert!(decide(&state, &again, at()).is_ok());
+        let taken = Command::test_registration(UserId::from("bob2"), "Bob@Example.com");
+        assert_eq!(
+            decide(&state, &taken, at()).err(),
+            Some(Refusal::EmailTaken)
+        );
+        let nobody = Command::EraseUser {
+            user_id: UserId::from("nobody"),
+            by: admin(),
+        };
+        assert_eq!(
+            decide(&state, &nobody, at()).err(),
+            Some(Refusal::UnknownUser(UserId::from("nobody")))
+        );
+    }
+
+    #[test]
     fn a_chain_is_no_deeper_than_the_default_ceiling_when_no_policy_sets_one() {
         let mut commands = people();
         let names: Vec<String> = (0..=DELEGATION_DEPTH_DEFAULT)
