@@ -132,6 +132,20 @@ enum AdminCommand {
     /// Signing keys.
     #[command(subcommand)]
     Keys(AdminKeysCommand),
+    /// Erase a person (GDPR Art. 17): deactivate them and revoke their tokens, record the
+    /// erasure, and destroy the key their email, name and tokens' intents were sealed
+    /// under. The chain still verifies; their data reads "[erased]" from then on. With the
+    /// server stopped; while it runs, use `POST /api/v1/users/{id}/erase` instead.
+    EraseUser {
+        /// The person's user id.
+        user_id: String,
+        /// The data directory.
+        #[arg(long, env = "WRIT_DATA_DIR", default_value = "./writ-data")]
+        data_dir: PathBuf,
+        /// Where the records are: `embedded` (in the data directory) or a PostgreSQL URL.
+        #[arg(long, env = "WRIT_STORE", default_value = "embedded", value_parser = Store::parse, hide_env_values = true)]
+        store: Store,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -184,6 +198,11 @@ fn admin(command: AdminCommand) -> Result<(), String> {
         }) => {
             return rotate_keys(&data_dir, &store, keys_dir, alg);
         }
+        AdminCommand::EraseUser {
+            user_id,
+            data_dir,
+            store,
+        } => return erase_user(&data_dir, &store, writ_schemas::UserId(user_id)),
         AdminCommand::Token(AdminTokenCommand::Create {
             data_dir,
             store,
@@ -209,6 +228,47 @@ fn admin(command: AdminCommand) -> Result<(), String> {
     ledger.close();
     println!("{token}");
     eprintln!("created admin token {token_id}; it is shown once, keep it");
+    Ok(())
+}
+
+fn erase_user(
+    data_dir: &std::path::Path,
+    store: &Store,
+    user_id: writ_schemas::UserId,
+) -> Result<(), String> {
+    let data = crate::ledger::datadir::DataDir::new(data_dir);
+    if *store == Store::Embedded {
+        data.check_existing()
+            .map_err(|err| format!("{err}; start `writ serve` once to create it"))?;
+    }
+    let (ledger, _) = crate::Ledger::open(store, data_dir, crate::LedgerOptions::default())
+        .map_err(|err| match err {
+            crate::ledger::LedgerError::Storage(crate::ledger::storage::StorageError::Locked(
+                dir,
+            )) => format!(
+                "{dir} is in use by a running `writ serve`, which holds its lock; erase through that server instead: POST /api/v1/users/{user_id}/erase with an admin token"
+            ),
+            other => other.to_string(),
+        })?;
+    let secrets =
+        crate::secrets::SecretHasher::load_or_create(&data).map_err(|err| err.to_string())?;
+    let people = crate::serve::open_people(store, &data, &secrets, &ledger)
+        .map_err(|err| err.to_string())?;
+    let erased =
+        crate::people::erase_blocking(&ledger, &people, &user_id, writ_schemas::Actor::System)
+            .map_err(|err| err.to_string());
+    ledger.close();
+    let erased = erased?;
+    println!("{user_id}");
+    eprintln!(
+        "erased user {user_id}: {} token(s) revoked, {}; the ledger records the erasure and still verifies",
+        erased.tokens_revoked,
+        if erased.key_destroyed {
+            "their key destroyed"
+        } else {
+            "no key was held for them (registered before sealing: see README, Erasure)"
+        }
+    );
     Ok(())
 }
 

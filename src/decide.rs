@@ -10,8 +10,9 @@ use writ_schemas::{
     Actor, AdminTokenIssued, AgentDisabled, AgentEnabled, AgentIdentitySet, AgentPolicySet,
     AgentRegistered, AgentReviewed, AgentSecretRotated, ApiKeyId, ApiKeyIssued, ApiKeyRevoked,
     CheckpointKeyPublished, ClientId, DelegationGranted, DelegationId, DelegationRevoked, Digest,
-    Event, Jti, OperationRecorded, RevocationCause, SigningKeyRotated, Timestamp, TokenExhausted,
-    TokenIssued, TokenRevoked, UserDeactivated, UserId, UserReactivated, UserRegistered,
+    Event, Jti, OperationRecorded, RevocationCause, Sealed, SigningKeyRotated, Timestamp,
+    TokenExhausted, TokenIssued, TokenRevoked, UserDeactivated, UserErased, UserId,
+    UserReactivated, UserRegistered,
 };
 
 /// Most API keys a person may hold unrevoked: enough for a key per device or script,
@@ -28,14 +29,25 @@ pub const DELEGATION_DEPTH_DEFAULT: u32 = 5;
 /// Something asked of the ledger.
 #[derive(Debug, Clone)]
 pub enum Command {
-    /// Register a person.
+    /// Register a person. Their email and name arrive sealed under their key; the keyed
+    /// hash of their email keeps emails unique (case-insensitively) without the email.
     RegisterUser {
         /// Their new id.
         user_id: UserId,
-        /// Their email (unique, case-insensitively).
-        email: String,
-        /// Their display name.
-        name: Option<String>,
+        /// Their email, sealed.
+        email_sealed: Sealed,
+        /// The keyed hash of their lowercased email.
+        email_hash: Digest,
+        /// Their display name, sealed.
+        name_sealed: Option<Sealed>,
+        /// Who asks.
+        by: Actor,
+    },
+    /// Erase a person (GDPR Art. 17): deactivate them with their tokens if they are
+    /// active, and record that their key is to be destroyed.
+    EraseUser {
+        /// The person.
+        user_id: UserId,
         /// Who asks.
         by: Actor,
     },
@@ -168,9 +180,12 @@ pub enum Refusal {
     /// A user id already in use.
     #[error("user {0} already exists")]
     UserExists(UserId),
-    /// An email already in use.
-    #[error("a user with email {0} already exists")]
-    EmailTaken(String),
+    /// An email already in use (not repeated here: errors and logs carry no email).
+    #[error("a user with that email already exists")]
+    EmailTaken,
+    /// A person who was erased: nothing can be done for them any more.
+    #[error("user {0} was erased")]
+    UserErased(UserId),
     /// A client id already in use.
     #[error("agent {0} already exists")]
     AgentExists(String),
@@ -330,6 +345,25 @@ pub enum Refusal {
     Unencodable(String),
 }
 
+impl Command {
+    /// A registration with stand-in seals (decisions never open them) and the plain BLAKE3
+    /// of the lowercased email as its hash, for tests of decisions and the ledger.
+    #[cfg(test)]
+    pub(crate) fn test_registration(user_id: UserId, email: &str) -> Command {
+        let sealed = Sealed {
+            nonce: "AAAAAAAAAAAAAAAA".into(),
+            ciphertext: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+        };
+        Command::RegisterUser {
+            user_id,
+            email_sealed: sealed,
+            email_hash: Digest::of(email.to_ascii_lowercase().as_bytes()),
+            name_sealed: None,
+            by: Actor::System,
+        }
+    }
+}
+
 /// Decides `command` against `state` at `now`.
 pub fn decide(
     state: &State,
@@ -339,28 +373,34 @@ pub fn decide(
     match command {
         Command::RegisterUser {
             user_id,
-            email,
-            name,
+            email_sealed,
+            email_hash,
+            name_sealed,
             by,
         } => {
             if state.user(user_id).is_some() {
                 return Err(Refusal::UserExists(user_id.clone()));
             }
-            if state.user_by_email(email).is_some() {
-                return Err(Refusal::EmailTaken(email.clone()));
+            if state.user_by_email_hash(email_hash).is_some() {
+                return Err(Refusal::EmailTaken);
             }
             let event = UserRegistered {
                 user_id: user_id.clone(),
-                email: email.clone(),
-                name: name.clone(),
+                email: None,
+                name: None,
+                email_sealed: Some(email_sealed.clone()),
+                email_hash: Some(*email_hash),
+                name_sealed: name_sealed.clone(),
                 by: by.clone(),
             };
             Ok((vec![event.into()], Answer::Done))
         }
         Command::DeactivateUser { user_id, by } => deactivate_user(state, user_id, by),
+        Command::EraseUser { user_id, by } => erase_user(state, user_id, by),
         Command::ReactivateUser { user_id, by } => {
             match state.user(user_id) {
                 None => return Err(Refusal::UnknownUser(user_id.clone())),
+                Some(user) if user.erased => return Err(Refusal::UserErased(user_id.clone())),
                 Some(user) if user.active => {
                     return Err(Refusal::UserAlready(user_id.clone(), "active"));
                 }
@@ -597,6 +637,27 @@ fn deactivate_user(
     }));
     let tokens = events.len() - 1;
     Ok((events, Answer::Revoked { tokens }))
+}
+
+fn erase_user(
+    state: &State,
+    user_id: &UserId,
+    by: &Actor,
+) -> Result<(Vec<Event>, Answer), Refusal> {
+    let (mut events, answer) = match state.user(user_id) {
+        None => return Err(Refusal::UnknownUser(user_id.clone())),
+        Some(user) if user.erased => return Err(Refusal::UserErased(user_id.clone())),
+        Some(user) if user.active => deactivate_user(state, user_id, by)?,
+        Some(_) => (Vec::new(), Answer::Revoked { tokens: 0 }),
+    };
+    events.push(
+        UserErased {
+            user_id: user_id.clone(),
+            by: by.clone(),
+        }
+        .into(),
+    );
+    Ok((events, answer))
 }
 
 fn issue_api_key(
@@ -1085,12 +1146,7 @@ mod tests {
     }
 
     fn register(id: &str) -> Command {
-        Command::RegisterUser {
-            user_id: UserId::from(id),
-            email: format!("{id}@example.com"),
-            name: None,
-            by: Actor::System,
-        }
+        Command::test_registration(UserId::from(id), &format!("{id}@example.com"))
     }
 
     fn agent(client_id: &str, scopes: &[&str]) -> Command {
@@ -1153,6 +1209,7 @@ mod tests {
             max_operations: None,
             expires_on_completion: false,
             intent_description: None,
+            intent_sealed: None,
         })
     }
 
@@ -1661,6 +1718,61 @@ mod tests {
                 ClientId::from("a1"),
                 at().plus_seconds(60)
             ))
+        );
+    }
+
+    #[test]
+    fn erasing_a_person_revokes_everything_acting_for_them_then_records_the_erasure_once() {
+        let mut commands = chain_of_two();
+        commands.push(Command::IssueToken(third()));
+        let state = given(&commands, at());
+        let ada = UserId::from("ada");
+        let erase = Command::EraseUser {
+            user_id: ada.clone(),
+            by: admin(),
+        };
+        let (events, answer) = decide(&state, &erase, at()).unwrap();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind().name()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "UserDeactivated",
+                "TokenRevoked",
+                "TokenRevoked",
+                "TokenRevoked",
+                "UserErased"
+            ]
+        );
+        assert_eq!(answer, Answer::Revoked { tokens: 3 });
+        commands.push(erase.clone());
+        let state = given(&commands, at());
+        assert_eq!(
+            decide(&state, &erase, at()).err(),
+            Some(Refusal::UserErased(ada.clone()))
+        );
+        let back = Command::ReactivateUser {
+            user_id: ada.clone(),
+            by: admin(),
+        };
+        assert_eq!(
+            decide(&state, &back, at()).err(),
+            Some(Refusal::UserErased(ada))
+        );
+        // An erased person's email is free; anyone else's still is not.
+        let again = Command::test_registration(UserId::from("ada2"), "ADA@example.com");
+        assert!(decide(&state, &again, at()).is_ok());
+        let taken = Command::test_registration(UserId::from("bob2"), "Bob@Example.com");
+        assert_eq!(
+            decide(&state, &taken, at()).err(),
+            Some(Refusal::EmailTaken)
+        );
+        let nobody = Command::EraseUser {
+            user_id: UserId::from("nobody"),
+            by: admin(),
+        };
+        assert_eq!(
+            decide(&state, &nobody, at()).err(),
+            Some(Refusal::UnknownUser(UserId::from("nobody")))
         );
     }
 

@@ -112,6 +112,7 @@ fn setup(ledger: &Ledger, clock: &Clock) -> Result<(), SubmitError> {
             max_operations: None,
             expires_on_completion: false,
             intent_description: None,
+            intent_sealed: None,
         }))?;
     }
     Ok(())

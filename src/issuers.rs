@@ -264,6 +264,7 @@ impl TrustedIssuers {
         Ok(Some(ExternalSubject {
             issuer: iss.clone(),
             email: claims.email,
+            email_hash: None,
             expires_at,
         }))
     }

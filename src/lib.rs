@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod migrate;
 pub mod oauth;
 pub mod offline;
+pub mod people;
 pub mod secrets;
 pub mod serve;
 pub mod trail;

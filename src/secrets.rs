@@ -92,6 +92,12 @@ impl SecretHasher {
         Ok(SecretHasher { key })
     }
 
+    /// A key for another purpose, derived from the deployment's key with a BLAKE3
+    /// context string naming that purpose (hashing emails, say).
+    pub fn derive_key(&self, context: &str) -> [u8; 32] {
+        blake3::derive_key(context, &self.key)
+    }
+
     /// The keyed hash under which `secret` is stored and looked up.
     pub fn hash(&self, secret: &str) -> Digest {
         Digest(*blake3::keyed_hash(&self.key, secret.as_bytes()).as_bytes())

@@ -15,6 +15,7 @@ use crate::http::{AppState, routes};
 use crate::keys::{CurrentKey, SigningKeys, Startup};
 use crate::ledger::datadir::DataDir;
 use crate::ledger::{Ledger, LedgerOptions, Store, SubmitError};
+use crate::people::{FileKeys, People, PersonKeyStore, PostgresKeys};
 use crate::secrets::{SecretHasher, new_id, new_secret};
 
 /// `writ serve` settings. Every flag also reads `WRIT_<NAME>`.
@@ -174,6 +175,7 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
     }
     .map_err(ServeError::Keys)?;
     let first_admin = first_admin_token(&ledger, &secrets, args.admin_token.as_deref())?;
+    let people = Arc::new(open_people(&args.store, &data, &secrets, &ledger)?);
     let (signing_key, key_startup) = crate::keys::current(&data, &ledger, args.signing_alg)?;
     let key_line = key_banner(&signing_key, &key_startup);
     let signing_keys = Arc::new(SigningKeys::new(data.clone(), signing_key));
@@ -188,12 +190,40 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
         Arc::clone(&ledger),
         secrets,
         signing_keys,
+        people,
         started,
     ));
     // The server and its workers are gone: this is the last handle, and dropping it lets
     // the sequencer finish what it accepted and write a snapshot.
     drop(ledger);
     served
+}
+
+/// The people directory over the store that suits the ledger: a row per person in the
+/// ledger's PostgreSQL database (every node reads the same keys, and an erasure on one
+/// reaches all), or files in the data directory. Keys of people the ledger says were
+/// erased are destroyed now, finishing an erasure a crash interrupted.
+pub fn open_people(
+    store: &Store,
+    data: &DataDir,
+    secrets: &SecretHasher,
+    ledger: &Ledger,
+) -> Result<People, ServeError> {
+    let keys: Arc<dyn PersonKeyStore> = match store {
+        Store::Embedded => Arc::new(FileKeys::open(data).map_err(ServeError::Keys)?),
+        Store::Postgres(url) => Arc::new(PostgresKeys::open(url).map_err(ServeError::Keys)?),
+    };
+    let people = People::new(keys, secrets);
+    let destroyed = ledger
+        .read(|state| people.destroy_erased_keys(state))
+        .map_err(ServeError::Keys)?;
+    if destroyed > 0 {
+        tracing::warn!(
+            destroyed,
+            "destroyed the keys of people erased before a crash let their erasure finish"
+        );
+    }
+    Ok(people)
 }
 
 fn key_banner(key: &CurrentKey, startup: &Startup) -> String {
@@ -293,6 +323,7 @@ async fn serve(
     ledger: Arc<Ledger>,
     secrets: SecretHasher,
     signing_keys: Arc<SigningKeys>,
+    people: Arc<People>,
     started: Started,
 ) -> Result<(), ServeError> {
     let listen = args.listen;
@@ -353,6 +384,7 @@ async fn serve(
                 trusted_issuers: Arc::clone(&trusted_issuers),
                 checkpoints: Arc::clone(&checkpoints),
                 audit_gates: Arc::clone(&audit_gates),
+                people: Arc::clone(&people),
             };
             App::new()
                 .wrap(actix_web::middleware::from_fn(

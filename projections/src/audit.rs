@@ -191,6 +191,7 @@ fn parts_of(state: &State, event: &Event) -> Parts {
         Event::UserRegistered(e) => with_user(Parts::by(&e.by, &e.user_id), &e.user_id),
         Event::UserDeactivated(e) => with_user(Parts::by(&e.by, &e.user_id), &e.user_id),
         Event::UserReactivated(e) => with_user(Parts::by(&e.by, &e.user_id), &e.user_id),
+        Event::UserErased(e) => with_user(Parts::by(&e.by, &e.user_id), &e.user_id),
         Event::ApiKeyIssued(e) => with_user(Parts::by(&e.by, &e.key_id), &e.user_id),
         Event::ApiKeyRevoked(e) => {
             let owner = state.api_key(&e.key_id).map(|key| key.user_id.clone());

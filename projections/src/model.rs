@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use writ_schemas::{
     AgentType, ApiKeyId, ClientId, DelegationId, Digest, FamilyId, GrantId, Jti, KeyId, PublicJwk,
-    RefreshId, RevocationCause, ServerId, SigningAlgorithm, Timestamp, UserId,
+    RefreshId, RevocationCause, Sealed, ServerId, SigningAlgorithm, Timestamp, UserId,
 };
 
 /// Where a snapshot or a state stands in the ledger.
@@ -101,17 +101,31 @@ impl AgentStatus {
     }
 }
 
+/// A person's datum as the ledger holds it. Projections never decrypt: the key is held
+/// outside the ledger, and the serving layer (`writ::people`) reads a sealed value with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Personal {
+    /// In the clear, as recorded before sealing existed.
+    Clear(String),
+    /// Sealed under the person's key.
+    Sealed(Sealed),
+    /// The person was erased: whatever was recorded is no longer kept here.
+    Erased,
+}
+
 /// A person.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     /// Id.
     pub user_id: UserId,
     /// Email, unique.
-    pub email: String,
+    pub email: Personal,
     /// Display name.
-    pub name: Option<String>,
+    pub name: Option<Personal>,
     /// Not deactivated.
     pub active: bool,
+    /// Erased: their key is destroyed, and they cannot be reactivated.
+    pub erased: bool,
     /// When registered.
     pub registered_at: Timestamp,
 }
@@ -242,8 +256,8 @@ pub struct Token {
     pub operations_used: u64,
     /// Revoked when the quota is used up.
     pub expires_on_completion: bool,
-    /// Stated intent.
-    pub intent_description: Option<String>,
+    /// Stated intent (sealed under the key of the person the token acts for, if any).
+    pub intent_description: Option<Personal>,
     /// Live or revoked.
     pub status: TokenStatus,
     /// The quota was used up.

@@ -84,6 +84,7 @@ fn token_issued() -> impl Strategy<Value = Event> {
                     max_operations,
                     expires_on_completion: eoc,
                     intent_description: None,
+                    intent_sealed: None,
                 })
             },
         )
@@ -93,12 +94,31 @@ fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
         (user(), "[a-z]{1,8}", actor()).prop_map(|(user_id, name, by)| Event::from(
             UserRegistered {
-                email: format!("{name}@{user_id}.test"),
+                email: Some(format!("{name}@{user_id}.test")),
                 user_id,
                 name: Some(name),
+                email_sealed: None,
+                email_hash: None,
+                name_sealed: None,
                 by
             }
         )),
+        (user(), "[A-Za-z0-9_-]{22,40}", actor()).prop_map(|(user_id, sealed, by)| {
+            let sealed = Sealed {
+                nonce: "AAAAAAAAAAAAAAAA".into(),
+                ciphertext: sealed,
+            };
+            Event::from(UserRegistered {
+                email: None,
+                name: None,
+                email_hash: Some(Digest::of(sealed.ciphertext.as_bytes())),
+                email_sealed: Some(sealed.clone()),
+                name_sealed: Some(sealed),
+                user_id,
+                by,
+            })
+        }),
+        (user(), actor()).prop_map(|(user_id, by)| Event::from(UserErased { user_id, by })),
         (user(), actor()).prop_map(|(user_id, by)| Event::from(UserDeactivated { user_id, by })),
         (user(), actor()).prop_map(|(user_id, by)| Event::from(UserReactivated { user_id, by })),
         (agent(), prop::option::of(user()), prop::option::of(at())).prop_map(

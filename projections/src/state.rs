@@ -13,8 +13,8 @@ use indexmap::IndexMap;
 
 use serde::{Deserialize, Serialize};
 use writ_schemas::{
-    ApiKeyId, ClientId, DelegationId, Digest, Event, FamilyId, GrantId, Jti, RefreshId, Timestamp,
-    UserId,
+    ApiKeyId, ClientId, DelegationId, Digest, Event, FamilyId, GrantId, Jti, RefreshId, Sealed,
+    Timestamp, UserId,
 };
 
 use crate::model::*;
@@ -31,7 +31,10 @@ pub struct State {
     head: Head,
     agents: BTreeMap<ClientId, Agent>,
     users: BTreeMap<UserId, User>,
+    /// Emails recorded in the clear (before sealing existed), lowercased.
     users_by_email: BTreeMap<String, UserId>,
+    /// Keyed hashes of sealed emails.
+    users_by_email_hash: BTreeMap<Digest, UserId>,
     api_keys: BTreeMap<ApiKeyId, ApiKey>,
     api_keys_by_hash: BTreeMap<Digest, ApiKeyId>,
     api_keys_by_user: BTreeMap<UserId, Vec<ApiKeyId>>,
@@ -115,6 +118,7 @@ impl State {
             Event::UserRegistered(e) => self.user_registered(e, at),
             Event::UserDeactivated(e) => self.with_user(&e.user_id, |user| user.active = false),
             Event::UserReactivated(e) => self.with_user(&e.user_id, |user| user.active = true),
+            Event::UserErased(e) => self.user_erased(&e.user_id),
             Event::ApiKeyIssued(e) => {
                 self.api_keys_by_hash.insert(e.key_hash, e.key_id.clone());
                 self.api_keys_by_user
@@ -266,16 +270,57 @@ impl State {
     }
 
     fn user_registered(&mut self, e: &writ_schemas::UserRegistered, at: Timestamp) {
-        self.users_by_email
-            .insert(e.email.to_ascii_lowercase(), e.user_id.clone());
+        if let Some(email) = &e.email {
+            self.users_by_email
+                .insert(email.to_ascii_lowercase(), e.user_id.clone());
+        }
+        if let Some(hash) = e.email_hash {
+            self.users_by_email_hash.insert(hash, e.user_id.clone());
+        }
+        let email = match (&e.email, &e.email_sealed) {
+            (_, Some(sealed)) => Personal::Sealed(sealed.clone()),
+            (Some(email), None) => Personal::Clear(email.clone()),
+            // Decoding refuses a record with neither.
+            (None, None) => Personal::Erased,
+        };
+        let name = match (&e.name, &e.name_sealed) {
+            (_, Some(sealed)) => Some(Personal::Sealed(sealed.clone())),
+            (Some(name), None) => Some(Personal::Clear(name.clone())),
+            (None, None) => None,
+        };
         let user = User {
             user_id: e.user_id.clone(),
-            email: e.email.clone(),
-            name: e.name.clone(),
+            email,
+            name,
             active: true,
+            erased: false,
             registered_at: at,
         };
         self.users.insert(e.user_id.clone(), user);
+    }
+
+    /// Forgets what the state keeps of an erased person's data (a clear email from an old
+    /// record included), frees their email for someone else, and marks what their tokens
+    /// said of their intent erased: snapshots taken from now on hold none of it.
+    fn user_erased(&mut self, user_id: &UserId) {
+        let Some(user) = self.users.get_mut(user_id) else {
+            return;
+        };
+        user.erased = true;
+        user.active = false;
+        user.email = Personal::Erased;
+        if user.name.is_some() {
+            user.name = Some(Personal::Erased);
+        }
+        self.users_by_email.retain(|_, id| id != user_id);
+        self.users_by_email_hash.retain(|_, id| id != user_id);
+        for jti in self.tokens_by_user.get(user_id).into_iter().flatten() {
+            if let Some(token) = self.tokens.get_mut(jti)
+                && token.intent_description.is_some()
+            {
+                token.intent_description = Some(Personal::Erased);
+            }
+        }
     }
 
     fn token_issued(&mut self, e: &writ_schemas::TokenIssued, at: Timestamp) {
@@ -329,7 +374,11 @@ impl State {
             max_operations: e.max_operations,
             operations_used: 0,
             expires_on_completion: e.expires_on_completion,
-            intent_description: e.intent_description.clone(),
+            intent_description: match (&e.intent_description, &e.intent_sealed) {
+                (_, Some(sealed)) => Some(Personal::Sealed(Sealed::clone(sealed))),
+                (Some(intent), None) => Some(Personal::Clear(intent.clone())),
+                (None, None) => None,
+            },
             status: TokenStatus::Live,
             exhausted: false,
             idempotency: BTreeMap::new(),

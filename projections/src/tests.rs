@@ -52,6 +52,7 @@ fn issued(
         max_operations,
         expires_on_completion: true,
         intent_description: None,
+        intent_sealed: None,
     })
 }
 
@@ -339,4 +340,60 @@ fn moments_answer_who_could_act_and_what_was_in_force_at_each_step() {
 
     let revoked = fold(&[grant, issued("t", None, Some("d1"), None), revoke]);
     assert_eq!(revoked.delegations_in_force(ts(3), None, None).count(), 0);
+}
+
+fn registered(user: &str, email: &str) -> Event {
+    Event::from(UserRegistered {
+        user_id: UserId::from(user),
+        email: Some(email.into()),
+        name: Some("Ada Lovelace".into()),
+        email_sealed: None,
+        email_hash: None,
+        name_sealed: None,
+        by: Actor::System,
+    })
+}
+
+#[test]
+fn erasing_forgets_a_person_s_data_so_no_later_snapshot_holds_it() {
+    // An old record with the email in the clear, then a token acting for the person with
+    // an intent in the clear: the worst case, since the ledger holds both as text.
+    let mut token = issued("j1", None, None, None);
+    if let Event::TokenIssued(issued) = &mut token {
+        issued.intent_description = Some("write to Ada's accountant".into());
+    }
+    let before = fold(&[registered("u1", "ada@example.com"), token.clone()]);
+    assert!(before.user_by_email("ADA@example.com").is_some());
+    let erased = fold(&[
+        registered("u1", "ada@example.com"),
+        token,
+        Event::from(UserErased {
+            user_id: UserId::from("u1"),
+            by: Actor::System,
+        }),
+    ]);
+    let user = erased.user(&UserId::from("u1")).unwrap();
+    assert_eq!(
+        (&user.email, &user.name, user.erased, user.active),
+        (
+            &crate::Personal::Erased,
+            &Some(crate::Personal::Erased),
+            true,
+            false
+        )
+    );
+    assert!(
+        erased.user_by_email("ada@example.com").is_none(),
+        "the email is free again"
+    );
+    let token = erased.token(&Jti::from("j1")).unwrap();
+    assert_eq!(token.intent_description, Some(crate::Personal::Erased));
+    let bytes = snapshot::encode(&erased);
+    let holds = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(!holds(b"ada@example.com") && !holds(b"Lovelace") && !holds(b"accountant"));
+    let before_bytes = snapshot::encode(&before);
+    assert!(
+        before_bytes.windows(15).any(|w| w == b"ada@example.com"),
+        "the check can fail"
+    );
 }

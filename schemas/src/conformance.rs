@@ -81,8 +81,11 @@ pub(crate) fn sample(kind: EventKind) -> Event {
         }),
         EventKind::UserRegistered => Event::from(UserRegistered {
             user_id: user,
-            email: "ada@example.com".into(),
+            email: Some("ada@example.com".into()),
             name: Some("Ada".into()),
+            email_sealed: None,
+            email_hash: None,
+            name_sealed: None,
             by: admin(),
         }),
         EventKind::UserDeactivated => Event::from(UserDeactivated {
@@ -153,6 +156,7 @@ pub(crate) fn sample(kind: EventKind) -> Event {
             max_operations: Some(10),
             expires_on_completion: true,
             intent_description: Some("summarise the Q3 report".into()),
+            intent_sealed: None,
         }),
         EventKind::TokenRevoked => Event::from(TokenRevoked {
             jti,
@@ -194,6 +198,10 @@ pub(crate) fn sample(kind: EventKind) -> Event {
         EventKind::CheckpointKeyPublished => Event::from(CheckpointKeyPublished {
             name: "auth.example.com".into(),
             public_key: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
+        }),
+        EventKind::UserErased => Event::from(UserErased {
+            user_id: user,
+            by: admin(),
         }),
         // Written as the first version of the event was, so its bytes (and the vectors'
         // hashes) pin that Ed25519 records are unchanged.
@@ -244,8 +252,67 @@ pub(crate) fn extra_samples() -> Vec<Event> {
             previous_kid: Some(KeyId::from("k3")),
             by: Some(Actor::System),
         }),
+        Event::from(UserRegistered {
+            user_id: UserId::from(SEALED_USER),
+            email: None,
+            name: None,
+            email_sealed: Some(Sealed {
+                nonce: SEALED_EMAIL.0.into(),
+                ciphertext: SEALED_EMAIL.1.into(),
+            }),
+            // A stand-in: the real hash is keyed with a deployment's own secret key.
+            email_hash: Some(Digest::of(b"grace@example.com")),
+            name_sealed: Some(Sealed {
+                nonce: SEALED_NAME.0.into(),
+                ciphertext: SEALED_NAME.1.into(),
+            }),
+            by: admin(),
+        }),
+        Event::from(TokenIssued {
+            jti: Jti::from("jti_sealed"),
+            digest: Digest::of(b"sealed"),
+            kid: KeyId::from("k4"),
+            grant_type: "urn:ietf:params:oauth:grant-type:token-exchange".into(),
+            client_id: ClientId::from("agt_summarizer"),
+            subject: SEALED_USER.into(),
+            user_id: Some(UserId::from(SEALED_USER)),
+            actors: vec![ClientId::from("agt_summarizer")],
+            delegation_id: Some(DelegationId::from("0d9e3f5a-1c2b-4e6f-8a7d-9b0c1d2e3f40")),
+            parent_jti: None,
+            family_id: None,
+            audience: vec![],
+            scopes: vec!["files:read".into()],
+            issued_at: ts("2026-11-23T09:01:00.000000Z"),
+            expires_at: ts("2026-11-23T09:16:00.000000Z"),
+            agent_type: AgentType::Autonomous,
+            task_id: None,
+            max_operations: None,
+            expires_on_completion: false,
+            intent_description: None,
+            intent_sealed: Some(Box::new(Sealed {
+                nonce: SEALED_INTENT.0.into(),
+                ciphertext: SEALED_INTENT.1.into(),
+            })),
+        }),
     ]
 }
+
+/// The person of the sealed samples. Their values are real: sealed (LEDGER.md §12) under
+/// the key of 32 bytes 0x01..0x20 with fixed nonces, by the writ crate's `people` tests,
+/// which pin the same bytes.
+const SEALED_USER: &str = "9a7c4f1e-2b3d-4e5f-8a6b-7c8d9e0f1a2b";
+/// `grace@example.com`, field `email`: (nonce, ciphertext).
+const SEALED_EMAIL: (&str, &str) = (
+    "AAAAAAAAAAAAAAAB",
+    "y7qL38BAVHYWpbAF9_oYxbjfDCnqWLNAwPBYxJ4r0sth",
+);
+/// `Grace`, field `name`.
+const SEALED_NAME: (&str, &str) = ("AAAAAAAAAAAAAAAC", "L1l3Ugr5jcguZ1NbW_vR272hthN5");
+/// `file the quarterly expense report`, field `intent_description`.
+const SEALED_INTENT: (&str, &str) = (
+    "AAAAAAAAAAAAAAAD",
+    "CqrxvAT3A6WE0I2eh7d4hoQ5HrNCI_lb6K1H7bzPsjv6QNbh_aGznR6J4oc4_o6NnA",
+);
 
 /// Every sample: one of each kind, then the extra shapes.
 fn all_samples() -> Vec<Event> {

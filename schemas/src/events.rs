@@ -226,18 +226,123 @@ pub struct AgentPolicySet {
     pub by: Actor,
 }
 
-/// A person was registered.
+/// Personal data sealed under its person's key (AES-256-GCM, LEDGER.md §12): the key is
+/// held outside the ledger, so destroying it erases the data and leaves the record, and
+/// the chain, as they were.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct Sealed {
+    /// The 12-byte nonce, unpadded base64url (random per value).
+    pub nonce: String,
+    /// The ciphertext followed by its 16-byte tag, unpadded base64url.
+    pub ciphertext: String,
+}
+
+/// Length of a sealed value's nonce, in bytes.
+pub const SEALED_NONCE_BYTES: usize = 12;
+/// Length of a sealed value's authentication tag, in bytes.
+pub const SEALED_TAG_BYTES: usize = 16;
+
+impl Sealed {
+    /// Checks that the nonce is 12 bytes and the ciphertext holds at least a tag, both as
+    /// unpadded base64url.
+    pub fn check(&self) -> Result<(), String> {
+        use base64::Engine as _;
+        let decode = |text: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text);
+        match (decode(&self.nonce), decode(&self.ciphertext)) {
+            (Ok(nonce), Ok(sealed))
+                if nonce.len() == SEALED_NONCE_BYTES && sealed.len() >= SEALED_TAG_BYTES =>
+            {
+                Ok(())
+            }
+            _ => Err(format!(
+                "a sealed value is a {SEALED_NONCE_BYTES}-byte nonce and a ciphertext of at least {SEALED_TAG_BYTES} bytes, as unpadded base64url"
+            )),
+        }
+    }
+}
+
+/// A person was registered.
+///
+/// Their email and name are sealed under their own key (`email_sealed`, `name_sealed`),
+/// with `email_hash` to find them by email; records written before sealing existed carry
+/// `email` and `name` in the clear instead. Which one, decoding checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(transform = email_in_one_form)]
 pub struct UserRegistered {
     /// The person's id.
     pub user_id: UserId,
-    /// Their email address, unique among users.
-    pub email: String,
-    /// Their display name.
+    /// Their email address in the clear (records from before sealing only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Their display name in the clear (records from before sealing only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Their email address, sealed under their key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_sealed: Option<Sealed>,
+    /// Keyed hash of the lowercased email (the deployment's key, never in the ledger):
+    /// how writ finds a person by email and keeps emails unique without reading them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_hash: Option<Digest>,
+    /// Their display name, sealed under their key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_sealed: Option<Sealed>,
     /// Who registered them.
+    pub by: Actor,
+}
+
+impl UserRegistered {
+    /// Checks that the email is there in exactly one form (in the clear, or sealed with
+    /// its hash), the name in at most one, and every sealed value is well formed.
+    pub fn check(&self) -> Result<(), String> {
+        match (&self.email, &self.email_sealed, &self.email_hash) {
+            (Some(_), None, None) | (None, Some(_), Some(_)) => {}
+            _ => {
+                return Err(
+                    "a person's email is either `email`, or `email_sealed` with `email_hash`"
+                        .into(),
+                );
+            }
+        }
+        if self.name.is_some() && self.name_sealed.is_some() {
+            return Err("a person's name is either `name` or `name_sealed`, not both".into());
+        }
+        for sealed in [&self.email_sealed, &self.name_sealed]
+            .into_iter()
+            .flatten()
+        {
+            sealed.check()?;
+        }
+        Ok(())
+    }
+}
+
+/// The schema's statement of [`UserRegistered::check`]'s rule for the email.
+fn email_in_one_form(schema: &mut schemars::Schema) {
+    schema.insert(
+        "oneOf".into(),
+        serde_json::json!([
+            { "required": ["email"], "not": { "anyOf": [{ "required": ["email_sealed"] }, { "required": ["email_hash"] }] } },
+            { "required": ["email_sealed", "email_hash"], "not": { "required": ["email"] } }
+        ]),
+    );
+    schema.insert(
+        "not".into(),
+        serde_json::json!({ "required": ["name", "name_sealed"] }),
+    );
+}
+
+/// A person was erased (GDPR Art. 17): the key their personal data was sealed under has
+/// been destroyed. Their records stay, and the chain with them; what was sealed can no
+/// longer be read, and the person stays in the trail by their pseudonymous id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserErased {
+    /// The person.
+    pub user_id: UserId,
+    /// Who erased them.
     pub by: Actor,
 }
 
@@ -405,9 +510,31 @@ pub struct TokenIssued {
     pub max_operations: Option<u64>,
     /// Revoke it when its last operation is recorded.
     pub expires_on_completion: bool,
-    /// What the agent said it means to do.
+    /// What the agent said it means to do, in the clear: a token acting for no person, or
+    /// one recorded before sealing existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent_description: Option<String>,
+    /// What the agent said it means to do, sealed under the key of the person the token
+    /// acts for (`user_id`). Boxed: most tokens have none, and every event is as large as
+    /// its largest kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent_sealed: Option<Box<Sealed>>,
+}
+
+impl TokenIssued {
+    /// Checks that a sealed intent belongs to a person and stands alone.
+    pub fn check(&self) -> Result<(), String> {
+        let Some(sealed) = &self.intent_sealed else {
+            return Ok(());
+        };
+        if self.user_id.is_none() {
+            return Err("`intent_sealed` needs the person whose key sealed it (`user_id`)".into());
+        }
+        if self.intent_description.is_some() {
+            return Err("an intent is either `intent_description` or `intent_sealed`".into());
+        }
+        sealed.check()
+    }
 }
 
 /// An access token was revoked before its expiry.
@@ -810,6 +937,7 @@ events! {
     SigningKeyRotated = 1,
     AdminTokenIssued = 1,
     CheckpointKeyPublished = 1,
+    UserErased = 1,
 }
 
 /// Event bytes that are not a valid event.
@@ -858,6 +986,8 @@ impl Event {
         match self {
             Event::SigningKeyRotated(rotation) => rotation.check(),
             Event::CheckpointKeyPublished(key) => key.check(),
+            Event::UserRegistered(user) => user.check(),
+            Event::TokenIssued(token) => token.check(),
             _ => Ok(()),
         }
     }

@@ -149,6 +149,7 @@ impl Built {
             max_operations: None,
             expires_on_completion: false,
             intent_description: None,
+            intent_sealed: None,
         })
     }
 }
@@ -243,12 +244,10 @@ fn run(state: &mut State, command: &Command) -> Result<(), String> {
 fn setup_commands(plan: &Plan) -> Vec<Command> {
     let mut commands = Vec::new();
     for p in 0..plan.people {
-        commands.push(Command::RegisterUser {
-            user_id: person_id(p),
-            email: format!("p{p}@example.com"),
-            name: None,
-            by: Actor::System,
-        });
+        commands.push(Command::test_registration(
+            person_id(p),
+            &format!("p{p}@example.com"),
+        ));
     }
     for a in 0..plan.agents {
         commands.push(Command::RegisterAgent(AgentRegistered {

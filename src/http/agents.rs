@@ -14,6 +14,7 @@ use super::AppState;
 use super::auth::Admin;
 use super::error::ApiError;
 use crate::decide::Command;
+use crate::people::{Field, People};
 use crate::secrets::{new_id, new_secret};
 
 /// How long a rotated-out client secret is still accepted.
@@ -95,14 +96,14 @@ pub(super) struct PolicyView {
     token_requests_per_minute: Option<u32>,
 }
 
-fn view(state: &State, agent: &Agent, now: Timestamp) -> AgentView {
+fn view(state: &State, people: &People, agent: &Agent, now: Timestamp) -> AgentView {
     let owner = agent.owner.as_ref().and_then(|id| state.user(id));
     let c = &agent.ceilings;
     AgentView {
         client_id: agent.client_id.to_string(),
         name: agent.name.clone(),
         owner: agent.owner.as_ref().map(ToString::to_string),
-        owner_email: owner.map(|user| user.email.clone()),
+        owner_email: owner.map(|user| people.reveal(&user.user_id, Field::Email, &user.email)),
         scopes: agent.scopes.clone(),
         grant_types: agent.grant_types.clone(),
         redirect_uris: agent.redirect_uris.clone(),
@@ -208,11 +209,16 @@ pub(super) fn parse_time(field: &str, text: &str, now: Timestamp) -> Result<Time
 fn owner_by_email(state: &AppState, field: &str, email: &str) -> Result<UserId, ApiError> {
     state
         .ledger
-        .read(|s| s.user_by_email(email).map(|user| user.user_id.clone()))
+        .read(|s| {
+            state
+                .people
+                .user_by_email(s, email)
+                .map(|user| user.user_id.clone())
+        })
         .ok_or_else(|| {
             ApiError::invalid(
                 field,
-                format!("no user has the email `{email}`; register them first"),
+                "no user has that email; register them first (POST /api/v1/users)",
             )
         })
 }
@@ -315,16 +321,21 @@ fn read_view(state: &AppState, client_id: &ClientId) -> Result<AgentView, ApiErr
     let now = state.clock.now();
     state
         .ledger
-        .read(|s| s.agent(client_id).map(|agent| view(s, agent, now)))
+        .read(|s| {
+            s.agent(client_id)
+                .map(|agent| view(s, &state.people, agent, now))
+        })
         .ok_or_else(|| ApiError::NotFound(format!("agent {client_id} is not registered")))
 }
 
 /// The inventory.
 pub(super) async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
     let now = state.clock.now();
-    let agents: Vec<AgentView> = state
-        .ledger
-        .read(|s| s.agents().map(|agent| view(s, agent, now)).collect());
+    let agents: Vec<AgentView> = state.ledger.read(|s| {
+        s.agents()
+            .map(|agent| view(s, &state.people, agent, now))
+            .collect()
+    });
     HttpResponse::Ok().json(agents)
 }
 

@@ -14,6 +14,7 @@ use super::agents::{check_scopes, parse_time};
 use super::auth::Caller;
 use super::error::{ApiError, optional_json};
 use crate::decide::{Command, Refusal};
+use crate::people::{Field, People};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,7 +37,7 @@ struct DelegationView {
     last_used_at: Option<String>,
 }
 
-fn view(state: &State, delegation: &Delegation, now: Timestamp) -> DelegationView {
+fn view(state: &State, people: &People, delegation: &Delegation, now: Timestamp) -> DelegationView {
     // A delegation that named no scopes delegates all of the agent's.
     let scopes = delegation.scopes.clone().unwrap_or_else(|| {
         state
@@ -55,7 +56,9 @@ fn view(state: &State, delegation: &Delegation, now: Timestamp) -> DelegationVie
         id: delegation.delegation_id.to_string(),
         client_id: delegation.client_id.to_string(),
         delegator_user_id: delegation.user_id.to_string(),
-        delegator_email: state.user(&delegation.user_id).map(|u| u.email.clone()),
+        delegator_email: state
+            .user(&delegation.user_id)
+            .map(|u| people.reveal(&u.user_id, Field::Email, &u.email)),
         scopes,
         created_at: delegation.granted_at.to_string(),
         expires_at: delegation.expires_at.map(|t| t.to_string()),
@@ -98,7 +101,7 @@ pub(super) async fn grant(
     let now = state.clock.now();
     let created = state.ledger.read(|s| {
         s.delegation(&delegation_id)
-            .map(|delegation| view(s, delegation, now))
+            .map(|delegation| view(s, &state.people, delegation, now))
     });
     let created = created.ok_or_else(|| {
         ApiError::Unavailable("the new delegation is not visible yet; retry the read".into())
@@ -120,7 +123,7 @@ pub(super) async fn of_agent(
             s.delegations()
                 .filter(|d| d.client_id == client_id)
                 .filter(|d| caller.user_id().is_none_or(|user| *user == d.user_id))
-                .map(|d| view(s, d, now))
+                .map(|d| view(s, &state.people, d, now))
                 .collect::<Vec<_>>(),
         )
     });
@@ -142,7 +145,7 @@ pub(super) async fn mine(
     let now = state.clock.now();
     let listed: Vec<DelegationView> = state.ledger.read(|s| {
         s.delegations_of_user(user_id)
-            .map(|d| view(s, d, now))
+            .map(|d| view(s, &state.people, d, now))
             .collect()
     });
     Ok(HttpResponse::Ok().json(listed))

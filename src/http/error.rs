@@ -130,7 +130,8 @@ impl From<Refusal> for ApiError {
                 ApiError::Forbidden(detail)
             }
             Refusal::UserExists(_)
-            | Refusal::EmailTaken(_)
+            | Refusal::EmailTaken
+            | Refusal::UserErased(_)
             | Refusal::AgentExists(_)
             | Refusal::UserAlready(..)
             | Refusal::AgentAlready(..)

@@ -31,7 +31,12 @@ fn authenticated_form(
 }
 
 /// What introspection says about a token at `now`.
-pub fn introspection(token: Option<&Token>, issuer: &str, now: Timestamp) -> Value {
+pub fn introspection(
+    token: Option<&Token>,
+    issuer: &str,
+    people: &crate::people::People,
+    now: Timestamp,
+) -> Value {
     let Some(token) =
         token.filter(|t| t.is_active(now) && !(t.exhausted && t.expires_on_completion))
     else {
@@ -72,7 +77,7 @@ pub fn introspection(token: Option<&Token>, issuer: &str, now: Timestamp) -> Val
         ),
         (
             "intent_description",
-            token.intent_description.as_ref().map(|i| json!(i)),
+            people.intent_of(token).map(|intent| json!(intent)),
         ),
     ];
     for (name, value) in optional {
@@ -93,9 +98,14 @@ pub(super) async fn introspect(
     let (_, token) = authenticated_form(&state, &request, &body)?;
     let digest = Digest::of(token.as_bytes());
     let now = state.clock.now();
-    let answer = state
-        .ledger
-        .read(|s| introspection(s.token_by_digest(&digest), &state.issuer, now));
+    let answer = state.ledger.read(|s| {
+        introspection(
+            s.token_by_digest(&digest),
+            &state.issuer,
+            &state.people,
+            now,
+        )
+    });
     Ok(no_store().json(answer))
 }
 

@@ -50,6 +50,8 @@ pub struct AppState {
     pub checkpoints: Arc<crate::checkpoints::Checkpoints>,
     /// How many of the auditor's heavier questions run at once.
     pub audit_gates: Arc<audit::AuditGates>,
+    /// People's keys: seals and reads their personal data.
+    pub people: Arc<crate::people::People>,
 }
 
 /// One endpoint: what a request must look like to reach a handler.
@@ -111,6 +113,9 @@ pub fn endpoints() -> Vec<Endpoint> {
         }),
         endpoint(M::POST, "/api/v1/users/{id}/reactivate", || {
             web::post().to(users::reactivate)
+        }),
+        endpoint(M::POST, "/api/v1/users/{id}/erase", || {
+            web::post().to(users::erase)
         }),
         endpoint(M::POST, "/api/v1/users/{id}/api-keys", || {
             web::post().to(users::issue_api_key)

@@ -13,7 +13,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use jsonwebtoken::Header;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use writ_schemas::{ClientId, Digest, Jti, KeyId, Timestamp, TokenIssued};
+use writ_projections::Personal;
+use writ_schemas::{ClientId, Digest, Jti, KeyId, Sealed, Timestamp, TokenIssued};
 
 use super::AppState;
 use super::oauth_error::{OAuthError, client_form, no_store, read_form_body};
@@ -24,6 +25,7 @@ use crate::oauth::{
     TOKEN_EXCHANGE_GRANT, Terms, USER_ID_TOKEN_TYPE, authenticate, client_credentials_grant,
     token_exchange_grant,
 };
+use crate::people::Field;
 
 /// Body size accepted at the token endpoints.
 pub const FORM_BODY_BYTES_MAX: usize = 16 * 1024;
@@ -189,10 +191,57 @@ async fn external_subject(
     if writ_token {
         return Ok(None);
     }
-    state
+    let mut vouched = state
         .trusted_issuers
         .verify(token, &state.issuer, now)
-        .await
+        .await?;
+    if let Some(vouched) = &mut vouched {
+        vouched.email_hash = vouched.email.as_deref().map(|e| state.people.email_hash(e));
+    }
+    Ok(vouched)
+}
+
+/// The intent as the ledger records it: sealed under the key of the person the token acts
+/// for, in the clear for a token acting for no one (an agent's statement of its own task).
+/// An intent inherited from the token it was exchanged from keeps its seal: the person is
+/// the same.
+fn recorded_intent(
+    state: &AppState,
+    terms: &Terms,
+) -> Result<(Option<String>, Option<Box<Sealed>>), OAuthError> {
+    let person = terms.acting_for.as_ref().map(|a| &a.user_id);
+    let text = match (&terms.intent_description, &terms.intent_inherited) {
+        (Some(text), _) => text.clone(),
+        (None, Some(Personal::Sealed(sealed))) if person.is_some() => {
+            return Ok((None, Some(Box::new(sealed.clone()))));
+        }
+        (None, Some(Personal::Clear(text))) => text.clone(),
+        (None, _) => return Ok((None, None)),
+    };
+    match person {
+        None => Ok((Some(text), None)),
+        Some(user_id) => {
+            let sealed = state
+                .people
+                .seal(user_id, Field::IntentDescription, &text)
+                .map_err(|err| OAuthError::unavailable(err.to_string()))?;
+            Ok((None, Some(Box::new(sealed))))
+        }
+    }
+}
+
+/// The intent the token response shows: as asked, or as inherited (opened for the answer).
+fn shown_intent(state: &AppState, terms: &Terms) -> Option<String> {
+    if let Some(text) = &terms.intent_description {
+        return Some(text.clone());
+    }
+    let inherited = terms.intent_inherited.as_ref()?;
+    let user_id = terms.acting_for.as_ref().map(|a| &a.user_id)?;
+    Some(
+        state
+            .people
+            .reveal(user_id, Field::IntentDescription, inherited),
+    )
 }
 
 /// An RFC 9068 access token's claims, written straight from the request's terms.
@@ -313,6 +362,7 @@ async fn sign_and_record(
         task_id: terms.task_id.as_deref(),
         max_operations: terms.max_operations,
     };
+    let (intent_description, intent_sealed) = recorded_intent(state, &terms)?;
     let (token, kid) = sign(state, &claims)?;
     let expires_at = Timestamp::from_unix_micros(exp.saturating_mul(1_000_000)).unwrap_or(now);
     let acting_for = terms.acting_for.as_ref();
@@ -336,7 +386,8 @@ async fn sign_and_record(
         task_id: terms.task_id.clone(),
         max_operations: terms.max_operations,
         expires_on_completion: terms.expires_on_completion,
-        intent_description: terms.intent_description.clone(),
+        intent_description,
+        intent_sealed,
     };
     state
         .ledger
@@ -347,13 +398,11 @@ async fn sign_and_record(
         "access_token": token, "token_type": "Bearer", "expires_in": ttl, "scope": scope,
         "agent_type": terms.agent_type, "expires_on_completion": terms.expires_on_completion,
     });
+    let intent = shown_intent(state, &terms);
     for (name, value) in [
         ("task_id", terms.task_id.map(Value::from)),
         ("max_operations", terms.max_operations.map(Value::from)),
-        (
-            "intent_description",
-            terms.intent_description.map(Value::from),
-        ),
+        ("intent_description", intent.map(Value::from)),
     ] {
         if let Some(value) = value {
             answer[name] = value;

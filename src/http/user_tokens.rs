@@ -129,6 +129,7 @@ pub(super) async fn issue(
         max_operations: None,
         expires_on_completion: false,
         intent_description: None,
+        intent_sealed: None,
     };
     state.ledger.submit(Command::IssueToken(event)).await?;
     Ok(no_store().json(json!({

@@ -10,7 +10,8 @@ use writ_schemas::{ApiKeyId, UserId};
 use super::AppState;
 use super::auth::{Admin, Caller};
 use super::error::ApiError;
-use crate::decide::Command;
+use crate::decide::{Command, Refusal};
+use crate::people::{EraseError, Field, People, PeopleError};
 use crate::secrets::new_secret;
 
 /// Longest email accepted (RFC 5321's path limit).
@@ -31,16 +32,20 @@ struct UserView {
     email: String,
     name: Option<String>,
     active: bool,
+    erased: bool,
     created_at: String,
 }
 
-impl From<&User> for UserView {
-    fn from(user: &User) -> UserView {
+impl UserView {
+    /// The person as the API shows them: their email and name opened with their key, or
+    /// `"[erased]"`.
+    fn of(user: &User, people: &People) -> UserView {
         UserView {
             id: user.user_id.to_string(),
-            email: user.email.clone(),
-            name: user.name.clone(),
+            email: people.reveal(&user.user_id, Field::Email, &user.email),
+            name: people.reveal_opt(&user.user_id, Field::Name, user.name.as_ref()),
             active: user.active,
+            erased: user.erased,
             created_at: user.registered_at.to_string(),
         }
     }
@@ -92,15 +97,39 @@ pub(super) async fn create(
     let NewUser { email, name } = body.into_inner();
     check_email(&email)?;
     check_name(&name)?;
+    // An email recorded in the clear (before sealing) is unique too; no new record adds
+    // one, so this check cannot race.
+    let taken = state
+        .ledger
+        .read(|s| state.people.user_by_email(s, &email).is_some());
+    if taken {
+        return Err(Refusal::EmailTaken.into());
+    }
     let user_id = UserId(uuid::Uuid::new_v4().to_string());
-    let command = Command::RegisterUser {
-        user_id: user_id.clone(),
-        email,
-        name,
-        by: admin.0,
+    let people = &state.people;
+    let sealing = || -> Result<Command, PeopleError> {
+        Ok(Command::RegisterUser {
+            user_id: user_id.clone(),
+            email_sealed: people.seal(&user_id, Field::Email, &email)?,
+            email_hash: people.email_hash(&email),
+            name_sealed: name
+                .as_deref()
+                .map(|name| people.seal(&user_id, Field::Name, name))
+                .transpose()?,
+            by: admin.0.clone(),
+        })
     };
-    state.ledger.submit(command).await?;
-    let view = state.ledger.read(|s| s.user(&user_id).map(UserView::from));
+    let command = sealing().map_err(|err| ApiError::Unavailable(err.to_string()))?;
+    if let Err(err) = state.ledger.submit(command).await {
+        // Nothing was recorded for this id: its key has nothing to open.
+        if let Err(destroy) = people.destroy_key(&user_id) {
+            tracing::warn!(%user_id, %destroy, "could not remove the key of a user that was not registered");
+        }
+        return Err(err.into());
+    }
+    let view = state
+        .ledger
+        .read(|s| s.user(&user_id).map(|user| UserView::of(user, people)));
     let view = view.ok_or_else(|| {
         ApiError::Unavailable("the new user is not visible yet; retry the read".into())
     })?;
@@ -109,9 +138,11 @@ pub(super) async fn create(
 
 /// Lists people, by id.
 pub(super) async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
-    let users: Vec<UserView> = state
-        .ledger
-        .read(|s| s.users().map(UserView::from).collect());
+    let users: Vec<UserView> = state.ledger.read(|s| {
+        s.users()
+            .map(|user| UserView::of(user, &state.people))
+            .collect()
+    });
     HttpResponse::Ok().json(users)
 }
 
@@ -127,6 +158,29 @@ pub(super) async fn deactivate(
     };
     state.ledger.submit(command).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Erases a person (GDPR Art. 17): deactivates them with their tokens, records the
+/// erasure, and destroys the key their personal data was sealed under. Their records stay
+/// and the chain verifies; their email and name read `"[erased]"` from now on.
+pub(super) async fn erase(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = UserId(id.into_inner());
+    let erased = crate::people::erase(&state.ledger, &state.people, &user_id, admin.0)
+        .await
+        .map_err(|err| match err {
+            EraseError::Submit(err) => ApiError::from(err),
+            err @ EraseError::KeyNotDestroyed { .. } => ApiError::Unavailable(err.to_string()),
+        })?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "id": user_id.to_string(),
+        "erased": true,
+        "tokens_revoked": erased.tokens_revoked,
+        "key_destroyed": erased.key_destroyed,
+    })))
 }
 
 /// Reactivates a person (tokens revoked at deactivation stay revoked).

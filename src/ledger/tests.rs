@@ -118,12 +118,7 @@ fn open(backend: &Backend, clock: &Clock) -> Ledger {
 /// Registers person `u1` and agent `a1`; the person's id.
 fn person_and_agent(ledger: &Ledger) -> UserId {
     let user = UserId::from("u1");
-    let register = Command::RegisterUser {
-        user_id: user.clone(),
-        email: "u1@example.com".into(),
-        name: None,
-        by: Actor::System,
-    };
+    let register = Command::test_registration(user.clone(), "u1@example.com");
     assert!(submit(ledger, register).is_ok());
     assert!(submit(ledger, agent("a1")).is_ok());
     user
@@ -168,6 +163,7 @@ fn token(jti: &str, parent: Option<&str>, max_operations: Option<u64>, now: Time
         max_operations,
         expires_on_completion: true,
         intent_description: None,
+        intent_sealed: None,
     })
 }
 

@@ -63,6 +63,9 @@ pub struct ExternalSubject {
     pub issuer: String,
     /// The `email` claim, which names the writ user.
     pub email: Option<String>,
+    /// The keyed hash of `email` (`People::email_hash`), by which a person whose email
+    /// is sealed is found; set by the HTTP layer, which holds the key.
+    pub email_hash: Option<writ_schemas::Digest>,
     /// `exp`: the token issued for it never outlives this.
     pub expires_at: Timestamp,
 }
@@ -361,7 +364,7 @@ fn narrow_to(
     }
     if terms.intent_description.is_none() {
         terms
-            .intent_description
+            .intent_inherited
             .clone_from(&parent.intent_description);
     }
     Ok(terms)
@@ -404,10 +407,12 @@ fn external_person(
     terms: Terms,
     now: Timestamp,
 ) -> Result<Terms, OAuthError> {
-    let user = vouched
-        .email
-        .as_deref()
-        .and_then(|email| state.user_by_email(email))
+    let sealed = vouched
+        .email_hash
+        .as_ref()
+        .and_then(|hash| state.user_by_email_hash(hash));
+    let user = sealed
+        .or_else(|| vouched.email.as_deref().and_then(|email| state.user_by_email(email)))
         .ok_or_else(|| {
             OAuthError::invalid_grant(format!(
                 "the external token's subject is not a writ user: no writ user has its email claim (issuer {})",

@@ -41,8 +41,11 @@ pub struct Terms {
     pub max_operations: Option<u64>,
     /// Revoke on the last operation.
     pub expires_on_completion: bool,
-    /// Stated intent.
+    /// Stated intent, as asked for this token.
     pub intent_description: Option<String>,
+    /// The intent of the token this one was exchanged from, kept as the ledger holds it
+    /// (sealed under the same person's key) when none was asked for.
+    pub intent_inherited: Option<writ_projections::Personal>,
     /// The person an on-behalf-of token acts for (none: the agent acts for itself).
     pub acting_for: Option<super::on_behalf::ActingFor>,
 }
@@ -98,6 +101,7 @@ pub fn agent_terms(agent: &Agent, form: &Form, issuer: &str) -> Result<Terms, OA
         max_operations,
         expires_on_completion,
         intent_description: text(form, "intent_description", INTENT_BYTES_MAX)?,
+        intent_inherited: None,
         acting_for: None,
     })
 }

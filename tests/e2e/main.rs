@@ -8,6 +8,7 @@ mod bad_input;
 mod bench;
 mod crash;
 mod delegation;
+mod erasure;
 mod exchange;
 mod keys;
 mod kit;

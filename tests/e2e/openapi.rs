@@ -492,6 +492,11 @@ fn api_keys_and_delegations(s: &mut Sweep, ada: &str, client_id: &str) {
     s.user(401, "GET", mine, "", &bob_key, None);
     s.admin(204, "POST", "/api/v1/users/{id}/deactivate", &bob, None);
     s.admin(409, "POST", issue, &bob, None);
+    let erase = "/api/v1/users/{id}/erase";
+    s.send(401, "POST", erase, &bob, |r| r);
+    s.admin(200, "POST", erase, &bob, None);
+    s.admin(409, "POST", erase, &bob, None);
+    s.admin(404, "POST", erase, "no-such-user", None);
 }
 
 /// The agent registry, every endpoint and some refusals; the agent's id and secret.

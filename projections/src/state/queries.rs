@@ -48,10 +48,18 @@ impl State {
         self.users.get(user_id)
     }
 
-    /// A person by email (case-insensitive).
+    /// A person whose email was recorded in the clear (before sealing existed), by email
+    /// (case-insensitive). Sealed emails are found by [`State::user_by_email_hash`].
     pub fn user_by_email(&self, email: &str) -> Option<&User> {
         self.users_by_email
             .get(&email.to_ascii_lowercase())
+            .and_then(|id| self.user(id))
+    }
+
+    /// A person by the keyed hash of their lowercased email (erased people are not found).
+    pub fn user_by_email_hash(&self, email_hash: &Digest) -> Option<&User> {
+        self.users_by_email_hash
+            .get(email_hash)
             .and_then(|id| self.user(id))
     }
 

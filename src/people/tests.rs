@@ -1,0 +1,174 @@
+use std::os::unix::fs::PermissionsExt as _;
+
+use super::*;
+use crate::ledger::datadir::DataDir;
+
+fn vector_key() -> PersonKey {
+    let mut bytes = [0u8; 32];
+    for (at, byte) in bytes.iter_mut().enumerate() {
+        *byte = at as u8 + 1;
+    }
+    PersonKey::from_bytes(bytes)
+}
+
+/// The sealed values in `schemas/vectors/ledger.jsonl` (the conformance samples): the key
+/// is bytes 0x01..0x20, the nonces 0x00.. with the last byte 1, 2, 3.
+#[test]
+fn sealing_vectors_are_reproduced() {
+    let user = UserId::from("9a7c4f1e-2b3d-4e5f-8a6b-7c8d9e0f1a2b");
+    let key = vector_key();
+    let cases = [
+        (Field::Email, "grace@example.com", 1u8),
+        (Field::Name, "Grace", 2),
+        (
+            Field::IntentDescription,
+            "file the quarterly expense report",
+            3,
+        ),
+    ];
+    let pinned = [
+        (
+            "AAAAAAAAAAAAAAAB",
+            "y7qL38BAVHYWpbAF9_oYxbjfDCnqWLNAwPBYxJ4r0sth",
+        ),
+        ("AAAAAAAAAAAAAAAC", "L1l3Ugr5jcguZ1NbW_vR272hthN5"),
+        (
+            "AAAAAAAAAAAAAAAD",
+            "CqrxvAT3A6WE0I2eh7d4hoQ5HrNCI_lb6K1H7bzPsjv6QNbh_aGznR6J4oc4_o6NnA",
+        ),
+    ];
+    for ((field, text, last), (nonce_text, ciphertext)) in cases.into_iter().zip(pinned) {
+        let mut nonce = [0u8; SEALED_NONCE_BYTES];
+        nonce[SEALED_NONCE_BYTES - 1] = last;
+        let sealed = seal_with(&key, &user, field, text, nonce);
+        assert_eq!(
+            (sealed.nonce.as_str(), sealed.ciphertext.as_str()),
+            (nonce_text, ciphertext)
+        );
+        assert_eq!(
+            open_with(&key, &user, field, &sealed).as_deref(),
+            Some(text)
+        );
+    }
+}
+
+#[test]
+fn a_seal_opens_only_for_its_person_and_field() {
+    let key = PersonKey::generate();
+    let ada = UserId::from("ada");
+    let sealed = seal_with(&key, &ada, Field::Email, "ada@example.com", random_nonce());
+    assert_eq!(
+        open_with(&key, &ada, Field::Email, &sealed).as_deref(),
+        Some("ada@example.com")
+    );
+    assert_eq!(
+        open_with(&key, &UserId::from("bob"), Field::Email, &sealed),
+        None
+    );
+    assert_eq!(open_with(&key, &ada, Field::Name, &sealed), None);
+    assert_eq!(
+        open_with(&PersonKey::generate(), &ada, Field::Email, &sealed),
+        None
+    );
+    let mut tampered = sealed.clone();
+    tampered.ciphertext.replace_range(
+        0..1,
+        if sealed.ciphertext.starts_with('A') {
+            "B"
+        } else {
+            "A"
+        },
+    );
+    assert_eq!(open_with(&key, &ada, Field::Email, &tampered), None);
+    // Two seals of one text differ (random nonces), and neither holds the text.
+    let again = seal_with(&key, &ada, Field::Email, "ada@example.com", random_nonce());
+    assert_ne!(again, sealed);
+    assert!(!sealed.ciphertext.contains("ada"));
+}
+
+#[test]
+fn file_keys_are_owner_only_kept_once_and_really_destroyed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path());
+    let keys = FileKeys::open(&data).unwrap();
+    let ada = UserId::from("5f0c6a4e-8d1b-4c1e-9a53-3f7e2b9d0c11");
+    assert!(keys.get(&ada).unwrap().is_none());
+    let first = keys.put_new(&ada, PersonKey::generate()).unwrap();
+    let second = keys.put_new(&ada, PersonKey::generate()).unwrap();
+    assert_eq!(
+        first.bytes(),
+        second.bytes(),
+        "an existing key is never replaced"
+    );
+    let path = FileKeys::dir_of(&data).join(format!("{ada}.key"));
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let folder = std::fs::metadata(FileKeys::dir_of(&data))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(folder & 0o777, 0o700);
+    assert_eq!(keys.get(&ada).unwrap().unwrap().bytes(), first.bytes());
+    assert!(keys.destroy(&ada).unwrap());
+    assert!(!path.exists());
+    assert!(keys.get(&ada).unwrap().is_none());
+    assert!(
+        !keys.destroy(&ada).unwrap(),
+        "destroying twice finds nothing"
+    );
+    // Nothing else is left behind: no staged copy of the key.
+    assert_eq!(
+        std::fs::read_dir(FileKeys::dir_of(&data)).unwrap().count(),
+        0
+    );
+    // An id that could leave the folder names no file.
+    assert!(keys.get(&UserId::from("../secret-hash")).is_err());
+}
+
+#[test]
+fn the_directory_reads_erased_once_the_key_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path());
+    let secrets = SecretHasher::load_or_create(&data).unwrap();
+    let people = People::new(Arc::new(FileKeys::open(&data).unwrap()), &secrets);
+    let ada = UserId::from("ada");
+    let sealed = people.seal(&ada, Field::Email, "Ada@Example.com").unwrap();
+    let value = Personal::Sealed(sealed);
+    assert_eq!(people.reveal(&ada, Field::Email, &value), "Ada@Example.com");
+    assert_eq!(
+        people.email_hash("ada@example.com"),
+        people.email_hash("ADA@example.COM")
+    );
+    assert_ne!(
+        people.email_hash("ada@example.com"),
+        people.email_hash("bob@example.com")
+    );
+    assert!(people.destroy_key(&ada).unwrap());
+    assert_eq!(people.reveal(&ada, Field::Email, &value), ERASED);
+    assert_eq!(people.reveal(&ada, Field::Email, &Personal::Erased), ERASED);
+    // A second directory on the same data directory (a restart) agrees.
+    let again = People::new(Arc::new(FileKeys::open(&data).unwrap()), &secrets);
+    assert_eq!(again.reveal(&ada, Field::Email, &value), ERASED);
+}
+
+#[test]
+fn postgres_keys_are_kept_once_and_deleted() {
+    let db = crate::ledger::postgres::ScratchDatabase::for_test().unwrap();
+    let keys = PostgresKeys::open(&db.url).unwrap();
+    let ada = UserId::from("5f0c6a4e-8d1b-4c1e-9a53-3f7e2b9d0c11");
+    assert!(keys.get(&ada).unwrap().is_none());
+    let first = keys.put_new(&ada, PersonKey::generate()).unwrap();
+    let second = keys.put_new(&ada, PersonKey::generate()).unwrap();
+    assert_eq!(
+        first.bytes(),
+        second.bytes(),
+        "an existing key is never replaced"
+    );
+    // A second node over the same database sees the same key.
+    let other = PostgresKeys::open(&db.url).unwrap();
+    assert_eq!(other.get(&ada).unwrap().unwrap().bytes(), first.bytes());
+    assert!(other.destroy(&ada).unwrap());
+    assert!(keys.get(&ada).unwrap().is_none());
+    assert!(!keys.destroy(&ada).unwrap());
+    drop((keys, other));
+}
