@@ -9,7 +9,9 @@
 //! - [`People`] is the directory the serving and offline layers read people through: it
 //!   seals a datum for a record ([`People::seal`]), reads one back from a record or the
 //!   projections ([`People::reveal`]: the text, or `"[erased]"`), and finds a person by
-//!   email through the keyed hash the ledger keeps ([`People::email_hash`]).
+//!   email through the keyed hash the ledger keeps ([`People::email_hash`]). Exports
+//!   and audit rows rendered from records show a personal field with
+//!   [`People::render`] (offline: [`People::open_offline`]).
 //! - [`erase`] records a `UserErased` and then destroys the key.
 //!
 //! Architecture Invariant: plaintext personal data never reaches the ledger, the
@@ -33,6 +35,7 @@ use writ_schemas::{Actor, Digest, SEALED_NONCE_BYTES, Sealed, UserId};
 use zeroize::Zeroizing;
 
 use crate::decide::{Answer, Command};
+use crate::ledger::datadir::DataDir;
 use crate::ledger::storage::StorageError;
 use crate::ledger::{Ledger, SubmitError};
 use crate::secrets::SecretHasher;
@@ -143,6 +146,20 @@ impl std::fmt::Debug for People {
 }
 
 impl People {
+    /// The directory of an existing data directory's keys, for reading personal data
+    /// offline (exports from a data directory with the server stopped): nothing is
+    /// created, and without the deployment's keys there is nothing to read with.
+    pub fn open_offline(data: &DataDir) -> Result<People, StorageError> {
+        if !crate::secrets::key_exists(data.root()) {
+            return Err(StorageError::NotALedger(format!(
+                "{} has no keys/ folder of a writ deployment; personal data cannot be read without it",
+                data.root().display()
+            )));
+        }
+        let secrets = SecretHasher::load_or_create(data)?;
+        Ok(People::new(Arc::new(FileKeys::existing(data)), &secrets))
+    }
+
     /// A directory over `store`, hashing emails with a key derived from the deployment's.
     pub fn new(store: Arc<dyn PersonKeyStore>, secrets: &SecretHasher) -> People {
         People {
@@ -180,6 +197,28 @@ impl People {
             Personal::Clear(text) => text.clone(),
             Personal::Erased => ERASED.to_owned(),
             Personal::Sealed(sealed) => self.open(user_id, field, sealed),
+        }
+    }
+
+    /// The one way an export or audit row shows a person's datum read from a record: as
+    /// the record has it in the clear (older records), or opened from `sealed`; and
+    /// [`ERASED`] for a person erased by `state`, whose key is gone (or, for a clear
+    /// value, who asked for it to be forgotten). `None` when the record has neither.
+    pub fn render(
+        &self,
+        state: &State,
+        user_id: &UserId,
+        field: Field,
+        clear: Option<&str>,
+        sealed: Option<&Sealed>,
+    ) -> Option<String> {
+        if state.user(user_id).is_some_and(|user| user.erased) {
+            return (clear.is_some() || sealed.is_some()).then(|| ERASED.to_owned());
+        }
+        match (clear, sealed) {
+            (_, Some(sealed)) => Some(self.open(user_id, field, sealed)),
+            (Some(text), None) => Some(text.to_owned()),
+            (None, None) => None,
         }
     }
 

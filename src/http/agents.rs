@@ -216,9 +216,10 @@ fn owner_by_email(state: &AppState, field: &str, email: &str) -> Result<UserId, 
                 .map(|user| user.user_id.clone())
         })
         .ok_or_else(|| {
+            // The caller's own input, answered to them alone: never logged.
             ApiError::invalid(
                 field,
-                "no user has that email; register them first (POST /api/v1/users)",
+                format!("no user has the email `{email}`; register them first"),
             )
         })
 }

@@ -58,22 +58,16 @@ impl FileKeys {
         data.keys().join("people")
     }
 
-    /// The key file of a person; user ids that could not name a file have none.
-    fn path(&self, user_id: &UserId) -> Result<PathBuf, StorageError> {
+    /// The key file of a person; a user id that could not name a file (writ makes UUIDs)
+    /// has none, so it never has a key.
+    fn path(&self, user_id: &UserId) -> Option<PathBuf> {
         let id = user_id.as_str();
         let plain = !id.is_empty()
             && id.len() <= USER_ID_CHARS_MAX
             && id
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if plain {
-            Ok(self.dir.join(format!("{id}.key")))
-        } else {
-            Err(StorageError::Corrupt(format!(
-                "user id `{}` cannot name a key file (letters, digits, '-' and '_', at most {USER_ID_CHARS_MAX})",
-                id.chars().take(USER_ID_CHARS_MAX).collect::<String>()
-            )))
-        }
+        plain.then(|| self.dir.join(format!("{id}.key")))
     }
 }
 
@@ -98,11 +92,19 @@ fn read_key(path: &Path) -> Result<Option<PersonKey>, StorageError> {
 
 impl PersonKeyStore for FileKeys {
     fn get(&self, user_id: &UserId) -> Result<Option<PersonKey>, StorageError> {
-        read_key(&self.path(user_id)?)
+        match self.path(user_id) {
+            Some(path) => read_key(&path),
+            None => Ok(None),
+        }
     }
 
     fn put_new(&self, user_id: &UserId, key: PersonKey) -> Result<PersonKey, StorageError> {
-        let path = self.path(user_id)?;
+        let path = self.path(user_id).ok_or_else(|| {
+            StorageError::Corrupt(format!(
+                "user id `{}` cannot name a key file (letters, digits, '-' and '_', at most {USER_ID_CHARS_MAX})",
+                user_id.as_str().chars().take(USER_ID_CHARS_MAX).collect::<String>()
+            ))
+        })?;
         let staged = path.with_extension("key.new");
         let io = |what: &'static str, at: &Path| {
             let shown = at.display().to_string();
@@ -133,7 +135,9 @@ impl PersonKeyStore for FileKeys {
     }
 
     fn destroy(&self, user_id: &UserId) -> Result<bool, StorageError> {
-        let path = self.path(user_id)?;
+        let Some(path) = self.path(user_id) else {
+            return Ok(false);
+        };
         let io = |what: &'static str| {
             let shown = path.display().to_string();
             move |err| StorageError::io(format!("{what} {shown}"), err)

@@ -122,7 +122,10 @@ fn file_keys_are_owner_only_kept_once_and_really_destroyed() {
         0
     );
     // An id that could leave the folder names no file.
-    assert!(keys.get(&UserId::from("../secret-hash")).is_err());
+    let outside = UserId::from("../secret-hash");
+    assert!(keys.get(&outside).unwrap().is_none());
+    assert!(!keys.destroy(&outside).unwrap());
+    assert!(keys.put_new(&outside, PersonKey::generate()).is_err());
 }
 
 #[test]
@@ -171,4 +174,59 @@ fn postgres_keys_are_kept_once_and_deleted() {
     assert!(keys.get(&ada).unwrap().is_none());
     assert!(!keys.destroy(&ada).unwrap());
     drop((keys, other));
+}
+
+#[test]
+fn a_record_s_personal_field_renders_as_text_until_its_person_is_erased() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path());
+    assert!(
+        People::open_offline(&data).is_err(),
+        "no deployment keys, nothing to read with"
+    );
+    let secrets = SecretHasher::load_or_create(&data).unwrap();
+    let people = People::new(Arc::new(FileKeys::open(&data).unwrap()), &secrets);
+    let ada = UserId::from("ada");
+    let sealed = people
+        .seal(&ada, Field::IntentDescription, "pay Ada's invoice")
+        .unwrap();
+    let offline = People::open_offline(&data).unwrap();
+    let mut state = State::new();
+    let head = |seq: u64| writ_projections::Head {
+        seq,
+        hash: writ_schemas::Hash([1; 32]),
+        ts: None,
+    };
+    let registered = writ_schemas::UserRegistered {
+        user_id: ada.clone(),
+        email: Some("ada@example.com".into()),
+        name: None,
+        email_sealed: None,
+        email_hash: None,
+        name_sealed: None,
+        by: Actor::System,
+    };
+    state.apply(head(1), &registered.into());
+    let render = |state: &State, clear: Option<&str>, sealed: Option<&Sealed>| {
+        offline.render(state, &ada, Field::IntentDescription, clear, sealed)
+    };
+    assert_eq!(
+        render(&state, None, Some(&sealed)).as_deref(),
+        Some("pay Ada's invoice")
+    );
+    assert_eq!(
+        render(&state, Some("old text"), None).as_deref(),
+        Some("old text")
+    );
+    assert_eq!(render(&state, None, None), None);
+    let erased = writ_schemas::UserErased {
+        user_id: ada.clone(),
+        by: Actor::System,
+    };
+    state.apply(head(2), &erased.into());
+    assert_eq!(render(&state, None, Some(&sealed)).as_deref(), Some(ERASED));
+    assert_eq!(
+        render(&state, Some("old text"), None).as_deref(),
+        Some(ERASED)
+    );
 }

@@ -219,7 +219,12 @@ fn an_erased_person_leaves_no_plaintext_anywhere_and_the_chain_still_verifies() 
     // A restart replays with the key gone, from a snapshot and from record 1 alike.
     for snapshots in [false, true] {
         if snapshots {
-            std::fs::remove_dir_all(dir.path().join("snapshots")).unwrap();
+            let folder = dir.path().join("snapshots");
+            for entry in std::fs::read_dir(&folder).unwrap() {
+                let path = entry.unwrap().path();
+                std::fs::remove_file(&path)
+                    .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+            }
         }
         let server = Server::start_logged(
             dir.path(),
@@ -366,4 +371,63 @@ fn writ_admin_erase_user_erases_offline_and_refuses_what_it_cannot() {
         "{next}"
     );
     assert_eq!(server.stop(), Some(0));
+}
+
+#[test]
+fn on_postgresql_the_key_is_a_row_every_node_reads_and_erasure_deletes_it() {
+    use writ::people::{PersonKeyStore as _, PostgresKeys};
+    let home = Home::postgres();
+    let url = home.database.as_ref().unwrap().url.clone();
+    let server = Server::start_in(&home, &[]);
+    let admin = server.admin_token();
+    let body = json!({ "email": EMAIL, "name": NAME });
+    let (status, created) = call(&server, &admin, "POST", "/api/v1/users", Some(body));
+    assert_eq!(status, 201, "{created}");
+    let grace = writ_schemas::UserId(created["id"].as_str().unwrap().to_owned());
+    let keys = PostgresKeys::open(&url).unwrap();
+    assert!(
+        keys.get(&grace).unwrap().is_some(),
+        "the key is a row in the database"
+    );
+    assert!(
+        !home
+            .dir
+            .path()
+            .join("keys/people")
+            .join(format!("{grace}.key"))
+            .exists()
+    );
+
+    let erase = format!("/api/v1/users/{grace}/erase");
+    let (status, erased) = call(&server, &admin, "POST", &erase, None);
+    assert_eq!(
+        (status, erased["key_destroyed"].as_bool()),
+        (200, Some(true)),
+        "{erased}"
+    );
+    assert!(keys.get(&grace).unwrap().is_none(), "the row is deleted");
+    assert_eq!(
+        user(&users(&server, &admin), grace.as_str())["email"],
+        "[erased]"
+    );
+    assert_eq!(server.stop(), Some(0));
+
+    let server = Server::start_in(&home, &[]);
+    assert_eq!(
+        user(&users(&server, &admin), grace.as_str())["name"],
+        "[erased]"
+    );
+    assert_eq!(server.stop(), Some(0));
+    let verified = writ(&["verify", "--store", &url]);
+    assert_eq!(
+        verified.code,
+        Some(0),
+        "{}{}",
+        verified.stdout,
+        verified.stderr
+    );
+    assert_eq!(
+        files_holding(home.dir.path(), EMAIL.as_bytes()),
+        Vec::<String>::new()
+    );
 }
