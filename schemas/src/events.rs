@@ -515,8 +515,8 @@ pub struct TokenIssued {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent_description: Option<String>,
     /// What the agent said it means to do, sealed under the key of the person the token
-    /// acts for (`user_id`). Boxed: most tokens have none, and every event is as large as
-    /// its largest kind.
+    /// acts for (`user_id`).
+    // Boxed: most tokens have none, and every event is as large as its largest kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent_sealed: Option<Box<Sealed>>,
 }
