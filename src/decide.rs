@@ -1078,7 +1078,7 @@ mod tests {
             public_key: URL_SAFE_NO_PAD_KEY.into(),
         };
         let publish = Command::PublishCheckpointKey(published.clone());
-        let state = given(&[publish.clone()], at());
+        let state = given(std::slice::from_ref(&publish), at());
         assert_eq!(decide(&state, &publish, at()).map(|(e, _)| e.len()), Ok(0));
         let renamed = Command::PublishCheckpointKey(CheckpointKeyPublished {
             name: "other.example".into(),
