@@ -1111,6 +1111,46 @@ mod tests {
         ));
     }
 
+    /// Nodes starting together on a new ledger each try their first-start records: the
+    /// first admin token and the checkpoint key are recorded once, whoever comes second.
+    #[test]
+    fn first_start_records_are_recorded_once_however_many_nodes_start() {
+        let first_admin = |id: &str, hash: u8| Command::IssueAdminToken {
+            token_id: id.into(),
+            token_hash: Digest([hash; 32]),
+            by: Actor::System,
+            first: true,
+        };
+        let state = given(&[first_admin("adm_a", 1)], at());
+        assert_eq!(
+            decide(&state, &first_admin("adm_b", 2), at()).map(|(events, _)| events.len()),
+            Err(Refusal::NotFirstAdminToken)
+        );
+        let another = Command::IssueAdminToken {
+            token_id: "adm_c".into(),
+            token_hash: Digest([3; 32]),
+            by: Actor::System,
+            first: false,
+        };
+        assert_eq!(decide(&state, &another, at()).map(|(e, _)| e.len()), Ok(1));
+
+        let published = CheckpointKeyPublished {
+            name: "writ.example".into(),
+            public_key: URL_SAFE_NO_PAD_KEY.into(),
+        };
+        let publish = Command::PublishCheckpointKey(published.clone());
+        let state = given(std::slice::from_ref(&publish), at());
+        assert_eq!(decide(&state, &publish, at()).map(|(e, _)| e.len()), Ok(0));
+        let renamed = Command::PublishCheckpointKey(CheckpointKeyPublished {
+            name: "other.example".into(),
+            ..published
+        });
+        assert_eq!(decide(&state, &renamed, at()).map(|(e, _)| e.len()), Ok(1));
+    }
+
+    /// An Ed25519 public key's 32 bytes as unpadded base64url.
+    const URL_SAFE_NO_PAD_KEY: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+
     /// A state built by deciding `commands` in order at `now` and folding what they record.
     fn given(commands: &[Command], now: Timestamp) -> State {
         let mut state = State::new();

@@ -198,6 +198,29 @@ fn a_token_issued_on_one_node_is_introspected_on_the_other_and_a_revocation_ther
         elapsed < Duration::from_millis(100),
         "A first answered `active: false` to a request sent {elapsed:?} after B revoked ({polls} polls before)"
     );
+    // Readiness and metrics report each node's lag behind the database's head.
+    let ready = |server: &Server| -> Value {
+        http()
+            .get(server.url("/readyz"))
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or_else(|err| panic!("{err}"))
+    };
+    assert!(eventually(|| {
+        let (on_a, on_b) = (ready(&a), ready(&b));
+        on_a["lag"] == json!(0) && on_b["lag"] == json!(0) && on_a["head"] == on_b["head"]
+    }));
+    let on_b = ready(&b);
+    assert_eq!(
+        (on_b["status"].as_str(), &on_b["seq"]),
+        (Some("ready"), &on_b["head"])
+    );
+    let metrics = http()
+        .get(b.url("/metrics"))
+        .send()
+        .and_then(|r| r.text())
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert!(metrics.contains("writ_ledger_lag_records 0"), "{metrics}");
     drop((a, b));
     let verified = cluster.verify();
     assert_eq!(verified.code, Some(0), "{}", verified.stderr);
