@@ -193,8 +193,10 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
         people,
         started,
     ));
-    // The server and its workers are gone: this is the last handle, and dropping it lets
-    // the sequencer finish what it accepted and write a snapshot.
+    // The server has stopped, but its workers may still be dropping their handles on
+    // their own threads: stop the sequencer here and wait for it, so that what it accepted
+    // is appended and the closing snapshot written before the process exits.
+    ledger.shutdown();
     drop(ledger);
     served
 }

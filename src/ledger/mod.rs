@@ -201,6 +201,8 @@ pub(crate) enum Message {
     Command(Submission),
     /// The store's head moved past this node's (another node appended): catch up.
     Follow,
+    /// Finish what came before, write the closing snapshot and end (`Ledger::shutdown`).
+    Stop,
 }
 
 /// Milliseconds between the follower's reads of the store's head when no notification
@@ -457,6 +459,22 @@ impl Ledger {
     /// snapshot. Dropping the ledger does the same.
     pub fn close(self) {
         drop(self);
+    }
+
+    /// Stops the sequencer and waits for it: commands submitted before this are decided
+    /// and appended, the closing snapshot is written, later submissions are refused. Unlike
+    /// dropping, it works while other handles (an HTTP worker still winding down) hold
+    /// this ledger, so a process can call it and then exit knowing its writer is done.
+    /// Call it outside an async runtime: it blocks.
+    pub fn shutdown(&self) {
+        if let Some(sender) = &self.commands {
+            // Fails only when the sequencer has ended already.
+            let _ = sender.blocking_send(Message::Stop);
+        }
+        if let Some(handle) = self.writer.lock().take() {
+            // As in `drop`: a panicked sequencer has stopped writes already.
+            let _ = handle.join();
+        }
     }
 }
 

@@ -143,11 +143,14 @@ pub(super) fn run(
         stopped: None,
     };
     let mut carried: VecDeque<Submission> = VecDeque::new();
+    // Set by `Message::Stop`: what was taken before it is written, then the loop ends.
+    let mut stopping = false;
     loop {
         let first = match carried.pop_front() {
             Some(submission) => submission,
+            None if stopping => break,
             None => match commands.blocking_recv() {
-                None => break,
+                None | Some(Message::Stop) => break,
                 Some(Message::Follow) => {
                     writer.follow(&mut state);
                     continue;
@@ -169,6 +172,10 @@ pub(super) fn run(
                 Ok(Message::Command(submission)) => submissions.push(submission),
                 // The batch catches up before it is decided.
                 Ok(Message::Follow) => {}
+                Ok(Message::Stop) => {
+                    stopping = true;
+                    break;
+                }
                 Err(_) => break,
             }
         }

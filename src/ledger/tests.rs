@@ -106,6 +106,7 @@ on_both_backends!(
     the_merkle_tree_follows_every_durable_append_and_reopens_to_the_same_root,
     the_state_as_of_any_record_is_a_replay_to_it_and_leaves_the_live_state_alone,
     records_are_visited_in_order_in_blocks_and_found_by_time,
+    shutdown_writes_the_closing_snapshot_while_other_handles_still_hold_the_ledger,
 );
 
 fn open(backend: &Backend, clock: &Clock) -> Ledger {
@@ -304,6 +305,28 @@ fn an_answer_is_durable_and_visible_when_it_arrives(backend: Backend) {
         on_disk.first().map(|r| r.decode_event().map(|e| e.kind())),
         Some(Ok(EventKind::OperationRecorded))
     );
+}
+
+fn shutdown_writes_the_closing_snapshot_while_other_handles_still_hold_the_ledger(
+    backend: Backend,
+) {
+    let clock = Clock::manual(start());
+    let ledger = std::sync::Arc::new(seeded(&backend, &clock, None));
+    let head = ledger.head().seq;
+    // A handle that outlives the shutdown, as an HTTP worker's may: dropping the first
+    // handle alone would leave the sequencer running and the snapshot unwritten.
+    let other = std::sync::Arc::clone(&ledger);
+    ledger.shutdown();
+    let snapshots = super::snapshots::list(&DataDir::new(backend.path()).snapshots());
+    assert_eq!(snapshots.first().map(|(seq, _)| *seq), Some(head));
+    assert!(
+        matches!(
+            other.submit_blocking(operation("t", None)),
+            Err(SubmitError::Unavailable(_))
+        ),
+        "a stopped ledger refuses commands"
+    );
+    drop((ledger, other));
 }
 
 fn a_refused_command_writes_nothing(backend: Backend) {
