@@ -100,8 +100,8 @@ fn export(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| {
                 let mut sink = std::io::sink();
-                let rows =
-                    offline::export_audit(dir.path(), format, &mut sink, &mut |_| ()).unwrap();
+                let rows = offline::export_audit(dir.path(), format, None, &mut sink, &mut |_| ())
+                    .unwrap();
                 assert_eq!(rows, LEDGER_RECORDS);
             });
         });
@@ -117,7 +117,7 @@ fn export(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| {
                 let (mut rows, mut bytes) = (0u64, format.start());
-                trail::tell(&ledger, 1, LEDGER_RECORDS, |entries| {
+                trail::tell(&ledger, None, 1, LEDGER_RECORDS, |entries| {
                     format.write_rows(entries, &mut bytes);
                     rows += entries.len() as u64;
                     bytes.clear();

@@ -145,6 +145,10 @@ enum AdminCommand {
         /// Where the records are: `embedded` (in the data directory) or a PostgreSQL URL.
         #[arg(long, env = "WRIT_STORE", default_value = "embedded", value_parser = Store::parse, hide_env_values = true)]
         store: Store,
+        /// Where the keys are (default `<data-dir>/keys`): the one every node of the
+        /// ledger shares.
+        #[arg(long, env = "WRIT_KEYS_DIR")]
+        keys_dir: Option<PathBuf>,
     },
 }
 
@@ -202,7 +206,10 @@ fn admin(command: AdminCommand) -> Result<(), String> {
             user_id,
             data_dir,
             store,
-        } => return erase_user(&data_dir, &store, writ_schemas::UserId(user_id)),
+            keys_dir,
+        } => {
+            return erase_user(&data_dir, &store, keys_dir, writ_schemas::UserId(user_id));
+        }
         AdminCommand::Token(AdminTokenCommand::Create {
             data_dir,
             store,
@@ -234,9 +241,10 @@ fn admin(command: AdminCommand) -> Result<(), String> {
 fn erase_user(
     data_dir: &std::path::Path,
     store: &Store,
+    keys_dir: Option<PathBuf>,
     user_id: writ_schemas::UserId,
 ) -> Result<(), String> {
-    let data = crate::ledger::datadir::DataDir::new(data_dir);
+    let data = crate::ledger::datadir::DataDir::new(data_dir).with_keys(keys_dir);
     if *store == Store::Embedded {
         data.check_existing()
             .map_err(|err| format!("{err}; start `writ serve` once to create it"))?;
@@ -250,8 +258,10 @@ fn erase_user(
             ),
             other => other.to_string(),
         })?;
+    // The deployment's secret-hashing key finds the person by email hash: a data
+    // directory's own, never a new one.
     let secrets =
-        crate::secrets::SecretHasher::load_or_create(&data).map_err(|err| err.to_string())?;
+        crate::secrets::SecretHasher::load_existing(&data).map_err(|err| err.to_string())?;
     let people = crate::serve::open_people(store, &data, &secrets, &ledger)
         .map_err(|err| err.to_string())?;
     let erased =
@@ -595,6 +605,34 @@ fn export(
     Ok(())
 }
 
+/// The people directory a trail export opens sealed intents with: the data directory's
+/// keys (and, for a PostgreSQL ledger, the database's person keys). Without it sealed
+/// intents are left out, and the export says so.
+fn trail_people(dir: &std::path::Path, store: &Store) -> Option<crate::people::People> {
+    let data = crate::ledger::datadir::DataDir::new(dir);
+    let opened = match store {
+        Store::Embedded => {
+            crate::people::People::open_offline(&data).map_err(|err| err.to_string())
+        }
+        Store::Postgres(url) => crate::secrets::SecretHasher::load_existing(&data)
+            .map_err(|err| err.to_string())
+            .and_then(|secrets| {
+                let keys = crate::people::PostgresKeys::open(url).map_err(|err| err.to_string())?;
+                Ok(crate::people::People::new(
+                    std::sync::Arc::new(keys),
+                    &secrets,
+                ))
+            }),
+    };
+    match opened {
+        Ok(people) => Some(people),
+        Err(why) => {
+            eprintln!("note: stated intents sealed under people's keys are left out: {why}");
+            None
+        }
+    }
+}
+
 fn export_audit(
     dir: &std::path::Path,
     store: &Store,
@@ -606,9 +644,11 @@ fn export_audit(
         Store::Postgres(url) => records_bar(offline::store_records(url), "exporting the trail"),
     };
     let mut tick = |done: u64| bar.set_position(done);
+    let people = trail_people(dir, store);
+    let people = people.as_ref();
     let mut export = |out: &mut (dyn std::io::Write + Send)| match store {
-        Store::Embedded => offline::export_audit(dir, format, out, &mut tick),
-        Store::Postgres(url) => offline::export_audit_store(url, format, out, &mut tick),
+        Store::Embedded => offline::export_audit(dir, format, people, out, &mut tick),
+        Store::Postgres(url) => offline::export_audit_store(url, format, people, out, &mut tick),
     };
     let rows = match &output {
         Some(path) => {

@@ -16,6 +16,7 @@ use crate::ledger::datadir::DataDir;
 use crate::ledger::postgres::{Postgres, StoredRecord};
 use crate::ledger::reader::{SegmentSpan, WalkError, spans_of, walk};
 use crate::ledger::snapshots;
+use crate::people::People;
 use crate::trail::TrailFormat;
 
 /// Why an offline operation could not even start or finish reading.
@@ -549,6 +550,7 @@ const TRAIL_ENTRIES_PER_WRITE: usize = 4096;
 /// Writes trail entries as rows of `format`, a block at a time.
 struct TrailWriter<'a> {
     format: TrailFormat,
+    people: Option<&'a People>,
     out: &'a mut (dyn Write + Send),
     entries: Vec<writ_projections::AuditEntry>,
     bytes: Vec<u8>,
@@ -557,9 +559,14 @@ struct TrailWriter<'a> {
 }
 
 impl<'a> TrailWriter<'a> {
-    fn new(format: TrailFormat, out: &'a mut (dyn Write + Send)) -> TrailWriter<'a> {
+    fn new(
+        format: TrailFormat,
+        people: Option<&'a People>,
+        out: &'a mut (dyn Write + Send),
+    ) -> TrailWriter<'a> {
         TrailWriter {
             format,
+            people,
             out,
             entries: Vec::with_capacity(TRAIL_ENTRIES_PER_WRITE),
             bytes: format.start(),
@@ -570,7 +577,7 @@ impl<'a> TrailWriter<'a> {
 
     fn push(&mut self, state: &State, head: Head, event: &Event) {
         self.entries
-            .push(writ_projections::audit_entry(state, head, event));
+            .push(crate::trail::entry(state, head, event, self.people));
         if self.entries.len() == TRAIL_ENTRIES_PER_WRITE {
             self.write_out();
         }
@@ -604,10 +611,11 @@ impl<'a> TrailWriter<'a> {
 pub fn export_audit(
     dir: &Path,
     format: TrailFormat,
+    people: Option<&People>,
     out: &mut (dyn Write + Send),
     progress: Progress<'_>,
 ) -> Result<u64, OfflineError> {
-    let mut writer = TrailWriter::new(format, out);
+    let mut writer = TrailWriter::new(format, people, out);
     fold_from(dir, State::new(), None, progress, |state, head, event| {
         writer.push(state, head, event);
     })?;
@@ -618,10 +626,11 @@ pub fn export_audit(
 pub fn export_audit_store(
     url: &str,
     format: TrailFormat,
+    people: Option<&People>,
     out: &mut (dyn Write + Send),
     progress: Progress<'_>,
 ) -> Result<u64, OfflineError> {
-    let mut writer = TrailWriter::new(format, out);
+    let mut writer = TrailWriter::new(format, people, out);
     fold_store(url, None, progress, |state, head, event| {
         writer.push(state, head, event);
     })?;

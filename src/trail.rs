@@ -16,11 +16,12 @@
 use std::borrow::Cow;
 
 use serde::Serialize;
-use writ_projections::{AuditEntry, Head, audit_entry};
-use writ_schemas::{ClientId, Record, Timestamp, UserId};
+use writ_projections::{AuditEntry, Head, State, audit_entry};
+use writ_schemas::{ClientId, Event, Record, Timestamp, UserId};
 
 use crate::ledger::storage::{Storage, StorageError};
 use crate::ledger::{Ledger, LedgerError};
+use crate::people::{Field, People};
 
 /// What a query of the trail asks for; every field given must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -76,6 +77,7 @@ pub enum TrailError {
 /// while `visit` runs (which may wait on a slow client).
 pub fn tell(
     ledger: &Ledger,
+    people: Option<&People>,
     from_seq: u64,
     to_seq: u64,
     mut visit: impl FnMut(&[AuditEntry]) -> bool,
@@ -96,7 +98,7 @@ pub fn tell(
                 records
                     .iter()
                     .zip(&events)
-                    .map(|(record, event)| audit_entry(state, head_of(record), event))
+                    .map(|(record, event)| entry(state, head_of(record), event, people))
                     .collect()
             });
             visit(&entries)
@@ -105,6 +107,26 @@ pub fn tell(
         Some(err) => Err(err.into()),
         None => Ok(()),
     }
+}
+
+/// The trail's entry for `event` against `state`, its personal datum (a token's stated
+/// intent, sealed under the person's key) shown as `people` can show it: opened while the
+/// person's key exists, `"[erased]"` once they were erased. Without `people` (their keys
+/// could not be found), a sealed intent is left out.
+pub fn entry(state: &State, head: Head, event: &Event, people: Option<&People>) -> AuditEntry {
+    let mut entry = audit_entry(state, head, event);
+    if let (Event::TokenIssued(issued), Some(people)) = (event, people)
+        && let Some(user_id) = &issued.user_id
+    {
+        entry.intent = people.render(
+            state,
+            user_id,
+            Field::IntentDescription,
+            issued.intent_description.as_deref(),
+            issued.intent_sealed.as_deref(),
+        );
+    }
+    entry
 }
 
 fn head_of(record: &Record) -> Head {

@@ -61,6 +61,7 @@ fn token(index: u64) -> Vec<u8> {
         max_operations: Some(OPERATIONS_PER_TOKEN),
         expires_on_completion: false,
         intent_description: None,
+        intent_sealed: None,
     })
     .encode()
     .unwrap()

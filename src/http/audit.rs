@@ -25,6 +25,7 @@ use super::AppState;
 use super::auth::Admin;
 use super::error::ApiError;
 use crate::ledger::Ledger;
+use crate::people::People;
 use crate::trail::{self, Row, TrailFilter, TrailFormat};
 
 /// Questions about the past answered at once, at most: each may rebuild a copy of the
@@ -536,6 +537,7 @@ fn first_seq(
 /// One page of the trail: the matching rows and where the next page starts.
 fn page(
     ledger: &Ledger,
+    people: &People,
     moment: &Moment,
     cursor: Option<u64>,
     filter: &TrailFilter,
@@ -543,7 +545,7 @@ fn page(
 ) -> Result<(Vec<Row>, Option<u64>), ApiError> {
     let start = first_seq(ledger, moment, cursor, filter)?;
     let (mut rows, mut last_seen, mut ended) = (Vec::new(), start.saturating_sub(1), false);
-    trail::tell(ledger, start, moment.seq, |entries| {
+    trail::tell(ledger, Some(people), start, moment.seq, |entries| {
         for entry in entries {
             if filter.to.is_some_and(|to| entry.ts > to) {
                 ended = true;
@@ -579,9 +581,10 @@ pub(super) async fn list(
         params.limit(PAGE_ENTRIES_DEFAULT, PAGE_ENTRIES_MAX)?,
     );
     let (ledger, now) = (Arc::clone(&state.ledger), state.clock.now());
+    let people = Arc::clone(&state.people);
     let (moment, (rows, next_cursor)) = web::block(move || {
         let moment = resolve(&ledger, asked, now)?;
-        let page = page(&ledger, &moment, cursor, &filter, limit)?;
+        let page = page(&ledger, &people, &moment, cursor, &filter, limit)?;
         Ok::<_, ApiError>((moment, page))
     })
     .await
@@ -628,9 +631,10 @@ pub(super) async fn export(
     .await
     .map_err(|err| ApiError::Unavailable(format!("the export could not start: {err}")))??;
     let (chunks, received) = tokio::sync::mpsc::channel(EXPORT_CHUNKS_QUEUED_MAX);
+    let people = Arc::clone(&state.people);
     actix_web::rt::task::spawn_blocking(move || {
         let _permit = permit;
-        stream_rows(&ledger, &moment, start, &filter, format, &chunks);
+        stream_rows(&ledger, &people, &moment, start, &filter, format, &chunks);
     });
     let extension = match format {
         TrailFormat::Jsonl => "jsonl",
@@ -657,6 +661,7 @@ type Chunk = Result<Bytes, std::io::Error>;
 /// fewer rows than `x-writ-as-of-seq` promises, never wrong ones.
 fn stream_rows(
     ledger: &Ledger,
+    people: &People,
     moment: &Moment,
     start: u64,
     filter: &TrailFilter,
@@ -665,7 +670,7 @@ fn stream_rows(
 ) {
     let mut buffer = format.start();
     let mut gone = false;
-    let told = trail::tell(ledger, start, moment.seq, |entries| {
+    let told = trail::tell(ledger, Some(people), start, moment.seq, |entries| {
         let mut ended = false;
         let wanted = entries.iter().take_while(|entry| {
             ended = filter.to.is_some_and(|to| entry.ts > to);
