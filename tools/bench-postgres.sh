@@ -34,12 +34,12 @@ cleanup() {
 trap cleanup EXIT
 export WRIT_ADMIN_TOKEN=${WRIT_ADMIN_TOKEN:-bench-admin-token-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 
-# A fresh database; prints its URL.
+# scratch_database NAME: a fresh database, dropped at exit; sets $db_url to its URL.
 scratch_database() {
-    local name="writ_bench_$$_${#databases[@]}"
+    local name="writ_bench_$$_$1"
     psql -q "$server_url" -c "CREATE DATABASE $name" >/dev/null
     databases+=("$name")
-    echo "${server_url%/*}/$name"
+    db_url="${server_url%/*}/$name"
 }
 
 # start_node NAME STORE KEYS PORT: a node in the background, ready when this returns.
@@ -62,9 +62,11 @@ stop_nodes() {
     pids=()
 }
 
+# writ-bench's own messages (quoting any non-2xx answer) go to WRIT_BENCH_STDERR.
 run_bench() {
     $bench --writ-url "http://127.0.0.1:$port" "$@" --connections "$connections" \
-        --duration "$duration" --scenario issue,operations 2>/dev/null | grep '^RESULT'
+        --duration "$duration" --scenario issue,operations --allow-errors \
+        2>>"${WRIT_BENCH_STDERR:-/dev/null}" | grep '^RESULT'
 }
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores; $($writ --version); duration $duration, $connections connections"
@@ -76,14 +78,16 @@ stop_nodes
 $writ verify "$work/embedded" | head -1
 
 echo "## postgres, one node"
-one=$(scratch_database)
+scratch_database one
+one=$db_url
 start_node pg-one "$one" keys-one "$port"
 run_bench
 stop_nodes
 $writ verify --store "$one" | head -1
 
 echo "## postgres, two nodes"
-two=$(scratch_database)
+scratch_database two
+two=$db_url
 start_node pg-a "$two" keys-two "$port"
 start_node pg-b "$two" keys-two "$((port + 1))"
 run_bench --also-writ-url "http://127.0.0.1:$((port + 1))"
