@@ -88,6 +88,9 @@ fn token_for(server: &Server, client_id: &str, secret: &str, user_id: &str) -> V
 
 #[test]
 fn an_erased_person_leaves_no_plaintext_anywhere_and_the_chain_still_verifies() {
+    about_the_embedded_store(
+        "scans every file of the data directory, where the embedded store keeps the records, and reads them with `writ audit`",
+    );
     let dir = temp();
     let outside = temp();
     let log = outside.path().join("server.log");
