@@ -335,10 +335,12 @@ fn killing_one_node_mid_load_leaves_the_other_serving_and_every_acknowledged_ope
                     .map(|keys| keys.len() >= 200)
                     .unwrap_or(false)
             });
+            // Said before the kill: a request to A that fails from here on may have met
+            // the kill (it can fail before `kill` returns).
+            killed.store(true, Ordering::SeqCst);
             if let Some(mut server) = a.lock().unwrap_or_else(|e| panic!("{e}")).take() {
                 server.kill();
             }
-            killed.store(true, Ordering::SeqCst);
             assert!(under_way, "the load never got under way");
         });
     });
