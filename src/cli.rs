@@ -3,7 +3,6 @@
 //! Exit codes: 0 success; 1 a ledger failed verification; 2 bad input (a path that is not
 //! a ledger, an unreadable file, a bad argument).
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -562,6 +561,36 @@ fn audit(dir: &std::path::Path, from_seq: Option<u64>) -> Result<(), OfflineErro
     Ok(())
 }
 
+/// Runs `export` into `output` (made durable before this returns) or standard output,
+/// through a 1 MiB buffer; what `export` returned.
+fn write_output(
+    output: Option<&std::path::Path>,
+    export: impl FnOnce(&mut (dyn std::io::Write + Send)) -> Result<u64, OfflineError>,
+) -> Result<u64, OfflineError> {
+    use std::io::Write as _;
+    match output {
+        Some(path) => {
+            let file = std::fs::File::create(path).map_err(|err| {
+                OfflineError::Input(format!("cannot create {}: {err}", path.display()))
+            })?;
+            let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
+            let written = export(&mut writer)?;
+            writer
+                .into_inner()
+                .map_err(|err| OfflineError::Output(err.into_error()))?
+                .sync_all()
+                .map_err(OfflineError::Output)?;
+            Ok(written)
+        }
+        None => {
+            let mut writer = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
+            let written = export(&mut writer)?;
+            writer.flush().map_err(OfflineError::Output)?;
+            Ok(written)
+        }
+    }
+}
+
 fn export(
     dir: &std::path::Path,
     store: &Store,
@@ -572,32 +601,10 @@ fn export(
         Store::Postgres(url) => records_bar(offline::store_records(url), "exporting"),
     };
     let mut tick = |done: u64| bar.set_position(done);
-    let mut export = |out: &mut dyn std::io::Write| match store {
+    let count = write_output(output.as_deref(), |out| match store {
         Store::Embedded => offline::export(dir, out, &mut tick),
         Store::Postgres(url) => offline::export_store(url, out, &mut tick),
-    };
-    let count = match &output {
-        Some(path) => {
-            let file = std::fs::File::create(path).map_err(|err| {
-                OfflineError::Input(format!("cannot create {}: {err}", path.display()))
-            })?;
-            let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
-            let count = export(&mut writer)?;
-            writer
-                .into_inner()
-                .map_err(|err| OfflineError::Output(err.into_error()))?
-                .sync_all()
-                .map_err(OfflineError::Output)?;
-            count
-        }
-        None => {
-            let stdout = std::io::stdout();
-            let mut writer = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-            let count = export(&mut writer)?;
-            writer.flush().map_err(OfflineError::Output)?;
-            count
-        }
-    };
+    })?;
     bar.finish_and_clear();
     if let Some(path) = output {
         eprintln!("exported {count} records to {}", path.display());
@@ -646,29 +653,10 @@ fn export_audit(
     let mut tick = |done: u64| bar.set_position(done);
     let people = trail_people(dir, store);
     let people = people.as_ref();
-    let mut export = |out: &mut (dyn std::io::Write + Send)| match store {
+    let rows = write_output(output.as_deref(), |out| match store {
         Store::Embedded => offline::export_audit(dir, format, people, out, &mut tick),
         Store::Postgres(url) => offline::export_audit_store(url, format, people, out, &mut tick),
-    };
-    let rows = match &output {
-        Some(path) => {
-            let file = std::fs::File::create(path).map_err(|err| {
-                OfflineError::Input(format!("cannot create {}: {err}", path.display()))
-            })?;
-            let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
-            let rows = export(&mut writer)?;
-            writer
-                .into_inner()
-                .map_err(|err| OfflineError::Output(err.into_error()))?
-                .sync_all()
-                .map_err(OfflineError::Output)?;
-            rows
-        }
-        None => {
-            let mut writer = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
-            export(&mut writer)?
-        }
-    };
+    })?;
     bar.finish_and_clear();
     if let Some(path) = output {
         eprintln!("exported the trail of {rows} records to {}", path.display());
