@@ -9,11 +9,15 @@ use writ_projections::{State, TokenStatus};
 use writ_schemas::{
     Actor, AdminTokenIssued, AgentDisabled, AgentEnabled, AgentIdentitySet, AgentPolicySet,
     AgentRegistered, AgentReviewed, AgentSecretRotated, ApiKeyId, ApiKeyIssued, ApiKeyRevoked,
-    CheckpointKeyPublished, ClientId, DelegationGranted, DelegationId, DelegationRevoked, Digest,
-    Event, Jti, OperationRecorded, RevocationCause, Sealed, SigningKeyRotated, Timestamp,
-    TokenExhausted, TokenIssued, TokenRevoked, UserDeactivated, UserErased, UserId,
-    UserReactivated, UserRegistered,
+    CheckpointKeyPublished, ClientId, ConnectionEstablished, ConnectionRefreshFailed,
+    ConnectionRefreshed, DelegationGranted, DelegationId, DelegationRevoked, Digest, Event,
+    GrantId, Jti, OperationRecorded, RevocationCause, Sealed, ServerId, ServerRegistered,
+    SessionGrantCreated, SigningKeyRotated, Timestamp, TokenExhausted, TokenIssued, TokenRevoked,
+    UserDeactivated, UserErased, UserId, UserReactivated, UserRegistered,
 };
+
+mod connections;
+pub mod session_grants;
 
 /// Most API keys a person may hold unrevoked: enough for a key per device or script,
 /// few enough that a leaked admin token cannot mint keys without end.
@@ -145,6 +149,43 @@ pub enum Command {
         resource: Option<String>,
         /// The caller's retry key.
         idempotency_key: Option<String>,
+    },
+    /// Register an MCP server with the gateway (an admin).
+    RegisterServer(ServerRegistered),
+    /// Record a person's new connection to a server's OAuth provider.
+    EstablishConnection(ConnectionEstablished),
+    /// Record a connection's refreshed tokens.
+    RefreshConnection(ConnectionRefreshed),
+    /// Record that refreshing a connection failed.
+    FailConnectionRefresh(ConnectionRefreshFailed),
+    /// Delete a person's connection (the person, or an admin).
+    DeleteConnection {
+        /// The person.
+        user_id: UserId,
+        /// The server.
+        server_id: ServerId,
+        /// Who asks.
+        by: Actor,
+    },
+    /// Lend the calling person's upstream session to an agent (`shared`: to everyone
+    /// acting through it). See `session_grants`.
+    CreateSessionGrant(SessionGrantCreated),
+    /// Flip the calling person's grant to the agent for the server between personal and
+    /// shared.
+    ToggleSessionGrant {
+        /// The agent.
+        client_id: ClientId,
+        /// The server.
+        server_id: ServerId,
+        /// Who asks (the person whose grant it is).
+        by: Actor,
+    },
+    /// Revoke a session grant (the delegation stays).
+    RevokeSessionGrant {
+        /// The grant.
+        grant_id: GrantId,
+        /// Who asks (the person whose session it is, or an admin).
+        by: Actor,
     },
     /// Revoke a token and everything derived from it.
     RevokeToken {
@@ -334,6 +375,53 @@ pub enum Refusal {
     /// A token with no operations left.
     #[error("the token's operation quota is used up")]
     QuotaExhausted,
+    /// A server id already registered.
+    #[error("server {0} already exists")]
+    ServerExists(ServerId),
+    /// A server writ does not know.
+    #[error("no MCP server `{0}` is registered")]
+    UnknownServer(ServerId),
+    /// A connection the person does not hold (or an admin asked about no such one).
+    #[error(
+        "no connection to server {0} is held; connect first (GET /api/v1/connections/{0}/start)"
+    )]
+    UnknownConnection(ServerId),
+    /// A connection to a server that needs none.
+    #[error("server {0} takes no credential (`auth: none`): there is nothing to connect")]
+    ServerNeedsNoConnection(ServerId),
+    /// A refresh decided on a connection that another refresh has since replaced.
+    #[error("the connection to server {0} was refreshed meanwhile")]
+    ConnectionMovedOn(ServerId),
+    /// A session grant id already recorded.
+    #[error("session grant {0} already exists")]
+    SessionGrantExists(GrantId),
+    /// A person lending their session again to the same agent for the same server.
+    #[error(
+        "you already lend this session to the agent as grant {0}; toggle it or revoke it instead"
+    )]
+    SessionGrantHeld(GrantId),
+    /// A person with as many unrevoked session grants as they may have.
+    #[error("user {0} already has {1} session grants, the most a person may; revoke one first")]
+    TooManySessionGrants(UserId, usize),
+    /// Toggling a grant the person does not have.
+    #[error(
+        "you lend no session to agent {0} for server {1}; create a grant first (POST /api/v1/agents/{0}/session-grants)"
+    )]
+    NoSessionGrant(ClientId, ServerId),
+    /// A session grant that does not exist, or is another person's.
+    #[error("session grant {0} does not exist, or is not yours")]
+    UnknownSessionGrant(GrantId),
+    /// Revoking a revoked session grant.
+    #[error("session grant {0} is already revoked")]
+    SessionGrantRevoked(GrantId),
+    /// Lending a session to an upstream server the person holds no connection to.
+    #[error(
+        "you hold no connection to server {0}; connect first (GET /api/v1/connections/{0}/start)"
+    )]
+    NoConnection(ServerId),
+    /// A tool call for which no person's session is lent to the agent.
+    #[error("No credentials available for this server")]
+    NoCredentials(ServerId),
     /// An event too large to store.
     #[error("the event is {0} bytes; the ledger stores events of at most {1} bytes")]
     EventTooLarge(usize, usize),
@@ -420,6 +508,22 @@ pub fn decide(
         } => issue_api_key(state, key_id, user_id, key_hash, by),
         Command::RevokeApiKey { key_id, by } => revoke_api_key(state, key_id, by),
         Command::GrantDelegation(grant) => grant_delegation(state, grant, now),
+        Command::EstablishConnection(c) => connections::establish(state, c),
+        Command::RefreshConnection(r) => connections::refreshed(state, r),
+        Command::FailConnectionRefresh(f) => connections::refresh_failed(state, f),
+        Command::DeleteConnection {
+            user_id,
+            server_id,
+            by,
+        } => connections::delete(state, user_id, server_id, by),
+        Command::RegisterServer(server) => session_grants::register_server(state, server),
+        Command::CreateSessionGrant(grant) => session_grants::create(state, grant, now),
+        Command::ToggleSessionGrant {
+            client_id,
+            server_id,
+            by,
+        } => session_grants::toggle(state, client_id, server_id, by, now),
+        Command::RevokeSessionGrant { grant_id, by } => session_grants::revoke(state, grant_id, by),
         Command::RevokeDelegation { delegation_id, by } => {
             revoke_delegation(state, delegation_id, by)
         }

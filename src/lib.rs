@@ -8,11 +8,13 @@
 pub mod checkpoints;
 pub mod cli;
 pub mod clock;
+pub mod connections;
 pub mod decide;
 pub mod harness;
 pub mod http;
 pub mod issuers;
 pub mod jose;
+pub mod kek;
 pub mod keys;
 pub mod ledger;
 pub mod migrate;

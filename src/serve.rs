@@ -97,6 +97,22 @@ pub struct ServeArgs {
     /// name.
     #[arg(long, env = "WRIT_CHECKPOINT_ORIGIN")]
     pub checkpoint_origin: Option<String>,
+    /// The key-encryption keys that wrap upstream secrets (servers' client secrets,
+    /// people's upstream tokens): a file of `ID BASE64URL-KEY` lines, the last one current
+    /// (default `<keys-dir>/kek.keys`, made with one random key on first start).
+    #[arg(long, env = "WRIT_KEK_FILE")]
+    pub kek_file: Option<PathBuf>,
+    /// A key-encryption key as `ID:BASE64URL-KEY` (32 bytes), current when set; keys in
+    /// the key file still unwrap what they wrapped.
+    #[arg(long, env = "WRIT_KEK", hide_env_values = true)]
+    pub kek: Option<String>,
+    /// Refresh people's upstream connections whose access token expires within this many
+    /// seconds (the background refresh; a call that finds one expired refreshes it too).
+    #[arg(long, env = "WRIT_CONNECTION_REFRESH_WINDOW_SECONDS", default_value_t = crate::connections::REFRESH_WINDOW_SECONDS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub connection_refresh_window_seconds: u64,
+    /// Look for upstream connections to refresh this often, in seconds.
+    #[arg(long, env = "WRIT_CONNECTION_REFRESH_EVERY_SECONDS", default_value_t = crate::connections::REFRESH_EVERY_SECONDS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub connection_refresh_every_seconds: u64,
     /// Seconds to let in-flight requests finish after a shutdown signal.
     #[arg(long, env = "WRIT_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
@@ -122,6 +138,9 @@ pub enum ServeError {
     /// The trusted issuers could not be set up.
     #[error("{0}")]
     TrustedIssuers(#[from] crate::issuers::IssuersError),
+    /// The key-encryption keys could not be loaded.
+    #[error("{0}")]
+    Kek(#[from] crate::kek::KekError),
     /// The initial admin token could not be set up.
     #[error("{0}")]
     AdminToken(String),
@@ -373,6 +392,21 @@ async fn serve(
     actix_web::rt::spawn(Arc::clone(&signing_keys).follow(Arc::downgrade(&ledger)));
     let checkpoint_key = checkpoints.key().verifier_key();
     let audit_gates = Arc::new(crate::http::audit::AuditGates::default());
+    let keks = Arc::new(crate::kek::Keks::load(
+        &data.keys(),
+        args.kek_file.as_deref(),
+        args.kek.as_deref(),
+    )?);
+    let connections = Arc::new(crate::connections::Connections::new(
+        Arc::clone(&keks),
+        &issuer,
+    ));
+    actix_web::rt::spawn(Arc::clone(&connections).refresh_in_background(
+        Arc::downgrade(&ledger),
+        clock.clone(),
+        std::time::Duration::from_secs(args.connection_refresh_every_seconds),
+        std::time::Duration::from_secs(args.connection_refresh_window_seconds),
+    ));
     let server = HttpServer::new({
         let issuer = issuer.clone();
         move || {
@@ -387,6 +421,8 @@ async fn serve(
                 checkpoints: Arc::clone(&checkpoints),
                 audit_gates: Arc::clone(&audit_gates),
                 people: Arc::clone(&people),
+                keks: Arc::clone(&keks),
+                connections: Arc::clone(&connections),
             };
             App::new()
                 .wrap(actix_web::middleware::from_fn(

@@ -192,6 +192,21 @@ fn parts_of(state: &State, event: &Event) -> Parts {
         Event::UserDeactivated(e) => with_user(Parts::by(&e.by, &e.user_id), &e.user_id),
         Event::UserReactivated(e) => with_user(Parts::by(&e.by, &e.user_id), &e.user_id),
         Event::UserErased(e) => with_user(Parts::by(&e.by, &e.user_id), &e.user_id),
+        Event::ServerRegistered(e) => Parts::by(&e.by, &e.server_id),
+        Event::ConnectionEstablished(e) => connection_parts(&e.user_id, &e.server_id, "connected"),
+        Event::ConnectionRefreshed(e) => connection_parts(&e.user_id, &e.server_id, "refreshed"),
+        Event::ConnectionRefreshFailed(e) => {
+            let outcome = if e.broken {
+                format!("refresh failed, connection broken ({})", e.reason)
+            } else {
+                format!("refresh failed ({})", e.reason)
+            };
+            connection_parts(&e.user_id, &e.server_id, &outcome)
+        }
+        Event::ConnectionDeleted(e) => with_user(
+            Parts::by(&e.by, format!("connection to {}", e.server_id)),
+            &e.user_id,
+        ),
         Event::ApiKeyIssued(e) => with_user(Parts::by(&e.by, &e.key_id), &e.user_id),
         Event::ApiKeyRevoked(e) => {
             let owner = state.api_key(&e.key_id).map(|key| key.user_id.clone());
@@ -271,6 +286,16 @@ fn parts_of(state: &State, event: &Event) -> Parts {
         Event::AdminTokenIssued(e) => Parts::by(&e.by, &e.token_id),
         Event::CheckpointKeyPublished(e) => Parts::by(&Actor::System, &e.name),
     }
+}
+
+/// A connection event writ records itself, for the person's connection to a server.
+fn connection_parts(user_id: &UserId, server_id: &writ_schemas::ServerId, outcome: &str) -> Parts {
+    let mut parts = with_user(
+        Parts::by(&Actor::System, format!("connection to {server_id}")),
+        user_id,
+    );
+    parts.outcome = outcome.to_owned();
+    parts
 }
 
 fn with_user(mut parts: Parts, user_id: &UserId) -> Parts {

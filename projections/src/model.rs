@@ -173,6 +173,67 @@ impl Delegation {
     }
 }
 
+/// An MCP server the gateway forwards tool calls to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Server {
+    /// Id.
+    pub server_id: ServerId,
+    /// Its name.
+    pub name: String,
+    /// Its MCP streamable HTTP endpoint.
+    pub url: String,
+    /// How calls to it are authenticated (a client secret only wrapped).
+    pub auth: writ_schemas::ServerAuth,
+    /// When registered.
+    pub registered_at: Timestamp,
+}
+
+/// A person's account at an MCP server's OAuth provider: their tokens there, wrapped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    /// The person.
+    pub user_id: UserId,
+    /// The server.
+    pub server_id: ServerId,
+    /// Their access token, wrapped.
+    pub access_token: writ_schemas::Wrapped,
+    /// Their refresh token, wrapped.
+    pub refresh_token: Option<writ_schemas::Wrapped>,
+    /// When the access token expires, if known.
+    pub expires_at: Option<Timestamp>,
+    /// Scopes granted upstream.
+    pub scopes: Vec<String>,
+    /// Tokens recorded so far (the establishment and each refresh): a refresh names the
+    /// generation it was tried on.
+    pub generation: u64,
+    /// When connected.
+    pub established_at: Timestamp,
+    /// When last refreshed.
+    pub refreshed_at: Option<Timestamp>,
+    /// Refreshes that failed since the last success.
+    pub refresh_failures: u64,
+    /// Where it stands.
+    pub status: ConnectionStatus,
+}
+
+/// Where a connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConnectionStatus {
+    /// Usable (its access token may still need a refresh).
+    Active,
+    /// The provider rejected its refresh token: the person must connect again.
+    Broken,
+    /// Deleted: its tokens are forgotten.
+    Deleted,
+}
+
+impl Connection {
+    /// Held: neither broken nor deleted.
+    pub fn is_held(&self) -> bool {
+        self.status == ConnectionStatus::Active
+    }
+}
+
 /// A person's session with an MCP server lent to an agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionGrant {

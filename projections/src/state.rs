@@ -14,13 +14,14 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use writ_schemas::{
     ApiKeyId, ClientId, DelegationId, Digest, Event, FamilyId, GrantId, Jti, RefreshId, Sealed,
-    Timestamp, UserId,
+    ServerId, Timestamp, UserId,
 };
 
 use crate::model::*;
 
 mod moment;
 mod queries;
+mod session_grants;
 mod summary;
 pub use queries::CASCADE_TOKENS_MAX;
 pub use summary::{AgentCounts, Summary, TokenCounts};
@@ -40,7 +41,11 @@ pub struct State {
     api_keys_by_user: BTreeMap<UserId, Vec<ApiKeyId>>,
     delegations: BTreeMap<DelegationId, Delegation>,
     delegations_by_user: BTreeMap<UserId, Vec<DelegationId>>,
+    servers: BTreeMap<ServerId, Server>,
+    connections: BTreeMap<(UserId, ServerId), Connection>,
     session_grants: BTreeMap<GrantId, SessionGrant>,
+    /// Session grants by the agent and server they lend a session to, oldest first.
+    session_grants_by_route: BTreeMap<(ClientId, ServerId), Vec<GrantId>>,
     /// Every token ever issued, in issuance order. Never shrinks: `tokens_by_digest`
     /// holds positions in it. Boxed, so that when the map outgrows its storage it moves
     /// pointers, not whole tokens: moving a million ~1 KB tokens held the sequencer
@@ -163,6 +168,38 @@ impl State {
                     delegation.revoked_at.get_or_insert(at);
                 }
             }
+            Event::ServerRegistered(e) => {
+                self.servers
+                    .entry(e.server_id.clone())
+                    .or_insert_with(|| Server {
+                        server_id: e.server_id.clone(),
+                        name: e.name.clone(),
+                        url: e.url.clone(),
+                        auth: e.auth.clone(),
+                        registered_at: at,
+                    });
+            }
+            Event::ConnectionEstablished(e) => self.connection_established(e, at),
+            Event::ConnectionRefreshed(e) => self.connection_refreshed(e, at),
+            Event::ConnectionRefreshFailed(e) => {
+                if let Some(c) = self
+                    .connections
+                    .get_mut(&(e.user_id.clone(), e.server_id.clone()))
+                {
+                    c.refresh_failures += 1;
+                    if e.broken {
+                        c.status = ConnectionStatus::Broken;
+                    }
+                }
+            }
+            Event::ConnectionDeleted(e) => {
+                if let Some(c) = self
+                    .connections
+                    .get_mut(&(e.user_id.clone(), e.server_id.clone()))
+                {
+                    c.status = ConnectionStatus::Deleted;
+                }
+            }
             Event::SessionGrantCreated(e) => {
                 let grant = SessionGrant {
                     grant_id: e.grant_id.clone(),
@@ -173,6 +210,10 @@ impl State {
                     created_at: at,
                     revoked_at: None,
                 };
+                self.session_grants_by_route
+                    .entry((e.client_id.clone(), e.server_id.clone()))
+                    .or_default()
+                    .push(e.grant_id.clone());
                 self.session_grants.insert(e.grant_id.clone(), grant);
             }
             Event::SessionGrantToggled(e) => {

@@ -17,6 +17,14 @@ fn ts(text: &str) -> Timestamp {
     Timestamp::parse(text).unwrap_or_else(|err| unreachable!("{err}"))
 }
 
+fn wrapped() -> Wrapped {
+    Wrapped {
+        kek_id: "kek-2026".into(),
+        nonce: "AAAAAAAAAAAAAAAA".into(),
+        ciphertext: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+    }
+}
+
 fn admin() -> Actor {
     Actor::Admin {
         token_id: "adm_1".into(),
@@ -201,6 +209,50 @@ pub(crate) fn sample(kind: EventKind) -> Event {
         }),
         EventKind::UserErased => Event::from(UserErased {
             user_id: user,
+            by: admin(),
+        }),
+        EventKind::ConnectionEstablished => Event::from(ConnectionEstablished {
+            user_id: user.clone(),
+            server_id: ServerId::from("srv_slack"),
+            access_token: wrapped(),
+            refresh_token: Some(wrapped()),
+            expires_at: Some(ts("2026-12-01T10:00:00.000000Z")),
+            scopes: vec!["channels:read".into()],
+        }),
+        EventKind::ConnectionRefreshed => Event::from(ConnectionRefreshed {
+            user_id: user.clone(),
+            server_id: ServerId::from("srv_slack"),
+            generation: 1,
+            access_token: wrapped(),
+            refresh_token: Some(wrapped()),
+            expires_at: Some(ts("2026-12-01T11:00:00.000000Z")),
+        }),
+        EventKind::ConnectionRefreshFailed => Event::from(ConnectionRefreshFailed {
+            user_id: user.clone(),
+            server_id: ServerId::from("srv_slack"),
+            generation: 2,
+            reason: "invalid_grant: refresh token revoked".into(),
+            broken: true,
+        }),
+        EventKind::ConnectionDeleted => Event::from(ConnectionDeleted {
+            user_id: user.clone(),
+            server_id: ServerId::from("srv_slack"),
+            by: Actor::User {
+                user_id: user.clone(),
+            },
+        }),
+        EventKind::ServerRegistered => Event::from(ServerRegistered {
+            server_id: ServerId::from("srv_slack"),
+            name: "Slack".into(),
+            url: "https://mcp.slack.example/mcp".into(),
+            auth: ServerAuth::Oauth(UpstreamOAuth {
+                authorization_url: "https://slack.example/oauth/authorize".into(),
+                token_url: "https://slack.example/oauth/token".into(),
+                revocation_url: None,
+                client_id: "writ-app".into(),
+                client_secret: Some(wrapped()),
+                scopes: vec!["channels:read".into()],
+            }),
             by: admin(),
         }),
         // Written as the first version of the event was, so its bytes (and the vectors'

@@ -460,6 +460,141 @@ pub struct SessionGrantRevoked {
     pub by: Actor,
 }
 
+/// A secret wrapped under one of the deployment's key-encryption keys (AES-256-GCM): an
+/// upstream server's client secret, a connection's tokens. The key stays outside the
+/// ledger; `kek_id` names which one, so keys can rotate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Wrapped {
+    /// The key-encryption key's id.
+    pub kek_id: String,
+    /// The 12-byte nonce, unpadded base64url (random per value).
+    pub nonce: String,
+    /// The ciphertext followed by its 16-byte tag, unpadded base64url.
+    pub ciphertext: String,
+}
+
+/// How writ authenticates to an upstream MCP server on a person's behalf.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerAuth {
+    /// No credential: the server is open to whoever reaches it.
+    None,
+    /// An upstream OAuth provider: each person connects with the authorization code flow
+    /// (PKCE), and calls carry that person's access token.
+    Oauth(UpstreamOAuth),
+}
+
+/// The organisation's own OAuth client at an upstream provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamOAuth {
+    /// The provider's authorization endpoint.
+    pub authorization_url: String,
+    /// The provider's token endpoint.
+    pub token_url: String,
+    /// The provider's revocation endpoint (RFC 7009), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_url: Option<String>,
+    /// writ's client id at the provider.
+    pub client_id: String,
+    /// writ's client secret at the provider, wrapped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<Wrapped>,
+    /// The scopes asked for when a person connects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+}
+
+/// An MCP server was registered with the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerRegistered {
+    /// Its id.
+    pub server_id: ServerId,
+    /// A name people recognise.
+    pub name: String,
+    /// Its MCP streamable HTTP endpoint.
+    pub url: String,
+    /// How calls to it are authenticated.
+    pub auth: ServerAuth,
+    /// Who registered it.
+    pub by: Actor,
+}
+
+/// A person connected their account at an MCP server's OAuth provider (the authorization
+/// code flow with PKCE): their tokens there, wrapped. A new connection to the same server
+/// replaces the previous one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionEstablished {
+    /// The person.
+    pub user_id: UserId,
+    /// The server.
+    pub server_id: ServerId,
+    /// Their access token at the provider, wrapped.
+    pub access_token: Wrapped,
+    /// Their refresh token at the provider, wrapped, if it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<Wrapped>,
+    /// When the access token expires, if the provider said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    /// The scopes the provider granted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+}
+
+/// A connection's access token was refreshed at the provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionRefreshed {
+    /// The person.
+    pub user_id: UserId,
+    /// The server.
+    pub server_id: ServerId,
+    /// Which state of the connection was refreshed (its count of tokens so far), so that a
+    /// refresh decided on an older state is refused.
+    pub generation: u64,
+    /// The new access token, wrapped.
+    pub access_token: Wrapped,
+    /// The new refresh token, wrapped, when the provider rotated it (absent: keep the old).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<Wrapped>,
+    /// When the new access token expires, if the provider said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+}
+
+/// Refreshing a connection failed. `broken`: the provider rejected the refresh token, so the
+/// connection is not tried again until the person connects anew.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionRefreshFailed {
+    /// The person.
+    pub user_id: UserId,
+    /// The server.
+    pub server_id: ServerId,
+    /// Which state of the connection the refresh was tried on.
+    pub generation: u64,
+    /// What the provider or the network said (never a token).
+    pub reason: String,
+    /// The refresh token was rejected: the connection is broken.
+    pub broken: bool,
+}
+
+/// A connection was deleted (by the person or an admin); its tokens are forgotten.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionDeleted {
+    /// The person.
+    pub user_id: UserId,
+    /// The server.
+    pub server_id: ServerId,
+    /// Who deleted it.
+    pub by: Actor,
+}
+
 /// An access token was issued. It is found later by the digest of its bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -938,6 +1073,11 @@ events! {
     AdminTokenIssued = 1,
     CheckpointKeyPublished = 1,
     UserErased = 1,
+    ServerRegistered = 1,
+    ConnectionEstablished = 1,
+    ConnectionRefreshed = 1,
+    ConnectionRefreshFailed = 1,
+    ConnectionDeleted = 1,
 }
 
 /// Event bytes that are not a valid event.

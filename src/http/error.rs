@@ -125,7 +125,12 @@ impl From<Refusal> for ApiError {
             | Refusal::UnknownAgent(_)
             | Refusal::UnknownToken
             | Refusal::UnknownApiKey(_)
-            | Refusal::UnknownDelegation(_) => ApiError::NotFound(detail),
+            | Refusal::UnknownDelegation(_)
+            | Refusal::UnknownSessionGrant(_)
+            | Refusal::UnknownServer(_)
+            | Refusal::UnknownConnection(_)
+            | Refusal::NoSessionGrant(..) => ApiError::NotFound(detail),
+            Refusal::NoCredentials(_) => ApiError::Unauthorized(detail),
             Refusal::NotKeyHolder(_) | Refusal::NotDelegator(_) | Refusal::NotAPerson => {
                 ApiError::Forbidden(detail)
             }
@@ -146,7 +151,14 @@ impl From<Refusal> for ApiError {
             | Refusal::DelegationExists(_)
             | Refusal::DelegationAlreadyRevoked(_)
             | Refusal::TooManyApiKeys(..)
-            | Refusal::TooManyDelegations(..) => ApiError::Conflict(detail),
+            | Refusal::TooManyDelegations(..)
+            | Refusal::SessionGrantExists(_)
+            | Refusal::ServerExists(_)
+            | Refusal::ConnectionMovedOn(_)
+            | Refusal::SessionGrantHeld(_)
+            | Refusal::SessionGrantRevoked(_)
+            | Refusal::TooManySessionGrants(..)
+            | Refusal::NoConnection(_) => ApiError::Conflict(detail),
             Refusal::UnknownOwner(_)
             | Refusal::AgentDisabled(_)
             | Refusal::AgentExpired(..)
@@ -163,6 +175,7 @@ impl From<Refusal> for ApiError {
             | Refusal::ScopesNotHeld(..)
             | Refusal::NoScopes
             | Refusal::NotInFuture(_)
+            | Refusal::ServerNeedsNoConnection(_)
             | Refusal::TokenInactive
             | Refusal::QuotaExhausted
             | Refusal::EventTooLarge(..)

@@ -6,6 +6,7 @@
 mod agents;
 pub mod audit;
 mod auth;
+mod connections;
 mod delegations;
 mod discovery;
 pub mod error;
@@ -17,6 +18,8 @@ pub mod limits;
 pub mod oauth_error;
 pub mod observe;
 mod operations;
+pub mod servers;
+mod session_grants;
 #[cfg(test)]
 mod tests;
 mod token;
@@ -52,6 +55,10 @@ pub struct AppState {
     pub audit_gates: Arc<audit::AuditGates>,
     /// People's keys: seals and reads their personal data.
     pub people: Arc<crate::people::People>,
+    /// The key-encryption keys that wrap upstream secrets.
+    pub keks: Arc<crate::kek::Keks>,
+    /// People's connections to MCP servers' OAuth providers.
+    pub connections: Arc<crate::connections::Connections>,
 }
 
 /// One endpoint: what a request must look like to reach a handler.
@@ -160,6 +167,36 @@ pub fn endpoints() -> Vec<Endpoint> {
         }),
         endpoint(M::DELETE, "/api/v1/delegations/{id}", || {
             web::delete().to(delegations::revoke)
+        }),
+        endpoint(M::POST, "/api/v1/servers", || {
+            web::post().to(servers::create)
+        }),
+        endpoint(M::GET, "/api/v1/servers", || web::get().to(servers::list)),
+        endpoint(M::GET, "/api/v1/connections", || {
+            web::get().to(connections::list)
+        }),
+        endpoint(M::GET, "/api/v1/connections/callback", || {
+            web::get().to(connections::callback)
+        }),
+        endpoint(M::GET, "/api/v1/connections/{server_id}/start", || {
+            web::get().to(connections::start)
+        }),
+        endpoint(M::DELETE, "/api/v1/connections/{server_id}", || {
+            web::delete().to(connections::delete)
+        }),
+        endpoint(M::POST, "/api/v1/agents/{client_id}/session-grants", || {
+            web::post().to(session_grants::create)
+        }),
+        endpoint(M::GET, "/api/v1/agents/{client_id}/session-grants", || {
+            web::get().to(session_grants::list)
+        }),
+        endpoint(
+            M::POST,
+            "/api/v1/agents/{client_id}/session-grants/toggle",
+            || web::post().to(session_grants::toggle),
+        ),
+        endpoint(M::DELETE, "/api/v1/session-grants/{id}", || {
+            web::delete().to(session_grants::revoke)
         }),
         endpoint(M::POST, "/api/v1/operations", || {
             web::post().to(operations::record)
