@@ -15,6 +15,7 @@ pub mod issuers;
 pub mod jose;
 pub mod keys;
 pub mod ledger;
+pub mod mcp;
 pub mod migrate;
 pub mod oauth;
 pub mod offline;
