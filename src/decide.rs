@@ -146,6 +146,8 @@ pub enum Command {
         /// The caller's retry key.
         idempotency_key: Option<String>,
     },
+    /// Record how a tool call forwarded through the gateway ended.
+    RecordToolCall(writ_schemas::ToolCallCompleted),
     /// Revoke a token and everything derived from it.
     RevokeToken {
         /// The token.
@@ -556,6 +558,7 @@ pub fn decide(
             resource,
             idempotency_key,
         } => record_operation(state, digest, operation, resource, idempotency_key, now),
+        Command::RecordToolCall(call) => gateway::record_tool_call(state, call),
         Command::RevokeToken { jti, by } => {
             let events = cascade(state, jti, RevocationCause::Requested { by: by.clone() });
             let tokens = events.len();
@@ -1053,6 +1056,8 @@ pub fn cascade(state: &State, root: &Jti, cause: RevocationCause) -> Vec<Event> 
         })
         .collect()
 }
+
+mod gateway;
 
 #[cfg(test)]
 mod proptests;
