@@ -224,7 +224,10 @@ impl McpClient {
             "capabilities": {},
             "clientInfo": { "name": "writ", "version": env!("CARGO_PKG_VERSION") },
         });
-        let (result, headers) = match self.request(url, bearer, None, "initialize", params).await? {
+        let (result, headers) = match self
+            .request(url, bearer, None, "initialize", params)
+            .await?
+        {
             Sent::Answer(result, headers) => (result, headers),
             Sent::SessionGone => {
                 return Err(McpError::Protocol("initialize was answered 404".into()));
@@ -479,6 +482,8 @@ fn outcome(message: Value) -> Result<Value, McpError> {
         Value::Object(mut members) => members
             .remove("result")
             .ok_or_else(|| McpError::Protocol("a response with neither result nor error".into())),
-        _ => Err(McpError::Protocol("a response that is not an object".into())),
+        _ => Err(McpError::Protocol(
+            "a response that is not an object".into(),
+        )),
     }
 }

@@ -97,6 +97,16 @@ pub struct ServeArgs {
     /// name.
     #[arg(long, env = "WRIT_CHECKPOINT_ORIGIN")]
     pub checkpoint_origin: Option<String>,
+    /// An MCP server the tool-call gateway may forward to without a credential, as
+    /// `ID=URL` (the server's streamable HTTP endpoint); repeatable.
+    #[arg(long = "mcp-server", env = "WRIT_MCP_SERVERS", value_delimiter = ',')]
+    pub mcp_servers: Vec<String>,
+    /// Milliseconds a forwarded tool call may take, connecting to the last byte of its answer.
+    #[arg(long, env = "WRIT_MCP_TIMEOUT_MS", default_value_t = 30_000)]
+    pub mcp_timeout_ms: u64,
+    /// The largest answer accepted from an MCP server, in bytes.
+    #[arg(long, env = "WRIT_MCP_RESPONSE_BYTES_MAX", default_value_t = 4 * 1024 * 1024)]
+    pub mcp_response_bytes_max: usize,
     /// Seconds to let in-flight requests finish after a shutdown signal.
     #[arg(long, env = "WRIT_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
@@ -125,6 +135,9 @@ pub enum ServeError {
     /// The initial admin token could not be set up.
     #[error("{0}")]
     AdminToken(String),
+    /// The tool-call gateway's options are not usable.
+    #[error("{0}")]
+    Gateway(String),
     /// The address could not be bound or the server failed.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -373,6 +386,7 @@ async fn serve(
     actix_web::rt::spawn(Arc::clone(&signing_keys).follow(Arc::downgrade(&ledger)));
     let checkpoint_key = checkpoints.key().verifier_key();
     let audit_gates = Arc::new(crate::http::audit::AuditGates::default());
+    let gateway = Arc::new(gateway_of(&args).map_err(|e| ServeError::Gateway(e.to_string()))?);
     let server = HttpServer::new({
         let issuer = issuer.clone();
         move || {
@@ -387,6 +401,7 @@ async fn serve(
                 checkpoints: Arc::clone(&checkpoints),
                 audit_gates: Arc::clone(&audit_gates),
                 people: Arc::clone(&people),
+                gateway: Arc::clone(&gateway),
             };
             App::new()
                 .wrap(actix_web::middleware::from_fn(
@@ -464,4 +479,33 @@ impl StopSignals {
         }
         server.stop(true).await;
     }
+}
+
+/// The tool-call gateway's client and servers, from the options.
+fn gateway_of(args: &ServeArgs) -> anyhow::Result<crate::http::gateway::Gateway> {
+    let mut servers = std::collections::BTreeMap::new();
+    for entry in &args.mcp_servers {
+        let Some((id, url)) = entry.split_once('=') else {
+            anyhow::bail!("--mcp-server {entry:?}: write it as ID=URL");
+        };
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| anyhow::anyhow!("--mcp-server {id}: {url:?} is not a URL: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") || id.is_empty() {
+            anyhow::bail!("--mcp-server {entry:?}: an id and an http(s) URL are needed");
+        }
+        servers.insert(
+            writ_schemas::ServerId::from(id),
+            crate::http::gateway::Upstream {
+                url: url.to_owned(),
+            },
+        );
+    }
+    let limits = crate::mcp::Limits {
+        timeout: std::time::Duration::from_millis(args.mcp_timeout_ms.max(1)),
+        response_bytes_max: args.mcp_response_bytes_max.max(1),
+    };
+    Ok(crate::http::gateway::Gateway {
+        client: crate::mcp::McpClient::new(limits)?,
+        servers,
+    })
 }

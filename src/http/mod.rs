@@ -9,6 +9,7 @@ mod auth;
 mod delegations;
 mod discovery;
 pub mod error;
+pub mod gateway;
 mod health;
 mod introspect;
 mod keys;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub audit_gates: Arc<audit::AuditGates>,
     /// People's keys: seals and reads their personal data.
     pub people: Arc<crate::people::People>,
+    /// The MCP client the tool-call gateway forwards with, and the servers it knows.
+    pub gateway: Arc<gateway::Gateway>,
 }
 
 /// One endpoint: what a request must look like to reach a handler.
@@ -163,6 +166,9 @@ pub fn endpoints() -> Vec<Endpoint> {
         }),
         endpoint(M::POST, "/api/v1/operations", || {
             web::post().to(operations::record)
+        }),
+        endpoint(M::POST, "/api/v1/proxy/{server_id}/tools", || {
+            web::post().to(gateway::call)
         }),
         endpoint(M::GET, "/api/v1/ledger/head", || {
             web::get().to(ledger::head)
