@@ -13,7 +13,8 @@ environment:
 Tools: `whoami` (the subject behind the credential), `echo` (returns its text) and
 `delete_records` (a tool a policy may treat as critical). `POST /test/expire-sessions`
 makes every session known so far expired: requests carrying one are answered 404, as the
-MCP transport specifies for a session the server has terminated.
+MCP transport specifies for a session the server has terminated; `GET /test/sessions` says
+how many sessions were opened and expired.
 """
 
 import base64
@@ -108,7 +109,10 @@ def delete_records(table: str, ctx: Context) -> str:
 
 
 async def reply(send, status: int, body: bytes, extra=()) -> None:
-    headers = [(b"content-type", b"text/plain; charset=utf-8")] + list(extra)
+    extra = list(extra)
+    if not any(key == b"content-type" for key, _ in extra):
+        extra.append((b"content-type", b"text/plain; charset=utf-8"))
+    headers = extra
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -120,6 +124,9 @@ def guarded(app):
         if scope["type"] != "http":
             return await app(scope, receive, send)
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        if scope["path"] == "/test/sessions":
+            body = json.dumps({"opened": len(SEEN), "expired": len(EXPIRED)}).encode()
+            return await reply(send, 200, body, [(b"content-type", b"application/json")])
         if scope["path"] == "/test/expire-sessions":
             EXPIRED.update(SEEN)
             return await reply(send, 200, b"expired\n")
