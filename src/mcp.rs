@@ -371,7 +371,7 @@ impl McpClient {
                 }
                 message
             }
-            "text/event-stream" => self.from_events(response, id).await?,
+            "text/event-stream" => self.read_events(response, id).await?,
             other => {
                 return Err(McpError::Protocol(format!(
                     "the answer's Content-Type is `{other}`, not application/json or text/event-stream"
@@ -400,7 +400,7 @@ impl McpClient {
 
     /// The JSON-RPC response with `id` among the stream's events (the server may send
     /// notifications and requests before it; they are passed over).
-    async fn from_events(&self, response: reqwest::Response, id: u64) -> Result<Value, McpError> {
+    async fn read_events(&self, response: reqwest::Response, id: u64) -> Result<Value, McpError> {
         let max = self.limits.response_bytes_max;
         let timeout = self.limits.timeout.as_secs();
         let mut seen = 0usize;

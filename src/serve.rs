@@ -386,7 +386,7 @@ async fn serve(
     actix_web::rt::spawn(Arc::clone(&signing_keys).follow(Arc::downgrade(&ledger)));
     let checkpoint_key = checkpoints.key().verifier_key();
     let audit_gates = Arc::new(crate::http::audit::AuditGates::default());
-    let gateway = Arc::new(gateway_of(&args).map_err(|e| ServeError::Gateway(e.to_string()))?);
+    let gateway = Arc::new(gateway_of(args).map_err(|e| ServeError::Gateway(e.to_string()))?);
     let server = HttpServer::new({
         let issuer = issuer.clone();
         move || {
