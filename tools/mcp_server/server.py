@@ -42,7 +42,11 @@ SUBJECTS: dict[str, str] = {}
 SEEN: set[str] = set()
 EXPIRED: set[str] = set()
 
-mcp = FastMCP("writ-test", host="127.0.0.1", port=PORT)
+# MCP_STATELESS=1: no sessions, JSON answers (for benchmarks that call it directly too).
+STATELESS = os.environ.get("MCP_STATELESS") == "1"
+mcp = FastMCP(
+    "writ-test", host="127.0.0.1", port=PORT, stateless_http=STATELESS, json_response=STATELESS
+)
 
 
 def introspect(token: str) -> str | None:
