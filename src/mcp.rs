@@ -487,3 +487,41 @@ fn outcome(message: Value) -> Result<Value, McpError> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_json_rpc_error_is_an_rpc_refusal_and_a_result_is_taken_out() {
+        let refused = json!({"jsonrpc": "2.0", "id": 1, "error": {"code": -32602, "message": "Unknown tool: nope"}});
+        assert_eq!(
+            outcome(refused),
+            Err(McpError::Rpc {
+                code: -32602,
+                message: "Unknown tool: nope".into()
+            })
+        );
+        let answered = json!({"jsonrpc": "2.0", "id": 1, "result": {"content": []}});
+        assert_eq!(outcome(answered), Ok(json!({"content": []})));
+        assert!(matches!(
+            outcome(json!({"jsonrpc": "2.0", "id": 1})),
+            Err(McpError::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn an_upstream_status_is_told_with_what_the_server_said_shortened() {
+        let long = "x".repeat(1000);
+        let McpError::Status { status, detail } =
+            status_error(StatusCode::UNAUTHORIZED, long.as_bytes())
+        else {
+            unreachable!("a status error")
+        };
+        assert_eq!((status, detail.len()), (401, 200));
+        let McpError::Status { detail, .. } = status_error(StatusCode::BAD_GATEWAY, b"") else {
+            unreachable!("a status error")
+        };
+        assert_eq!(detail, "Bad Gateway");
+    }
+}
