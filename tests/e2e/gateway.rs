@@ -285,3 +285,52 @@ fn calls_reuse_the_mcp_session_and_open_a_new_one_when_the_server_ended_it() {
     assert_eq!(sessions(&mcp), 2, "a new session after the 404");
     assert_eq!(mcp.calls().len(), 3);
 }
+
+#[test]
+fn the_mcp_client_sends_the_upstream_bearer_and_the_tool_sees_whose_it_is() {
+    use writ::mcp::{Limits, McpClient, McpError};
+    use zeroize::Zeroizing;
+    let mcp = McpServer::start("static", "the-upstream-token");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    runtime.block_on(async {
+        let client = McpClient::new(Limits::default()).unwrap_or_else(|e| panic!("{e}"));
+        let good = Zeroizing::new("the-upstream-token".to_owned());
+        let done = client
+            .call_tool(&mcp.url, Some(&good), "whoami", json!({}))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            done.result["content"][0]["text"], "svc-files",
+            "{:?}",
+            done.result
+        );
+        assert!(done.initialized && done.session_id.is_some(), "{done:?}");
+        let again = client
+            .call_tool(&mcp.url, Some(&good), "whoami", json!({}))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!again.initialized, "the session is reused");
+        assert_eq!(again.session_id, done.session_id);
+        let bad = Zeroizing::new("another-token".to_owned());
+        let refused = client
+            .call_tool(&mcp.url, Some(&bad), "whoami", json!({}))
+            .await;
+        assert!(
+            matches!(refused, Err(McpError::Status { status: 401, .. })),
+            "{refused:?}"
+        );
+        let unknown = client
+            .call_tool(&mcp.url, Some(&good), "no_such_tool", json!({}))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            unknown.is_error,
+            "an unknown tool is a tool error: {:?}",
+            unknown.result
+        );
+    });
+    assert_eq!(mcp.calls(), vec!["whoami svc-files".to_owned(); 2]);
+}
