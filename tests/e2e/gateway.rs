@@ -24,6 +24,11 @@ pub struct McpServer {
 impl McpServer {
     /// Starts it with `auth` ("none", or "static" with `token`) and waits until it listens.
     pub fn start(auth: &str, token: &str) -> McpServer {
+        McpServer::start_with(auth, token, &[])
+    }
+
+    /// `start` with more of its environment (`MCP_INTROSPECT_URL`, ...).
+    pub fn start_with(auth: &str, token: &str, env: &[(&str, &str)]) -> McpServer {
         let dir = temp();
         let calls = dir.path().join("calls.log");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -38,6 +43,7 @@ impl McpServer {
             .env("MCP_TOKEN", token)
             .env("MCP_SUBJECT", "svc-files")
             .env("MCP_CALL_LOG", &calls)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -333,4 +339,49 @@ fn the_mcp_client_sends_the_upstream_bearer_and_the_tool_sees_whose_it_is() {
         );
     });
     assert_eq!(mcp.calls(), vec!["whoami svc-files".to_owned(); 2]);
+}
+
+#[test]
+fn the_test_mcp_server_verifies_a_bearer_by_rfc_7662_introspection() {
+    use writ::mcp::{Limits, McpClient, McpError};
+    use zeroize::Zeroizing;
+    // writ itself is the provider here: the MCP server introspects the bearer at writ's
+    // RFC 7662 endpoint, as the agent, and tells whose token it was.
+    let provider = agent_in(Home::embedded(), &[]);
+    let introspection = provider.server.url("/oauth/introspect");
+    let mcp = McpServer::start_with(
+        "introspect",
+        "",
+        &[
+            ("MCP_INTROSPECT_URL", introspection.as_str()),
+            ("MCP_INTROSPECT_CLIENT_ID", provider.client_id.as_str()),
+            ("MCP_INTROSPECT_CLIENT_SECRET", provider.secret.as_str()),
+        ],
+    );
+    let token = Zeroizing::new(provider.token(&[]));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    runtime.block_on(async {
+        let client = McpClient::new(Limits::default()).unwrap_or_else(|e| panic!("{e}"));
+        let done = client
+            .call_tool(&mcp.url, Some(&token), "whoami", json!({}))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            done.result["content"][0]["text"].as_str(),
+            Some(provider.client_id.as_str()),
+            "{:?}",
+            done.result
+        );
+        let unknown = Zeroizing::new("not-a-token".to_owned());
+        let refused = client
+            .call_tool(&mcp.url, Some(&unknown), "whoami", json!({}))
+            .await;
+        assert!(
+            matches!(refused, Err(McpError::Status { status: 401, .. })),
+            "{refused:?}"
+        );
+    });
 }
