@@ -38,7 +38,7 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Commands {
     /// Run the server on a data directory (created on first start).
-    Serve(crate::serve::ServeArgs),
+    Serve(Box<crate::serve::ServeArgs>),
     /// Verify a ledger: gap-free seqs, the hash chain, every record's hash and every
     /// event's schema. Names the first bad record; exits 1 if there is one.
     Verify {
@@ -327,7 +327,7 @@ pub fn main() -> ExitCode {
     }
     let result = match cli.command {
         Commands::Serve(args) => {
-            return match crate::serve::run(args) {
+            return match crate::serve::run(*args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("writ serve: {err}");

@@ -187,6 +187,8 @@ pub enum Command {
         /// Who asks (the person whose session it is, or an admin).
         by: Actor,
     },
+    /// Record how a tool call forwarded through the gateway ended.
+    RecordToolCall(writ_schemas::ToolCallCompleted),
     /// Revoke a token and everything derived from it.
     RevokeToken {
         /// The token.
@@ -660,6 +662,7 @@ pub fn decide(
             resource,
             idempotency_key,
         } => record_operation(state, digest, operation, resource, idempotency_key, now),
+        Command::RecordToolCall(call) => gateway::record_tool_call(state, call),
         Command::RevokeToken { jti, by } => {
             let events = cascade(state, jti, RevocationCause::Requested { by: by.clone() });
             let tokens = events.len();
@@ -1157,6 +1160,8 @@ pub fn cascade(state: &State, root: &Jti, cause: RevocationCause) -> Vec<Event> 
         })
         .collect()
 }
+
+mod gateway;
 
 #[cfg(test)]
 mod proptests;

@@ -17,6 +17,7 @@ pub mod jose;
 pub mod kek;
 pub mod keys;
 pub mod ledger;
+pub mod mcp;
 pub mod migrate;
 pub mod oauth;
 pub mod offline;

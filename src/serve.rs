@@ -113,6 +113,12 @@ pub struct ServeArgs {
     /// Look for upstream connections to refresh this often, in seconds.
     #[arg(long, env = "WRIT_CONNECTION_REFRESH_EVERY_SECONDS", default_value_t = crate::connections::REFRESH_EVERY_SECONDS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub connection_refresh_every_seconds: u64,
+    /// Milliseconds a forwarded tool call may take, connecting to the last byte of its answer.
+    #[arg(long, env = "WRIT_MCP_TIMEOUT_MS", default_value_t = 30_000)]
+    pub mcp_timeout_ms: u64,
+    /// The largest answer accepted from an MCP server, in bytes.
+    #[arg(long, env = "WRIT_MCP_RESPONSE_BYTES_MAX", default_value_t = 4 * 1024 * 1024)]
+    pub mcp_response_bytes_max: usize,
     /// Seconds to let in-flight requests finish after a shutdown signal.
     #[arg(long, env = "WRIT_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
@@ -144,6 +150,9 @@ pub enum ServeError {
     /// The initial admin token could not be set up.
     #[error("{0}")]
     AdminToken(String),
+    /// The tool-call gateway's options are not usable.
+    #[error("{0}")]
+    Gateway(String),
     /// The address could not be bound or the server failed.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -407,6 +416,7 @@ async fn serve(
         std::time::Duration::from_secs(args.connection_refresh_every_seconds),
         std::time::Duration::from_secs(args.connection_refresh_window_seconds),
     ));
+    let gateway = Arc::new(gateway_of(args).map_err(|e| ServeError::Gateway(e.to_string()))?);
     let server = HttpServer::new({
         let issuer = issuer.clone();
         move || {
@@ -423,6 +433,7 @@ async fn serve(
                 people: Arc::clone(&people),
                 keks: Arc::clone(&keks),
                 connections: Arc::clone(&connections),
+                gateway: Arc::clone(&gateway),
             };
             App::new()
                 .wrap(actix_web::middleware::from_fn(
@@ -500,4 +511,15 @@ impl StopSignals {
         }
         server.stop(true).await;
     }
+}
+
+/// The tool-call gateway's client and servers, from the options.
+fn gateway_of(args: &ServeArgs) -> anyhow::Result<crate::http::gateway::Gateway> {
+    let limits = crate::mcp::Limits {
+        timeout: std::time::Duration::from_millis(args.mcp_timeout_ms.max(1)),
+        response_bytes_max: args.mcp_response_bytes_max.max(1),
+    };
+    Ok(crate::http::gateway::Gateway {
+        client: crate::mcp::McpClient::new(limits)?,
+    })
 }

@@ -21,6 +21,12 @@ if ! python3 -c 'import openapi_spec_validator, openapi_schema_validator, yaml' 
     python3 -m pip install --quiet --disable-pip-version-check 'openapi-spec-validator==0.9.0'
 fi
 
+# The MCP tool-call gateway is tested against a real MCP server on the Python SDK
+# (tools/mcp_server/server.py).
+if ! python3 -c 'import mcp' 2>/dev/null; then
+    python3 -m pip install --quiet --disable-pip-version-check 'mcp==1.23.3'
+fi
+
 # The PostgreSQL backend's tests make a scratch database each on the server
 # WRIT_TEST_POSTGRES names (default: 127.0.0.1:5432, user postgres). Unless it names another
 # server, make sure the local one is installed and running (Debian's cluster tools; both

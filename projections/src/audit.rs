@@ -267,6 +267,20 @@ fn parts_of(state: &State, event: &Event) -> Parts {
             parts.target = format!("{target} with token {}", e.jti);
             parts
         }
+        Event::ToolCallCompleted(e) => {
+            let outcome = match e.outcome {
+                writ_schemas::ToolCallOutcome::Succeeded => "succeeded",
+                writ_schemas::ToolCallOutcome::ToolError => "the tool reported an error",
+                writ_schemas::ToolCallOutcome::UpstreamFailed => "the MCP server failed",
+                writ_schemas::ToolCallOutcome::UpstreamTimedOut => "the MCP server timed out",
+            };
+            let mut parts = Parts::token(state, &e.jti, outcome.into());
+            parts.target = format!(
+                "tool {} on server {} with token {}",
+                e.tool_name, e.server_id, e.jti
+            );
+            parts
+        }
         Event::RefreshTokenIssued(e) => {
             refresh_parts(&e.client_id, e.user_id.as_ref(), &e.refresh_id, "issued")
         }

@@ -243,6 +243,8 @@ impl State {
                 }
             }
             Event::OperationRecorded(e) => self.operation_recorded(e, at),
+            // The operation it counted was folded by its OperationRecorded.
+            Event::ToolCallCompleted(_) => {}
             Event::RefreshTokenIssued(e) => self.refresh_issued(e),
             Event::RefreshTokenRotated(e) => {
                 if let Some(refresh) = self.refresh_tokens.get_mut(&e.refresh_id) {

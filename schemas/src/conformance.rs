@@ -207,6 +207,19 @@ pub(crate) fn sample(kind: EventKind) -> Event {
             name: "auth.example.com".into(),
             public_key: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
         }),
+        EventKind::ToolCallCompleted => Event::from(ToolCallCompleted {
+            call_id: "call_1a2b3c4d5e6f7a8b".into(),
+            jti,
+            server_id: ServerId::from("srv_files"),
+            tool_name: "whoami".into(),
+            outcome: ToolCallOutcome::Succeeded,
+            detail: None,
+            credential: Some(ToolCallCredential {
+                grant_id: Some(GrantId::from("3d2c1b0a-9f8e-4d7c-8b6a-5f4e3d2c1b0a")),
+                user_id: user,
+            }),
+            policy_ids: vec!["agent:allow-tools".into(), "user:allow-whoami".into()],
+        }),
         EventKind::UserErased => Event::from(UserErased {
             user_id: user,
             by: admin(),

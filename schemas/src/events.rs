@@ -706,6 +706,57 @@ pub struct OperationRecorded {
     pub idempotency_key: Option<String>,
 }
 
+/// How a tool call forwarded to an MCP server ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolCallOutcome {
+    /// The tool ran and answered a result.
+    Succeeded,
+    /// The tool ran and reported an error (`isError`) in its result.
+    ToolError,
+    /// The MCP server failed: unreachable, a refusal, or an answer that is not MCP.
+    UpstreamFailed,
+    /// The MCP server did not answer in time.
+    UpstreamTimedOut,
+}
+
+/// The upstream credential a tool call was forwarded with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolCallCredential {
+    /// The session grant that lent it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<GrantId>,
+    /// The person whose upstream connection it is.
+    pub user_id: UserId,
+}
+
+/// A tool call was forwarded through the gateway to an MCP server, and ended so.
+/// The operation it counted is the `OperationRecorded` before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolCallCompleted {
+    /// The call's id, answered to the caller.
+    pub call_id: String,
+    /// The token that made the call.
+    pub jti: Jti,
+    /// The MCP server.
+    pub server_id: ServerId,
+    /// The tool.
+    pub tool_name: String,
+    /// How it ended.
+    pub outcome: ToolCallOutcome,
+    /// What went wrong, for the failures (never a credential or a tool's output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The upstream credential used (none for a server that needs none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<ToolCallCredential>,
+    /// The policies that allowed the call, prefixed by whose set they came from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_ids: Vec<String>,
+}
+
 /// A refresh token was issued (only its digest is kept).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -1078,6 +1129,7 @@ events! {
     ConnectionRefreshed = 1,
     ConnectionRefreshFailed = 1,
     ConnectionDeleted = 1,
+    ToolCallCompleted = 1,
 }
 
 /// Event bytes that are not a valid event.

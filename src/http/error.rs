@@ -47,6 +47,12 @@ pub enum ApiError {
     /// The write queue is full: retry in a second.
     #[error("{0}")]
     Overloaded(String),
+    /// An upstream server (an MCP server the gateway forwards to) failed.
+    #[error("{0}")]
+    BadGateway(String),
+    /// An upstream server did not answer in time.
+    #[error("{0}")]
+    GatewayTimeout(String),
     /// The path is served, the method is not; `allow` lists the methods that are.
     #[error("{detail}")]
     MethodNotAllowed {
@@ -77,6 +83,8 @@ impl ApiError {
             ApiError::QuotaExhausted => "quota_exhausted",
             ApiError::Unavailable(_) | ApiError::Overloaded(_) => "unavailable",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::BadGateway(_) => "upstream_failed",
+            ApiError::GatewayTimeout(_) => "upstream_timeout",
         }
     }
 }
@@ -93,6 +101,8 @@ impl ResponseError for ApiError {
             ApiError::QuotaExhausted => StatusCode::FORBIDDEN,
             ApiError::Unavailable(_) | ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 

@@ -10,6 +10,7 @@ mod connections;
 mod delegations;
 mod discovery;
 pub mod error;
+pub mod gateway;
 mod health;
 mod introspect;
 mod keys;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub keks: Arc<crate::kek::Keks>,
     /// People's connections to MCP servers' OAuth providers.
     pub connections: Arc<crate::connections::Connections>,
+    /// The MCP client the tool-call gateway forwards with, and the servers it knows.
+    pub gateway: Arc<gateway::Gateway>,
 }
 
 /// One endpoint: what a request must look like to reach a handler.
@@ -200,6 +203,9 @@ pub fn endpoints() -> Vec<Endpoint> {
         }),
         endpoint(M::POST, "/api/v1/operations", || {
             web::post().to(operations::record)
+        }),
+        endpoint(M::POST, "/api/v1/proxy/{server_id}/tools", || {
+            web::post().to(gateway::call)
         }),
         endpoint(M::GET, "/api/v1/ledger/head", || {
             web::get().to(ledger::head)

@@ -77,10 +77,17 @@ pub(super) async fn record(
                 "unexpected answer {other:?}"
             ))),
         },
-        Err(SubmitError::Refused(Refusal::QuotaExhausted)) => Err(ApiError::QuotaExhausted),
-        Err(SubmitError::Refused(Refusal::UnknownToken | Refusal::TokenInactive)) => Err(
-            ApiError::Unauthorized("the token is unknown, revoked or expired".into()),
-        ),
-        Err(other) => Err(other.into()),
+        Err(refused) => Err(refusal(refused)),
+    }
+}
+
+/// What a refused `RecordOperation` answers (the gateway's calls count the same way).
+pub(super) fn refusal(error: SubmitError) -> ApiError {
+    match error {
+        SubmitError::Refused(Refusal::QuotaExhausted) => ApiError::QuotaExhausted,
+        SubmitError::Refused(Refusal::UnknownToken | Refusal::TokenInactive) => {
+            ApiError::Unauthorized("the token is unknown, revoked or expired".into())
+        }
+        other => other.into(),
     }
 }

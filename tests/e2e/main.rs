@@ -10,6 +10,7 @@ mod crash;
 mod delegation;
 mod erasure;
 mod exchange;
+mod gateway;
 mod keys;
 mod kit;
 mod ledger;

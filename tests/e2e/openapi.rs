@@ -599,6 +599,34 @@ fn tokens_and_operations(s: &mut Sweep, client_id: &str, secret: &str) {
     s.operation(401, Some(&token), None, used);
 }
 
+/// Tool calls through the gateway to the test MCP server (`files`), and their refusals.
+fn gateway(s: &mut Sweep, client_id: &str, secret: &str) {
+    let me = Some((client_id, secret));
+    let cc = ("grant_type", "client_credentials");
+    let token =
+        text(&s.oauth(200, "/oauth/token", me, &[cc, ("max_operations", "1")])["access_token"]);
+    let path = "/api/v1/proxy/{server_id}/tools";
+    let tool = |s: &mut Sweep, expected: u16, server: &str, token: Option<&str>, body: &str| {
+        let body = body.to_owned();
+        let token = token.map(str::to_owned);
+        s.send(expected, "POST", path, server, move |request| {
+            let request = request
+                .header("content-type", "application/json")
+                .body(body);
+            match token {
+                Some(token) => request.bearer_auth(token),
+                None => request,
+            }
+        });
+    };
+    let echo = r#"{"tool_name": "echo", "arguments": {"text": "hi"}}"#;
+    tool(s, 200, "files", Some(&token), echo);
+    tool(s, 403, "files", Some(&token), echo);
+    tool(s, 404, "nowhere", Some(&token), echo);
+    tool(s, 400, "files", Some(&token), r#"{"arguments": {}}"#);
+    tool(s, 401, "files", None, echo);
+}
+
 /// Tokens on a person's behalf, by form and by JSON, under the delegation in force from
 /// `ada` to the agent, and their refusals.
 fn on_behalf(s: &mut Sweep, ada: &str, client_id: &str, secret: &str) {
@@ -725,7 +753,9 @@ sys.exit(1 if failures else 0)
 #[test]
 fn every_endpoint_answers_as_the_document_says() {
     let dir = temp();
-    let server = Server::start(dir.path(), &[]);
+    let mcp = crate::gateway::McpServer::start("none", "");
+    let upstream = format!("files={}", mcp.url);
+    let server = Server::start(dir.path(), &["--mcp-server", &upstream]);
     let admin = server.admin_token();
     let mut sweep = Sweep {
         server,
@@ -753,6 +783,7 @@ fn every_endpoint_answers_as_the_document_says() {
     let (client_id, secret) = agents(&mut sweep);
     api_keys_and_delegations(&mut sweep, &ada, &client_id);
     tokens_and_operations(&mut sweep, &client_id, &secret);
+    gateway(&mut sweep, &client_id, &secret);
     on_behalf(&mut sweep, &ada, &client_id, &secret);
     ledger(&mut sweep);
     audit(&mut sweep, &ada, &client_id);

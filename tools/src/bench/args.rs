@@ -139,6 +139,14 @@ pub struct Args {
     #[arg(help_heading = "Load", long, value_parser = parse_duration, default_value = "10s")]
     pub request_timeout: Duration,
 
+    /// The MCP server id (registered in writ) the gateway scenario calls.
+    #[arg(help_heading = "Target", long)]
+    pub gateway_server: Option<String>,
+
+    /// An MCP server's streamable HTTP URL (stateless, JSON answers), for mcp-direct.
+    #[arg(help_heading = "Target", long)]
+    pub mcp_url: Option<String>,
+
     /// Report success even when requests failed (exit 0 instead of 1).
     #[arg(help_heading = "Output", long)]
     pub allow_errors: bool,
@@ -159,6 +167,10 @@ pub enum ScenarioArg {
     Introspect,
     /// writ's operation recording.
     Operations,
+    /// A tool call through writ's MCP gateway (`--gateway-server`).
+    Gateway,
+    /// The same tool call sent to the MCP server directly (`--mcp-url`), to compare.
+    McpDirect,
     /// Every scenario the target supports.
     All,
 }
@@ -175,6 +187,10 @@ pub enum Scenario {
     Introspect,
     /// `POST /api/v1/operations` with a token as bearer.
     Operations,
+    /// `POST /api/v1/proxy/{server}/tools` calling the MCP tool `echo`, a token as bearer.
+    Gateway,
+    /// A JSON-RPC `tools/call` of `echo` sent straight to the MCP server (stateless).
+    McpDirect,
 }
 
 impl Scenario {
@@ -185,6 +201,8 @@ impl Scenario {
             Scenario::Exchange => "exchange",
             Scenario::Introspect => "introspect",
             Scenario::Operations => "operations",
+            Scenario::Gateway => "gateway",
+            Scenario::McpDirect => "mcp-direct",
         }
     }
 }
@@ -239,6 +257,10 @@ pub struct Run {
     pub also_writ_urls: Vec<String>,
     /// JSON on stdout.
     pub json: bool,
+    /// The MCP server id the gateway scenario calls through writ.
+    pub gateway_server: Option<String>,
+    /// The MCP server's URL, for the mcp-direct scenario.
+    pub mcp_url: Option<String>,
 }
 
 fn usage(message: impl Into<String>) -> BenchError {
@@ -308,6 +330,8 @@ impl Args {
                 self.also_writ_urls.clone()
             },
             json: self.json,
+            gateway_server: self.gateway_server.clone(),
+            mcp_url: self.mcp_url.clone(),
             target,
         })
     }
@@ -375,6 +399,16 @@ impl Args {
                     ));
                 }
                 ScenarioArg::Operations => &[Scenario::Operations],
+                ScenarioArg::Gateway if !writ || self.gateway_server.is_none() => {
+                    return Err(usage(
+                        "the gateway scenario needs --writ-url and --gateway-server",
+                    ));
+                }
+                ScenarioArg::Gateway => &[Scenario::Gateway],
+                ScenarioArg::McpDirect if self.mcp_url.is_none() => {
+                    return Err(usage("the mcp-direct scenario needs --mcp-url"));
+                }
+                ScenarioArg::McpDirect => &[Scenario::McpDirect],
                 ScenarioArg::All => match (introspects, writ) {
                     (_, true) => &[
                         Scenario::Issue,

@@ -147,6 +147,13 @@ impl Template {
         self
     }
 
+    /// The same request accepting `accept` instead of JSON alone.
+    pub fn with_accept(mut self, accept: &'static str) -> Template {
+        self.headers
+            .insert(header::ACCEPT, HeaderValue::from_static(accept));
+        self
+    }
+
     /// A GET of `endpoint`.
     pub fn get(endpoint: &Endpoint) -> Template {
         let mut headers = HeaderMap::new();

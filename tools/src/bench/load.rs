@@ -105,10 +105,12 @@ pub fn verdict(scenario: Scenario, answer: &Answer) -> Verdict {
                 Err(_) => Verdict::Wrong("unreadable"),
             }
         }
-        (Scenario::Operations, 403) => match serde_json::from_slice::<OAuthError>(&answer.body) {
-            Ok(refusal) if refusal.error == "quota_exhausted" => Verdict::QuotaExhausted,
-            _ => Verdict::Answer,
-        },
+        (Scenario::Operations | Scenario::Gateway, 403) => {
+            match serde_json::from_slice::<OAuthError>(&answer.body) {
+                Ok(refusal) if refusal.error == "quota_exhausted" => Verdict::QuotaExhausted,
+                _ => Verdict::Answer,
+            }
+        }
         _ => Verdict::Answer,
     }
 }

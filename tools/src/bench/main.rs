@@ -82,8 +82,8 @@ async fn measure(
 ) -> Result<Summary, BenchError> {
     let target = &nodes[0];
     let first_token = match scenario {
-        Scenario::Issue | Scenario::Exchange => None,
-        Scenario::Introspect | Scenario::Operations => {
+        Scenario::Issue | Scenario::Exchange | Scenario::McpDirect => None,
+        Scenario::Introspect | Scenario::Operations | Scenario::Gateway => {
             Some(target.first_token(run.request_timeout).await?)
         }
     };

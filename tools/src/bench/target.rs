@@ -36,6 +36,10 @@ pub struct Target {
     pub introspection: Option<Endpoint>,
     /// writ's operations endpoint (writ only).
     pub operations: Option<Endpoint>,
+    /// writ's gateway endpoint for `--gateway-server` (writ only).
+    pub gateway: Option<Endpoint>,
+    /// The MCP server called directly (`--mcp-url`).
+    pub mcp_direct: Option<Endpoint>,
     /// `Basic <client credentials>`.
     basic: HeaderValue,
     /// The body of every token request.
@@ -184,6 +188,14 @@ pub fn read_token(answer: &Answer) -> Result<Issued, String> {
 impl Target {
     /// Sets up the target the run names.
     pub async fn prepare(run: &Run) -> Result<Target, BenchError> {
+        let mut target = Target::prepare_target(run).await?;
+        if let Some(url) = &run.mcp_url {
+            target.mcp_direct = Some(Endpoint::resolve(url).await?);
+        }
+        Ok(target)
+    }
+
+    async fn prepare_target(run: &Run) -> Result<Target, BenchError> {
         match &run.target {
             TargetArg::Writ {
                 url,
@@ -203,6 +215,8 @@ impl Target {
                     token: Endpoint::resolve(token_url).await?,
                     introspection,
                     operations: None,
+                    gateway: None,
+                    mcp_direct: None,
                     basic: basic_authorization(client_id, secret)?,
                     token_form: token_form(run.scope.as_deref(), &run.token_params),
                     exchange_form: None,
@@ -227,6 +241,9 @@ impl Target {
         }
         if let Some(endpoint) = &self.operations {
             node.operations = Some(Endpoint::resolve(&moved(endpoint)?).await?);
+        }
+        if let Some(endpoint) = &self.gateway {
+            node.gateway = Some(Endpoint::resolve(&moved(endpoint)?).await?);
         }
         node.description = format!("{} (and node {base})", self.description);
         Ok(node)
@@ -293,6 +310,40 @@ impl Target {
                 let body = serde_json::json!({ "operation": OPERATION_NAME }).to_string();
                 Ok(Template::post(endpoint, JSON, bearer, body))
             }
+            Scenario::Gateway => {
+                let endpoint = self
+                    .gateway
+                    .as_ref()
+                    .ok_or("the gateway scenario needs --gateway-server (writ only)")?;
+                let bearer = HeaderValue::from_str(&format!("Bearer {}", token()?))
+                    .map_err(|err| format!("the token cannot be sent as a header: {err}"))?;
+                let body = serde_json::json!({
+                    "tool_name": "echo",
+                    "arguments": { "text": "writ-bench" },
+                })
+                .to_string();
+                Ok(Template::post(endpoint, JSON, bearer, body))
+            }
+            Scenario::McpDirect => {
+                let endpoint = self
+                    .mcp_direct
+                    .as_ref()
+                    .ok_or("the mcp-direct scenario needs --mcp-url")?;
+                let body = serde_json::json!({
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "tools/call",
+                    "params": { "name": "echo", "arguments": { "text": "writ-bench" } },
+                })
+                .to_string();
+                Ok(Template::post(
+                    endpoint,
+                    JSON,
+                    HeaderValue::from_static("Bearer writ-bench"),
+                    body,
+                )
+                .with_accept("application/json, text/event-stream"))
+            }
         }
     }
 }
@@ -355,10 +406,16 @@ async fn writ(
         description.push_str("; ");
         description.push_str(&note);
     }
+    let gateway = match &run.gateway_server {
+        Some(id) => Some(Endpoint::resolve(&format!("{base}/api/v1/proxy/{id}/tools")).await?),
+        None => None,
+    };
     Ok(Target {
         token,
         introspection,
         operations,
+        gateway,
+        mcp_direct: None,
         basic: basic_authorization(&client_id, &secret)?,
         token_form: token_form(run.scope.as_deref(), &run.token_params),
         exchange_form,
