@@ -126,7 +126,10 @@ impl From<Refusal> for ApiError {
             | Refusal::UnknownToken
             | Refusal::UnknownApiKey(_)
             | Refusal::UnknownDelegation(_) => ApiError::NotFound(detail),
-            Refusal::NotKeyHolder(_) | Refusal::NotDelegator(_) | Refusal::NotAPerson => {
+            Refusal::NotKeyHolder(_)
+            | Refusal::NotDelegator(_)
+            | Refusal::NotAPerson
+            | Refusal::NotPolicyOwner(_) => {
                 ApiError::Forbidden(detail)
             }
             Refusal::UserExists(_)
