@@ -210,7 +210,9 @@ pub enum Refusal {
     #[error("API key {0} is already revoked")]
     ApiKeyRevoked(ApiKeyId),
     /// A person setting a policy set that is not theirs.
-    #[error("only an admin (or, for a person's own set, that person) may set the policy set of {0}")]
+    #[error(
+        "only an admin (or, for a person's own set, that person) may set the policy set of {0}"
+    )]
     NotPolicyOwner(String),
     /// A person acting on another person's API key.
     #[error("API key {0} belongs to another person; only they or an admin may revoke it")]

@@ -10,8 +10,8 @@
 //! a person to approve them when the agent is `supervised`. `@id("name")` names a policy
 //! (else Cedar's `policy0`, `policy1`, ... in order of writing).
 //!
-//! Parsing happens once per record that set a policy set: parsed sets are cached by the
-//! ledger sequence number of that record, so a tool call only evaluates.
+//! Parsing happens once per distinct policy set: parsed sets are cached by the digest of
+//! their text, so a tool call only hashes the text and evaluates.
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -65,8 +65,9 @@ static COMPILED: LazyLock<Result<Compiled, String>> = LazyLock::new(|| {
     })
 });
 
-/// Parsed policy sets keyed by the seq of the record that set them.
-static PARSED: LazyLock<RwLock<HashMap<u64, Arc<PolicySet>>>> =
+/// Parsed policy sets keyed by the digest of their text (the seq of the record alone would
+/// not do: one process may hold more than one ledger's state).
+static PARSED: LazyLock<RwLock<HashMap<[u8; 32], Arc<PolicySet>>>> =
     LazyLock::new(|| RwLock::new(HashMap::new()));
 
 fn uid(kind: &str, id: &str) -> Result<EntityUid, String> {
@@ -100,10 +101,7 @@ pub fn parse_and_validate(text: &str) -> Result<PolicySet, String> {
     }
     let result = compiled.validator.validate(&named, ValidationMode::Strict);
     if !result.validation_passed() {
-        let messages: Vec<String> = result
-            .validation_errors()
-            .map(|e| format!("{e}"))
-            .collect();
+        let messages: Vec<String> = result.validation_errors().map(|e| format!("{e}")).collect();
         return Err(format!(
             "the policy set does not validate against writ's schema: {}",
             messages.join("; ")
@@ -113,11 +111,12 @@ pub fn parse_and_validate(text: &str) -> Result<PolicySet, String> {
 }
 
 fn parsed(record: &PolicySetRecord) -> Result<Arc<PolicySet>, String> {
-    if let Some(set) = PARSED.read().get(&record.seq) {
+    let key = *blake3::hash(record.policies.as_bytes()).as_bytes();
+    if let Some(set) = PARSED.read().get(&key) {
         return Ok(Arc::clone(set));
     }
     let set = Arc::new(parse_and_validate(&record.policies)?);
-    PARSED.write().insert(record.seq, Arc::clone(&set));
+    PARSED.write().insert(key, Arc::clone(&set));
     Ok(set)
 }
 
@@ -177,7 +176,9 @@ fn evaluate(
         reason,
     };
     let Some(record) = set else {
-        return denied(format!("{whose} has no policy set (no policy set allows nothing)"));
+        return denied(format!(
+            "{whose} has no policy set (no policy set allows nothing)"
+        ));
     };
     let outcome = (|| -> Result<SetOutcome, String> {
         let set = parsed(record)?;
@@ -310,10 +311,7 @@ pub fn decide_tool_call(state: &State, request: &ToolCallRequest) -> PolicyDecis
     outcomes.extend(user);
     let allowed = outcomes.iter().all(|o| o.allowed);
     // When denied, the determining policies are those of the sets that denied.
-    let deciding: Vec<&SetOutcome> = outcomes
-        .iter()
-        .filter(|o| allowed || !o.allowed)
-        .collect();
+    let deciding: Vec<&SetOutcome> = outcomes.iter().filter(|o| allowed || !o.allowed).collect();
     let mut policy_ids: Vec<String> = deciding
         .iter()
         .flat_map(|o| o.policy_ids.iter().cloned())
@@ -328,5 +326,248 @@ pub fn decide_tool_call(state: &State, request: &ToolCallRequest) -> PolicyDecis
             .map(|o| o.reason.as_str())
             .collect::<Vec<_>>()
             .join("; "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use writ_projections::Head;
+    use writ_schemas::{
+        Actor, AgentRegistered, Digest, Hash, PolicySetAssigned, PolicySubject, Timestamp,
+    };
+
+    use super::*;
+    use crate::decide::{Command, Refusal, decide};
+
+    fn at() -> Timestamp {
+        Timestamp::from_unix_micros(1_800_000_000_000_000).unwrap_or_else(|| unreachable!())
+    }
+
+    fn admin() -> Actor {
+        Actor::Admin {
+            token_id: "adm_1".into(),
+        }
+    }
+
+    fn run(state: &mut State, command: Command) -> Result<(), Refusal> {
+        let (events, _) = decide(state, &command, at())?;
+        for event in events {
+            let head = Head {
+                seq: state.head().seq + 1,
+                hash: Hash([7; 32]),
+                ts: Some(at()),
+            };
+            state.apply(head, &event);
+        }
+        Ok(())
+    }
+
+    fn set(subject: PolicySubject, policies: &str, by: Actor) -> Command {
+        Command::AssignPolicySet(PolicySetAssigned {
+            subject,
+            policies: policies.into(),
+            by,
+        })
+    }
+
+    fn agent_set(policies: &str) -> Command {
+        set(
+            PolicySubject::Agent {
+                client_id: ClientId::from("a1"),
+            },
+            policies,
+            admin(),
+        )
+    }
+
+    fn user_set(policies: &str) -> Command {
+        set(
+            PolicySubject::User {
+                user_id: UserId::from("ada"),
+            },
+            policies,
+            admin(),
+        )
+    }
+
+    fn world() -> State {
+        let mut state = State::new();
+        let commands = [
+            Command::test_registration(UserId::from("ada"), "ada@example.com"),
+            Command::test_registration(UserId::from("bob"), "bob@example.com"),
+            Command::RegisterAgent(AgentRegistered {
+                client_id: ClientId::from("a1"),
+                name: "a1".into(),
+                owner: None,
+                scopes: vec!["files:read".into()],
+                grant_types: vec!["client_credentials".into()],
+                redirect_uris: vec![],
+                token_endpoint_auth_method: "client_secret_basic".into(),
+                secret_hash: Some(Digest::of(b"secret")),
+                require_consent: false,
+                agent_type: AgentType::Supervised,
+                expires_at: None,
+                by: Actor::System,
+            }),
+        ];
+        for command in commands {
+            run(&mut state, command).unwrap_or_else(|r| unreachable!("{r}"));
+        }
+        state
+    }
+
+    fn call(tool: &str) -> ToolCallRequest {
+        ToolCallRequest {
+            client_id: ClientId::from("a1"),
+            user_id: Some(UserId::from("ada")),
+            server_id: ServerId::from("srv_files"),
+            tool_name: tool.into(),
+            agent_type: AgentType::Supervised,
+            scopes: vec!["files:read".into()],
+            delegation_depth: 1,
+            now: at(),
+        }
+    }
+
+    const AGENT_ALLOWS: &str = r#"
+        @id("files")
+        permit(principal == Agent::"a1", action == Action::"call_tool", resource)
+        when { resource.server == "srv_files" && context.scopes.contains("files:read") };
+        @id("deletes") @critical
+        permit(principal, action, resource) when { resource.name == "delete_file" };
+    "#;
+
+    #[test]
+    fn the_agent_allowing_and_the_user_denying_is_denied_by_the_users_policy() {
+        let mut state = world();
+        run(&mut state, agent_set(AGENT_ALLOWS)).unwrap_or_else(|r| unreachable!("{r}"));
+        run(
+            &mut state,
+            user_set(
+                r#"@id("all") permit(principal, action, resource);
+                   @id("no_secrets") forbid(principal, action, resource) when { resource.name == "read_secret" };"#,
+            ),
+        )
+        .unwrap_or_else(|r| unreachable!("{r}"));
+        let decision = decide_tool_call(&state, &call("read_secret"));
+        assert!(!decision.allowed);
+        assert_eq!(decision.policy_ids, vec!["user:ada/no_secrets".to_string()]);
+    }
+
+    #[test]
+    fn both_allowing_is_allowed_with_the_determining_policies_of_both() {
+        let mut state = world();
+        run(&mut state, agent_set(AGENT_ALLOWS)).unwrap_or_else(|r| unreachable!("{r}"));
+        run(&mut state, user_set("permit(principal, action, resource);"))
+            .unwrap_or_else(|r| unreachable!("{r}"));
+        let decision = decide_tool_call(&state, &call("read_file"));
+        assert!(decision.allowed, "{}", decision.reason);
+        assert!(!decision.critical);
+        assert_eq!(
+            decision.policy_ids,
+            vec!["agent:a1/files".to_string(), "user:ada/policy0".to_string()]
+        );
+    }
+
+    #[test]
+    fn a_critical_permit_marks_the_call_critical() {
+        let mut state = world();
+        run(&mut state, agent_set(AGENT_ALLOWS)).unwrap_or_else(|r| unreachable!("{r}"));
+        run(&mut state, user_set("permit(principal, action, resource);"))
+            .unwrap_or_else(|r| unreachable!("{r}"));
+        let decision = decide_tool_call(&state, &call("delete_file"));
+        assert!(decision.allowed && decision.critical, "{decision:?}");
+        assert!(
+            decision
+                .policy_ids
+                .contains(&"agent:a1/deletes".to_string())
+        );
+    }
+
+    #[test]
+    fn no_policy_set_allows_nothing() {
+        let mut state = world();
+        assert!(!decide_tool_call(&state, &call("read_file")).allowed);
+        run(&mut state, agent_set(AGENT_ALLOWS)).unwrap_or_else(|r| unreachable!("{r}"));
+        let decision = decide_tool_call(&state, &call("read_file"));
+        assert!(!decision.allowed, "ada has no set: {decision:?}");
+        let mut alone = call("read_file");
+        alone.user_id = None;
+        assert!(decide_tool_call(&state, &alone).allowed);
+    }
+
+    #[test]
+    fn a_policy_that_does_not_validate_is_refused_with_cedars_message() {
+        let unknown_attribute = parse_and_validate(
+            "permit(principal, action, resource) when { resource.colour == \"red\" };",
+        );
+        assert!(
+            unknown_attribute
+                .as_ref()
+                .is_err_and(|e| e.contains("colour")),
+            "{unknown_attribute:?}"
+        );
+        let unknown_action =
+            parse_and_validate("permit(principal, action == Action::\"fly\", resource);");
+        assert!(unknown_action.is_err(), "{unknown_action:?}");
+        let unparsable = parse_and_validate("permit(principal, action, resource");
+        assert!(unparsable.is_err());
+        let duplicate = parse_and_validate(
+            "@id(\"x\") permit(principal, action, resource); @id(\"x\") forbid(principal, action, resource);",
+        );
+        assert!(duplicate.is_err());
+        assert!(parse_and_validate(AGENT_ALLOWS).is_ok());
+    }
+
+    #[test]
+    fn a_person_may_set_only_their_own_set_and_agent_sets_need_an_admin() {
+        let mut state = world();
+        let bob = Actor::User {
+            user_id: UserId::from("bob"),
+        };
+        let ada = Actor::User {
+            user_id: UserId::from("ada"),
+        };
+        let policy = "permit(principal, action, resource);";
+        let ada_subject = PolicySubject::User {
+            user_id: UserId::from("ada"),
+        };
+        assert!(matches!(
+            run(&mut state, set(ada_subject.clone(), policy, bob.clone())),
+            Err(Refusal::NotPolicyOwner(_))
+        ));
+        assert!(run(&mut state, set(ada_subject, policy, ada)).is_ok());
+        let agent = PolicySubject::Agent {
+            client_id: ClientId::from("a1"),
+        };
+        assert!(matches!(
+            run(&mut state, set(agent, policy, bob)),
+            Err(Refusal::NotPolicyOwner(_))
+        ));
+        let ghost = PolicySubject::Agent {
+            client_id: ClientId::from("ghost"),
+        };
+        assert!(matches!(
+            run(&mut state, set(ghost, policy, admin())),
+            Err(Refusal::UnknownAgent(_))
+        ));
+    }
+
+    #[test]
+    fn one_evaluation_timing() {
+        let mut state = world();
+        run(&mut state, agent_set(AGENT_ALLOWS)).unwrap_or_else(|r| unreachable!("{r}"));
+        run(&mut state, user_set("permit(principal, action, resource);"))
+            .unwrap_or_else(|r| unreachable!("{r}"));
+        let request = call("read_file");
+        let _ = decide_tool_call(&state, &request);
+        let started = Instant::now();
+        let rounds = 1000u32;
+        for _ in 0..rounds {
+            let _ = decide_tool_call(&state, &request);
+        }
+        eprintln!("one decide_tool_call: {:?}", started.elapsed() / rounds);
     }
 }

@@ -199,7 +199,9 @@ pub struct AgentReviewed {
 }
 
 /// Whose Cedar policy set a [`PolicySetAssigned`] replaces.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PolicySubject {
     /// An agent's set: what it may do, whoever it acts for.

@@ -129,9 +129,7 @@ impl From<Refusal> for ApiError {
             Refusal::NotKeyHolder(_)
             | Refusal::NotDelegator(_)
             | Refusal::NotAPerson
-            | Refusal::NotPolicyOwner(_) => {
-                ApiError::Forbidden(detail)
-            }
+            | Refusal::NotPolicyOwner(_) => ApiError::Forbidden(detail),
             Refusal::UserExists(_)
             | Refusal::EmailTaken
             | Refusal::UserErased(_)

@@ -36,7 +36,9 @@ pub(super) async fn put_agent(
 ) -> Result<HttpResponse, ApiError> {
     let client_id = ClientId(id.into_inner());
     if !state.ledger.read(|s| s.agent(&client_id).is_some()) {
-        return Err(ApiError::NotFound(format!("agent {client_id} does not exist")));
+        return Err(ApiError::NotFound(format!(
+            "agent {client_id} does not exist"
+        )));
     }
     let policies = validated(body.into_inner())?;
     let event = PolicySetAssigned {
@@ -62,7 +64,9 @@ pub(super) async fn get_agent(
         )
     });
     if !known {
-        return Err(ApiError::NotFound(format!("agent {client_id} does not exist")));
+        return Err(ApiError::NotFound(format!(
+            "agent {client_id} does not exist"
+        )));
     }
     Ok(HttpResponse::Ok().json(json!({ "client_id": client_id.0, "policies": policies })))
 }
@@ -86,7 +90,9 @@ pub(super) async fn put_user(
     let user_id = UserId(id.into_inner());
     may_touch(&caller, &user_id)?;
     if !state.ledger.read(|s| s.user(&user_id).is_some()) {
-        return Err(ApiError::NotFound(format!("user {user_id} is not registered")));
+        return Err(ApiError::NotFound(format!(
+            "user {user_id} is not registered"
+        )));
     }
     let policies = validated(body.into_inner())?;
     let event = PolicySetAssigned {
@@ -113,7 +119,9 @@ pub(super) async fn get_user(
         )
     });
     if !known {
-        return Err(ApiError::NotFound(format!("user {user_id} is not registered")));
+        return Err(ApiError::NotFound(format!(
+            "user {user_id} is not registered"
+        )));
     }
     Ok(HttpResponse::Ok().json(json!({ "user_id": user_id.0, "policies": policies })))
 }
