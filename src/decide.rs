@@ -133,6 +133,8 @@ pub enum Command {
     },
     /// Set an agent's governance ceilings.
     SetAgentPolicy(AgentPolicySet),
+    /// Replace an agent's or a person's Cedar policy set (already validated).
+    AssignPolicySet(writ_schemas::PolicySetAssigned),
     /// Make a new signing key current (its private part is already stored).
     RotateSigningKey(SigningKeyRotated),
     /// Publish the key that signs checkpoints (its private part is already stored).
@@ -250,6 +252,11 @@ pub enum Refusal {
     /// Revoking a revoked API key.
     #[error("API key {0} is already revoked")]
     ApiKeyRevoked(ApiKeyId),
+    /// A person setting a policy set that is not theirs.
+    #[error(
+        "only an admin (or, for a person's own set, that person) may set the policy set of {0}"
+    )]
+    NotPolicyOwner(String),
     /// A person acting on another person's API key.
     #[error("API key {0} belongs to another person; only they or an admin may revoke it")]
     NotKeyHolder(ApiKeyId),
@@ -598,6 +605,7 @@ pub fn decide(
             }
             Ok((vec![rotation.clone().into()], Answer::Done))
         }
+        Command::AssignPolicySet(e) => Ok((policy::assign(state, e)?, Answer::Done)),
         Command::SetAgentPolicy(policy) => {
             known_agent(state, &policy.client_id)?;
             Ok((vec![policy.clone().into()], Answer::Done))
@@ -1162,6 +1170,7 @@ pub fn cascade(state: &State, root: &Jti, cause: RevocationCause) -> Vec<Event> 
 }
 
 mod gateway;
+mod policy;
 
 #[cfg(test)]
 mod proptests;

@@ -22,6 +22,7 @@ pub mod migrate;
 pub mod oauth;
 pub mod offline;
 pub mod people;
+pub mod policy;
 pub mod secrets;
 pub mod serve;
 pub mod trail;

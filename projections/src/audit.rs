@@ -188,6 +188,15 @@ fn parts_of(state: &State, event: &Event) -> Parts {
         Event::AgentEnabled(e) => Parts::by(&e.by, &e.client_id).agent(&e.client_id),
         Event::AgentReviewed(e) => Parts::by(&e.by, &e.client_id).agent(&e.client_id),
         Event::AgentPolicySet(e) => Parts::by(&e.by, &e.client_id).agent(&e.client_id),
+        Event::PolicySetAssigned(e) => match &e.subject {
+            writ_schemas::PolicySubject::Agent { client_id } => {
+                Parts::by(&e.by, format!("policy set of agent {client_id}")).agent(client_id)
+            }
+            writ_schemas::PolicySubject::User { user_id } => with_user(
+                Parts::by(&e.by, format!("policy set of user {user_id}")),
+                user_id,
+            ),
+        },
         Event::UserRegistered(e) => with_user(Parts::by(&e.by, &e.user_id), &e.user_id),
         Event::UserDeactivated(e) => with_user(Parts::by(&e.by, &e.user_id), &e.user_id),
         Event::UserReactivated(e) => with_user(Parts::by(&e.by, &e.user_id), &e.user_id),

@@ -14,7 +14,7 @@ mod state;
 
 pub use audit::{AuditEntry, AuditTrail, audit_entry, personal_of};
 pub use model::*;
-pub use state::{AgentCounts, CASCADE_TOKENS_MAX, State, Summary, TokenCounts};
+pub use state::{AgentCounts, CASCADE_TOKENS_MAX, PolicySetRecord, State, Summary, TokenCounts};
 
 #[cfg(test)]
 mod proptests;

@@ -20,9 +20,11 @@ use writ_schemas::{
 use crate::model::*;
 
 mod moment;
+mod policy;
 mod queries;
 mod session_grants;
 mod summary;
+pub use policy::PolicySetRecord;
 pub use queries::CASCADE_TOKENS_MAX;
 pub use summary::{AgentCounts, Summary, TokenCounts};
 
@@ -61,6 +63,10 @@ pub struct State {
     signing_keys: Vec<SigningKey>,
     checkpoint_keys: Vec<CheckpointKey>,
     admin_tokens: BTreeMap<Digest, String>,
+    #[serde(default)]
+    agent_policy_sets: BTreeMap<ClientId, PolicySetRecord>,
+    #[serde(default)]
+    user_policy_sets: BTreeMap<UserId, PolicySetRecord>,
 }
 
 impl State {
@@ -110,6 +116,7 @@ impl State {
                 agent.reviewed_at = Some(at);
                 agent.open_anomalies = 0;
             }),
+            Event::PolicySetAssigned(e) => self.apply_policy_set(head.seq, e),
             Event::AgentPolicySet(e) => self.with_agent(&e.client_id, |agent| {
                 agent.ceilings = Ceilings {
                     max_ttl_seconds: e.max_ttl_seconds,

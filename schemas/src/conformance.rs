@@ -87,6 +87,11 @@ pub(crate) fn sample(kind: EventKind) -> Event {
             token_requests_per_minute: Some(120),
             by: admin(),
         }),
+        EventKind::PolicySetAssigned => Event::from(PolicySetAssigned {
+            subject: PolicySubject::Agent { client_id: agent },
+            policies: "@id(\"read\") permit(principal, action, resource) when { resource.name == \"read_file\" };".into(),
+            by: admin(),
+        }),
         EventKind::UserRegistered => Event::from(UserRegistered {
             user_id: user,
             email: Some("ada@example.com".into()),

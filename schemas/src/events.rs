@@ -198,6 +198,37 @@ pub struct AgentReviewed {
     pub by: Actor,
 }
 
+/// Whose Cedar policy set a [`PolicySetAssigned`] replaces.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PolicySubject {
+    /// An agent's set: what it may do, whoever it acts for.
+    Agent {
+        /// The agent.
+        client_id: ClientId,
+    },
+    /// A person's set: what any agent may do on their behalf.
+    User {
+        /// The person.
+        user_id: UserId,
+    },
+}
+
+/// A Cedar policy set (validated against writ's schema when written) replaced an agent's
+/// or a person's previous one. Tool calls are allowed only where both apply and allow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySetAssigned {
+    /// Whose set it is.
+    pub subject: PolicySubject,
+    /// The policies, in the Cedar language, as written.
+    pub policies: String,
+    /// Who set it.
+    pub by: Actor,
+}
+
 /// An agent's governance ceilings were set (absent fields: no ceiling beyond the defaults).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -1103,6 +1134,7 @@ events! {
     AgentEnabled = 1,
     AgentReviewed = 1,
     AgentPolicySet = 1,
+    PolicySetAssigned = 1,
     UserRegistered = 1,
     UserDeactivated = 1,
     UserReactivated = 1,

@@ -141,9 +141,10 @@ impl From<Refusal> for ApiError {
             | Refusal::UnknownConnection(_)
             | Refusal::NoSessionGrant(..) => ApiError::NotFound(detail),
             Refusal::NoCredentials(_) => ApiError::Unauthorized(detail),
-            Refusal::NotKeyHolder(_) | Refusal::NotDelegator(_) | Refusal::NotAPerson => {
-                ApiError::Forbidden(detail)
-            }
+            Refusal::NotKeyHolder(_)
+            | Refusal::NotDelegator(_)
+            | Refusal::NotAPerson
+            | Refusal::NotPolicyOwner(_) => ApiError::Forbidden(detail),
             Refusal::UserExists(_)
             | Refusal::EmailTaken
             | Refusal::UserErased(_)

@@ -21,6 +21,7 @@ pub mod observe;
 mod operations;
 pub mod servers;
 mod session_grants;
+mod policy;
 #[cfg(test)]
 mod tests;
 mod token;
@@ -137,6 +138,18 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(M::GET, "/api/v1/agents", || web::get().to(agents::list)),
         endpoint(M::GET, "/api/v1/agents/{client_id}", || {
             web::get().to(agents::one)
+        }),
+        endpoint(M::PUT, "/api/v1/agents/{client_id}/policy-set", || {
+            web::put().to(policy::put_agent)
+        }),
+        endpoint(M::GET, "/api/v1/agents/{client_id}/policy-set", || {
+            web::get().to(policy::get_agent)
+        }),
+        endpoint(M::PUT, "/api/v1/users/{id}/policy-set", || {
+            web::put().to(policy::put_user)
+        }),
+        endpoint(M::GET, "/api/v1/users/{id}/policy-set", || {
+            web::get().to(policy::get_user)
         }),
         endpoint(M::PUT, "/api/v1/agents/{client_id}/identity", || {
             web::put().to(agents::identity)
