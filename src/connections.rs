@@ -133,6 +133,10 @@ impl Connections {
             .timeout(Duration::from_secs(PROVIDER_REQUEST_SECONDS_MAX))
             .connect_timeout(Duration::from_secs(PROVIDER_REQUEST_SECONDS_MAX))
             .redirect(reqwest::redirect::Policy::none())
+            // A fresh connection per request: token requests are rare (one per token
+            // lifetime), and a pooled connection the provider closed meanwhile would fail
+            // a refresh that cannot safely be sent twice.
+            .pool_max_idle_per_host(0)
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         Connections {

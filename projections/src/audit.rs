@@ -282,8 +282,22 @@ fn parts_of(state: &State, event: &Event) -> Parts {
                 writ_schemas::ToolCallOutcome::ToolError => "the tool reported an error",
                 writ_schemas::ToolCallOutcome::UpstreamFailed => "the MCP server failed",
                 writ_schemas::ToolCallOutcome::UpstreamTimedOut => "the MCP server timed out",
+                writ_schemas::ToolCallOutcome::PolicyDenied => "denied by policy",
             };
-            let mut parts = Parts::token(state, &e.jti, outcome.into());
+            let mut outcome = outcome.to_owned();
+            if let Some(used) = &e.credential {
+                outcome.push_str(&format!(
+                    ", with the upstream session of user {}",
+                    used.user_id
+                ));
+                if let Some(grant) = &used.grant_id {
+                    outcome.push_str(&format!(" (session grant {grant})"));
+                }
+            }
+            if !e.policy_ids.is_empty() {
+                outcome.push_str(&format!("; policies: {}", e.policy_ids.join(", ")));
+            }
+            let mut parts = Parts::token(state, &e.jti, outcome);
             parts.target = format!(
                 "tool {} on server {} with token {}",
                 e.tool_name, e.server_id, e.jti

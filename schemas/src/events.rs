@@ -749,6 +749,8 @@ pub enum ToolCallOutcome {
     UpstreamFailed,
     /// The MCP server did not answer in time.
     UpstreamTimedOut,
+    /// Policy denied the call: it was neither counted nor forwarded.
+    PolicyDenied,
 }
 
 /// The upstream credential a tool call was forwarded with.

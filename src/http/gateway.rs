@@ -16,9 +16,10 @@ use zeroize::Zeroizing;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::decide::{Answer, Command};
 use crate::connections::CredentialError;
+use crate::decide::{Answer, Command};
 use crate::mcp::{McpClient, McpError};
+use crate::policy::ToolCallRequest;
 
 /// Longest tool name.
 pub const TOOL_NAME_BYTES_MAX: usize = 128;
@@ -136,22 +137,59 @@ pub(super) async fn call(
             upstream_of(s, &server_id),
             s.token_by_digest(&digest)
                 .filter(|t| matches!(t.status, TokenStatus::Live) && now < t.expires_at)
-                .map(|t| (t.jti.clone(), t.client_id.clone(), t.user_id.clone())),
+                .map(|t| {
+                    let request = ToolCallRequest {
+                        client_id: t.client_id.clone(),
+                        user_id: t.user_id.clone(),
+                        server_id: server_id.clone(),
+                        tool_name: tool_name.clone(),
+                        agent_type: t.agent_type,
+                        scopes: t.scopes.clone(),
+                        delegation_depth: u32::try_from(t.actors.len()).unwrap_or(u32::MAX),
+                        now,
+                    };
+                    let decision = crate::policy::decide_tool_call(s, &request);
+                    (
+                        t.jti.clone(),
+                        t.client_id.clone(),
+                        t.user_id.clone(),
+                        decision,
+                    )
+                }),
         )
     });
     let upstream = upstream
         .ok_or_else(|| ApiError::NotFound(format!("no MCP server `{server_id}` is registered")))?;
-    let (jti, client_id, user_id) = caller
+    let (jti, client_id, user_id, decision) = caller
         .ok_or_else(|| ApiError::Unauthorized("the token is unknown, revoked or expired".into()))?;
 
-    // Policy (`decide_tool_call`) decides here, before anything is counted; its
-    // determining policy ids go into `policy_ids`.
-    let policy_ids: Vec<String> = Vec::new();
+    // Policy decides before anything is counted; a denial is recorded with the policies
+    // that decided it.
+    let policy_ids = decision.policy_ids;
+    if !decision.allowed {
+        state
+            .ledger
+            .submit(Command::RecordToolCall(ToolCallCompleted {
+                call_id: crate::secrets::new_id("call_"),
+                jti,
+                server_id: server_id.clone(),
+                tool_name: tool_name.clone(),
+                outcome: ToolCallOutcome::PolicyDenied,
+                detail: Some(decision.reason.clone()),
+                credential: None,
+                policy_ids,
+            }))
+            .await?;
+        return Err(ApiError::Forbidden(format!(
+            "Policy denied: {}",
+            decision.reason
+        )));
+    }
     let credential = match upstream.auth {
         ServerAuth::None => None,
-        ServerAuth::Oauth(_) => Some(
-            credential_for(&state, &client_id, &server_id, user_id.as_ref(), now).await?,
-        ),
+        ServerAuth::Oauth(_) => {
+            Some(credential_for(&state, &client_id, &server_id, user_id.as_ref(), now).await?)
+        }
     };
 
     let counted = state

@@ -19,9 +19,9 @@ pub mod limits;
 pub mod oauth_error;
 pub mod observe;
 mod operations;
+mod policy;
 pub mod servers;
 mod session_grants;
-mod policy;
 #[cfg(test)]
 mod tests;
 mod token;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::kit::{Home, http, temp};
+use crate::kit::{Home, Server, call, http, temp};
 use crate::m2m::{Agent, agent_in};
 
 /// The test MCP server, killed when dropped.
@@ -89,10 +89,39 @@ impl Drop for McpServer {
     }
 }
 
-/// A writ server forwarding to `mcp` as server `files`, with one agent.
-fn gateway(home: Home, mcp: &McpServer) -> Agent {
-    let upstream = format!("files={}", mcp.url);
-    agent_in(home, &["--mcp-server", &upstream])
+/// A writ server with `mcp` registered (no credential), one agent whose policy lets it
+/// call any tool; the agent and the server's id.
+fn gateway(home: Home, mcp: &McpServer) -> (Agent, String) {
+    let agent = agent_in(home, &[]);
+    let admin = agent.server.admin_token();
+    let files = register_server(
+        &agent.server,
+        &admin,
+        "files",
+        &mcp.url,
+        json!({"auth": "none"}),
+    );
+    allow_every_tool(&agent.server, &admin, &agent.client_id);
+    (agent, files)
+}
+
+/// Registers an MCP server; its id.
+pub fn register_server(server: &Server, admin: &str, name: &str, url: &str, auth: Value) -> String {
+    let mut body = json!({"name": name, "url": url});
+    if let (Some(body), Some(auth)) = (body.as_object_mut(), auth.as_object()) {
+        body.extend(auth.clone());
+    }
+    let (status, created) = call(server, admin, "POST", "/api/v1/servers", Some(body));
+    assert_eq!(status, 201, "registering a server: {created}");
+    created["id"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Gives the agent a policy set that lets it call every tool.
+pub fn allow_every_tool(server: &Server, admin: &str, client_id: &str) {
+    let path = format!("/api/v1/agents/{client_id}/policy-set");
+    let body = json!({"policies": "@id(\"any-tool\") permit(principal, action, resource);"});
+    let (status, refused) = call(server, admin, "PUT", &path, Some(body));
+    assert_eq!(status, 204, "setting the agent's policy: {refused}");
 }
 
 fn call_tool(agent: &Agent, token: &str, server: &str, body: Value) -> (u16, Value) {
@@ -115,12 +144,12 @@ fn text_of(answer: &Value) -> &str {
 #[test]
 fn a_tool_call_reaches_the_mcp_server_and_its_result_comes_back() {
     let mcp = McpServer::start("none", "");
-    let agent = gateway(Home::embedded(), &mcp);
+    let (agent, files) = gateway(Home::embedded(), &mcp);
     let token = agent.token(&[("max_operations", "5")]);
     let (status, answer) = call_tool(
         &agent,
         &token,
-        "files",
+        &files,
         json!({"tool_name": "echo", "arguments": {"text": "hello through writ"}}),
     );
     assert_eq!(status, 200, "{answer}");
@@ -141,16 +170,16 @@ fn a_tool_call_reaches_the_mcp_server_and_its_result_comes_back() {
 #[test]
 fn an_exhausted_quota_is_403_and_the_tool_is_not_called() {
     let mcp = McpServer::start("none", "");
-    let agent = gateway(Home::embedded(), &mcp);
+    let (agent, files) = gateway(Home::embedded(), &mcp);
     let token = agent.token(&[("max_operations", "1")]);
     let echo = json!({"tool_name": "echo", "arguments": {"text": "once"}});
-    let (status, answer) = call_tool(&agent, &token, "files", echo.clone());
+    let (status, answer) = call_tool(&agent, &token, &files, echo.clone());
     assert_eq!(
         (status, answer["operations_remaining"].as_u64()),
         (200, Some(0)),
         "{answer}"
     );
-    let (status, refused) = call_tool(&agent, &token, "files", echo);
+    let (status, refused) = call_tool(&agent, &token, &files, echo);
     assert_eq!(
         (status, refused["error"].as_str()),
         (403, Some("quota_exhausted")),
@@ -166,7 +195,7 @@ fn an_exhausted_quota_is_403_and_the_tool_is_not_called() {
 #[test]
 fn a_revoked_token_is_401_and_an_unknown_server_404_and_a_bad_body_400() {
     let mcp = McpServer::start("none", "");
-    let agent = gateway(Home::embedded(), &mcp);
+    let (agent, files) = gateway(Home::embedded(), &mcp);
     let token = agent.token(&[]);
     let echo = json!({"tool_name": "echo", "arguments": {"text": "x"}});
     let (status, missing) = call_tool(&agent, &token, "nowhere", echo.clone());
@@ -181,7 +210,7 @@ fn a_revoked_token_is_401_and_an_unknown_server_404_and_a_bad_body_400() {
         json!({"tool_name": "echo", "arguments": [1, 2]}),
         json!({"tool_name": "echo", "extra": true}),
     ] {
-        let (status, refused) = call_tool(&agent, &token, "files", bad.clone());
+        let (status, refused) = call_tool(&agent, &token, &files, bad.clone());
         assert_eq!(status, 400, "{bad} -> {refused}");
         assert!(
             refused["detail"].as_str().is_some_and(|d| !d.is_empty()),
@@ -195,13 +224,13 @@ fn a_revoked_token_is_401_and_an_unknown_server_404_and_a_bad_body_400() {
         .send()
         .map(|r| r.status().as_u16());
     assert_eq!(revoked.ok(), Some(200));
-    let (status, refused) = call_tool(&agent, &token, "files", echo.clone());
+    let (status, refused) = call_tool(&agent, &token, &files, echo.clone());
     assert_eq!(
         (status, refused["error"].as_str()),
         (401, Some("unauthorized")),
         "{refused}"
     );
-    let (status, _) = call_tool(&agent, "not-a-writ-token", "files", echo);
+    let (status, _) = call_tool(&agent, "not-a-writ-token", &files, echo);
     assert_eq!(status, 401);
     assert!(mcp.calls().is_empty(), "no refused call reached the tool");
 }
@@ -211,9 +240,9 @@ fn a_tool_error_and_a_failing_server_are_recorded_and_answered_as_such() {
     let mcp = McpServer::start("static", "the-upstream-token");
     // The gateway sends no credential to a server registered without auth: this server
     // wants one, so it refuses, and the caller gets a 502 with a sentence, not a 500.
-    let agent = gateway(Home::embedded(), &mcp);
+    let (agent, files) = gateway(Home::embedded(), &mcp);
     let token = agent.token(&[("max_operations", "3")]);
-    let (status, failed) = call_tool(&agent, &token, "files", json!({"tool_name": "whoami"}));
+    let (status, failed) = call_tool(&agent, &token, &files, json!({"tool_name": "whoami"}));
     assert_eq!(
         (status, failed["error"].as_str()),
         (502, Some("upstream_failed")),
@@ -224,7 +253,7 @@ fn a_tool_error_and_a_failing_server_are_recorded_and_answered_as_such() {
         "the sentence says what the server answered: {failed}"
     );
     drop(mcp);
-    let (status, unreachable) = call_tool(&agent, &token, "files", json!({"tool_name": "whoami"}));
+    let (status, unreachable) = call_tool(&agent, &token, &files, json!({"tool_name": "whoami"}));
     assert_eq!(status, 502, "{unreachable}");
     let mut agent = agent;
     agent.server.kill();
@@ -239,12 +268,12 @@ fn a_tool_error_and_a_failing_server_are_recorded_and_answered_as_such() {
 #[test]
 fn the_outcome_is_in_the_ledger_and_the_audit_trail() {
     let mcp = McpServer::start("none", "");
-    let mut agent = gateway(Home::embedded(), &mcp);
+    let (mut agent, files) = gateway(Home::embedded(), &mcp);
     let token = agent.token(&[]);
     let (status, answer) = call_tool(
         &agent,
         &token,
-        "files",
+        &files,
         json!({"tool_name": "delete_records", "arguments": {"table": "invoices"}}),
     );
     assert_eq!(status, 200, "{answer}");
@@ -258,7 +287,9 @@ fn the_outcome_is_in_the_ledger_and_the_audit_trail() {
         .unwrap_or_else(|e| panic!("{e}"));
     let text = trail.to_string();
     assert!(
-        text.contains("ToolCallCompleted") && text.contains("tool delete_records on server files"),
+        text.contains("ToolCallCompleted")
+            && text.contains(&format!("tool delete_records on server {files}"))
+            && text.contains("policies: agent:"),
         "{trail}"
     );
     agent.server.kill();
@@ -268,11 +299,11 @@ fn the_outcome_is_in_the_ledger_and_the_audit_trail() {
 #[test]
 fn calls_reuse_the_mcp_session_and_open_a_new_one_when_the_server_ended_it() {
     let mcp = McpServer::start("none", "");
-    let agent = gateway(Home::embedded(), &mcp);
+    let (agent, files) = gateway(Home::embedded(), &mcp);
     let token = agent.token(&[]);
     let echo = |text: &str| json!({"tool_name": "echo", "arguments": {"text": text}});
     for text in ["one", "two"] {
-        let (status, answer) = call_tool(&agent, &token, "files", echo(text));
+        let (status, answer) = call_tool(&agent, &token, &files, echo(text));
         assert_eq!((status, text_of(&answer)), (200, text), "{answer}");
     }
     // The second call ran in the first call's session: the server opened one session.
@@ -286,7 +317,7 @@ fn calls_reuse_the_mcp_session_and_open_a_new_one_when_the_server_ended_it() {
     };
     assert_eq!(sessions(&mcp), 1);
     mcp.expire_sessions();
-    let (status, answer) = call_tool(&agent, &token, "files", echo("three"));
+    let (status, answer) = call_tool(&agent, &token, &files, echo("three"));
     assert_eq!((status, text_of(&answer)), (200, "three"), "{answer}");
     assert_eq!(sessions(&mcp), 2, "a new session after the 404");
     assert_eq!(mcp.calls().len(), 3);

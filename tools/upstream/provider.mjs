@@ -5,6 +5,9 @@
 //   UPSTREAM_PORT          the loopback port (required)
 //   UPSTREAM_REDIRECT_URI  writ's connection callback, the one redirect URI of its client
 //   UPSTREAM_ACCESS_TTL    access token lifetime in seconds (default 3600)
+//   UPSTREAM_TOKEN_LOG     a file to which every token issued is appended, as
+//                          "access <token>" or "refresh <token>" (tests look for them
+//                          in writ's files, where none may be)
 //
 // One confidential client, `writ-app` / `writ-app-secret-0123456789abcdef`
 // (client_secret_basic), for authorization code + PKCE and rotating refresh tokens, and
@@ -12,6 +15,7 @@
 // MCP server's RFC 7662 introspection. Interactions complete by themselves: the person is
 // the account named by `login_hint`, and consent is given to what was asked, so a test's
 // HTTP client (with a cookie store) only follows redirects.
+import { appendFileSync } from 'node:fs';
 import Provider from 'oidc-provider';
 
 const PORT = +process.env.UPSTREAM_PORT;
@@ -77,6 +81,13 @@ provider.use(async (ctx, next) => {
   return provider.interactionFinished(ctx.req, ctx.res, { consent: { grantId } },
     { mergeWithLastSubmission: true });
 });
+
+// Opaque tokens' values are their ids.
+const TOKEN_LOG = process.env.UPSTREAM_TOKEN_LOG;
+if (TOKEN_LOG) {
+  provider.on('access_token.saved', (token) => appendFileSync(TOKEN_LOG, `access ${token.jti}\n`));
+  provider.on('refresh_token.saved', (token) => appendFileSync(TOKEN_LOG, `refresh ${token.jti}\n`));
+}
 
 provider.proxy = false;
 provider.listen(PORT, '127.0.0.1', () => console.log(`upstream ${ISSUER} up`));

@@ -1,0 +1,462 @@
+//! People's upstream sessions lent to an agent, end to end: a real MCP server (the Python
+//! `mcp` SDK) whose tools take a bearer token it checks by RFC 7662 introspection at a real
+//! OAuth provider (node-oidc-provider), people connecting their accounts there through
+//! writ, and the gateway choosing whose token a call carries — the person's own grant,
+//! then the shared one — under policy. Also: refreshes (in the background inside the
+//! window, on demand when expired), a rejected refresh token breaking the connection
+//! once, and no upstream token in the clear in the ledger, the snapshots or the log.
+
+use serde_json::{Value, json};
+
+use crate::delegation::{api_key, as_user, person};
+use crate::gateway::{McpServer, allow_every_tool, register_server};
+use crate::kit::*;
+use crate::upstream::{RS_ID, RS_SECRET, Upstream, connect};
+
+const USER_ID_TYPE: &str = "urn:writ:params:oauth:token-type:user-id";
+
+/// A writ server, its upstream provider, the MCP server behind it and a bot agent.
+struct World {
+    writ: Server,
+    home: Home,
+    admin: String,
+    upstream: Upstream,
+    mcp: McpServer,
+    server_id: String,
+    client_id: String,
+    secret: String,
+}
+
+/// A person with an API key, who delegated to the bot and lets it call any tool for them.
+struct Person {
+    id: String,
+    key: String,
+}
+
+impl World {
+    fn start(
+        flags: &[&str],
+        access_ttl: u64,
+        tokens: Option<&std::path::Path>,
+        log: Option<&std::path::Path>,
+    ) -> World {
+        let home = Home::embedded();
+        let mut args = home.store_args();
+        args.extend(flags.iter().map(|f| (*f).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let writ = Server::start_logged(home.dir.path(), &args, &[("RUST_LOG", "debug")], log);
+        let admin = writ.admin_token();
+        let upstream = Upstream::start_logged(&writ, access_ttl, tokens);
+        let introspection = upstream.introspection_url();
+        let mcp = McpServer::start_with(
+            "introspect",
+            "",
+            &[
+                ("MCP_INTROSPECT_URL", introspection.as_str()),
+                ("MCP_INTROSPECT_CLIENT_ID", RS_ID),
+                ("MCP_INTROSPECT_CLIENT_SECRET", RS_SECRET),
+            ],
+        );
+        let server_id = register_server(&writ, &admin, "slack", &mcp.url, upstream.registration());
+        let bot =
+            json!({"name": "slackbot", "scopes": ["chat"], "grant_types": ["client_credentials"]});
+        let (client_id, secret) = register_agent(&writ, &admin, bot);
+        allow_every_tool(&writ, &admin, &client_id);
+        World {
+            writ,
+            home,
+            admin,
+            upstream,
+            mcp,
+            server_id,
+            client_id,
+            secret,
+        }
+    }
+
+    fn person(&self, email: &str) -> Person {
+        let id = person(&self.writ, &self.admin, email);
+        let (key, _) = api_key(&self.writ, &self.admin, &id);
+        let path = format!("/api/v1/agents/{}/delegations", self.client_id);
+        let (status, granted) = as_user(&self.writ, &key, "POST", &path, None);
+        assert_eq!(status, 201, "{granted}");
+        let policy = json!({"policies": "@id(\"my-tools\") permit(principal, action, resource);"});
+        let response = http()
+            .put(self.writ.url(&format!("/api/v1/users/{id}/policy-set")))
+            .header("x-api-key", &key)
+            .json(&policy)
+            .send()
+            .map(|r| r.status().as_u16());
+        assert_eq!(response.ok(), Some(204));
+        Person { id, key }
+    }
+
+    /// The bot's token on the person's behalf.
+    fn token_for(&self, who: &Person) -> String {
+        let body: Value = http()
+            .post(self.writ.url("/oauth/token"))
+            .basic_auth(&self.client_id, Some(&self.secret))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("actor_token", who.id.as_str()),
+                ("actor_token_type", USER_ID_TYPE),
+            ])
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or_else(|e| panic!("{e}"));
+        body["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{body}"))
+            .to_owned()
+    }
+
+    /// `whoami` through the gateway for the person: the status and the answer.
+    fn whoami(&self, who: &Person) -> (u16, Value) {
+        let response = http()
+            .post(
+                self.writ
+                    .url(&format!("/api/v1/proxy/{}/tools", self.server_id)),
+            )
+            .bearer_auth(self.token_for(who))
+            .json(&json!({"tool_name": "whoami"}))
+            .send()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let status = response.status().as_u16();
+        (status, response.json().unwrap_or(Value::Null))
+    }
+
+    /// Whose upstream account the MCP server saw, or the refusal's detail.
+    fn seen_as(&self, who: &Person) -> String {
+        match self.whoami(who) {
+            (200, answer) => answer["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+            (status, answer) => format!("{status} {}", answer["detail"].as_str().unwrap_or("")),
+        }
+    }
+
+    fn connect(&self, who: &Person, login: &str) {
+        let (status, connected) = connect(&self.writ, &who.key, &self.server_id, login);
+        assert_eq!(
+            (status, connected["status"].as_str()),
+            (200, Some("active")),
+            "{connected}"
+        );
+    }
+
+    fn grant(&self, who: &Person, shared: bool) -> Value {
+        let path = format!("/api/v1/agents/{}/session-grants", self.client_id);
+        let body = json!({"server_id": self.server_id, "shared": shared});
+        let (status, grant) = as_user(&self.writ, &who.key, "POST", &path, Some(body));
+        assert_eq!(status, 201, "{grant}");
+        grant
+    }
+
+    fn toggle(&self, who: &Person) -> bool {
+        let path = format!("/api/v1/agents/{}/session-grants/toggle", self.client_id);
+        let body = json!({"server_id": self.server_id});
+        let (status, grant) = as_user(&self.writ, &who.key, "POST", &path, Some(body));
+        assert_eq!(status, 200, "{grant}");
+        grant["shared"]
+            .as_bool()
+            .unwrap_or_else(|| panic!("{grant}"))
+    }
+
+    fn visible_to(&self, who: &Person) -> Vec<(String, bool)> {
+        let path = format!("/api/v1/agents/{}/session-grants", self.client_id);
+        let (status, grants) = as_user(&self.writ, &who.key, "GET", &path, None);
+        assert_eq!(status, 200, "{grants}");
+        grants
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|g| {
+                (
+                    g["user_id"].as_str().unwrap_or("").to_owned(),
+                    g["shared"] == true,
+                )
+            })
+            .collect()
+    }
+
+    fn connection_of(&self, who: &Person) -> Value {
+        let (status, listed) = as_user(&self.writ, &who.key, "GET", "/api/v1/connections", None);
+        assert_eq!(status, 200, "{listed}");
+        listed[0].clone()
+    }
+}
+
+#[test]
+fn alice_shares_her_session_bob_falls_back_to_it_and_carol_s_own_grant_wins() {
+    let world = World::start(&[], 3600, None, None);
+    let (alice, bob, carol) = (
+        world.person("alice@example.com"),
+        world.person("bob@example.com"),
+        world.person("carol@example.com"),
+    );
+
+    // Nobody has lent a session yet.
+    assert_eq!(
+        world.seen_as(&alice),
+        "401 No credentials available for this server"
+    );
+    // Lending a session needs a connection.
+    let path = format!("/api/v1/agents/{}/session-grants", world.client_id);
+    let (status, refused) = as_user(
+        &world.writ,
+        &alice.key,
+        "POST",
+        &path,
+        Some(json!({"server_id": world.server_id})),
+    );
+    assert_eq!(status, 409, "{refused}");
+
+    world.connect(&alice, "alice");
+    let personal = world.grant(&alice, false);
+    assert_eq!(personal["shared"], false);
+    assert_eq!(world.seen_as(&alice), "alice");
+    assert_eq!(
+        world.seen_as(&bob),
+        "401 No credentials available for this server",
+        "a personal grant serves only its person"
+    );
+    assert!(
+        world.visible_to(&bob).is_empty(),
+        "Bob never sees Alice's personal grant"
+    );
+
+    // Alice promotes it to shared: Bob falls back to it.
+    assert!(world.toggle(&alice));
+    assert_eq!(world.seen_as(&bob), "alice");
+    assert_eq!(world.visible_to(&bob), vec![(alice.id.clone(), true)]);
+
+    // Carol connects and lends her own: hers wins for her, Bob keeps Alice's.
+    world.connect(&carol, "carol");
+    world.grant(&carol, false);
+    assert_eq!(world.seen_as(&carol), "carol");
+    assert_eq!(world.seen_as(&bob), "alice");
+    let mut carol_sees = world.visible_to(&carol);
+    carol_sees.sort();
+    let mut expected = vec![(alice.id.clone(), true), (carol.id.clone(), false)];
+    expected.sort();
+    assert_eq!(carol_sees, expected);
+
+    // Toggling twice restores.
+    assert!(!world.toggle(&alice));
+    assert_eq!(
+        world.seen_as(&bob),
+        "401 No credentials available for this server"
+    );
+    assert!(world.toggle(&alice));
+    assert_eq!(world.seen_as(&bob), "alice");
+
+    // Revoking the grant leaves the delegation.
+    let grant_id = personal["id"].as_str().unwrap_or_default();
+    let (status, _) = as_user(
+        &world.writ,
+        &alice.key,
+        "DELETE",
+        &format!("/api/v1/session-grants/{grant_id}"),
+        None,
+    );
+    assert_eq!(status, 204);
+    assert_eq!(
+        world.seen_as(&bob),
+        "401 No credentials available for this server"
+    );
+    assert_eq!(
+        world.seen_as(&alice),
+        "401 No credentials available for this server"
+    );
+    let (_, delegations) = as_user(
+        &world.writ,
+        &alice.key,
+        "GET",
+        "/api/v1/me/delegations",
+        None,
+    );
+    assert_eq!(delegations[0]["status"], "active", "{delegations}");
+
+    // The ledger tells whose session each call used.
+    let (status, trail) = call(
+        &world.writ,
+        &world.admin,
+        "GET",
+        "/api/v1/audit?action=ToolCallCompleted",
+        None,
+    );
+    assert_eq!(status, 200, "{trail}");
+    let text = trail.to_string();
+    assert!(
+        text.contains(&format!("with the upstream session of user {}", alice.id)),
+        "{trail}"
+    );
+    assert!(
+        text.contains(&format!("with the upstream session of user {}", carol.id)),
+        "{trail}"
+    );
+    assert_eq!(world.mcp.calls().len(), 5, "{:?}", world.mcp.calls());
+}
+
+#[test]
+fn a_deleted_connection_is_401_oauth_session_not_found() {
+    let world = World::start(&[], 3600, None, None);
+    let alice = world.person("alice@example.com");
+    world.connect(&alice, "alice");
+    world.grant(&alice, true);
+    let path = format!("/api/v1/connections/{}", world.server_id);
+    let (status, _) = as_user(&world.writ, &alice.key, "DELETE", &path, None);
+    assert_eq!(status, 204);
+    assert_eq!(world.seen_as(&alice), "401 OAuth session not found");
+}
+
+#[test]
+fn the_background_task_refreshes_a_connection_expiring_inside_the_window() {
+    // Tokens live 5 minutes, inside the default 10-minute window; look every second.
+    let world = World::start(
+        &["--connection-refresh-every-seconds", "1"],
+        300,
+        None,
+        None,
+    );
+    let alice = world.person("alice@example.com");
+    world.connect(&alice, "alice");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while world.connection_of(&alice)["refreshed_at"].is_null() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never refreshed: {}",
+            world.connection_of(&alice)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    world.grant(&alice, false);
+    assert_eq!(
+        world.seen_as(&alice),
+        "alice",
+        "the refreshed token works upstream"
+    );
+}
+
+#[test]
+fn an_expired_connection_is_refreshed_on_demand_and_a_revoked_refresh_token_breaks_it_once() {
+    let dir = temp();
+    let tokens = dir.path().join("tokens.log");
+    // Tokens live 10 s: inside writ's 30-second skew, so expired for every call. The
+    // background task looks only once an hour.
+    let world = World::start(
+        &["--connection-refresh-every-seconds", "3600"],
+        10,
+        Some(&tokens),
+        None,
+    );
+    let alice = world.person("alice@example.com");
+    world.connect(&alice, "alice");
+    world.grant(&alice, false);
+    assert!(world.connection_of(&alice)["refreshed_at"].is_null());
+    assert_eq!(world.seen_as(&alice), "alice");
+    assert!(
+        !world.connection_of(&alice)["refreshed_at"].is_null(),
+        "refreshed on demand"
+    );
+
+    // Alice revokes writ's refresh token at the provider.
+    let log = std::fs::read_to_string(&tokens).unwrap_or_default();
+    let refresh = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("refresh "))
+        .last()
+        .unwrap_or_else(|| panic!("{log}"));
+    world.upstream.revoke(refresh);
+    assert_eq!(world.seen_as(&alice), "401 OAuth session expired");
+    let connection = world.connection_of(&alice);
+    let (_, trail) = call(
+        &world.writ,
+        &world.admin,
+        "GET",
+        "/api/v1/audit?action=ConnectionRefreshFailed",
+        None,
+    );
+    assert_eq!(
+        (
+            connection["status"].as_str(),
+            connection["refresh_failures"].as_u64()
+        ),
+        (Some("broken"), Some(1)),
+        "{connection} {trail}"
+    );
+    // Broken: not tried again.
+    assert_eq!(world.seen_as(&alice), "401 OAuth session expired");
+    assert_eq!(world.connection_of(&alice)["refresh_failures"], 1);
+    // Connecting again mends it.
+    world.connect(&alice, "alice");
+    assert_eq!(world.seen_as(&alice), "alice");
+    let World { mut writ, home, .. } = world;
+    writ.kill();
+    assert_eq!(home.events("ConnectionRefreshFailed"), 1);
+}
+
+#[test]
+fn no_upstream_token_is_in_the_clear_in_the_ledger_snapshots_or_log() {
+    let dir = temp();
+    let tokens = dir.path().join("tokens.log");
+    let log = dir.path().join("writ.log");
+    let world = World::start(
+        &["--snapshot-every-records", "5"],
+        10,
+        Some(&tokens),
+        Some(&log),
+    );
+    let alice = world.person("alice@example.com");
+    world.connect(&alice, "alice");
+    world.grant(&alice, true);
+    assert_eq!(world.seen_as(&alice), "alice");
+    let World {
+        writ,
+        home,
+        upstream,
+        ..
+    } = world;
+    assert_eq!(writ.stop(), Some(0));
+    drop(upstream);
+    let issued: Vec<String> = std::fs::read_to_string(&tokens)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(_, t)| t.to_owned()))
+        .collect();
+    assert!(
+        issued.len() >= 3,
+        "an access token, its refresh token and the refreshed ones: {issued:?}"
+    );
+    let export = dir.path().join("export.jsonl");
+    export_to(home.dir.path(), &export);
+    let mut places = vec![export, log];
+    let mut stack = vec![home.dir.path().to_path_buf()];
+    while let Some(at) = stack.pop() {
+        for entry in std::fs::read_dir(&at).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path)
+            } else {
+                places.push(path)
+            }
+        }
+    }
+    for place in &places {
+        let bytes = std::fs::read(place).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        for token in &issued {
+            assert!(
+                !text.contains(token.as_str()),
+                "{} holds an upstream token in the clear",
+                place.display()
+            );
+        }
+        assert!(
+            !text.contains(crate::upstream::CLIENT_SECRET),
+            "{} holds the client secret",
+            place.display()
+        );
+    }
+}
