@@ -110,12 +110,16 @@ struct ErrorAnswer {
     error_description: Option<String>,
 }
 
+/// One lock per connection, that its refreshes take in turn (an entry per connection
+/// refreshed since start: as many as there are connections).
+type RefreshTurns = parking_lot::Mutex<HashMap<(UserId, ServerId), Arc<tokio::sync::Mutex<()>>>>;
+
 /// The connections service: the HTTP client towards providers, the keys, the ledger.
 pub struct Connections {
     client: reqwest::Client,
     keks: Arc<Keks>,
     callback_url: String,
-    refreshing: parking_lot::Mutex<HashMap<(UserId, ServerId), Arc<tokio::sync::Mutex<()>>>>,
+    refreshing: RefreshTurns,
 }
 
 impl std::fmt::Debug for Connections {

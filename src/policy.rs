@@ -247,7 +247,7 @@ fn evaluate(
             .authorizer
             .is_authorized(&cedar_request, &set, &entities);
         let mut ids: Vec<&PolicyId> = response.diagnostics().reason().collect();
-        ids.sort_by(|a, b| a.to_string().cmp(&b.to_string()));
+        ids.sort_by_key(|id| id.to_string());
         let allowed = response.decision() == Decision::Allow;
         let critical = allowed
             && ids

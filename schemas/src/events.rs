@@ -1136,7 +1136,6 @@ events! {
     AgentEnabled = 1,
     AgentReviewed = 1,
     AgentPolicySet = 1,
-    PolicySetAssigned = 1,
     UserRegistered = 1,
     UserDeactivated = 1,
     UserReactivated = 1,
@@ -1164,6 +1163,7 @@ events! {
     ConnectionRefreshFailed = 1,
     ConnectionDeleted = 1,
     ToolCallCompleted = 1,
+    PolicySetAssigned = 1,
 }
 
 /// Event bytes that are not a valid event.

@@ -157,7 +157,8 @@ impl Sweep {
         if documented.is_null() {
             return Err("status not documented".into());
         }
-        if (200..300).contains(&status) {
+        // A redirect is how an OAuth flow's start succeeds.
+        if (200..300).contains(&status) || status == 302 {
             self.succeeded
                 .insert((method.to_owned(), template.to_owned()));
         }
@@ -599,8 +600,185 @@ fn tokens_and_operations(s: &mut Sweep, client_id: &str, secret: &str) {
     s.operation(401, Some(&token), None, used);
 }
 
+/// MCP servers, policy sets, a person's connection to an upstream provider (its flow
+/// through the provider, as a browser follows it) and session grants; the id of the
+/// credential-free server `files`.
+fn servers_and_sessions(s: &mut Sweep, client_id: &str, mcp_url: &str) -> String {
+    let servers = "/api/v1/servers";
+    let none = json!({"name": "files", "url": mcp_url, "auth": "none"});
+    let files = text(&s.admin(201, "POST", servers, "", Some(none.clone()))["id"]);
+    s.admin(
+        400,
+        "POST",
+        servers,
+        "",
+        Some(json!({"name": "x", "url": "ftp://x", "auth": "none"})),
+    );
+    s.admin(
+        400,
+        "POST",
+        servers,
+        "",
+        Some(json!({"name": "x", "url": mcp_url, "auth": "oauth"})),
+    );
+    s.send(401, "POST", servers, "", |r| r.json(&none));
+    let upstream = crate::upstream::Upstream::start(&s.server, 3600);
+    let mut oauth = upstream.registration();
+    oauth["name"] = json!("slack");
+    oauth["url"] = json!(mcp_url);
+    let slack = text(&s.admin(201, "POST", servers, "", Some(oauth))["id"]);
+    s.admin(200, "GET", servers, "", None);
+
+    let permit = json!({"policies": "@id(\"any-tool\") permit(principal, action, resource);"});
+    let invalid =
+        json!({"policies": "permit(principal, action, resource) when { resource.colour == 1 };"});
+    let agent_policy = "/api/v1/agents/{client_id}/policy-set";
+    s.admin(204, "PUT", agent_policy, client_id, Some(permit.clone()));
+    s.admin(400, "PUT", agent_policy, client_id, Some(invalid));
+    s.admin(
+        404,
+        "PUT",
+        agent_policy,
+        "agt_missing",
+        Some(permit.clone()),
+    );
+    s.admin(200, "GET", agent_policy, client_id, None);
+    let cleo = json!({"email": "cleo@example.com"});
+    let cleo = text(&s.admin(201, "POST", "/api/v1/users", "", Some(cleo))["id"]);
+    let key = text(&s.admin(201, "POST", "/api/v1/users/{id}/api-keys", &cleo, None)["key"]);
+    let user_policy = "/api/v1/users/{id}/policy-set";
+    s.user(204, "PUT", user_policy, &cleo, &key, Some(permit));
+    s.user(200, "GET", user_policy, &cleo, &key, None);
+
+    let start = "/api/v1/connections/{server_id}/start";
+    s.user(404, "GET", start, "srv_missing", &key, None);
+    s.user(400, "GET", start, &files, &key, None);
+    s.admin(403, "GET", start, &slack, None);
+    let follow = std::mem::replace(&mut s.client, no_redirects());
+    let started = s.user(
+        302,
+        "GET",
+        &format!("{start}?login_hint=cleo"),
+        &slack,
+        &key,
+        None,
+    );
+    assert!(started.is_null());
+    // Through the provider, as the person's browser, up to writ's callback.
+    let first = no_redirects()
+        .get(s.server.url(&format!(
+            "/api/v1/connections/{slack}/start?login_hint=cleo"
+        )))
+        .header("x-api-key", &key)
+        .send()
+        .unwrap_or_else(|err| panic!("{err}"));
+    let browser = reqwest::blocking::Client::builder()
+        .cookie_store(true)
+        .redirect(stop_at(&s.server.base))
+        .build()
+        .unwrap_or_else(|err| panic!("{err}"));
+    let location = |r: &reqwest::blocking::Response| {
+        r.headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let back = browser
+        .get(location(&first))
+        .send()
+        .unwrap_or_else(|err| panic!("{err}"));
+    let callback = location(&back);
+    let callback = callback
+        .strip_prefix(&s.server.base)
+        .unwrap_or_else(|| panic!("the provider sent the browser to {callback}"))
+        .to_owned();
+    s.client = follow;
+    s.send(
+        400,
+        "GET",
+        "/api/v1/connections/callback?state=forged&code=x",
+        "",
+        |r| r,
+    );
+    s.send(
+        400,
+        "GET",
+        "/api/v1/connections/callback?error=access_denied",
+        "",
+        |r| r,
+    );
+    s.send(200, "GET", &callback, "", |r| r);
+    let connections = "/api/v1/connections";
+    s.user(200, "GET", connections, "", &key, None);
+    s.admin(
+        200,
+        "GET",
+        &format!("{connections}?user_id={cleo}"),
+        "",
+        None,
+    );
+    s.admin(400, "GET", connections, "", None);
+
+    let grants = "/api/v1/agents/{client_id}/session-grants";
+    let lend = json!({"server_id": slack});
+    let grant = s.user(201, "POST", grants, client_id, &key, Some(lend.clone()));
+    s.user(409, "POST", grants, client_id, &key, Some(lend.clone()));
+    s.user(404, "POST", grants, "agt_missing", &key, Some(lend.clone()));
+    s.admin(403, "POST", grants, client_id, Some(lend.clone()));
+    s.user(
+        200,
+        "GET",
+        &format!("{grants}?server_id={slack}"),
+        client_id,
+        &key,
+        None,
+    );
+    s.admin(200, "GET", grants, client_id, None);
+    let toggle = "/api/v1/agents/{client_id}/session-grants/toggle";
+    s.user(200, "POST", toggle, client_id, &key, Some(lend.clone()));
+    s.user(
+        409,
+        "POST",
+        toggle,
+        client_id,
+        &key,
+        Some(json!({"server_id": files})),
+    );
+    let revoke = "/api/v1/session-grants/{id}";
+    let grant = text(&grant["id"]);
+    s.user(204, "DELETE", revoke, &grant, &key, None);
+    s.user(409, "DELETE", revoke, &grant, &key, None);
+    s.user(404, "DELETE", revoke, "no-such-grant", &key, None);
+    let delete = "/api/v1/connections/{server_id}";
+    s.user(204, "DELETE", delete, &slack, &key, None);
+    s.user(404, "DELETE", delete, &slack, &key, None);
+    drop(upstream);
+    files
+}
+
+/// A redirect policy that follows redirects until one leads to `base`.
+fn stop_at(base: &str) -> reqwest::redirect::Policy {
+    let base = base.to_owned();
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.url().as_str().starts_with(&base) {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// A client that follows no redirect.
+fn no_redirects() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|err| panic!("{err}"))
+}
+
 /// Tool calls through the gateway to the test MCP server (`files`), and their refusals.
-fn gateway(s: &mut Sweep, client_id: &str, secret: &str) {
+fn gateway(s: &mut Sweep, client_id: &str, secret: &str, files: &str) {
     let me = Some((client_id, secret));
     let cc = ("grant_type", "client_credentials");
     let token =
@@ -620,11 +798,11 @@ fn gateway(s: &mut Sweep, client_id: &str, secret: &str) {
         });
     };
     let echo = r#"{"tool_name": "echo", "arguments": {"text": "hi"}}"#;
-    tool(s, 200, "files", Some(&token), echo);
-    tool(s, 403, "files", Some(&token), echo);
+    tool(s, 200, files, Some(&token), echo);
+    tool(s, 403, files, Some(&token), echo);
     tool(s, 404, "nowhere", Some(&token), echo);
-    tool(s, 400, "files", Some(&token), r#"{"arguments": {}}"#);
-    tool(s, 401, "files", None, echo);
+    tool(s, 400, files, Some(&token), r#"{"arguments": {}}"#);
+    tool(s, 401, files, None, echo);
 }
 
 /// Tokens on a person's behalf, by form and by JSON, under the delegation in force from
@@ -754,8 +932,7 @@ sys.exit(1 if failures else 0)
 fn every_endpoint_answers_as_the_document_says() {
     let dir = temp();
     let mcp = crate::gateway::McpServer::start("none", "");
-    let upstream = format!("files={}", mcp.url);
-    let server = Server::start(dir.path(), &["--mcp-server", &upstream]);
+    let server = Server::start(dir.path(), &[]);
     let admin = server.admin_token();
     let mut sweep = Sweep {
         server,
@@ -783,7 +960,8 @@ fn every_endpoint_answers_as_the_document_says() {
     let (client_id, secret) = agents(&mut sweep);
     api_keys_and_delegations(&mut sweep, &ada, &client_id);
     tokens_and_operations(&mut sweep, &client_id, &secret);
-    gateway(&mut sweep, &client_id, &secret);
+    let files = servers_and_sessions(&mut sweep, &client_id, &mcp.url);
+    gateway(&mut sweep, &client_id, &secret, &files);
     on_behalf(&mut sweep, &ada, &client_id, &secret);
     ledger(&mut sweep);
     audit(&mut sweep, &ada, &client_id);

@@ -365,8 +365,8 @@ fn an_expired_connection_is_refreshed_on_demand_and_a_revoked_refresh_token_brea
     let log = std::fs::read_to_string(&tokens).unwrap_or_default();
     let refresh = log
         .lines()
-        .filter_map(|l| l.strip_prefix("refresh "))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("refresh "))
         .unwrap_or_else(|| panic!("{log}"));
     world.upstream.revoke(refresh);
     assert_eq!(world.seen_as(&alice), "401 OAuth session expired");
@@ -459,4 +459,79 @@ fn no_upstream_token_is_in_the_clear_in_the_ledger_snapshots_or_log() {
             place.display()
         );
     }
+}
+
+#[test]
+fn the_agent_allows_and_the_person_denies_so_policy_denies_and_the_trail_names_the_policy() {
+    let world = World::start(&[], 3600, None, None);
+    let alice = world.person("alice@example.com");
+    world.connect(&alice, "alice");
+    world.grant(&alice, false);
+    assert_eq!(
+        world.seen_as(&alice),
+        "alice",
+        "both sets allow: the call proceeds"
+    );
+
+    let put = |policies: &str| {
+        let response = http()
+            .put(
+                world
+                    .writ
+                    .url(&format!("/api/v1/users/{}/policy-set", alice.id)),
+            )
+            .header("x-api-key", &alice.key)
+            .json(&json!({ "policies": policies }))
+            .send()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().unwrap_or(Value::Null))
+    };
+    // A policy that does not validate against the schema is refused with Cedar's words.
+    let (status, refused) =
+        put(r#"permit(principal, action, resource) when { resource.colour == "red" };"#);
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_policy")),
+        "{refused}"
+    );
+    assert!(
+        refused["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("colour")),
+        "{refused}"
+    );
+
+    let (status, _) = put(r#"@id("my-tools") permit(principal, action, resource);
+           @id("no-whoami") forbid(principal, action, resource) when { resource.name == "whoami" };"#);
+    assert_eq!(status, 204);
+    let seen = world.seen_as(&alice);
+    assert!(seen.starts_with("403 Policy denied"), "{seen}");
+    assert_eq!(
+        world.mcp.calls().len(),
+        1,
+        "the denied call never reached the tool"
+    );
+
+    let (_, trail) = call(
+        &world.writ,
+        &world.admin,
+        "GET",
+        "/api/v1/audit?action=ToolCallCompleted",
+        None,
+    );
+    let entries = trail["entries"].as_array().cloned().unwrap_or_default();
+    let outcomes: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["outcome"].as_str())
+        .collect();
+    assert!(
+        outcomes[0].contains(&format!("policies: agent:{}/any-tool", world.client_id)),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes[1].starts_with("denied by policy")
+            && outcomes[1].contains(&format!("user:{}/no-whoami", alice.id)),
+        "{outcomes:?}"
+    );
 }
