@@ -465,8 +465,28 @@ fn pin(path: &Path, text: &str) {
     );
 }
 
+/// Pretty JSON with every object's members in sorted order, whether or not a crate in the
+/// build turned on serde_json's `preserve_order` (cedar-policy does): the pinned files must
+/// read the same in every build.
 fn pretty(value: &Value) -> String {
-    serde_json::to_string_pretty(value).unwrap_or_default() + "\n"
+    serde_json::to_string_pretty(&sorted(value)).unwrap_or_default() + "\n"
+}
+
+fn sorted(value: &Value) -> Value {
+    match value {
+        Value::Object(members) => {
+            let mut names: Vec<&String> = members.keys().collect();
+            names.sort();
+            Value::Object(
+                names
+                    .into_iter()
+                    .map(|name| (name.clone(), sorted(&members[name])))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
 }
 
 #[test]
