@@ -111,7 +111,7 @@ pub fn parse_and_validate(text: &str) -> Result<PolicySet, String> {
 }
 
 fn parsed(record: &PolicySetRecord) -> Result<Arc<PolicySet>, String> {
-    let key = *blake3::hash(record.policies.as_bytes()).as_bytes();
+    let key = record.digest.0;
     if let Some(set) = PARSED.read().get(&key) {
         return Ok(Arc::clone(set));
     }

@@ -116,7 +116,7 @@ impl State {
                 agent.reviewed_at = Some(at);
                 agent.open_anomalies = 0;
             }),
-            Event::PolicySetAssigned(e) => self.apply_policy_set(head.seq, e),
+            Event::PolicySetAssigned(e) => self.apply_policy_set(e),
             Event::AgentPolicySet(e) => self.with_agent(&e.client_id, |agent| {
                 agent.ceilings = Ceilings {
                     max_ttl_seconds: e.max_ttl_seconds,

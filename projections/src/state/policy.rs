@@ -1,25 +1,26 @@
 //! Cedar policy sets, per agent and per person, as written (the text; writ parses it
-//! where it evaluates it, keyed by the record that set it).
+//! where it evaluates it, keyed by the digest of the text).
 
 use serde::{Deserialize, Serialize};
-use writ_schemas::{ClientId, PolicySetAssigned, PolicySubject, UserId};
+use writ_schemas::{ClientId, Digest, PolicySetAssigned, PolicySubject, UserId};
 
 use super::State;
 
-/// A policy set in force: its Cedar text and the record that set it.
+/// A policy set in force: its Cedar text and that text's digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicySetRecord {
     /// The policies, in the Cedar language.
     pub policies: String,
-    /// The ledger sequence number of the record that set it (a cache key for the parsed set).
-    pub seq: u64,
+    /// BLAKE3 of the policies' text, taken once here: the key under which the serving
+    /// side keeps the parsed set, so a tool call does not hash the text again.
+    pub digest: Digest,
 }
 
 impl State {
-    pub(super) fn apply_policy_set(&mut self, seq: u64, e: &PolicySetAssigned) {
+    pub(super) fn apply_policy_set(&mut self, e: &PolicySetAssigned) {
         let record = PolicySetRecord {
             policies: e.policies.clone(),
-            seq,
+            digest: Digest::of(e.policies.as_bytes()),
         };
         match &e.subject {
             PolicySubject::Agent { client_id } => {
