@@ -16,8 +16,11 @@ use writ_schemas::{
     UserDeactivated, UserErased, UserId, UserReactivated, UserRegistered,
 };
 
+mod approvals;
 mod connections;
 pub mod session_grants;
+
+pub use approvals::ApprovalUse;
 
 /// Most API keys a person may hold unrevoked: enough for a key per device or script,
 /// few enough that a leaked admin token cannot mint keys without end.
@@ -151,6 +154,19 @@ pub enum Command {
         resource: Option<String>,
         /// The caller's retry key.
         idempotency_key: Option<String>,
+        /// The approval a critical tool call is made under, spent with this operation.
+        approval: Option<ApprovalUse>,
+    },
+    /// Ask the approver of a supervised agent's critical tool call to decide it.
+    RequestApproval(writ_schemas::ApprovalRequested),
+    /// Approve or deny a critical tool call (its approver only).
+    DecideApproval {
+        /// The approval.
+        approval_id: String,
+        /// What was decided.
+        decision: writ_schemas::ApprovalDecision,
+        /// Who decided.
+        by: Actor,
     },
     /// Register an MCP server with the gateway (an admin).
     RegisterServer(ServerRegistered),
@@ -428,6 +444,37 @@ pub enum Refusal {
         "you hold no connection to server {0}; connect first (GET /api/v1/connections/{0}/start)"
     )]
     NoConnection(ServerId),
+    /// An approval id already recorded.
+    #[error("approval {0} already exists")]
+    ApprovalExists(String),
+    /// A critical call by an agent nobody can approve for (its own token, and no owner).
+    #[error(
+        "agent {0} acts for no one and has no active owner, so nobody can approve its critical calls"
+    )]
+    NoApprover(String),
+    /// An approval that does not exist, or is not this agent's for this person.
+    #[error("approval {0} does not exist, or is not for this agent and person")]
+    UnknownApproval(String),
+    /// Deciding an approval that is someone else's to decide.
+    #[error("approval {0} is not yours to decide: only the person it was asked of may")]
+    NotApprover(String),
+    /// Deciding or using an approval past its expiry.
+    #[error("approval {0} has lapsed; make the call again to ask for a new one")]
+    ApprovalExpired(String),
+    /// Deciding an approval already decided, or using one already used.
+    #[error("approval {0} is already {1}")]
+    ApprovalSettled(String, &'static str),
+    /// Presenting an approval for another call than the one approved.
+    #[error(
+        "approval {0} was asked for another tool or other arguments; make the call again as approved, or without it to ask anew"
+    )]
+    ApprovalMismatch(String),
+    /// Presenting an approval the approver has not decided yet.
+    #[error("approval {0} is still waiting for its approver")]
+    ApprovalPending(String),
+    /// Presenting an approval the approver denied.
+    #[error("approval {0} was denied")]
+    ApprovalDenied(String),
     /// A tool call for which no person's session is lent to the agent.
     #[error("No credentials available for this server")]
     NoCredentials(ServerId),
@@ -669,7 +716,24 @@ pub fn decide(
             operation,
             resource,
             idempotency_key,
-        } => record_operation(state, digest, operation, resource, idempotency_key, now),
+            approval,
+        } => record_operation(
+            state,
+            digest,
+            Operation {
+                operation,
+                resource,
+                idempotency_key,
+                approval: approval.as_ref(),
+            },
+            now,
+        ),
+        Command::RequestApproval(request) => approvals::request(state, request, now),
+        Command::DecideApproval {
+            approval_id,
+            decision,
+            by,
+        } => approvals::decide(state, approval_id, *decision, by, now),
         Command::RecordToolCall(call) => gateway::record_tool_call(state, call),
         Command::RevokeToken { jti, by } => {
             let events = cascade(state, jti, RevocationCause::Requested { by: by.clone() });
@@ -1086,12 +1150,23 @@ fn within_delegation(
     Ok(())
 }
 
+/// One use of a token, as `RecordOperation` asks for it.
+struct Operation<'c> {
+    operation: &'c str,
+    resource: &'c Option<String>,
+    idempotency_key: &'c Option<String>,
+    approval: Option<&'c ApprovalUse>,
+}
+
 fn record_operation(
     state: &State,
     digest: &Digest,
-    operation: &str,
-    resource: &Option<String>,
-    idempotency_key: &Option<String>,
+    Operation {
+        operation,
+        resource,
+        idempotency_key,
+        approval,
+    }: Operation<'_>,
     now: Timestamp,
 ) -> Result<(Vec<Event>, Answer), Refusal> {
     let token = state.token_by_digest(digest).ok_or(Refusal::UnknownToken)?;
@@ -1113,7 +1188,11 @@ fn record_operation(
     if token.operations_remaining() == Some(0) {
         return Err(Refusal::QuotaExhausted);
     }
-    let mut events: Vec<Event> = vec![
+    let spent = approval
+        .map(|presented| approvals::spend(state, token, presented, now))
+        .transpose()?;
+    let mut events: Vec<Event> = spent.into_iter().collect();
+    events.push(
         OperationRecorded {
             jti: token.jti.clone(),
             operation: operation.to_owned(),
@@ -1121,7 +1200,7 @@ fn record_operation(
             idempotency_key: idempotency_key.clone(),
         }
         .into(),
-    ];
+    );
     let remaining = token.operations_remaining().map(|left| left - 1);
     let mut active = true;
     if remaining == Some(0) {
@@ -1376,6 +1455,156 @@ mod tests {
             Command::IssueToken(token) => token,
             other => unreachable!("a token, not {other:?}"),
         }
+    }
+
+    /// ada delegates to a1, which holds t1 for her and asks approval `apr_1` of her for a
+    /// critical call; a2 holds t2 for her.
+    fn approval_asked() -> (Vec<Command>, ApprovalUse) {
+        let mut commands = people();
+        commands.push(Command::GrantDelegation(grant("d1", "ada", None)));
+        commands.push(obo_token("t1", Some("d1"), None));
+        commands.push(chained("t2", &["a2"], None, None));
+        let digest = Digest::of(br#"{"table":"invoices"}"#);
+        commands.push(Command::RequestApproval(writ_schemas::ApprovalRequested {
+            approval_id: "apr_1".into(),
+            jti: Jti::from("t1"),
+            client_id: ClientId::from("a1"),
+            user_id: Some(UserId::from("ada")),
+            approver: UserId::from("ada"),
+            server_id: ServerId::from("srv"),
+            tool_name: "delete_records".into(),
+            arguments_digest: digest,
+            arguments_sealed: Sealed {
+                nonce: "AAAAAAAAAAAAAAAA".into(),
+                ciphertext: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+            },
+            policy_ids: vec!["agent:deletes".into()],
+            expires_at: at().plus_seconds(300),
+        }));
+        let presented = ApprovalUse {
+            approval_id: "apr_1".into(),
+            server_id: ServerId::from("srv"),
+            tool_name: "delete_records".into(),
+            arguments_digest: digest,
+        };
+        (commands, presented)
+    }
+
+    fn decide_approval(decision: writ_schemas::ApprovalDecision, by: Actor) -> Command {
+        Command::DecideApproval {
+            approval_id: "apr_1".into(),
+            decision,
+            by,
+        }
+    }
+
+    fn call_under(jti: &str, approval: &ApprovalUse) -> Command {
+        Command::RecordOperation {
+            digest: Digest::of(jti.as_bytes()),
+            operation: "tools/call".into(),
+            resource: Some("srv/delete_records".into()),
+            idempotency_key: None,
+            approval: Some(approval.clone()),
+        }
+    }
+
+    #[test]
+    fn only_the_approver_decides_once_and_the_approved_call_is_made_once_as_approved() {
+        use writ_schemas::ApprovalDecision::Approved;
+        let (mut commands, presented) = approval_asked();
+        let state = given(&commands, at());
+        let refused = |state: &State, command: &Command| decide(state, command, at()).err();
+        assert_eq!(
+            refused(&state, &call_under("t1", &presented)),
+            Some(Refusal::ApprovalPending("apr_1".into()))
+        );
+        for other in [person("bob"), admin()] {
+            assert_eq!(
+                refused(&state, &decide_approval(Approved, other)),
+                Some(Refusal::NotApprover("apr_1".into()))
+            );
+        }
+        commands.push(decide_approval(Approved, person("ada")));
+        let state = given(&commands, at());
+        assert_eq!(
+            refused(&state, &decide_approval(Approved, person("ada"))),
+            Some(Refusal::ApprovalSettled("apr_1".into(), "approved"))
+        );
+        // Another tool, other arguments, or another agent's token: not this approval.
+        let other_tool = ApprovalUse {
+            tool_name: "whoami".into(),
+            ..presented.clone()
+        };
+        let other_arguments = ApprovalUse {
+            arguments_digest: Digest::of(b"{}"),
+            ..presented.clone()
+        };
+        for wrong in [other_tool, other_arguments] {
+            assert_eq!(
+                refused(&state, &call_under("t1", &wrong)),
+                Some(Refusal::ApprovalMismatch("apr_1".into()))
+            );
+        }
+        assert_eq!(
+            refused(&state, &call_under("t2", &presented)),
+            Some(Refusal::UnknownApproval("apr_1".into()))
+        );
+        let (events, _) = decide(&state, &call_under("t1", &presented), at())
+            .unwrap_or_else(|refusal| unreachable!("{refusal}"));
+        let kinds: Vec<_> = events.iter().map(Event::kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                writ_schemas::EventKind::ApprovalUsed,
+                writ_schemas::EventKind::OperationRecorded
+            ]
+        );
+        commands.push(call_under("t1", &presented));
+        let state = given(&commands, at());
+        assert_eq!(
+            refused(&state, &call_under("t1", &presented)),
+            Some(Refusal::ApprovalSettled("apr_1".into(), "used"))
+        );
+    }
+
+    #[test]
+    fn a_denied_or_lapsed_approval_is_refused() {
+        use writ_schemas::ApprovalDecision::{Approved, Denied};
+        let (mut commands, presented) = approval_asked();
+        // The approval lapses 300 s after it was asked, the token only after 900 s.
+        let late = at().plus_seconds(300);
+        let state = given(&commands, at());
+        assert_eq!(
+            decide(&state, &decide_approval(Approved, person("ada")), late).err(),
+            Some(Refusal::ApprovalExpired("apr_1".into()))
+        );
+        commands.push(decide_approval(Approved, person("ada")));
+        let approved = given(&commands, at());
+        assert_eq!(
+            decide(&approved, &call_under("t1", &presented), late).err(),
+            Some(Refusal::ApprovalExpired("apr_1".into()))
+        );
+        commands.pop();
+        commands.push(decide_approval(Denied, person("ada")));
+        let denied = given(&commands, at());
+        assert_eq!(
+            decide(&denied, &call_under("t1", &presented), at()).err(),
+            Some(Refusal::ApprovalDenied("apr_1".into()))
+        );
+    }
+
+    #[test]
+    fn an_approval_is_asked_of_a_registered_active_person_only() {
+        let (mut commands, _) = approval_asked();
+        let Some(Command::RequestApproval(mut request)) = commands.pop() else {
+            unreachable!("the last command asks for approval")
+        };
+        let state = given(&commands, at());
+        request.approver = UserId::from("nobody");
+        assert_eq!(
+            decide(&state, &Command::RequestApproval(request), at()).err(),
+            Some(Refusal::NoApprover("a1".into()))
+        );
     }
 
     fn people() -> Vec<Command> {
@@ -1768,6 +1997,7 @@ mod tests {
                 operation: format!("op-{n}"),
                 resource: None,
                 idempotency_key: None,
+                approval: None,
             });
         }
         let state = given(&used, at());

@@ -192,6 +192,7 @@ async fn submitter(
             operation: "load".into(),
             resource: None,
             idempotency_key: Some(key.clone()),
+            approval: None,
         };
         let receipt = ledger
             .submit(command)

@@ -63,6 +63,8 @@ pub enum Field {
     Name,
     /// What an agent said it means to do for a person.
     IntentDescription,
+    /// The arguments of a critical tool call the person is asked to approve.
+    Arguments,
 }
 
 impl Field {
@@ -72,6 +74,7 @@ impl Field {
             Field::Email => "email",
             Field::Name => "name",
             Field::IntentDescription => "intent_description",
+            Field::Arguments => "arguments",
         }
     }
 }

@@ -119,6 +119,10 @@ pub struct ServeArgs {
     /// The largest answer accepted from an MCP server, in bytes.
     #[arg(long, env = "WRIT_MCP_RESPONSE_BYTES_MAX", default_value_t = 4 * 1024 * 1024)]
     pub mcp_response_bytes_max: usize,
+    /// Seconds an approval of a supervised agent's critical tool call stays open, from
+    /// when the call asks for it to when the approved retry must be made.
+    #[arg(long, env = "WRIT_APPROVAL_TTL_SECONDS", default_value_t = crate::http::gateway::APPROVAL_TTL_SECONDS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub approval_ttl_seconds: u64,
     /// Seconds to let in-flight requests finish after a shutdown signal.
     #[arg(long, env = "WRIT_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
@@ -521,5 +525,6 @@ fn gateway_of(args: &ServeArgs) -> anyhow::Result<crate::http::gateway::Gateway>
     };
     Ok(crate::http::gateway::Gateway {
         client: crate::mcp::McpClient::new(limits)?,
+        approval_ttl_seconds: args.approval_ttl_seconds,
     })
 }

@@ -304,6 +304,43 @@ fn parts_of(state: &State, event: &Event) -> Parts {
             );
             parts
         }
+        Event::ApprovalRequested(e) => {
+            let mut outcome = format!("approval requested from user {}", e.approver);
+            if !e.policy_ids.is_empty() {
+                outcome.push_str(&format!("; policies: {}", e.policy_ids.join(", ")));
+            }
+            let mut parts = Parts::token(state, &e.jti, outcome);
+            parts.target = format!(
+                "tool {} on server {} (approval {})",
+                e.tool_name, e.server_id, e.approval_id
+            );
+            parts
+        }
+        Event::ApprovalDecided(e) => {
+            let parts = Parts::by(&e.by, &e.approval_id);
+            let mut parts = match state.approval(&e.approval_id) {
+                Some(a) => {
+                    let mut parts =
+                        with_user(parts, &a.request.approver).agent(&a.request.client_id);
+                    parts.target = format!(
+                        "tool {} on server {} (approval {})",
+                        a.request.tool_name, a.request.server_id, e.approval_id
+                    );
+                    parts
+                }
+                None => parts,
+            };
+            parts.outcome = match e.decision {
+                writ_schemas::ApprovalDecision::Approved => "approved".into(),
+                writ_schemas::ApprovalDecision::Denied => "denied".into(),
+            };
+            parts
+        }
+        Event::ApprovalUsed(e) => {
+            let mut parts = Parts::token(state, &e.jti, "approval used".into());
+            parts.target = format!("approval {} with token {}", e.approval_id, e.jti);
+            parts
+        }
         Event::RefreshTokenIssued(e) => {
             refresh_parts(&e.client_id, e.user_id.as_ref(), &e.refresh_id, "issued")
         }

@@ -253,6 +253,63 @@ pub struct SessionGrant {
     pub revoked_at: Option<Timestamp>,
 }
 
+/// A critical tool call a supervised agent asked to make, and where its approval stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// What was asked, as recorded.
+    pub request: writ_schemas::ApprovalRequested,
+    /// When it was asked.
+    pub requested_at: Timestamp,
+    /// Where it stands.
+    pub status: ApprovalStatus,
+}
+
+/// Where an approval stands. Expiry is not a status: it is read against `now`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ApprovalStatus {
+    /// Waiting for the approver.
+    Pending,
+    /// Approved, not yet used.
+    Approved {
+        /// When.
+        at: Timestamp,
+    },
+    /// Denied.
+    Denied {
+        /// When.
+        at: Timestamp,
+    },
+    /// Approved and used by one call.
+    Used {
+        /// When.
+        at: Timestamp,
+        /// The token that made the call.
+        jti: Jti,
+    },
+}
+
+impl ApprovalStatus {
+    /// The status's name in the API: `pending`, `approved`, `denied` or `used`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ApprovalStatus::Pending => "pending",
+            ApprovalStatus::Approved { .. } => "approved",
+            ApprovalStatus::Denied { .. } => "denied",
+            ApprovalStatus::Used { .. } => "used",
+        }
+    }
+}
+
+impl Approval {
+    /// Past its expiry at `now` without having been used.
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        !matches!(
+            self.status,
+            ApprovalStatus::Used { .. } | ApprovalStatus::Denied { .. }
+        ) && now >= self.request.expires_at
+    }
+}
+
 /// Why a token is no longer usable, if it is not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TokenStatus {

@@ -67,6 +67,9 @@ pub struct State {
     agent_policy_sets: BTreeMap<ClientId, PolicySetRecord>,
     #[serde(default)]
     user_policy_sets: BTreeMap<UserId, PolicySetRecord>,
+    approvals: BTreeMap<String, Approval>,
+    /// Approvals by the person who may decide them, oldest first.
+    approvals_by_approver: BTreeMap<UserId, Vec<String>>,
 }
 
 impl State {
@@ -252,6 +255,36 @@ impl State {
             Event::OperationRecorded(e) => self.operation_recorded(e, at),
             // The operation it counted was folded by its OperationRecorded.
             Event::ToolCallCompleted(_) => {}
+            Event::ApprovalRequested(e) => {
+                self.approvals_by_approver
+                    .entry(e.approver.clone())
+                    .or_default()
+                    .push(e.approval_id.clone());
+                self.approvals.insert(
+                    e.approval_id.clone(),
+                    Approval {
+                        request: e.clone(),
+                        requested_at: at,
+                        status: ApprovalStatus::Pending,
+                    },
+                );
+            }
+            Event::ApprovalDecided(e) => {
+                if let Some(approval) = self.approvals.get_mut(&e.approval_id) {
+                    approval.status = match e.decision {
+                        writ_schemas::ApprovalDecision::Approved => ApprovalStatus::Approved { at },
+                        writ_schemas::ApprovalDecision::Denied => ApprovalStatus::Denied { at },
+                    };
+                }
+            }
+            Event::ApprovalUsed(e) => {
+                if let Some(approval) = self.approvals.get_mut(&e.approval_id) {
+                    approval.status = ApprovalStatus::Used {
+                        at,
+                        jti: e.jti.clone(),
+                    };
+                }
+            }
             Event::RefreshTokenIssued(e) => self.refresh_issued(e),
             Event::RefreshTokenRotated(e) => {
                 if let Some(refresh) = self.refresh_tokens.get_mut(&e.refresh_id) {

@@ -87,6 +87,31 @@ pub(crate) fn sample(kind: EventKind) -> Event {
             token_requests_per_minute: Some(120),
             by: admin(),
         }),
+        EventKind::ApprovalRequested => Event::from(ApprovalRequested {
+            approval_id: "apr_5e6f7a8b9c0d1e2f".into(),
+            jti,
+            client_id: agent,
+            user_id: Some(user.clone()),
+            approver: user,
+            server_id: ServerId::from("srv_files"),
+            tool_name: "delete_file".into(),
+            arguments_digest: digest,
+            arguments_sealed: Sealed {
+                nonce: SEALED_NAME.0.into(),
+                ciphertext: SEALED_NAME.1.into(),
+            },
+            policy_ids: vec!["agent:deletes".into(), "user:allow-all".into()],
+            expires_at: ts("2026-12-01T10:15:00.000000Z"),
+        }),
+        EventKind::ApprovalDecided => Event::from(ApprovalDecided {
+            approval_id: "apr_5e6f7a8b9c0d1e2f".into(),
+            decision: ApprovalDecision::Approved,
+            by: Actor::User { user_id: user },
+        }),
+        EventKind::ApprovalUsed => Event::from(ApprovalUsed {
+            approval_id: "apr_5e6f7a8b9c0d1e2f".into(),
+            jti,
+        }),
         EventKind::PolicySetAssigned => Event::from(PolicySetAssigned {
             subject: PolicySubject::Agent { client_id: agent },
             policies: "@id(\"read\") permit(principal, action, resource) when { resource.name == \"read_file\" };".into(),

@@ -790,6 +790,73 @@ pub struct ToolCallCompleted {
     pub policy_ids: Vec<String>,
 }
 
+/// A supervised agent asked to make a tool call that policy marks critical: it is not
+/// forwarded until the person it acts for (or, for the agent's own token, its owner)
+/// approves it, and then only once, with the same arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRequested {
+    /// The approval's id, answered to the agent and named when it retries.
+    pub approval_id: String,
+    /// The token that asked.
+    pub jti: Jti,
+    /// The agent.
+    pub client_id: ClientId,
+    /// The person the token acts for (absent for the agent's own token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
+    /// Who may approve or deny it.
+    pub approver: UserId,
+    /// The MCP server.
+    pub server_id: ServerId,
+    /// The tool.
+    pub tool_name: String,
+    /// BLAKE3 of the call's arguments as JSON with members sorted: the retry must match.
+    pub arguments_digest: Digest,
+    /// The arguments, sealed under the approver's key (so the approver can read what they
+    /// approve, and erasing them shreds it).
+    pub arguments_sealed: Sealed,
+    /// The policies that allowed the call and marked it critical.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_ids: Vec<String>,
+    /// When it lapses, approved or not.
+    pub expires_at: Timestamp,
+}
+
+/// What a person decided about a critical tool call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalDecision {
+    /// The call may be made, once.
+    Approved,
+    /// The call may not be made.
+    Denied,
+}
+
+/// The approver approved or denied a critical tool call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalDecided {
+    /// The approval.
+    pub approval_id: String,
+    /// What they decided.
+    pub decision: ApprovalDecision,
+    /// Who decided.
+    pub by: Actor,
+}
+
+/// An approved critical tool call was made: the approval is spent. The operation it
+/// counted follows in the same batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalUsed {
+    /// The approval.
+    pub approval_id: String,
+    /// The token that made the call (the agent's current one, not necessarily the one
+    /// that asked).
+    pub jti: Jti,
+}
+
 /// A refresh token was issued (only its digest is kept).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -1164,6 +1231,9 @@ events! {
     ConnectionDeleted = 1,
     ToolCallCompleted = 1,
     PolicySetAssigned = 1,
+    ApprovalRequested = 1,
+    ApprovalDecided = 1,
+    ApprovalUsed = 1,
 }
 
 /// Event bytes that are not a valid event.
@@ -1214,6 +1284,7 @@ impl Event {
             Event::CheckpointKeyPublished(key) => key.check(),
             Event::UserRegistered(user) => user.check(),
             Event::TokenIssued(token) => token.check(),
+            Event::ApprovalRequested(approval) => approval.arguments_sealed.check(),
             _ => Ok(()),
         }
     }

@@ -139,12 +139,15 @@ impl From<Refusal> for ApiError {
             | Refusal::UnknownSessionGrant(_)
             | Refusal::UnknownServer(_)
             | Refusal::UnknownConnection(_)
-            | Refusal::NoSessionGrant(..) => ApiError::NotFound(detail),
+            | Refusal::NoSessionGrant(..)
+            | Refusal::UnknownApproval(_) => ApiError::NotFound(detail),
             Refusal::NoCredentials(_) => ApiError::Unauthorized(detail),
             Refusal::NotKeyHolder(_)
             | Refusal::NotDelegator(_)
             | Refusal::NotAPerson
-            | Refusal::NotPolicyOwner(_) => ApiError::Forbidden(detail),
+            | Refusal::NotPolicyOwner(_)
+            | Refusal::NotApprover(_)
+            | Refusal::ApprovalDenied(_) => ApiError::Forbidden(detail),
             Refusal::UserExists(_)
             | Refusal::EmailTaken
             | Refusal::UserErased(_)
@@ -169,7 +172,13 @@ impl From<Refusal> for ApiError {
             | Refusal::SessionGrantHeld(_)
             | Refusal::SessionGrantRevoked(_)
             | Refusal::TooManySessionGrants(..)
-            | Refusal::NoConnection(_) => ApiError::Conflict(detail),
+            | Refusal::NoConnection(_)
+            | Refusal::ApprovalExists(_)
+            | Refusal::NoApprover(_)
+            | Refusal::ApprovalExpired(_)
+            | Refusal::ApprovalSettled(..)
+            | Refusal::ApprovalMismatch(_)
+            | Refusal::ApprovalPending(_) => ApiError::Conflict(detail),
             Refusal::UnknownOwner(_)
             | Refusal::AgentDisabled(_)
             | Refusal::AgentExpired(..)

@@ -7,18 +7,20 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use writ_projections::{State, TokenStatus};
+use writ_projections::{Approval, State, TokenStatus};
 use writ_schemas::{
-    ClientId, Digest, ServerAuth, ServerId, Timestamp, ToolCallCompleted, ToolCallCredential,
-    ToolCallOutcome, UserId,
+    AgentType, ApprovalRequested, ClientId, Digest, ServerAuth, ServerId, Timestamp,
+    ToolCallCompleted, ToolCallCredential, ToolCallOutcome, UserId,
 };
 use zeroize::Zeroizing;
 
 use super::AppState;
 use super::error::ApiError;
 use crate::connections::CredentialError;
-use crate::decide::{Answer, Command};
+use crate::decide::{Answer, ApprovalUse, Command, Refusal};
+use crate::ledger::SubmitError;
 use crate::mcp::{McpClient, McpError};
+use crate::people::Field;
 use crate::policy::ToolCallRequest;
 
 /// Longest tool name.
@@ -33,11 +35,20 @@ pub struct Upstream {
     pub auth: ServerAuth,
 }
 
+/// Longest arguments (as JSON) of a call that needs approval: they are sealed into the
+/// ledger for the approver to read.
+pub const APPROVAL_ARGUMENTS_BYTES_MAX: usize = 16 * 1024;
+
+/// Seconds an approval stays open (asked and not yet used) by default.
+pub const APPROVAL_TTL_SECONDS_DEFAULT: u64 = 900;
+
 /// What the gateway forwards with: the MCP client, its sessions shared by every call.
 #[derive(Debug)]
 pub struct Gateway {
     /// The client.
     pub client: McpClient,
+    /// Seconds an approval of a critical call stays open, from when it is asked.
+    pub approval_ttl_seconds: u64,
 }
 
 fn upstream_of(state: &State, id: &ServerId) -> Option<Upstream> {
@@ -95,6 +106,57 @@ pub(super) struct ToolCall {
     tool_name: String,
     #[serde(default)]
     arguments: Option<Value>,
+    /// The approval a critical call is retried under.
+    #[serde(default)]
+    approval_id: Option<String>,
+}
+
+/// The caller as its token says, and what policy decided of the call.
+struct Caller {
+    jti: writ_schemas::Jti,
+    client_id: ClientId,
+    user_id: Option<UserId>,
+    /// Who approves its critical calls: the person it acts for, else the agent's owner.
+    approver: Option<UserId>,
+    supervised: bool,
+    decision: crate::policy::PolicyDecision,
+}
+
+/// The arguments as JSON with every object's members sorted: one text for one meaning,
+/// which the approval's digest is taken of and its approver reads.
+fn sorted_json(value: &Value) -> String {
+    fn write(value: &Value, out: &mut String) {
+        match value {
+            Value::Object(members) => {
+                let mut sorted: Vec<(&String, &Value)> = members.iter().collect();
+                sorted.sort_by(|a, b| a.0.cmp(b.0));
+                out.push('{');
+                for (index, (name, member)) in sorted.into_iter().enumerate() {
+                    if index > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(name.clone()).to_string());
+                    out.push(':');
+                    write(member, out);
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (index, item) in items.iter().enumerate() {
+                    if index > 0 {
+                        out.push(',');
+                    }
+                    write(item, out);
+                }
+                out.push(']');
+            }
+            scalar => out.push_str(&scalar.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(value, &mut out);
+    out
 }
 
 /// Forwards one tool call.
@@ -113,6 +175,7 @@ pub(super) async fn call(
     let ToolCall {
         tool_name,
         arguments,
+        approval_id,
     } = body.into_inner();
     if tool_name.is_empty()
         || tool_name.len() > TOOL_NAME_BYTES_MAX
@@ -148,19 +211,31 @@ pub(super) async fn call(
                         delegation_depth: u32::try_from(t.actors.len()).unwrap_or(u32::MAX),
                         now,
                     };
-                    let decision = crate::policy::decide_tool_call(s, &request);
-                    (
-                        t.jti.clone(),
-                        t.client_id.clone(),
-                        t.user_id.clone(),
-                        decision,
-                    )
+                    let approver = t
+                        .user_id
+                        .clone()
+                        .or_else(|| s.agent(&t.client_id).and_then(|agent| agent.owner.clone()));
+                    Caller {
+                        jti: t.jti.clone(),
+                        client_id: t.client_id.clone(),
+                        user_id: t.user_id.clone(),
+                        approver,
+                        supervised: t.agent_type == AgentType::Supervised,
+                        decision: crate::policy::decide_tool_call(s, &request),
+                    }
                 }),
         )
     });
     let upstream = upstream
         .ok_or_else(|| ApiError::NotFound(format!("no MCP server `{server_id}` is registered")))?;
-    let (jti, client_id, user_id, decision) = caller
+    let Caller {
+        jti,
+        client_id,
+        user_id,
+        approver,
+        supervised,
+        decision,
+    } = caller
         .ok_or_else(|| ApiError::Unauthorized("the token is unknown, revoked or expired".into()))?;
 
     // Policy decides before anything is counted; a denial is recorded with the policies
@@ -185,6 +260,34 @@ pub(super) async fn call(
             decision.reason
         )));
     }
+
+    // A supervised agent's critical call waits for its approver; the retry that names the
+    // approval spends it together with the operation it counts.
+    let mut approval = None;
+    if supervised && decision.critical {
+        let arguments_text = sorted_json(&arguments);
+        let arguments_digest = Digest::of(arguments_text.as_bytes());
+        let Some(approval_id) = approval_id else {
+            let asked = AskApproval {
+                jti,
+                client_id,
+                user_id,
+                approver,
+                server_id,
+                tool_name,
+                arguments_text,
+                arguments_digest,
+                policy_ids,
+            };
+            return ask_approval(&state, asked, now).await;
+        };
+        approval = Some(ApprovalUse {
+            approval_id,
+            server_id: server_id.clone(),
+            tool_name: tool_name.clone(),
+            arguments_digest,
+        });
+    }
     let credential = match upstream.auth {
         ServerAuth::None => None,
         ServerAuth::Oauth(_) => {
@@ -199,9 +302,20 @@ pub(super) async fn call(
             operation: "tools/call".into(),
             resource: Some(format!("{server_id}/{tool_name}")),
             idempotency_key: None,
+            approval: approval.clone(),
         })
-        .await
-        .map_err(super::operations::refusal)?;
+        .await;
+    let counted = match (counted, approval) {
+        (Err(SubmitError::Refused(Refusal::ApprovalPending(_))), Some(pending)) => {
+            return state
+                .ledger
+                .read(|s| s.approval(&pending.approval_id).map(approval_required))
+                .ok_or_else(|| {
+                    ApiError::NotFound(format!("approval {} is gone", pending.approval_id))
+                });
+        }
+        (counted, _) => counted.map_err(super::operations::refusal)?,
+    };
     let operations_remaining = match counted.answer {
         Answer::Operation {
             operations_remaining,
@@ -257,6 +371,82 @@ pub(super) async fn call(
         }))),
         Err(error) => Err(upstream_error(&server_id, &error)),
     }
+}
+
+/// A critical call to ask its approver about.
+struct AskApproval {
+    jti: writ_schemas::Jti,
+    client_id: ClientId,
+    user_id: Option<UserId>,
+    approver: Option<UserId>,
+    server_id: ServerId,
+    tool_name: String,
+    arguments_text: String,
+    arguments_digest: Digest,
+    policy_ids: Vec<String>,
+}
+
+/// Records the request for approval and answers 202 with its id.
+async fn ask_approval(
+    state: &AppState,
+    asked: AskApproval,
+    now: Timestamp,
+) -> Result<HttpResponse, ApiError> {
+    let Some(approver) = asked.approver else {
+        return Err(Refusal::NoApprover(asked.client_id.to_string()).into());
+    };
+    if asked.arguments_text.len() > APPROVAL_ARGUMENTS_BYTES_MAX {
+        return Err(ApiError::invalid(
+            "arguments",
+            format!(
+                "a call that needs approval takes at most {APPROVAL_ARGUMENTS_BYTES_MAX} bytes of arguments (as JSON), which its approver reads"
+            ),
+        ));
+    }
+    let ttl = i64::try_from(state.gateway.approval_ttl_seconds).unwrap_or(i64::MAX);
+    let expires_at = now.plus_seconds(ttl);
+    let approval_id = crate::secrets::new_id("apr_");
+    let request = ApprovalRequested {
+        approval_id: approval_id.clone(),
+        jti: asked.jti,
+        client_id: asked.client_id,
+        user_id: asked.user_id,
+        arguments_sealed: state
+            .people
+            .seal(&approver, Field::Arguments, &asked.arguments_text)
+            .map_err(|err| ApiError::Unavailable(err.to_string()))?,
+        approver,
+        server_id: asked.server_id,
+        tool_name: asked.tool_name,
+        arguments_digest: asked.arguments_digest,
+        policy_ids: asked.policy_ids,
+        expires_at,
+    };
+    state
+        .ledger
+        .submit(Command::RequestApproval(request))
+        .await?;
+    state
+        .ledger
+        .read(|s| s.approval(&approval_id).map(approval_required))
+        .ok_or_else(|| {
+            ApiError::Unavailable("the approval is not visible yet; retry the call".into())
+        })
+}
+
+/// 202 `approval_required`: the call waits for its approver.
+fn approval_required(approval: &Approval) -> HttpResponse {
+    let request = &approval.request;
+    HttpResponse::Accepted().json(json!({
+        "error": "approval_required",
+        "detail": format!(
+            "this call needs the approval of user {}; retry it with \"approval_id\": \"{}\" once they approve (POST /api/v1/approvals/{}/approve)",
+            request.approver, request.approval_id, request.approval_id
+        ),
+        "approval_id": request.approval_id,
+        "status": approval.status.name(),
+        "expires_at": request.expires_at,
+    }))
 }
 
 fn upstream_error(server_id: &ServerId, error: &McpError) -> ApiError {

@@ -4,6 +4,7 @@
 //! map the answer to HTTP. Nothing here decides anything `decide.rs` should decide.
 
 mod agents;
+mod approvals;
 pub mod audit;
 mod auth;
 mod connections;
@@ -213,6 +214,15 @@ pub fn endpoints() -> Vec<Endpoint> {
         ),
         endpoint(M::DELETE, "/api/v1/session-grants/{id}", || {
             web::delete().to(session_grants::revoke)
+        }),
+        endpoint(M::GET, "/api/v1/approvals", || {
+            web::get().to(approvals::list)
+        }),
+        endpoint(M::POST, "/api/v1/approvals/{id}/approve", || {
+            web::post().to(approvals::approve)
+        }),
+        endpoint(M::POST, "/api/v1/approvals/{id}/deny", || {
+            web::post().to(approvals::deny)
         }),
         endpoint(M::POST, "/api/v1/operations", || {
             web::post().to(operations::record)

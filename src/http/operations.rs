@@ -65,6 +65,7 @@ pub(super) async fn record(
         operation,
         resource,
         idempotency_key: key,
+        approval: None,
     };
     match state.ledger.submit(command).await {
         Ok(receipt) => match receipt.answer {

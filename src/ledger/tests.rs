@@ -174,6 +174,7 @@ fn operation(jti: &str, key: Option<String>) -> Command {
         operation: "read".into(),
         resource: None,
         idempotency_key: key,
+        approval: None,
     }
 }
 

@@ -3,6 +3,7 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod agents;
+mod approvals;
 mod audit;
 mod bad_input;
 mod bench;

@@ -805,6 +805,81 @@ fn gateway(s: &mut Sweep, client_id: &str, secret: &str, files: &str) {
     tool(s, 401, files, None, echo);
 }
 
+/// A supervised agent's critical call through the gateway, its owner's approvals and
+/// their refusals.
+fn approvals(s: &mut Sweep, files: &str) {
+    let dana = json!({"email": "dana@example.com"});
+    let dana = text(&s.admin(201, "POST", "/api/v1/users", "", Some(dana))["id"]);
+    let key = text(&s.admin(201, "POST", "/api/v1/users/{id}/api-keys", &dana, None)["key"]);
+    let agent = json!({"name": "janitor", "scopes": ["s"], "grant_types": ["client_credentials"],
+                       "agent_type": "supervised", "owner": "dana@example.com"});
+    let registered = s.admin(201, "POST", "/api/v1/agents", "", Some(agent));
+    let (client_id, secret) = (
+        text(&registered["agent"]["client_id"]),
+        text(&registered["client_secret"]),
+    );
+    let critical =
+        json!({"policies": "@id(\"deletes\") @critical permit(principal, action, resource);"});
+    s.admin(
+        204,
+        "PUT",
+        "/api/v1/agents/{client_id}/policy-set",
+        &client_id,
+        Some(critical),
+    );
+    let me = Some((client_id.as_str(), secret.as_str()));
+    let token = text(
+        &s.oauth(
+            200,
+            "/oauth/token",
+            me,
+            &[("grant_type", "client_credentials")],
+        )["access_token"],
+    );
+    let path = "/api/v1/proxy/{server_id}/tools";
+    let call = |s: &mut Sweep, expected: u16, body: Value| {
+        let token = token.clone();
+        s.send(expected, "POST", path, files, move |r| {
+            r.bearer_auth(token).json(&body)
+        })
+    };
+    let delete = json!({"tool_name": "delete_records", "arguments": {"table": "t"}});
+    let first = text(&call(s, 202, delete.clone())["approval_id"]);
+    let second = text(&call(s, 202, delete.clone())["approval_id"]);
+    let list = "/api/v1/approvals";
+    s.user(
+        200,
+        "GET",
+        &format!("{list}?status=pending"),
+        "",
+        &key,
+        None,
+    );
+    s.admin(200, "GET", list, "", None);
+    s.user(400, "GET", &format!("{list}?status=later"), "", &key, None);
+    s.send(401, "GET", list, "", |r| r);
+    let approve = "/api/v1/approvals/{id}/approve";
+    let deny = "/api/v1/approvals/{id}/deny";
+    s.admin(403, "POST", approve, &first, None);
+    s.user(404, "POST", approve, "apr_missing", &key, None);
+    s.send(401, "POST", approve, &first, |r| r);
+    s.user(200, "POST", approve, &first, &key, None);
+    s.user(409, "POST", approve, &first, &key, None);
+    s.admin(403, "POST", deny, &second, None);
+    s.user(404, "POST", deny, "apr_missing", &key, None);
+    s.send(401, "POST", deny, &second, |r| r);
+    s.user(200, "POST", deny, &second, &key, None);
+    s.user(409, "POST", deny, &second, &key, None);
+    let with = |id: &str| {
+        let mut body = delete.clone();
+        body["approval_id"] = json!(id);
+        body
+    };
+    call(s, 200, with(&first));
+    call(s, 409, with(&first));
+    call(s, 403, with(&second));
+}
+
 /// Tokens on a person's behalf, by form and by JSON, under the delegation in force from
 /// `ada` to the agent, and their refusals.
 fn on_behalf(s: &mut Sweep, ada: &str, client_id: &str, secret: &str) {
@@ -962,6 +1037,7 @@ fn every_endpoint_answers_as_the_document_says() {
     tokens_and_operations(&mut sweep, &client_id, &secret);
     let files = servers_and_sessions(&mut sweep, &client_id, &mcp.url);
     gateway(&mut sweep, &client_id, &secret, &files);
+    approvals(&mut sweep, &files);
     on_behalf(&mut sweep, &ada, &client_id, &secret);
     ledger(&mut sweep);
     audit(&mut sweep, &ada, &client_id);

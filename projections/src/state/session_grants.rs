@@ -75,6 +75,28 @@ impl State {
         }
     }
 
+    /// An approval of a critical tool call.
+    pub fn approval(&self, approval_id: &str) -> Option<&crate::model::Approval> {
+        self.approvals.get(approval_id)
+    }
+
+    /// Every approval the person may decide, oldest first.
+    pub fn approvals_for_approver<'s>(
+        &'s self,
+        approver: &UserId,
+    ) -> impl Iterator<Item = &'s crate::model::Approval> {
+        self.approvals_by_approver
+            .get(approver)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.approvals.get(id))
+    }
+
+    /// Every approval, by id.
+    pub fn approvals(&self) -> impl Iterator<Item = &crate::model::Approval> {
+        self.approvals.values()
+    }
+
     /// Every registered MCP server, by id.
     pub fn servers(&self) -> impl Iterator<Item = &Server> {
         self.servers.values()
