@@ -131,6 +131,9 @@ enum AdminCommand {
     /// Signing keys.
     #[command(subcommand)]
     Keys(AdminKeysCommand),
+    /// Key-encryption keys (the keys that wrap upstream secrets).
+    #[command(subcommand)]
+    Kek(AdminKekCommand),
     /// Erase a person (GDPR Art. 17): deactivate them and revoke their tokens, record the
     /// erasure, and destroy the key their email, name and tokens' intents were sealed
     /// under. The chain still verifies; their data reads "[erased]" from then on. With the
@@ -175,6 +178,34 @@ enum AdminKeysCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum AdminKekCommand {
+    /// Add a new current key-encryption key to the key file (older keys stay), then
+    /// re-wrap under it every server's OAuth client secret and every held connection's
+    /// tokens wrapped under an older key, one record each. Afterwards the older keys can be
+    /// removed from the file. With the server stopped (every node: a running one knows only
+    /// the keys it loaded at start).
+    Rotate {
+        /// The data directory.
+        #[arg(long, env = "WRIT_DATA_DIR", default_value = "./writ-data")]
+        data_dir: PathBuf,
+        /// Where the records are: `embedded` (in the data directory) or a PostgreSQL URL.
+        #[arg(long, env = "WRIT_STORE", default_value = "embedded", value_parser = Store::parse, hide_env_values = true)]
+        store: Store,
+        /// Where the keys are (default `<data-dir>/keys`): the one every node of the
+        /// ledger shares.
+        #[arg(long, env = "WRIT_KEYS_DIR")]
+        keys_dir: Option<PathBuf>,
+        /// The key file `writ serve` uses (default `<keys-dir>/kek.keys`).
+        #[arg(long, env = "WRIT_KEK_FILE")]
+        kek_file: Option<PathBuf>,
+        /// A key given as `ID:BASE64URL-KEY` is refused here: this command rotates the
+        /// keys of a file.
+        #[arg(long, env = "WRIT_KEK", hide_env_values = true)]
+        kek: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum AdminTokenCommand {
     /// Create another admin token and print it (once; only its hash is kept).
     Create {
@@ -200,6 +231,18 @@ fn admin(command: AdminCommand) -> Result<(), String> {
             alg,
         }) => {
             return rotate_keys(&data_dir, &store, keys_dir, alg);
+        }
+        AdminCommand::Kek(AdminKekCommand::Rotate {
+            data_dir,
+            store,
+            keys_dir,
+            kek_file,
+            kek,
+        }) => {
+            if kek.is_some() {
+                return Err("the current key-encryption key comes from WRIT_KEK (or --kek), which this command cannot change; keep the keys in a file instead: write each as a line `ID BASE64URL-KEY` in the key file (--kek-file, default <keys-dir>/kek.keys; the last line is current), unset WRIT_KEK, and run this again".into());
+            }
+            return rotate_kek(&data_dir, &store, keys_dir, kek_file);
         }
         AdminCommand::EraseUser {
             user_id,
@@ -308,6 +351,63 @@ fn rotate_keys(
     eprintln!(
         "signing key {} ({}) is current from the next start; the previous key stays published for 24 hours",
         rotated.kid, rotated.alg
+    );
+    Ok(())
+}
+
+fn rotate_kek(
+    data_dir: &std::path::Path,
+    store: &Store,
+    keys_dir: Option<PathBuf>,
+    kek_file: Option<PathBuf>,
+) -> Result<(), String> {
+    let data = crate::ledger::datadir::DataDir::new(data_dir).with_keys(keys_dir);
+    if *store == Store::Embedded {
+        data.check_existing()
+            .map_err(|err| format!("{err}; start `writ serve` once to create it"))?;
+    }
+    let file = crate::kek::file_path(&data.keys(), kek_file.as_deref());
+    // Loading would make a first key in a missing file: here that is a wrong path.
+    if !file.exists() {
+        return Err(format!(
+            "no key file at {}; give --kek-file the one `writ serve` uses",
+            file.display()
+        ));
+    }
+    // The ledger first: a running server holds its lock, and the key file stays as it is.
+    let (ledger, _) = crate::Ledger::open(store, data_dir, crate::LedgerOptions::default())
+        .map_err(|err| match err {
+            crate::ledger::LedgerError::Storage(crate::ledger::storage::StorageError::Locked(
+                dir,
+            )) => format!(
+                "{dir} is in use by a running `writ serve`, which holds its lock; stop it first: a running server knows only the key-encryption keys it loaded at start"
+            ),
+            other => other.to_string(),
+        })?;
+    let mut keks =
+        crate::kek::Keks::load(&data.keys(), Some(&file), None).map_err(|err| err.to_string())?;
+    let older: Vec<String> = keks.ids().map(str::to_owned).collect();
+    let new_id = keks.add_key().map_err(|err| err.to_string())?;
+    let rewrapped = crate::rewrap::rewrap_stale(&ledger, &keks);
+    ledger.close();
+    let done = rewrapped.map_err(|err| {
+        format!(
+            "{err}; key-encryption key {new_id} is in {} and current, and what was re-wrapped so far is recorded: run this again to finish",
+            file.display()
+        )
+    })?;
+    println!("{new_id}");
+    eprintln!(
+        "key-encryption key {new_id} is current; {} secret(s) re-wrapped under it ({} server client secret(s), {} token(s) of {} connection(s))",
+        done.secrets(),
+        done.server_secrets,
+        done.connection_tokens,
+        done.connections
+    );
+    eprintln!(
+        "every secret writ still uses is wrapped under {new_id}: the older key(s) {} can be removed from {} once every node has restarted with it",
+        older.join(", "),
+        file.display()
     );
     Ok(())
 }

@@ -10,10 +10,11 @@ use writ_schemas::{
     Actor, AdminTokenIssued, AgentDisabled, AgentEnabled, AgentIdentitySet, AgentPolicySet,
     AgentRegistered, AgentReviewed, AgentSecretRotated, ApiKeyId, ApiKeyIssued, ApiKeyRevoked,
     CheckpointKeyPublished, ClientId, ConnectionEstablished, ConnectionRefreshFailed,
-    ConnectionRefreshed, DelegationGranted, DelegationId, DelegationRevoked, Digest, Event,
-    GrantId, Jti, OperationRecorded, RevocationCause, Sealed, ServerId, ServerRegistered,
-    SessionGrantCreated, SigningKeyRotated, Timestamp, TokenExhausted, TokenIssued, TokenRevoked,
-    UserDeactivated, UserErased, UserId, UserReactivated, UserRegistered,
+    ConnectionRefreshed, ConnectionRewrapped, DelegationGranted, DelegationId, DelegationRevoked,
+    Digest, Event, GrantId, Jti, OperationRecorded, RevocationCause, Sealed, ServerId,
+    ServerRegistered, ServerSecretRewrapped, SessionGrantCreated, SigningKeyRotated, Timestamp,
+    TokenExhausted, TokenIssued, TokenRevoked, UserDeactivated, UserErased, UserId,
+    UserReactivated, UserRegistered,
 };
 
 mod approvals;
@@ -176,6 +177,11 @@ pub enum Command {
     RefreshConnection(ConnectionRefreshed),
     /// Record that refreshing a connection failed.
     FailConnectionRefresh(ConnectionRefreshFailed),
+    /// Record a connection's tokens wrapped again under the current key-encryption key.
+    RewrapConnection(ConnectionRewrapped),
+    /// Record a server's OAuth client secret wrapped again under the current
+    /// key-encryption key.
+    RewrapServerSecret(ServerSecretRewrapped),
     /// Delete a person's connection (the person, or an admin).
     DeleteConnection {
         /// The person.
@@ -417,6 +423,13 @@ pub enum Refusal {
     /// A refresh decided on a connection that another refresh has since replaced.
     #[error("the connection to server {0} was refreshed meanwhile")]
     ConnectionMovedOn(ServerId),
+    /// A re-wrap of a connection that carries a refresh token the connection does not
+    /// hold, or leaves out one it does.
+    #[error("a re-wrap of the connection to server {0} must carry exactly the tokens it holds")]
+    RewrapMismatch(ServerId),
+    /// A re-wrap of the client secret of a server that holds none.
+    #[error("server {0} holds no OAuth client secret to re-wrap")]
+    ServerHoldsNoSecret(ServerId),
     /// A session grant id already recorded.
     #[error("session grant {0} already exists")]
     SessionGrantExists(GrantId),
@@ -567,6 +580,8 @@ pub fn decide(
         Command::EstablishConnection(c) => connections::establish(state, c),
         Command::RefreshConnection(r) => connections::refreshed(state, r),
         Command::FailConnectionRefresh(f) => connections::refresh_failed(state, f),
+        Command::RewrapConnection(r) => connections::rewrapped(state, r),
+        Command::RewrapServerSecret(r) => connections::server_secret_rewrapped(state, r),
         Command::DeleteConnection {
             user_id,
             server_id,

@@ -79,7 +79,7 @@ impl Keks {
     /// Loads the keys from `file` (default `<keys>/kek.keys`, created with one key when
     /// absent and no `env_key` is given) and `env_key` (`ID:BASE64URL`, the current key).
     pub fn load(keys: &Path, file: Option<&Path>, env_key: Option<&str>) -> Result<Keks, KekError> {
-        let file = file.map_or_else(|| keys.join(KEK_FILE_DEFAULT), Path::to_path_buf);
+        let file = file_path(keys, file);
         let mut loaded = BTreeMap::new();
         let mut current = None;
         match std::fs::read_to_string(&file) {
@@ -135,6 +135,11 @@ impl Keks {
             keys: loaded,
             file,
         })
+    }
+
+    /// The ids of every configured key, the current one among them.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
     }
 
     /// The id of the key new values are wrapped under.
@@ -232,6 +237,11 @@ impl Keks {
         self.current = id.clone();
         Ok(id)
     }
+}
+
+/// The key file: `file` if given, else `<keys>/kek.keys`.
+pub fn file_path(keys: &Path, file: Option<&Path>) -> PathBuf {
+    file.map_or_else(|| keys.join(KEK_FILE_DEFAULT), Path::to_path_buf)
 }
 
 fn associated_data(id: &str, context: &str) -> String {

@@ -23,6 +23,7 @@ pub mod oauth;
 pub mod offline;
 pub mod people;
 pub mod policy;
+pub mod rewrap;
 pub mod secrets;
 pub mod serve;
 pub mod trail;

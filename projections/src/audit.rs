@@ -212,6 +212,16 @@ fn parts_of(state: &State, event: &Event) -> Parts {
             };
             connection_parts(&e.user_id, &e.server_id, &outcome)
         }
+        Event::ServerSecretRewrapped(e) => {
+            let mut parts = Parts::by(&Actor::System, &e.server_id);
+            parts.outcome = format!("client secret re-wrapped under {}", e.client_secret.kek_id);
+            parts
+        }
+        Event::ConnectionRewrapped(e) => connection_parts(
+            &e.user_id,
+            &e.server_id,
+            &format!("tokens re-wrapped under {}", e.access_token.kek_id),
+        ),
         Event::ConnectionDeleted(e) => with_user(
             Parts::by(&e.by, format!("connection to {}", e.server_id)),
             &e.user_id,

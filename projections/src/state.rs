@@ -191,6 +191,8 @@ impl State {
             }
             Event::ConnectionEstablished(e) => self.connection_established(e, at),
             Event::ConnectionRefreshed(e) => self.connection_refreshed(e, at),
+            Event::ServerSecretRewrapped(e) => self.server_secret_rewrapped(e),
+            Event::ConnectionRewrapped(e) => self.connection_rewrapped(e),
             Event::ConnectionRefreshFailed(e) => {
                 if let Some(c) = self
                     .connections

@@ -25,6 +25,15 @@ fn wrapped() -> Wrapped {
     }
 }
 
+/// A value wrapped again under a newer key (a rotation).
+fn rewrapped() -> Wrapped {
+    Wrapped {
+        kek_id: "kek-2027".into(),
+        nonce: "AAAAAAAAAAAAAAAB".into(),
+        ciphertext: "AAAAAAAAAAAAAAAAAAAAAQ".into(),
+    }
+}
+
 fn admin() -> Actor {
     Actor::Admin {
         token_id: "adm_1".into(),
@@ -297,6 +306,17 @@ pub(crate) fn sample(kind: EventKind) -> Event {
                 scopes: vec!["channels:read".into()],
             }),
             by: admin(),
+        }),
+        EventKind::ServerSecretRewrapped => Event::from(ServerSecretRewrapped {
+            server_id: ServerId::from("srv_slack"),
+            client_secret: rewrapped(),
+        }),
+        EventKind::ConnectionRewrapped => Event::from(ConnectionRewrapped {
+            user_id: user.clone(),
+            server_id: ServerId::from("srv_slack"),
+            generation: 2,
+            access_token: rewrapped(),
+            refresh_token: Some(rewrapped()),
         }),
         // Written as the first version of the event was, so its bytes (and the vectors'
         // hashes) pin that Ed25519 records are unchanged.

@@ -626,6 +626,39 @@ pub struct ConnectionDeleted {
     pub by: Actor,
 }
 
+/// An MCP server's OAuth client secret was wrapped again, under the current key-encryption
+/// key (a key rotation), so that the key it was wrapped under before can be retired. The
+/// secret itself is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSecretRewrapped {
+    /// The server.
+    pub server_id: ServerId,
+    /// The same client secret, wrapped under the current key.
+    pub client_secret: Wrapped,
+}
+
+/// A connection's tokens were wrapped again, under the current key-encryption key (a key
+/// rotation), so that the key they were wrapped under before can be retired. The tokens
+/// themselves, their expiry and the connection's generation are unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionRewrapped {
+    /// The person.
+    pub user_id: UserId,
+    /// The server.
+    pub server_id: ServerId,
+    /// Which state of the connection was re-wrapped, so that a re-wrap of tokens a refresh
+    /// has since replaced is refused.
+    pub generation: u64,
+    /// The same access token, wrapped under the current key.
+    pub access_token: Wrapped,
+    /// The same refresh token, wrapped under the current key; absent when the connection
+    /// holds none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<Wrapped>,
+}
+
 /// An access token was issued. It is found later by the digest of its bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -1234,6 +1267,8 @@ events! {
     ApprovalRequested = 1,
     ApprovalDecided = 1,
     ApprovalUsed = 1,
+    ServerSecretRewrapped = 1,
+    ConnectionRewrapped = 1,
 }
 
 /// Event bytes that are not a valid event.

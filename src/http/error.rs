@@ -196,6 +196,8 @@ impl From<Refusal> for ApiError {
             | Refusal::NoScopes
             | Refusal::NotInFuture(_)
             | Refusal::ServerNeedsNoConnection(_)
+            | Refusal::RewrapMismatch(_)
+            | Refusal::ServerHoldsNoSecret(_)
             | Refusal::TokenInactive
             | Refusal::QuotaExhausted
             | Refusal::EventTooLarge(..)

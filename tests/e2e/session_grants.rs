@@ -420,18 +420,34 @@ fn no_upstream_token_is_in_the_clear_in_the_ledger_snapshots_or_log() {
     } = world;
     assert_eq!(writ.stop(), Some(0));
     drop(upstream);
-    let issued: Vec<String> = std::fs::read_to_string(&tokens)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once(' ').map(|(_, t)| t.to_owned()))
-        .collect();
+    let issued = issued_tokens(&tokens);
     assert!(
         issued.len() >= 3,
         "an access token, its refresh token and the refreshed ones: {issued:?}"
     );
-    let export = dir.path().join("export.jsonl");
+    assert_no_upstream_secret_in_the_clear(&home, &[log], &issued);
+}
+
+/// Every token the provider logged issuing to `log` ("access T" / "refresh T").
+fn issued_tokens(log: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(_, t)| t.to_owned()))
+        .collect()
+}
+
+/// No file of the (stopped) server's data directory, nor its export, nor any of `also`,
+/// holds one of the `issued` tokens or writ's client secret at the provider.
+fn assert_no_upstream_secret_in_the_clear(
+    home: &Home,
+    also: &[std::path::PathBuf],
+    issued: &[String],
+) {
+    let export = home.dir.path().join("cleartext-check-export.jsonl");
     export_to(home.dir.path(), &export);
-    let mut places = vec![export, log];
+    let mut places = vec![export];
+    places.extend(also.iter().cloned());
     let mut stack = vec![home.dir.path().to_path_buf()];
     while let Some(at) = stack.pop() {
         for entry in std::fs::read_dir(&at).into_iter().flatten().flatten() {
@@ -446,7 +462,7 @@ fn no_upstream_token_is_in_the_clear_in_the_ledger_snapshots_or_log() {
     for place in &places {
         let bytes = std::fs::read(place).unwrap_or_default();
         let text = String::from_utf8_lossy(&bytes);
-        for token in &issued {
+        for token in issued {
             assert!(
                 !text.contains(token.as_str()),
                 "{} holds an upstream token in the clear",
@@ -459,6 +475,173 @@ fn no_upstream_token_is_in_the_clear_in_the_ledger_snapshots_or_log() {
             place.display()
         );
     }
+}
+
+/// `writ admin kek rotate` on the stopped server's data directory; what it said.
+fn rotate_kek(home: &Home, env: &[(&str, &str)]) -> Run {
+    let dir = home.dir.path().display().to_string();
+    let mut args = vec!["admin", "kek", "rotate", "--data-dir", &dir];
+    let store = home.store_args();
+    args.extend(store.iter().map(String::as_str));
+    writ_with_env(&args, env)
+}
+
+/// The key file's key lines.
+fn kek_lines(file: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn after_a_kek_rotation_the_old_key_can_be_removed_and_every_upstream_secret_still_opens() {
+    let dir = temp();
+    let tokens = dir.path().join("tokens.log");
+    // Tokens live an hour: outside the refresh window, so the first call after the
+    // rotation opens the re-wrapped access token itself rather than a refreshed one.
+    let world = World::start(&[], 3600, Some(&tokens), None);
+    let alice = world.person("alice@example.com");
+    world.connect(&alice, "alice");
+    world.grant(&alice, false);
+    assert_eq!(world.seen_as(&alice), "alice");
+    let World {
+        writ,
+        home,
+        admin,
+        upstream,
+        mcp,
+        server_id,
+        client_id,
+        secret,
+    } = world;
+    let running = rotate_kek(&home, &[]);
+    assert_eq!(running.code, Some(2), "{running:?}");
+    assert!(
+        running.stderr.contains("stop it first"),
+        "{}",
+        running.stderr
+    );
+    assert_eq!(writ.stop(), Some(0));
+    let kek_file = home.dir.path().join("keys").join("kek.keys");
+    let before = kek_lines(&kek_file);
+    assert_eq!(before.len(), 1, "{before:?}");
+
+    let from_env = rotate_kek(
+        &home,
+        &[(
+            "WRIT_KEK",
+            "env-1:BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc",
+        )],
+    );
+    assert_eq!(from_env.code, Some(2), "{from_env:?}");
+    assert!(
+        from_env.stderr.contains("keep the keys in a file"),
+        "{}",
+        from_env.stderr
+    );
+    assert_eq!(
+        kek_lines(&kek_file),
+        before,
+        "a refused rotation adds no key"
+    );
+
+    let rotated = rotate_kek(&home, &[]);
+    assert_eq!(rotated.code, Some(0), "{rotated:?}");
+    let new_id = rotated.stdout.trim().to_owned();
+    assert!(
+        rotated.stderr.contains("3 secret(s) re-wrapped"),
+        "the client secret, the access token and the refresh token: {}",
+        rotated.stderr
+    );
+    assert!(
+        rotated.stderr.contains("can be removed"),
+        "{}",
+        rotated.stderr
+    );
+    let after = kek_lines(&kek_file);
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert_eq!(after[0], before[0], "the older key stays until removed");
+    assert!(after[1].starts_with(&format!("{new_id} ")), "{after:?}");
+
+    // Nothing is left under the old key: remove it.
+    std::fs::write(&kek_file, format!("{}\n", after[1])).unwrap_or_else(|e| panic!("{e}"));
+    let world = World {
+        writ: Server::start_in(&home, &[]),
+        home,
+        admin,
+        upstream,
+        mcp,
+        server_id,
+        client_id,
+        secret,
+    };
+    assert_eq!(
+        world.seen_as(&alice),
+        "alice",
+        "the re-wrapped access token opens under the new key alone"
+    );
+    let World {
+        writ,
+        home,
+        admin,
+        upstream,
+        mcp,
+        server_id,
+        client_id,
+        secret,
+    } = world;
+    assert_eq!(writ.stop(), Some(0));
+
+    // A window wider than the token's life: the background refresh at start opens the
+    // re-wrapped refresh token and client secret.
+    let world = World {
+        writ: Server::start_in(
+            &home,
+            &[
+                "--connection-refresh-window-seconds",
+                "7200",
+                "--connection-refresh-every-seconds",
+                "1",
+            ],
+        ),
+        home,
+        admin,
+        upstream,
+        mcp,
+        server_id,
+        client_id,
+        secret,
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while world.connection_of(&alice)["refreshed_at"].is_null() {
+        let connection = world.connection_of(&alice);
+        assert!(
+            std::time::Instant::now() < deadline && connection["refresh_failures"] == 0,
+            "never refreshed: {connection}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(world.seen_as(&alice), "alice", "the refreshed token works");
+    let World {
+        writ,
+        home,
+        upstream,
+        ..
+    } = world;
+    assert_eq!(writ.stop(), Some(0));
+    drop(upstream);
+    assert_eq!(home.events("ServerSecretRewrapped"), 1);
+    assert_eq!(home.events("ConnectionRewrapped"), 1);
+    assert_eq!(home.events("ConnectionRefreshFailed"), 0);
+    let issued = issued_tokens(&tokens);
+    assert!(
+        issued.len() >= 3,
+        "two tokens, then a refreshed one: {issued:?}"
+    );
+    assert_no_upstream_secret_in_the_clear(&home, &[], &issued);
 }
 
 #[test]

@@ -4,7 +4,10 @@
 use writ_schemas::{ClientId, ServerId, UserId};
 
 use super::State;
-use writ_schemas::{ConnectionEstablished, ConnectionRefreshed, Timestamp};
+use writ_schemas::{
+    ConnectionEstablished, ConnectionRefreshed, ConnectionRewrapped, ServerAuth,
+    ServerSecretRewrapped, Timestamp,
+};
 
 use crate::model::{Connection, ConnectionStatus, Server, SessionGrant};
 
@@ -95,6 +98,33 @@ impl State {
     /// Every approval, by id.
     pub fn approvals(&self) -> impl Iterator<Item = &crate::model::Approval> {
         self.approvals.values()
+    }
+
+    /// Every connection, in whatever state it is, by person then server.
+    pub fn connections(&self) -> impl Iterator<Item = &Connection> {
+        self.connections.values()
+    }
+
+    /// A re-wrap replaces the ciphertext only: the tokens, their expiry and the generation
+    /// are what they were.
+    pub(super) fn connection_rewrapped(&mut self, e: &ConnectionRewrapped) {
+        if let Some(c) = self
+            .connections
+            .get_mut(&(e.user_id.clone(), e.server_id.clone()))
+        {
+            c.access_token = e.access_token.clone();
+            c.refresh_token = e.refresh_token.clone();
+        }
+    }
+
+    pub(super) fn server_secret_rewrapped(&mut self, e: &ServerSecretRewrapped) {
+        if let Some(ServerAuth::Oauth(oauth)) = self
+            .servers
+            .get_mut(&e.server_id)
+            .map(|server| &mut server.auth)
+        {
+            oauth.client_secret = Some(e.client_secret.clone());
+        }
     }
 
     /// Every registered MCP server, by id.
