@@ -18,10 +18,12 @@ use writ_schemas::{
 };
 
 mod approvals;
+mod authorization;
 mod connections;
 pub mod session_grants;
 
 pub use approvals::ApprovalUse;
+pub use authorization::Issued;
 
 /// Most API keys a person may hold unrevoked: enough for a key per device or script,
 /// few enough that a leaked admin token cannot mint keys without end.
@@ -158,6 +160,37 @@ pub enum Command {
         /// The approval a critical tool call is made under, spent with this operation.
         approval: Option<ApprovalUse>,
     },
+    /// Set a person's sign-in password (its argon2id hash): an admin, or the person.
+    SetPassword {
+        /// The person.
+        user_id: UserId,
+        /// The PHC string.
+        password_hash: String,
+        /// Who.
+        by: Actor,
+    },
+    /// Issue an authorization code under the person's delegation (their consent).
+    IssueCode(writ_schemas::AuthorizationCodeIssued),
+    /// Redeem an authorization code for an access token and a refresh token.
+    RedeemCode {
+        /// Digest of the code's bytes.
+        digest: Digest,
+        /// The authenticated client redeeming it.
+        client_id: ClientId,
+        /// What it is redeemed for (none: it was seen spent, and only a replay is left
+        /// to record).
+        issued: Option<Box<Issued>>,
+    },
+    /// Spend a refresh token for a new access token and the refresh token replacing it.
+    Refresh {
+        /// Digest of the refresh token's bytes.
+        digest: Digest,
+        /// The authenticated client presenting it.
+        client_id: ClientId,
+        /// What it is spent for (none: it was seen spent, and only a reuse is left to
+        /// record).
+        issued: Option<Box<Issued>>,
+    },
     /// Ask the approver of a supervised agent's critical tool call to decide it.
     RequestApproval(writ_schemas::ApprovalRequested),
     /// Approve or deny a critical tool call (its approver only).
@@ -237,6 +270,12 @@ pub enum Answer {
     /// After a revocation: how many tokens it ended.
     Revoked {
         /// Tokens revoked by this command (0 when already revoked or unknown).
+        tokens: usize,
+    },
+    /// A spent authorization code or refresh token was presented again: the replay is
+    /// recorded and the tokens issued from it revoked; the request itself is refused.
+    Replayed {
+        /// Tokens revoked.
         tokens: usize,
     },
 }
@@ -457,6 +496,27 @@ pub enum Refusal {
         "you hold no connection to server {0}; connect first (GET /api/v1/connections/{0}/start)"
     )]
     NoConnection(ServerId),
+    /// An authorization code id or digest already recorded.
+    #[error("the authorization code already exists")]
+    DuplicateCode,
+    /// A code writ did not issue, or issued to another client.
+    #[error("the authorization code is not one writ issued to this client")]
+    UnknownCode,
+    /// A code past its 60 seconds.
+    #[error("the authorization code has expired; send the person through /oauth/authorize again")]
+    CodeExpired,
+    /// A refresh token writ did not issue, or issued to another client.
+    #[error("the refresh token is not one writ issued to this client")]
+    UnknownRefreshToken,
+    /// A refresh token of a family revoked after a reuse or a replay.
+    #[error("the refresh token's family was revoked; the person must authorize the agent again")]
+    RefreshFamilyRevoked,
+    /// A refresh token past its lifetime.
+    #[error("the refresh token has expired; the person must authorize the agent again")]
+    RefreshExpired,
+    /// A refresh asking for a scope the refresh token does not carry.
+    #[error("scope `{0}` is not among the refresh token's; a refresh may only narrow")]
+    ScopeBeyondRefresh(String),
     /// An approval id already recorded.
     #[error("approval {0} already exists")]
     ApprovalExists(String),
@@ -744,6 +804,22 @@ pub fn decide(
             now,
         ),
         Command::RequestApproval(request) => approvals::request(state, request, now),
+        Command::SetPassword {
+            user_id,
+            password_hash,
+            by,
+        } => authorization::set_password(state, user_id, password_hash, by),
+        Command::IssueCode(code) => authorization::issue_code(state, code, now),
+        Command::RedeemCode {
+            digest,
+            client_id,
+            issued,
+        } => authorization::redeem_code(state, digest, client_id, issued.as_deref(), now),
+        Command::Refresh {
+            digest,
+            client_id,
+            issued,
+        } => authorization::refresh(state, digest, client_id, issued.as_deref(), now),
         Command::DecideApproval {
             approval_id,
             decision,

@@ -314,6 +314,44 @@ fn parts_of(state: &State, event: &Event) -> Parts {
             );
             parts
         }
+        Event::UserPasswordSet(e) => {
+            let mut parts = with_user(Parts::by(&e.by, &e.user_id), &e.user_id);
+            parts.outcome = "password set".into();
+            parts
+        }
+        Event::AuthorizationCodeIssued(e) => {
+            let mut parts = with_user(
+                Parts::by(
+                    &Actor::User {
+                        user_id: e.user_id.clone(),
+                    },
+                    &e.code_id,
+                ),
+                &e.user_id,
+            )
+            .agent(&e.client_id);
+            parts.target = format!(
+                "authorization code {} under delegation {}",
+                e.code_id, e.delegation_id
+            );
+            parts.outcome = format!("issued (scope \"{}\")", e.scopes.join(" "));
+            parts
+        }
+        Event::AuthorizationCodeRedeemed(e) => {
+            let mut parts = Parts::token(state, &e.jti, "redeemed".into());
+            parts.target = format!("authorization code {} for token {}", e.code_id, e.jti);
+            parts
+        }
+        Event::AuthorizationCodeReplayed(e) => {
+            let user = state.code(&e.code_id).map(|c| c.issued.user_id.clone());
+            Parts {
+                actor: format!("agent:{}", e.client_id),
+                user,
+                agents: vec![e.client_id.clone()],
+                target: format!("authorization code {}", e.code_id),
+                outcome: "replayed; the tokens issued from it are revoked".into(),
+            }
+        }
         Event::ApprovalRequested(e) => {
             let mut outcome = format!("approval requested from user {}", e.approver);
             if !e.policy_ids.is_empty() {

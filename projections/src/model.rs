@@ -128,6 +128,9 @@ pub struct User {
     pub erased: bool,
     /// When registered.
     pub registered_at: Timestamp,
+    /// Their sign-in password's argon2id hash (PHC string), once one is set.
+    #[serde(default)]
+    pub password_hash: Option<String>,
 }
 
 /// A user API key (its hash only).
@@ -170,6 +173,18 @@ impl Delegation {
     /// In force at `now`: not revoked, not lapsed.
     pub fn is_active(&self, now: Timestamp) -> bool {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|end| now < end)
+    }
+
+    /// Whether it delegates `scope` (one without a scope list delegates all the agent's).
+    pub fn allows(&self, scope: &str) -> bool {
+        self.scopes
+            .as_ref()
+            .is_none_or(|scopes| scopes.iter().any(|s| s == scope))
+    }
+
+    /// Whether it delegates every one of `scopes`.
+    pub fn covers(&self, scopes: &[String]) -> bool {
+        scopes.iter().all(|scope| self.allows(scope))
     }
 }
 
@@ -251,6 +266,17 @@ pub struct SessionGrant {
     pub created_at: Timestamp,
     /// When revoked.
     pub revoked_at: Option<Timestamp>,
+}
+
+/// An authorization code, and whether it was redeemed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationCode {
+    /// As issued.
+    pub issued: writ_schemas::AuthorizationCodeIssued,
+    /// The access token it was redeemed for.
+    pub redeemed: Option<Jti>,
+    /// Presented again after its redemption.
+    pub replayed: bool,
 }
 
 /// A critical tool call a supervised agent asked to make, and where its approval stands.

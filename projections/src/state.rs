@@ -68,6 +68,8 @@ pub struct State {
     #[serde(default)]
     user_policy_sets: BTreeMap<UserId, PolicySetRecord>,
     approvals: BTreeMap<String, Approval>,
+    codes: BTreeMap<String, AuthorizationCode>,
+    codes_by_digest: BTreeMap<Digest, String>,
     /// Approvals by the person who may decide them, oldest first.
     approvals_by_approver: BTreeMap<UserId, Vec<String>>,
 }
@@ -257,6 +259,40 @@ impl State {
             Event::OperationRecorded(e) => self.operation_recorded(e, at),
             // The operation it counted was folded by its OperationRecorded.
             Event::ToolCallCompleted(_) => {}
+            Event::UserPasswordSet(e) => self.with_user(&e.user_id, |user| {
+                user.password_hash = Some(e.password_hash.clone());
+            }),
+            Event::AuthorizationCodeIssued(e) => {
+                self.codes_by_digest.insert(e.digest, e.code_id.clone());
+                self.codes.insert(
+                    e.code_id.clone(),
+                    AuthorizationCode {
+                        issued: e.clone(),
+                        redeemed: None,
+                        replayed: false,
+                    },
+                );
+            }
+            Event::AuthorizationCodeRedeemed(e) => {
+                if let Some(code) = self.codes.get_mut(&e.code_id) {
+                    code.redeemed = Some(e.jti.clone());
+                }
+            }
+            Event::AuthorizationCodeReplayed(e) => {
+                let family = self
+                    .codes
+                    .get_mut(&e.code_id)
+                    .and_then(|code| {
+                        code.replayed = true;
+                        code.redeemed.clone()
+                    })
+                    .and_then(|jti| self.tokens.get(&jti))
+                    .and_then(|token| token.family_id.clone());
+                if let Some(family) = family {
+                    self.families.entry(family).or_default().reuse_detected = true;
+                }
+                self.with_agent(&e.client_id, |agent| agent.open_anomalies += 1);
+            }
             Event::ApprovalRequested(e) => {
                 self.approvals_by_approver
                     .entry(e.approver.clone())
@@ -380,6 +416,7 @@ impl State {
             active: true,
             erased: false,
             registered_at: at,
+            password_hash: None,
         };
         self.users.insert(e.user_id.clone(), user);
     }

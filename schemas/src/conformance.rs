@@ -96,6 +96,31 @@ pub(crate) fn sample(kind: EventKind) -> Event {
             token_requests_per_minute: Some(120),
             by: admin(),
         }),
+        EventKind::UserPasswordSet => Event::from(UserPasswordSet {
+            user_id: user,
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$2pG8XnJ7kUeW9tBjrN3oVb0m6wQv5yHfYd1sLcTzA4E".into(),
+            by: admin(),
+        }),
+        EventKind::AuthorizationCodeIssued => Event::from(AuthorizationCodeIssued {
+            code_id: "code_1a2b3c4d".into(),
+            digest,
+            client_id: agent,
+            user_id: user,
+            delegation_id: DelegationId::from("7c9e6679-7425-40de-944b-e07fc1f90ae7"),
+            redirect_uri: "https://client.example.com/callback".into(),
+            code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+            scopes: vec!["files:read".into()],
+            audience: vec!["https://files.example.com".into()],
+            expires_at: ts("2026-12-01T10:01:00.000000Z"),
+        }),
+        EventKind::AuthorizationCodeRedeemed => Event::from(AuthorizationCodeRedeemed {
+            code_id: "code_1a2b3c4d".into(),
+            jti,
+        }),
+        EventKind::AuthorizationCodeReplayed => Event::from(AuthorizationCodeReplayed {
+            code_id: "code_1a2b3c4d".into(),
+            client_id: agent,
+        }),
         EventKind::ApprovalRequested => Event::from(ApprovalRequested {
             approval_id: "apr_5e6f7a8b9c0d1e2f".into(),
             jti,

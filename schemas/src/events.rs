@@ -890,6 +890,70 @@ pub struct ApprovalUsed {
     pub jti: Jti,
 }
 
+/// A person's sign-in password was set (by an admin, or by themselves). Only its
+/// argon2id hash is kept, as a PHC string (salt and parameters included).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPasswordSet {
+    /// The person.
+    pub user_id: UserId,
+    /// `$argon2id$v=19$m=...,t=...,p=...$<salt>$<hash>`.
+    pub password_hash: String,
+    /// Who set it.
+    pub by: Actor,
+}
+
+/// An authorization code was issued to a client after the person's consent (only its
+/// digest is kept). It is redeemed once, by that client, with the PKCE verifier whose
+/// S256 challenge it holds, at the redirect URI it was sent to, before it lapses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationCodeIssued {
+    /// The code's id.
+    pub code_id: String,
+    /// BLAKE3 of the code's bytes.
+    pub digest: Digest,
+    /// The client it was issued to.
+    pub client_id: ClientId,
+    /// The person who consented.
+    pub user_id: UserId,
+    /// The delegation their consent recorded (or the one it found in force).
+    pub delegation_id: DelegationId,
+    /// The redirect URI it was sent to, which the redemption must name again.
+    pub redirect_uri: String,
+    /// The PKCE `code_challenge` (S256).
+    pub code_challenge: String,
+    /// The scopes consented to.
+    pub scopes: Vec<String>,
+    /// The resources (RFC 8707) the tokens are for: their `aud`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audience: Vec<String>,
+    /// When it lapses.
+    pub expires_at: Timestamp,
+}
+
+/// An authorization code was redeemed for the access token named (and a refresh token,
+/// recorded beside it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationCodeRedeemed {
+    /// The code.
+    pub code_id: String,
+    /// The access token issued for it.
+    pub jti: Jti,
+}
+
+/// A redeemed authorization code was presented again: the tokens issued from it are
+/// revoked (the revocations follow in the same batch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationCodeReplayed {
+    /// The code.
+    pub code_id: String,
+    /// The client that presented it.
+    pub client_id: ClientId,
+}
+
 /// A refresh token was issued (only its digest is kept).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -1269,6 +1333,10 @@ events! {
     ApprovalUsed = 1,
     ServerSecretRewrapped = 1,
     ConnectionRewrapped = 1,
+    UserPasswordSet = 1,
+    AuthorizationCodeIssued = 1,
+    AuthorizationCodeRedeemed = 1,
+    AuthorizationCodeReplayed = 1,
 }
 
 /// Event bytes that are not a valid event.

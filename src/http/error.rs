@@ -178,7 +178,18 @@ impl From<Refusal> for ApiError {
             | Refusal::ApprovalExpired(_)
             | Refusal::ApprovalSettled(..)
             | Refusal::ApprovalMismatch(_)
-            | Refusal::ApprovalPending(_) => ApiError::Conflict(detail),
+            | Refusal::ApprovalPending(_)
+            | Refusal::DuplicateCode => ApiError::Conflict(detail),
+            // Answered by the token endpoint as `invalid_grant`; here only for completeness.
+            Refusal::UnknownCode
+            | Refusal::CodeExpired
+            | Refusal::UnknownRefreshToken
+            | Refusal::RefreshFamilyRevoked
+            | Refusal::RefreshExpired
+            | Refusal::ScopeBeyondRefresh(_) => ApiError::BadRequest {
+                code: "invalid_grant",
+                detail,
+            },
             Refusal::UnknownOwner(_)
             | Refusal::AgentDisabled(_)
             | Refusal::AgentExpired(..)

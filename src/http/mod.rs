@@ -7,6 +7,8 @@ mod agents;
 mod approvals;
 pub mod audit;
 mod auth;
+mod authorize;
+mod code_grant;
 mod connections;
 mod delegations;
 mod discovery;
@@ -23,6 +25,7 @@ mod operations;
 mod policy;
 pub mod servers;
 mod session_grants;
+mod signin;
 #[cfg(test)]
 mod tests;
 mod token;
@@ -105,6 +108,14 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(M::GET, "/.well-known/jwks.json", || {
             web::get().to(discovery::jwks)
         }),
+        endpoint(M::GET, "/oauth/authorize", || {
+            web::get().to(authorize::authorize)
+        }),
+        endpoint(M::POST, "/oauth/authorize", || {
+            web::post().to(authorize::decide)
+        }),
+        endpoint(M::GET, "/login", || web::get().to(signin::login_form)),
+        endpoint(M::POST, "/login", || web::post().to(signin::login)),
         endpoint(M::POST, "/oauth/token", || web::post().to(token::issue)),
         endpoint(M::POST, "/oauth/agent-token", || {
             web::post().to(token::issue_agent_token)
@@ -128,6 +139,9 @@ pub fn endpoints() -> Vec<Endpoint> {
         }),
         endpoint(M::POST, "/api/v1/users/{id}/erase", || {
             web::post().to(users::erase)
+        }),
+        endpoint(M::PUT, "/api/v1/users/{id}/password", || {
+            web::put().to(signin::set_password)
         }),
         endpoint(M::POST, "/api/v1/users/{id}/api-keys", || {
             web::post().to(users::issue_api_key)

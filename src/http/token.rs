@@ -133,6 +133,14 @@ async fn grant(
         Some(TOKEN_EXCHANGE_GRANT) => external_subject(state, form, presented, now).await?,
         _ => None,
     };
+    if let Some(grant @ (AUTHORIZATION_CODE | REFRESH_TOKEN)) = grant_type {
+        return super::code_grant::grant(state, form, presented, grant, now).await;
+    }
+    if presented.method == AuthMethod::None {
+        return Err(OAuthError::invalid_client(
+            "a public client (no secret) may only use the authorization_code and refresh_token grants",
+        ));
+    }
     let (client_id, terms, grant_type) = state.ledger.read(|s| {
         let agent = authenticate(s, &state.secrets, presented, now)?;
         state
@@ -152,7 +160,7 @@ async fn grant(
                 Ok((holder, terms, TOKEN_EXCHANGE_GRANT))
             }
             Some(other) => Err(OAuthError::unsupported_grant_type(format!(
-                "grant_type `{other}` is not supported here; send {CLIENT_CREDENTIALS} or {TOKEN_EXCHANGE_GRANT}"
+                "grant_type `{other}` is not supported here; send {CLIENT_CREDENTIALS}, {TOKEN_EXCHANGE_GRANT}, {AUTHORIZATION_CODE} or {REFRESH_TOKEN}"
             ))),
         }
     })?;
@@ -165,6 +173,10 @@ async fn grant(
 }
 
 const CLIENT_CREDENTIALS: &str = "client_credentials";
+/// The authorization code grant (RFC 6749 §4.1, with PKCE).
+pub(super) const AUTHORIZATION_CODE: &str = "authorization_code";
+/// The refresh token grant (RFC 6749 §6), rotating.
+pub(super) const REFRESH_TOKEN: &str = "refresh_token";
 
 /// The person a trusted external issuer's JWT in `subject_token` vouches for, verified
 /// before the grant is decided (verifying may await the issuer's keys; the read of the
@@ -331,6 +343,25 @@ async fn sign_and_record(
     grant_type: &str,
     now: Timestamp,
 ) -> Result<Value, OAuthError> {
+    let (event, answer) = signed(state, client_id, terms, grant_type, None, now)?;
+    state
+        .ledger
+        .submit(Command::IssueToken(event))
+        .await
+        .map_err(refusal)?;
+    Ok(answer)
+}
+
+/// Signs the token `terms` describe: its `TokenIssued` (in refresh family `family`, if
+/// any) and the answer that hands it out once that is recorded.
+pub(super) fn signed(
+    state: &AppState,
+    client_id: ClientId,
+    terms: Terms,
+    grant_type: &str,
+    family: Option<writ_schemas::FamilyId>,
+    now: Timestamp,
+) -> Result<(TokenIssued, Value), OAuthError> {
     let iat = now.unix_seconds();
     let ttl = i64::try_from(terms.ttl_seconds).unwrap_or(i64::MAX);
     let exp = iat.saturating_add(ttl);
@@ -377,7 +408,7 @@ async fn sign_and_record(
         actors,
         delegation_id: acting_for.map(|a| a.delegation_id.clone()),
         parent_jti: acting_for.and_then(|a| a.parent_jti.clone()),
-        family_id: None,
+        family_id: family,
         audience: terms.audience.clone(),
         scopes: terms.scopes.clone(),
         issued_at: now,
@@ -389,11 +420,6 @@ async fn sign_and_record(
         intent_description,
         intent_sealed,
     };
-    state
-        .ledger
-        .submit(Command::IssueToken(event))
-        .await
-        .map_err(refusal)?;
     let mut answer = json!({
         "access_token": token, "token_type": "Bearer", "expires_in": ttl, "scope": scope,
         "agent_type": terms.agent_type, "expires_on_completion": terms.expires_on_completion,
@@ -408,10 +434,10 @@ async fn sign_and_record(
             answer[name] = value;
         }
     }
-    Ok(answer)
+    Ok((event, answer))
 }
 
-fn refusal(err: SubmitError) -> OAuthError {
+pub(super) fn refusal(err: SubmitError) -> OAuthError {
     match err {
         // The agent changed between the read and the append: refuse as if read after.
         SubmitError::Refused(

@@ -29,6 +29,9 @@ pub enum AuthMethod {
     Post,
     /// `client_id` and `client_secret` in the JSON body of `/oauth/agent-token`.
     Json,
+    /// A public client (`token_endpoint_auth_method` `none`): `client_id` alone, its
+    /// proof the PKCE verifier of the code or the refresh token it holds.
+    None,
 }
 
 impl AuthMethod {
@@ -42,6 +45,7 @@ impl AuthMethod {
             AuthMethod::Json => {
                 matches!(registered, "client_secret_basic" | "client_secret_post")
             }
+            AuthMethod::None => registered == "none",
         }
     }
 }
@@ -87,9 +91,16 @@ pub fn presented_credentials(
         (None, Some((None, _))) => Err(OAuthError::invalid_request(
             "client_secret without client_id",
         )),
-        (None, None) => Err(OAuthError::invalid_client(
-            "authenticate the client with HTTP Basic or client_id and client_secret",
-        )),
+        (None, None) => match form.get("client_id") {
+            Some(client_id) => Ok(Presented {
+                client_id: client_id.clone(),
+                secret: String::new(),
+                method: AuthMethod::None,
+            }),
+            None => Err(OAuthError::invalid_client(
+                "authenticate the client with HTTP Basic or client_id and client_secret",
+            )),
+        },
     }
 }
 
@@ -148,6 +159,15 @@ pub fn authenticate<'s>(
     let agent = state
         .agent(&ClientId(presented.client_id.clone()))
         .ok_or_else(unknown)?;
+    if presented.method == AuthMethod::None {
+        if agent.token_endpoint_auth_method != "none" {
+            return Err(OAuthError::invalid_client(format!(
+                "this client authenticates with {}; send its secret",
+                agent.token_endpoint_auth_method
+            )));
+        }
+        return usable(agent, now);
+    }
     let offered = blake3::Hash::from(secrets.hash(&presented.secret).0);
     // blake3::Hash compares in constant time.
     let current = agent
@@ -165,6 +185,11 @@ pub fn authenticate<'s>(
             agent.token_endpoint_auth_method
         )));
     }
+    usable(agent, now)
+}
+
+/// The agent, if it is enabled and unexpired at `now`.
+fn usable(agent: &Agent, now: Timestamp) -> Result<&Agent, OAuthError> {
     if !agent.enabled {
         return Err(OAuthError::invalid_client(format!(
             "agent {} is disabled",

@@ -5,6 +5,7 @@
 mod agents;
 mod approvals;
 mod audit;
+mod authorize;
 mod bad_input;
 mod bench;
 mod crash;

@@ -158,7 +158,7 @@ impl Sweep {
             return Err("status not documented".into());
         }
         // A redirect is how an OAuth flow's start succeeds.
-        if (200..300).contains(&status) || status == 302 {
+        if (200..300).contains(&status) || status == 302 || status == 303 {
             self.succeeded
                 .insert((method.to_owned(), template.to_owned()));
         }
@@ -880,6 +880,143 @@ fn approvals(s: &mut Sweep, files: &str) {
     call(s, 403, with(&second));
 }
 
+/// A person's password, sign-in, consent and the authorization code and refresh grants.
+fn interactive(s: &mut Sweep) {
+    let erin = json!({"email": "erin@example.com"});
+    let erin = text(&s.admin(201, "POST", "/api/v1/users", "", Some(erin))["id"]);
+    let password = "a long enough passphrase";
+    let pw = "/api/v1/users/{id}/password";
+    s.admin(204, "PUT", pw, &erin, Some(json!({ "password": password })));
+    s.admin(400, "PUT", pw, &erin, Some(json!({"password": "short"})));
+    let nobody = "00000000-0000-4000-8000-000000000000";
+    s.admin(
+        404,
+        "PUT",
+        pw,
+        nobody,
+        Some(json!({ "password": password })),
+    );
+    s.send(401, "PUT", pw, &erin, |r| {
+        r.json(&json!({ "password": password }))
+    });
+    let redirect = "http://127.0.0.1:9/cb";
+    let agent = json!({"name": "notes", "scopes": ["files:read"], "redirect_uris": [redirect],
+                       "grant_types": ["authorization_code", "refresh_token"]});
+    let registered = s.admin(201, "POST", "/api/v1/agents", "", Some(agent));
+    let (client_id, secret) = (
+        text(&registered["agent"]["client_id"]),
+        text(&registered["client_secret"]),
+    );
+    let verifier = "a".repeat(43);
+    let challenge = {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&verifier))
+    };
+    let query = serde_urlencoded::to_string([
+        ("response_type", "code"),
+        ("client_id", client_id.as_str()),
+        ("redirect_uri", redirect),
+        ("state", "s1"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ])
+    .unwrap_or_default();
+    let authorize = format!("/oauth/authorize?{query}");
+    let browser = reqwest::blocking::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|err| panic!("{err}"));
+    let plain = std::mem::replace(&mut s.client, browser);
+    s.send(303, "GET", &authorize, "", |r| r);
+    s.send(
+        400,
+        "GET",
+        "/oauth/authorize?client_id=agt_nobody",
+        "",
+        |r| r,
+    );
+    s.send(200, "GET", "/login?return_to=/account", "", |r| r);
+    let email = ("email", "erin@example.com");
+    s.send(401, "POST", "/login", "", |r| {
+        r.form(&[email, ("password", "wrong")])
+    });
+    s.send(400, "POST", "/login", "", |r| {
+        r.form(&[("nothing", "here")])
+    });
+    s.send(303, "POST", "/login", "", |r| {
+        r.form(&[
+            email,
+            ("password", password),
+            ("return_to", authorize.as_str()),
+        ])
+    });
+    s.send(200, "GET", &authorize, "", |r| r);
+    let page = s
+        .client
+        .get(s.server.url(&authorize))
+        .send()
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    let request = page
+        .split("name=\"request\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .to_owned();
+    let answer = "/oauth/authorize";
+    s.send(400, "POST", answer, "", |r| {
+        r.form(&[("request", "x.y"), ("decision", "approve")])
+    });
+    s.send(303, "POST", answer, "", |r| {
+        r.form(&[("request", request.as_str()), ("decision", "deny")])
+    });
+    let approved = s
+        .client
+        .post(s.server.url(answer))
+        .form(&[
+            ("request", request.as_str()),
+            ("decision", "approve"),
+            ("scope", "files:read"),
+        ])
+        .send()
+        .unwrap_or_else(|err| panic!("{err}"));
+    let back = approved
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let code = url::Url::parse(&back)
+        .ok()
+        .and_then(|u| {
+            u.query_pairs()
+                .find(|(n, _)| n == "code")
+                .map(|(_, v)| v.into_owned())
+        })
+        .unwrap_or_default();
+    s.client = plain;
+    s.send(401, "POST", answer, "", |r| {
+        r.form(&[("request", request.as_str()), ("decision", "approve")])
+    });
+    let me = Some((client_id.as_str(), secret.as_str()));
+    let redeem = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", redirect),
+        ("code_verifier", verifier.as_str()),
+    ];
+    let issued = s.oauth(200, "/oauth/token", me, &redeem);
+    s.oauth(400, "/oauth/token", me, &redeem);
+    let refresh = text(&issued["refresh_token"]);
+    let refresh = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh.as_str()),
+    ];
+    s.oauth(400, "/oauth/token", me, &refresh);
+}
+
 /// Tokens on a person's behalf, by form and by JSON, under the delegation in force from
 /// `ada` to the agent, and their refusals.
 fn on_behalf(s: &mut Sweep, ada: &str, client_id: &str, secret: &str) {
@@ -1038,6 +1175,7 @@ fn every_endpoint_answers_as_the_document_says() {
     let files = servers_and_sessions(&mut sweep, &client_id, &mcp.url);
     gateway(&mut sweep, &client_id, &secret, &files);
     approvals(&mut sweep, &files);
+    interactive(&mut sweep);
     on_behalf(&mut sweep, &ada, &client_id, &secret);
     ledger(&mut sweep);
     audit(&mut sweep, &ada, &client_id);

@@ -460,14 +460,21 @@ fn rfc_8414_metadata_leads_a_client_from_the_issuer_to_a_verified_token() {
     assert_eq!(
         metadata["grant_types_supported"],
         json!([
+            "authorization_code",
+            "refresh_token",
             "client_credentials",
             "urn:ietf:params:oauth:grant-type:token-exchange"
         ])
     );
     assert_eq!(
         metadata["token_endpoint_auth_methods_supported"],
-        json!(["client_secret_basic", "client_secret_post"])
+        json!(["client_secret_basic", "client_secret_post", "none"])
     );
+    assert_eq!(
+        metadata["code_challenge_methods_supported"],
+        json!(["S256"])
+    );
+    assert_eq!(metadata["response_types_supported"], json!(["code"]));
     // Every endpoint it names is served here, and the token endpoint issues a token the
     // advertised JWKS verifies.
     let endpoint = |name: &str| metadata[name].as_str().unwrap_or_default().to_owned();

@@ -143,6 +143,18 @@ impl State {
             .and_then(|id| self.refresh_token(id))
     }
 
+    /// An authorization code, by id.
+    pub fn code(&self, code_id: &str) -> Option<&crate::model::AuthorizationCode> {
+        self.codes.get(code_id)
+    }
+
+    /// The authorization code whose bytes have this digest.
+    pub fn code_by_digest(&self, digest: &Digest) -> Option<&crate::model::AuthorizationCode> {
+        self.codes_by_digest
+            .get(digest)
+            .and_then(|id| self.codes.get(id))
+    }
+
     /// A refresh family.
     pub fn family(&self, id: &FamilyId) -> Option<&Family> {
         self.families.get(id)

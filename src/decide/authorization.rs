@@ -1,0 +1,198 @@
+//! Interactive delegation: a person's password, the authorization codes their consent
+//! issues, and the refresh tokens that keep an agent acting for them.
+//!
+//! A code is redeemed once. Presented again, it is not refused quietly: the tokens issued
+//! from it are revoked and the replay recorded (RFC 6749 §4.1.2, RFC 9700 §4.5.3).
+//! A refresh token rotates on every use; a spent one presented again revokes its whole
+//! family and records the reuse on the agent (RFC 9700 §4.14.2).
+
+use writ_projections::{State, TokenStatus};
+use writ_schemas::{
+    Actor, AuthorizationCodeIssued, AuthorizationCodeRedeemed, AuthorizationCodeReplayed, ClientId,
+    Digest, Event, FamilyId, RefreshTokenIssued, RefreshTokenReuseDetected, RefreshTokenRotated,
+    RevocationCause, Timestamp, TokenIssued, UserId, UserPasswordSet,
+};
+
+use super::{Answer, Refusal};
+
+pub(super) fn set_password(
+    state: &State,
+    user_id: &UserId,
+    password_hash: &str,
+    by: &Actor,
+) -> Result<(Vec<Event>, Answer), Refusal> {
+    let user = state
+        .user(user_id)
+        .ok_or_else(|| Refusal::UnknownUser(user_id.clone()))?;
+    if user.erased {
+        return Err(Refusal::UserErased(user_id.clone()));
+    }
+    match by {
+        Actor::Admin { .. } => {}
+        Actor::User { user_id: who } if who == user_id => {}
+        _ => return Err(Refusal::NotAPerson),
+    }
+    if !password_hash.starts_with("$argon2id$") {
+        return Err(Refusal::Unencodable(
+            "a password hash is an argon2id PHC string".into(),
+        ));
+    }
+    let set = UserPasswordSet {
+        user_id: user_id.clone(),
+        password_hash: password_hash.to_owned(),
+        by: by.clone(),
+    };
+    Ok((vec![set.into()], Answer::Done))
+}
+
+pub(super) fn issue_code(
+    state: &State,
+    code: &AuthorizationCodeIssued,
+    now: Timestamp,
+) -> Result<(Vec<Event>, Answer), Refusal> {
+    let delegation = state
+        .delegation(&code.delegation_id)
+        .filter(|d| d.user_id == code.user_id && d.client_id == code.client_id)
+        .ok_or_else(|| Refusal::UnknownDelegation(code.delegation_id.clone()))?;
+    if !delegation.is_active(now) {
+        return Err(Refusal::DelegationInactive(code.delegation_id.clone()));
+    }
+    if let Some(scope) = code.scopes.iter().find(|scope| !delegation.allows(scope)) {
+        return Err(Refusal::ScopeNotDelegated(
+            code.delegation_id.clone(),
+            scope.clone(),
+        ));
+    }
+    if state.code_by_digest(&code.digest).is_some() || state.code(&code.code_id).is_some() {
+        return Err(Refusal::DuplicateCode);
+    }
+    Ok((vec![code.clone().into()], Answer::Done))
+}
+
+/// Live tokens of the family, and everything derived from them, revoked.
+fn revoke_family(state: &State, family: &FamilyId) -> Vec<Event> {
+    state
+        .tokens_of_family(family)
+        .into_iter()
+        .filter(|jti| {
+            state
+                .token(jti)
+                .is_some_and(|t| matches!(t.status, TokenStatus::Live))
+        })
+        .map(|jti| {
+            writ_schemas::TokenRevoked {
+                jti,
+                cause: RevocationCause::RefreshFamilyRevoked {
+                    family_id: family.clone(),
+                },
+            }
+            .into()
+        })
+        .collect()
+}
+
+/// What a redemption or a refresh issues: the access token and the refresh token beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    /// The access token (its `family_id` the refresh family).
+    pub token: TokenIssued,
+    /// The refresh token.
+    pub refresh: RefreshTokenIssued,
+}
+
+pub(super) fn redeem_code(
+    state: &State,
+    digest: &Digest,
+    client_id: &ClientId,
+    issued: Option<&Issued>,
+    now: Timestamp,
+) -> Result<(Vec<Event>, Answer), Refusal> {
+    let code = state
+        .code_by_digest(digest)
+        .filter(|code| code.issued.client_id == *client_id)
+        .ok_or(Refusal::UnknownCode)?;
+    if let Some(jti) = &code.redeemed {
+        let family = state.token(jti).and_then(|t| t.family_id.clone());
+        let mut events: Vec<Event> = vec![
+            AuthorizationCodeReplayed {
+                code_id: code.issued.code_id.clone(),
+                client_id: client_id.clone(),
+            }
+            .into(),
+        ];
+        events.extend(family.map(|f| revoke_family(state, &f)).unwrap_or_default());
+        let tokens = events.len() - 1;
+        return Ok((events, Answer::Replayed { tokens }));
+    }
+    if now >= code.issued.expires_at {
+        return Err(Refusal::CodeExpired);
+    }
+    let issued = issued.ok_or(Refusal::UnknownCode)?;
+    let (mut events, _) = super::issue_token(state, &issued.token, now)?;
+    events.push(issued.refresh.clone().into());
+    events.push(
+        AuthorizationCodeRedeemed {
+            code_id: code.issued.code_id.clone(),
+            jti: issued.token.jti.clone(),
+        }
+        .into(),
+    );
+    Ok((events, Answer::Done))
+}
+
+pub(super) fn refresh(
+    state: &State,
+    digest: &Digest,
+    client_id: &ClientId,
+    issued: Option<&Issued>,
+    now: Timestamp,
+) -> Result<(Vec<Event>, Answer), Refusal> {
+    let spent = state
+        .refresh_token_by_digest(digest)
+        .filter(|r| r.client_id == *client_id)
+        .ok_or(Refusal::UnknownRefreshToken)?;
+    let family = state.family(&spent.family_id);
+    if family.is_some_and(|f| f.reuse_detected) {
+        return Err(Refusal::RefreshFamilyRevoked);
+    }
+    if spent.replaced_by.is_some() {
+        let mut events: Vec<Event> = vec![
+            RefreshTokenReuseDetected {
+                refresh_id: spent.refresh_id.clone(),
+                family_id: spent.family_id.clone(),
+                client_id: client_id.clone(),
+            }
+            .into(),
+        ];
+        events.extend(revoke_family(state, &spent.family_id));
+        let tokens = events.len() - 1;
+        return Ok((events, Answer::Replayed { tokens }));
+    }
+    if now >= spent.expires_at {
+        return Err(Refusal::RefreshExpired);
+    }
+    let issued = issued.ok_or(Refusal::UnknownRefreshToken)?;
+    if issued.refresh.family_id != spent.family_id {
+        return Err(Refusal::Unencodable(
+            "a rotated refresh token stays in its family".into(),
+        ));
+    }
+    if let Some(scope) = issued
+        .token
+        .scopes
+        .iter()
+        .find(|s| !spent.scopes.contains(s))
+    {
+        return Err(Refusal::ScopeBeyondRefresh(scope.clone()));
+    }
+    let (mut events, _) = super::issue_token(state, &issued.token, now)?;
+    events.push(
+        RefreshTokenRotated {
+            refresh_id: spent.refresh_id.clone(),
+            replaced_by: issued.refresh.refresh_id.clone(),
+        }
+        .into(),
+    );
+    events.push(issued.refresh.clone().into());
+    Ok((events, Answer::Done))
+}

@@ -1,0 +1,278 @@
+//! People signing in to writ's own pages: passwords (set by an admin or the person,
+//! `PUT /api/v1/users/{id}/password`, kept in the ledger only as argon2id hashes), the
+//! sign-in page (`GET`/`POST /login`), and the session cookie the authorization and
+//! consent pages read.
+//!
+//! The session is self-contained: `<user id>.<expiry>.<MAC>`, the MAC a BLAKE3 keyed hash
+//! under a key derived from the deployment's secret key, so any node reads it and nothing
+//! waits in memory. It is `HttpOnly`, `SameSite=Lax` (a cross-site form post carries no
+//! session), and `Secure` when the issuer is https.
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use maud::{DOCTYPE, Markup, html};
+use serde::Deserialize;
+use writ_schemas::{Timestamp, UserId};
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::ApiError;
+use crate::decide::Command;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "writ_session";
+/// How long a sign-in lasts.
+pub const SESSION_SECONDS: i64 = 8 * 3600;
+/// Shortest password accepted (NIST SP 800-63B §3.1.1.2).
+pub const PASSWORD_CHARS_MIN: usize = 8;
+/// Longest password accepted (argon2 reads all of it).
+pub const PASSWORD_BYTES_MAX: usize = 1024;
+
+const SESSION_CONTEXT: &str = "writ session v1";
+
+/// A keyed BLAKE3 MAC of `payload` under the deployment key derived for `context`, as
+/// unpadded base64url.
+pub fn mac(state: &AppState, context: &str, payload: &[u8]) -> String {
+    let key = state.secrets.derive_key(context);
+    URL_SAFE_NO_PAD.encode(blake3::keyed_hash(&key, payload).as_bytes())
+}
+
+/// Whether `tag` is `payload`'s MAC for `context` (compared in constant time).
+pub fn mac_matches(state: &AppState, context: &str, payload: &[u8], tag: &str) -> bool {
+    let key = state.secrets.derive_key(context);
+    let expected = blake3::keyed_hash(&key, payload);
+    let Ok(given) = URL_SAFE_NO_PAD.decode(tag) else {
+        return false;
+    };
+    <[u8; 32]>::try_from(given.as_slice()).is_ok_and(|given| blake3::Hash::from(given) == expected)
+}
+
+/// The signed-in person, if the request carries a valid, unexpired session of an active
+/// person.
+pub fn session_user(state: &AppState, request: &HttpRequest, now: Timestamp) -> Option<UserId> {
+    let cookie = request.cookie(SESSION_COOKIE)?;
+    let mut parts = cookie.value().rsplitn(3, '.');
+    let (tag, expires, user) = (parts.next()?, parts.next()?, parts.next()?);
+    let payload = format!("{user}.{expires}");
+    if !mac_matches(state, SESSION_CONTEXT, payload.as_bytes(), tag) {
+        return None;
+    }
+    if now.unix_seconds() >= expires.parse::<i64>().ok()? {
+        return None;
+    }
+    let user_id = UserId::from(user);
+    state
+        .ledger
+        .read(|s| s.user(&user_id).is_some_and(|u| u.active))
+        .then_some(user_id)
+}
+
+fn session_cookie(state: &AppState, user_id: &UserId, now: Timestamp) -> Cookie<'static> {
+    let expires = now.unix_seconds().saturating_add(SESSION_SECONDS);
+    let payload = format!("{user_id}.{expires}");
+    let tag = mac(state, SESSION_CONTEXT, payload.as_bytes());
+    Cookie::build(SESSION_COOKIE, format!("{payload}.{tag}"))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(state.issuer.starts_with("https://"))
+        .max_age(actix_web::cookie::time::Duration::seconds(SESSION_SECONDS))
+        .finish()
+}
+
+/// The only places a sign-in returns to: the authorization endpoint (with its query) and
+/// the account page. Anything else, an absolute URL above all, is an open redirect.
+pub fn safe_return(path: &str) -> Option<&str> {
+    let ours = path == "/account"
+        || path
+            .strip_prefix("/oauth/authorize?")
+            .is_some_and(|query| !query.contains(['\r', '\n']));
+    ours.then_some(path)
+}
+
+/// A page of writ's: one layout for sign-in, consent and errors.
+pub fn page(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · writ" }
+                style { (maud::PreEscaped(STYLE)) }
+            }
+            body {
+                main {
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem;line-height:1.5;color:#111}\
+label{display:block;margin:.75rem 0 .25rem}input[type=email],input[type=password]{width:100%;padding:.5rem;font-size:1rem}\
+button{font-size:1rem;padding:.5rem 1rem;margin:.75rem .5rem 0 0}.error{color:#a00;font-weight:600}\
+fieldset{border:1px solid #ccc;padding:.5rem 1rem}table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.25rem .5rem;border-bottom:1px solid #ddd}";
+
+/// An HTML answer that no cache keeps and no frame shows.
+pub fn html_response(status: actix_web::http::StatusCode, markup: Markup) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header(("x-frame-options", "DENY"))
+        .insert_header((
+            "content-security-policy",
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ))
+        .body(markup.into_string())
+}
+
+fn login_page(return_to: &str, error: Option<&str>) -> Markup {
+    page(
+        "Sign in",
+        html! {
+            @if let Some(error) = error {
+                p.error role="alert" { (error) }
+            }
+            form method="post" action="/login" {
+                input type="hidden" name="return_to" value=(return_to);
+                label for="email" { "Email" }
+                input #email type="email" name="email" autocomplete="username" required;
+                label for="password" { "Password" }
+                input #password type="password" name="password" autocomplete="current-password" required;
+                button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct LoginQuery {
+    return_to: Option<String>,
+}
+
+/// The sign-in page.
+pub(super) async fn login_form(query: web::Query<LoginQuery>) -> HttpResponse {
+    let return_to = query
+        .return_to
+        .as_deref()
+        .and_then(safe_return)
+        .unwrap_or("/account");
+    html_response(actix_web::http::StatusCode::OK, login_page(return_to, None))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct Login {
+    email: String,
+    password: String,
+    #[serde(default)]
+    return_to: Option<String>,
+}
+
+/// A stand-in hash verified when no person has the email (or they have no password), so
+/// a wrong email takes as long as a wrong password.
+static DUMMY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| hash_password(&crate::secrets::new_secret("")).unwrap_or_default());
+
+fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+}
+
+/// Checks the email and password; on success sets the session and returns to where the
+/// person was going.
+pub(super) async fn login(state: web::Data<AppState>, form: web::Form<Login>) -> HttpResponse {
+    let Login {
+        email,
+        password,
+        return_to,
+    } = form.into_inner();
+    let return_to = return_to
+        .as_deref()
+        .and_then(safe_return)
+        .unwrap_or("/account")
+        .to_owned();
+    let found = state.ledger.read(|s| {
+        state
+            .people
+            .user_by_email(s, email.trim())
+            .filter(|u| u.active)
+            .map(|u| (u.user_id.clone(), u.password_hash.clone()))
+    });
+    let (user_id, hash) = match found {
+        Some((user_id, Some(hash))) => (Some(user_id), hash),
+        _ => (None, DUMMY_HASH.clone()),
+    };
+    let verified = web::block(move || {
+        PasswordHash::new(&hash).is_ok_and(|parsed| {
+            argon2::Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+    })
+    .await
+    .unwrap_or(false);
+    match user_id.filter(|_| verified) {
+        Some(user_id) => {
+            let now = state.clock.now();
+            HttpResponse::SeeOther()
+                .cookie(session_cookie(&state, &user_id, now))
+                .insert_header((header::LOCATION, return_to))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .finish()
+        }
+        None => html_response(
+            actix_web::http::StatusCode::UNAUTHORIZED,
+            login_page(
+                &return_to,
+                Some(
+                    "The email or the password is wrong, or no password is set for this person yet.",
+                ),
+            ),
+        ),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewPassword {
+    password: String,
+}
+
+/// Sets a person's password: an admin, or the person themselves.
+pub(super) async fn set_password(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: web::Json<NewPassword>,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = UserId(id.into_inner());
+    let password = body.into_inner().password;
+    if password.chars().count() < PASSWORD_CHARS_MIN || password.len() > PASSWORD_BYTES_MAX {
+        return Err(ApiError::invalid(
+            "password",
+            format!("{PASSWORD_CHARS_MIN} characters at least, {PASSWORD_BYTES_MAX} bytes at most"),
+        ));
+    }
+    let password_hash = web::block(move || hash_password(&password))
+        .await
+        .map_err(|err| ApiError::Unavailable(format!("hashing failed: {err}")))?
+        .map_err(|err| ApiError::Unavailable(format!("hashing failed: {err}")))?;
+    state
+        .ledger
+        .submit(Command::SetPassword {
+            user_id,
+            password_hash,
+            by: caller.actor(),
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

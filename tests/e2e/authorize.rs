@@ -1,0 +1,443 @@
+//! The authorization code flow over real HTTP, as a browser and a client would drive it:
+//! sign-in, the consent page (a scope unticked), the code with `state` and `iss`, its
+//! redemption with the PKCE verifier, rotating refresh tokens; and each attack refused
+//! with the right error: a replayed code (its tokens revoked), a wrong verifier, `plain`,
+//! no `state`, a foreign redirect URI (shown, never followed), an open redirect after
+//! sign-in, a reused refresh token (its family revoked, the anomaly counted on the agent),
+//! and a withdrawn grant.
+
+use base64::Engine as _;
+use reqwest::blocking::{Client, Response};
+use serde_json::{Value, json};
+use sha2::Digest as _;
+
+use crate::delegation::person;
+use crate::kit::*;
+
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+const VERIFIER: &str = "dBjftJeZ4CVP-mJ92K9qvq1JXcVgqk2NGy0yCqnGpU7Rz1";
+const PASSWORD: &str = "correct horse battery staple";
+
+fn challenge(verifier: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier))
+}
+
+/// A browser: keeps cookies, follows no redirect.
+fn browser() -> Client {
+    Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|err| panic!("{err}"))
+}
+
+fn location(response: &Response) -> String {
+    response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The value of query parameter `name` in `url`.
+fn param(url: &str, name: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()?
+        .query_pairs()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+struct Flow {
+    _dir: tempfile::TempDir,
+    server: Server,
+    admin: String,
+    client_id: String,
+    secret: String,
+}
+
+fn flow() -> Flow {
+    let dir = temp();
+    let server = Server::start(dir.path(), &[]);
+    let admin = server.admin_token();
+    let ada = person(&server, &admin, "ada@example.com");
+    let path = format!("/api/v1/users/{ada}/password");
+    let (status, body) = call(
+        &server,
+        &admin,
+        "PUT",
+        &path,
+        Some(json!({"password": PASSWORD})),
+    );
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = call(
+        &server,
+        &admin,
+        "PUT",
+        &path,
+        Some(json!({"password": "short"})),
+    );
+    assert_eq!(status, 400, "{body}");
+    let agent = json!({"name": "Notes helper", "owner": "ada@example.com",
+                       "scopes": ["files:read", "files:write"],
+                       "grant_types": ["authorization_code", "refresh_token"],
+                       "redirect_uris": [REDIRECT]});
+    let (client_id, secret) = register_agent(&server, &admin, agent);
+    Flow {
+        _dir: dir,
+        server,
+        admin,
+        client_id,
+        secret,
+    }
+}
+
+impl Flow {
+    /// `/oauth/authorize?...` with the usual parameters, `changes` replacing or removing
+    /// (empty value) some.
+    fn authorize_url(&self, changes: &[(&str, &str)]) -> String {
+        let challenge = challenge(VERIFIER);
+        let mut params = vec![
+            ("response_type", "code"),
+            ("client_id", self.client_id.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("scope", "files:read files:write"),
+            ("state", "st-123"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ];
+        for (name, value) in changes {
+            params.retain(|(n, _)| n != name);
+            if !value.is_empty() {
+                params.push((name, value));
+            }
+        }
+        let query = serde_urlencoded::to_string(&params).unwrap_or_default();
+        self.server.url(&format!("/oauth/authorize?{query}"))
+    }
+
+    fn sign_in(&self, browser: &Client, password: &str, return_to: &str) -> Response {
+        browser
+            .post(self.server.url("/login"))
+            .form(&[
+                ("email", "ada@example.com"),
+                ("password", password),
+                ("return_to", return_to),
+            ])
+            .send()
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// Signs in through the redirect the authorization endpoint answers; the consent page.
+    fn to_consent(&self, browser: &Client) -> String {
+        let first = browser
+            .get(self.authorize_url(&[]))
+            .send()
+            .unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(first.status().as_u16(), 303);
+        let login = location(&first);
+        assert!(login.starts_with("/login?return_to="), "{login}");
+        let return_to = param(&self.server.url(&login), "return_to").unwrap_or_default();
+        let wrong = self.sign_in(browser, "not the password", &return_to);
+        assert_eq!(wrong.status().as_u16(), 401);
+        let signed_in = self.sign_in(browser, PASSWORD, &return_to);
+        assert_eq!(signed_in.status().as_u16(), 303);
+        assert_eq!(location(&signed_in), return_to);
+        let consent = browser
+            .get(self.server.url(&return_to))
+            .send()
+            .unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(consent.status().as_u16(), 200);
+        consent.text().unwrap_or_default()
+    }
+
+    /// Answers the consent page with `scopes` ticked; the redirect's location.
+    fn answer(&self, browser: &Client, page: &str, decision: &str, scopes: &[&str]) -> String {
+        let request = page
+            .split("name=\"request\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default()
+            .to_owned();
+        let mut form = vec![("request", request.as_str()), ("decision", decision)];
+        form.extend(scopes.iter().map(|s| ("scope", *s)));
+        let answered = browser
+            .post(self.server.url("/oauth/authorize"))
+            .form(&form)
+            .send()
+            .unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(answered.status().as_u16(), 303);
+        location(&answered)
+    }
+
+    fn token(&self, form: &[(&str, &str)]) -> (u16, Value) {
+        let response = http()
+            .post(self.server.url("/oauth/token"))
+            .basic_auth(&self.client_id, Some(&self.secret))
+            .form(form)
+            .send()
+            .unwrap_or_else(|err| panic!("{err}"));
+        (
+            response.status().as_u16(),
+            response.json().unwrap_or(Value::Null),
+        )
+    }
+
+    fn redeem(&self, code: &str, verifier: &str) -> (u16, Value) {
+        self.token(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier),
+        ])
+    }
+
+    fn active(&self, token: &str) -> bool {
+        introspect(&self.server, &self.client_id, &self.secret, token)["active"] == json!(true)
+    }
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn a_person_signs_in_unticks_a_scope_and_the_client_redeems_the_code_once() {
+    let f = flow();
+    let browser = browser();
+    let page = f.to_consent(&browser);
+    assert!(page.contains("Notes helper"), "{page}");
+    assert!(
+        page.contains("ada@example.com"),
+        "the owner is shown: {page}"
+    );
+    assert!(
+        page.contains("read files") && page.contains("write files"),
+        "{page}"
+    );
+
+    let back = f.answer(&browser, &page, "approve", &["files:read"]);
+    assert!(back.starts_with(REDIRECT), "{back}");
+    assert_eq!(param(&back, "state").as_deref(), Some("st-123"));
+    assert_eq!(param(&back, "iss").as_deref(), Some(f.server.base.as_str()));
+    let code = param(&back, "code").unwrap_or_default();
+
+    // A wrong verifier does not redeem it (and does not spend it).
+    let (status, refused) = f.redeem(&code, &"x".repeat(43));
+    assert_eq!(
+        (status, text(&refused["error"])),
+        (400, "invalid_grant".into()),
+        "{refused}"
+    );
+    let (status, issued) = f.redeem(&code, VERIFIER);
+    assert_eq!(status, 200, "{issued}");
+    assert_eq!(
+        issued["scope"], "files:read",
+        "the unticked scope is not granted"
+    );
+    let access = text(&issued["access_token"]);
+    assert!(f.active(&access));
+    assert!(text(&issued["refresh_token"]).starts_with("wrr_"));
+
+    // The code again: refused, and what it gave is revoked.
+    let (status, replayed) = f.redeem(&code, VERIFIER);
+    assert_eq!(
+        (status, text(&replayed["error"])),
+        (400, "invalid_grant".into()),
+        "{replayed}"
+    );
+    assert!(!f.active(&access), "the replay revokes the code's tokens");
+
+    // Consent is remembered: the same scope again skips the page.
+    let again = browser
+        .get(f.authorize_url(&[("scope", "files:read")]))
+        .send()
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(again.status().as_u16(), 303);
+    let back = location(&again);
+    assert!(param(&back, "code").is_some(), "{back}");
+    // A scope not consented to asks again.
+    let wider = browser
+        .get(f.authorize_url(&[]))
+        .send()
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(wider.status().as_u16(), 200, "the consent page again");
+
+    // Denying sends access_denied back with the state.
+    let page = wider.text().unwrap_or_default();
+    let denied = f.answer(&browser, &page, "deny", &[]);
+    assert_eq!(param(&denied, "error").as_deref(), Some("access_denied"));
+    assert_eq!(param(&denied, "state").as_deref(), Some("st-123"));
+}
+
+#[test]
+fn refresh_tokens_rotate_and_a_reused_one_revokes_its_family_and_flags_the_agent() {
+    let f = flow();
+    let browser = browser();
+    let page = f.to_consent(&browser);
+    let back = f.answer(&browser, &page, "approve", &["files:read", "files:write"]);
+    let (_, first) = f.redeem(&param(&back, "code").unwrap_or_default(), VERIFIER);
+    let refresh = text(&first["refresh_token"]);
+
+    let (status, second) = f.token(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", &refresh),
+        ("scope", "files:read"),
+    ]);
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["scope"], "files:read", "a refresh may narrow");
+    assert_ne!(second["refresh_token"], first["refresh_token"], "rotated");
+    let (status, wide) = f.token(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", &text(&second["refresh_token"])),
+        ("scope", "files:admin"),
+    ]);
+    assert_eq!(
+        (status, text(&wide["error"])),
+        (400, "invalid_scope".into()),
+        "{wide}"
+    );
+
+    // The spent one again: refused, the family revoked, the agent flagged.
+    let (status, reused) = f.token(&[("grant_type", "refresh_token"), ("refresh_token", &refresh)]);
+    assert_eq!(
+        (status, text(&reused["error"])),
+        (400, "invalid_grant".into()),
+        "{reused}"
+    );
+    assert!(
+        !f.active(&text(&second["access_token"])),
+        "the family's tokens are revoked"
+    );
+    let (status, newest) = f.token(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", &text(&second["refresh_token"])),
+    ]);
+    assert_eq!(
+        (status, text(&newest["error"])),
+        (400, "invalid_grant".into()),
+        "{newest}"
+    );
+    let (_, agent) = call(
+        &f.server,
+        &f.admin,
+        "GET",
+        &format!("/api/v1/agents/{}", f.client_id),
+        None,
+    );
+    assert_eq!(agent["open_anomalies"], 1, "{agent}");
+}
+
+#[test]
+fn a_withdrawn_grant_ends_the_refresh_token() {
+    let f = flow();
+    let browser = browser();
+    let page = f.to_consent(&browser);
+    let back = f.answer(&browser, &page, "approve", &["files:read"]);
+    let (_, issued) = f.redeem(&param(&back, "code").unwrap_or_default(), VERIFIER);
+    let (_, delegations) = call(
+        &f.server,
+        &f.admin,
+        "GET",
+        &format!("/api/v1/agents/{}/delegations", f.client_id),
+        None,
+    );
+    let delegation = text(&delegations[0]["id"]);
+    let revoke = http()
+        .delete(f.server.url(&format!("/api/v1/delegations/{delegation}")))
+        .bearer_auth(&f.admin)
+        .send()
+        .map(|r| r.status().as_u16());
+    assert_eq!(revoke.ok(), Some(204));
+    assert!(!f.active(&text(&issued["access_token"])));
+    let (status, refused) = f.token(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", &text(&issued["refresh_token"])),
+    ]);
+    assert_eq!(
+        (status, text(&refused["error"])),
+        (400, "invalid_grant".into()),
+        "{refused}"
+    );
+}
+
+#[test]
+fn malformed_and_hostile_authorization_requests_are_refused_as_the_rfcs_say() {
+    let f = flow();
+    let browser = browser();
+    let get = |url: String| {
+        browser
+            .get(url)
+            .send()
+            .unwrap_or_else(|err| panic!("{err}"))
+    };
+    // Client or redirect URI not to be trusted: a page, never a redirect.
+    for changes in [
+        vec![("redirect_uri", "https://evil.example/cb")],
+        vec![("client_id", "agt_nobody")],
+        vec![("client_id", "")],
+    ] {
+        let answered = get(f.authorize_url(&changes));
+        assert_eq!(answered.status().as_u16(), 400, "{changes:?}");
+        assert!(answered.headers().get("location").is_none(), "{changes:?}");
+    }
+    // The rest go back to the client with the error (and the state when there is one).
+    for (changes, error) in [
+        (vec![("code_challenge_method", "plain")], "invalid_request"),
+        (vec![("code_challenge_method", "")], "invalid_request"),
+        (vec![("code_challenge", "")], "invalid_request"),
+        (vec![("state", "")], "invalid_request"),
+        (
+            vec![("response_type", "token")],
+            "unsupported_response_type",
+        ),
+        (vec![("scope", "files:admin")], "invalid_scope"),
+        (
+            vec![("resource", "https://api.example.com/#frag")],
+            "invalid_target",
+        ),
+    ] {
+        let answered = get(f.authorize_url(&changes));
+        assert_eq!(answered.status().as_u16(), 303, "{changes:?}");
+        let back = location(&answered);
+        assert!(back.starts_with(REDIRECT), "{changes:?}: {back}");
+        assert_eq!(
+            param(&back, "error").as_deref(),
+            Some(error),
+            "{changes:?}: {back}"
+        );
+        let state = if changes[0].0 == "state" {
+            None
+        } else {
+            Some("st-123")
+        };
+        assert_eq!(param(&back, "state").as_deref(), state, "{changes:?}");
+    }
+
+    // After sign-in, writ returns only to its own authorization endpoint or account page.
+    for hostile in [
+        "https://evil.example/",
+        "//evil.example/",
+        "/oauth/authorize\r\nx",
+    ] {
+        let signed_in = f.sign_in(&browser, PASSWORD, hostile);
+        assert_eq!(signed_in.status().as_u16(), 303);
+        assert_eq!(location(&signed_in), "/account", "{hostile}");
+    }
+
+    // A consent answer that writ did not serve, or to another person's page, is refused.
+    let forged = browser
+        .post(f.server.url("/oauth/authorize"))
+        .form(&[("request", "e30.AAAA"), ("decision", "approve")])
+        .send()
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(forged.status().as_u16(), 400);
+    assert!(forged.headers().get("location").is_none());
+    let signed_out = http()
+        .post(f.server.url("/oauth/authorize"))
+        .form(&[("request", "e30.AAAA"), ("decision", "approve")])
+        .send()
+        .map(|r| r.status().as_u16());
+    assert_eq!(signed_out.ok(), Some(401));
+}
