@@ -3,6 +3,7 @@
 //! Handlers are thin: parse, ask the ledger (submit a command or read the projections),
 //! map the answer to HTTP. Nothing here decides anything `decide.rs` should decide.
 
+mod account;
 mod agents;
 mod approvals;
 pub mod audit;
@@ -115,6 +116,11 @@ pub fn endpoints() -> Vec<Endpoint> {
             web::post().to(authorize::decide)
         }),
         endpoint(M::GET, "/login", || web::get().to(signin::login_form)),
+        endpoint(M::POST, "/logout", || web::post().to(account::logout)),
+        endpoint(M::GET, "/account", || web::get().to(account::show)),
+        endpoint(M::POST, "/account/revoke", || {
+            web::post().to(account::revoke)
+        }),
         endpoint(M::POST, "/login", || web::post().to(signin::login)),
         endpoint(M::POST, "/oauth/token", || web::post().to(token::issue)),
         endpoint(M::POST, "/oauth/agent-token", || {

@@ -441,3 +441,88 @@ fn malformed_and_hostile_authorization_requests_are_refused_as_the_rfcs_say() {
         .map(|r| r.status().as_u16());
     assert_eq!(signed_out.ok(), Some(401));
 }
+
+#[test]
+fn the_account_page_lists_each_grant_and_revoking_one_ends_its_tokens_at_once() {
+    let f = flow();
+    let browser = browser();
+    let page = f.to_consent(&browser);
+    let back = f.answer(&browser, &page, "approve", &["files:read"]);
+    let (_, issued) = f.redeem(&param(&back, "code").unwrap_or_default(), VERIFIER);
+    let access = text(&issued["access_token"]);
+
+    let page = browser
+        .get(f.server.url("/account"))
+        .send()
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    assert!(
+        page.contains("Notes helper") && page.contains("files:read"),
+        "{page}"
+    );
+    let hidden = |name: &str| {
+        page.split(&format!("name=\"{name}\" value=\""))
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (token, delegation) = (hidden("form_token"), hidden("delegation_id"));
+
+    // A form writ did not show (another site's) revokes nothing.
+    let forged = browser
+        .post(f.server.url("/account/revoke"))
+        .form(&[
+            ("form_token", "forged"),
+            ("delegation_id", delegation.as_str()),
+        ])
+        .send()
+        .map(|r| r.status().as_u16());
+    assert_eq!(forged.ok(), Some(403));
+    assert!(f.active(&access));
+
+    let revoked = browser
+        .post(f.server.url("/account/revoke"))
+        .form(&[
+            ("form_token", token.as_str()),
+            ("delegation_id", delegation.as_str()),
+        ])
+        .send()
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(
+        (revoked.status().as_u16(), location(&revoked)),
+        (303, "/account".to_owned())
+    );
+    assert!(!f.active(&access), "the access token ends at once");
+    let (status, refused) = f.token(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", &text(&issued["refresh_token"])),
+    ]);
+    assert_eq!(
+        (status, text(&refused["error"])),
+        (400, "invalid_grant".into()),
+        "{refused}"
+    );
+    let page = browser
+        .get(f.server.url("/account"))
+        .send()
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    assert!(
+        page.contains(">revoked<") && !page.contains(">Revoke<"),
+        "{page}"
+    );
+
+    // Signed out, the page sends the person to sign in.
+    let out = browser
+        .post(f.server.url("/logout"))
+        .form(&[("form_token", token.as_str())])
+        .send()
+        .map(|r| r.status().as_u16());
+    assert_eq!(out.ok(), Some(303));
+    let again = browser
+        .get(f.server.url("/account"))
+        .send()
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(location(&again), "/login?return_to=/account");
+}

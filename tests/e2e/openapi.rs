@@ -996,7 +996,7 @@ fn interactive(s: &mut Sweep) {
                 .map(|(_, v)| v.into_owned())
         })
         .unwrap_or_default();
-    s.client = plain;
+    let browser = std::mem::replace(&mut s.client, plain);
     s.send(401, "POST", answer, "", |r| {
         r.form(&[("request", request.as_str()), ("decision", "approve")])
     });
@@ -1015,6 +1015,50 @@ fn interactive(s: &mut Sweep) {
         ("refresh_token", refresh.as_str()),
     ];
     s.oauth(400, "/oauth/token", me, &refresh);
+
+    let plain = std::mem::replace(&mut s.client, browser);
+    s.send(200, "GET", "/account", "", |r| r);
+    let page = s
+        .client
+        .get(s.server.url("/account"))
+        .send()
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    let hidden = |name: &str| {
+        page.split(&format!("name=\"{name}\" value=\""))
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (token, delegation) = (hidden("form_token"), hidden("delegation_id"));
+    let revoke = "/account/revoke";
+    s.send(403, "POST", revoke, "", |r| {
+        r.form(&[
+            ("form_token", "forged"),
+            ("delegation_id", delegation.as_str()),
+        ])
+    });
+    s.send(400, "POST", revoke, "", |r| r.form(&[("nothing", "here")]));
+    s.send(303, "POST", revoke, "", |r| {
+        r.form(&[
+            ("form_token", token.as_str()),
+            ("delegation_id", delegation.as_str()),
+        ])
+    });
+    s.send(409, "POST", revoke, "", |r| {
+        r.form(&[
+            ("form_token", token.as_str()),
+            ("delegation_id", delegation.as_str()),
+        ])
+    });
+    s.send(400, "POST", "/logout", "", |r| {
+        r.form(&[("nothing", "here")])
+    });
+    s.send(303, "POST", "/logout", "", |r| {
+        r.form(&[("form_token", token.as_str())])
+    });
+    s.client = plain;
 }
 
 /// Tokens on a person's behalf, by form and by JSON, under the delegation in force from
