@@ -21,6 +21,7 @@ pub mod oauth_error;
 pub mod observe;
 mod operations;
 mod policy;
+pub mod registration;
 pub mod servers;
 mod session_grants;
 #[cfg(test)]
@@ -64,6 +65,8 @@ pub struct AppState {
     pub connections: Arc<crate::connections::Connections>,
     /// The MCP client the tool-call gateway forwards with, and the servers it knows.
     pub gateway: Arc<gateway::Gateway>,
+    /// Who may register clients at `POST /oauth/register`, and how many a minute.
+    pub registration: Arc<registration::Registration>,
 }
 
 /// One endpoint: what a request must look like to reach a handler.
@@ -104,6 +107,9 @@ pub fn endpoints() -> Vec<Endpoint> {
         }),
         endpoint(M::GET, "/.well-known/jwks.json", || {
             web::get().to(discovery::jwks)
+        }),
+        endpoint(M::POST, "/oauth/register", || {
+            web::post().to(registration::register)
         }),
         endpoint(M::POST, "/oauth/token", || web::post().to(token::issue)),
         endpoint(M::POST, "/oauth/agent-token", || {
