@@ -108,6 +108,14 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(M::GET, "/.well-known/jwks.json", || {
             web::get().to(discovery::jwks)
         }),
+        endpoint(M::GET, "/.well-known/oauth-protected-resource", || {
+            web::get().to(discovery::protected_resource)
+        }),
+        endpoint(
+            M::GET,
+            "/.well-known/oauth-protected-resource/api/v1/proxy",
+            || web::get().to(discovery::protected_resource),
+        ),
         endpoint(M::POST, "/oauth/register", || {
             web::post().to(registration::register)
         }),

@@ -1062,6 +1062,8 @@ fn every_endpoint_answers_as_the_document_says() {
         "/metrics",
         "/.well-known/oauth-authorization-server",
         "/.well-known/jwks.json",
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-protected-resource/api/v1/proxy",
     ] {
         sweep.send(200, "GET", path, "", |r| r);
     }

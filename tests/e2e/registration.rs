@@ -1,5 +1,6 @@
 //! Dynamic client registration (RFC 7591) over real HTTP: open, behind an initial access
-//! token, and off; and the metadata it refuses.
+//! token, and off; the metadata it refuses; and the gateway's RFC 9728 metadata, which
+//! its 401s point at.
 
 use serde_json::{Value, json};
 
@@ -301,5 +302,61 @@ fn bad_metadata_is_refused_with_the_rfc_7591_code() {
         (status, agents),
         (200, json!([])),
         "no refused client was registered"
+    );
+}
+
+#[test]
+fn the_gateway_s_401_points_at_its_protected_resource_metadata() {
+    let dir = temp();
+    let server = Server::start(dir.path(), &[]);
+    let issuer = server.base.clone();
+    let expected = json!({
+        "resource": format!("{issuer}/api/v1/proxy"),
+        "authorization_servers": [issuer],
+        "bearer_methods_supported": ["header"],
+        "resource_name": "writ MCP gateway",
+    });
+    for path in [
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-protected-resource/api/v1/proxy",
+    ] {
+        assert_eq!(get(&server, path), expected, "{path}");
+    }
+
+    let refused = http()
+        .post(server.url("/api/v1/proxy/files/tools"))
+        .json(&json!({"tool_name": "echo"}))
+        .send()
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(refused.status().as_u16(), 401);
+    let challenge = refused
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let url = format!("{issuer}/.well-known/oauth-protected-resource/api/v1/proxy");
+    assert_eq!(
+        challenge,
+        format!("Bearer realm=\"writ\", resource_metadata=\"{url}\"")
+    );
+    let followed: Value = http()
+        .get(&url)
+        .send()
+        .and_then(|r| r.json())
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(followed, expected);
+
+    // Other endpoints' challenges are their own.
+    let management = http()
+        .get(server.url("/api/v1/agents"))
+        .send()
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(
+        management
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer realm=\"writ\"")
     );
 }
