@@ -260,9 +260,11 @@ fn check(metadata: &ClientMetadata) -> Result<Checked, OAuthError> {
             "redirect_uris: the authorization_code grant needs at least one",
         ));
     }
+    // RFC 6749 §3.3: tokens separated by single spaces; an empty string asks for none.
     let scopes: Vec<String> = metadata
         .scope
         .as_deref()
+        .filter(|scope| !scope.is_empty())
         .map(|scope| scope.split(' ').map(str::to_owned).collect())
         .unwrap_or_default();
     check_scopes("scope", &scopes)
@@ -528,5 +530,8 @@ mod tests {
         let checked = check(&metadata(asked)).unwrap_or_else(|err| panic!("{err}"));
         assert_eq!(checked.scopes, ["files:read", "files:write"]);
         assert_eq!(checked.token_endpoint_auth_method, "none");
+        let no_scope = json!({"grant_types": ["client_credentials"], "scope": ""});
+        let checked = check(&metadata(no_scope)).unwrap_or_else(|err| panic!("{err}"));
+        assert!(checked.scopes.is_empty());
     }
 }

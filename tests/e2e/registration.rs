@@ -209,6 +209,43 @@ fn registration_token_is_refused_at_start_unless_registration_takes_tokens() {
 }
 
 #[test]
+fn registrations_beyond_the_server_s_rate_are_429_with_retry_after() {
+    let dir = temp();
+    let flags = ["--registration", "open", "--registrations-per-minute", "2"];
+    let server = Server::start(dir.path(), &flags);
+    let asked = json!({"grant_types": ["client_credentials"]});
+    for _ in 0..2 {
+        let (status, _, body) = register(&server, None, &asked);
+        assert_eq!(status, 201, "{body}");
+    }
+    // Refused metadata spends nothing.
+    let (status, _, _) = register(&server, None, &json!({"grant_types": ["password"]}));
+    assert_eq!(status, 400);
+    let response = http()
+        .post(server.url("/oauth/register"))
+        .json(&asked)
+        .send()
+        .unwrap_or_else(|err| panic!("{err}"));
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let status = response.status().as_u16();
+    let body: Value = response.json().unwrap_or(Value::Null);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("rate_limited")),
+        "{body}"
+    );
+    // 2 a minute refill one every 30 s.
+    assert!(
+        retry_after.is_some_and(|s| (1..=30).contains(&s)),
+        "{retry_after:?}"
+    );
+}
+
+#[test]
 fn registration_off_refuses_and_the_metadata_names_no_endpoint() {
     let dir = temp();
     let server = Server::start(dir.path(), &["--registration", "off"]);
