@@ -123,6 +123,20 @@ pub struct ServeArgs {
     /// when the call asks for it to when the approved retry must be made.
     #[arg(long, env = "WRIT_APPROVAL_TTL_SECONDS", default_value_t = crate::http::gateway::APPROVAL_TTL_SECONDS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub approval_ttl_seconds: u64,
+    /// Who may register clients at POST /oauth/register (RFC 7591): `token` (the holder
+    /// of an initial access token: an admin token, or --registration-token), `open`
+    /// (anyone; each client lands in the agent inventory needing review), or `off`.
+    #[arg(long, env = "WRIT_REGISTRATION", default_value = "token", value_parser = crate::http::registration::RegistrationMode::parse)]
+    pub registration: crate::http::registration::RegistrationMode,
+    /// An initial access token for `--registration token` besides the admin tokens, to
+    /// hand to developers who may register clients and do nothing else (stored hashed in
+    /// memory, never in the ledger). At least 32 characters.
+    #[arg(long, env = "WRIT_REGISTRATION_TOKEN", hide_env_values = true)]
+    pub registration_token: Option<String>,
+    /// Client registrations the whole server accepts per minute; beyond it, 429 with
+    /// Retry-After.
+    #[arg(long, env = "WRIT_REGISTRATIONS_PER_MINUTE", default_value_t = crate::http::registration::REGISTRATIONS_PER_MINUTE_DEFAULT, value_parser = clap::value_parser!(u32).range(1..))]
+    pub registrations_per_minute: u32,
     /// Seconds to let in-flight requests finish after a shutdown signal.
     #[arg(long, env = "WRIT_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
@@ -157,6 +171,9 @@ pub enum ServeError {
     /// The tool-call gateway's options are not usable.
     #[error("{0}")]
     Gateway(String),
+    /// The registration options are not usable.
+    #[error("{0}")]
+    Registration(String),
     /// The address could not be bound or the server failed.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -421,6 +438,8 @@ async fn serve(
         std::time::Duration::from_secs(args.connection_refresh_window_seconds),
     ));
     let gateway = Arc::new(gateway_of(args).map_err(|e| ServeError::Gateway(e.to_string()))?);
+    let registration = Arc::new(registration_of(args, &secrets)?);
+    let registration_line = registration.describe();
     let server = HttpServer::new({
         let issuer = issuer.clone();
         move || {
@@ -438,6 +457,7 @@ async fn serve(
                 keks: Arc::clone(&keks),
                 connections: Arc::clone(&connections),
                 gateway: Arc::clone(&gateway),
+                registration: Arc::clone(&registration),
             };
             App::new()
                 .wrap(actix_web::middleware::from_fn(
@@ -477,6 +497,7 @@ async fn serve(
     for trusted in &trusted {
         println!("  trusted issuer: {trusted}");
     }
+    println!("  client registration: {registration_line}");
     println!("{}", started.key_line);
     println!("  checkpoint key: {checkpoint_key}");
     match started.first_admin {
@@ -515,6 +536,37 @@ impl StopSignals {
         }
         server.stop(true).await;
     }
+}
+
+/// How clients register, from the options: a registration token only where it is used,
+/// and as hard to guess as an admin token.
+fn registration_of(
+    args: &ServeArgs,
+    secrets: &SecretHasher,
+) -> Result<crate::http::registration::Registration, ServeError> {
+    use crate::http::registration::{Registration, RegistrationMode};
+    let token_hash = match (&args.registration_token, args.registration) {
+        (None, _) => None,
+        (Some(_), RegistrationMode::Open | RegistrationMode::Off) => {
+            return Err(ServeError::Registration(
+                "WRIT_REGISTRATION_TOKEN is used only with --registration token".into(),
+            ));
+        }
+        (Some(token), RegistrationMode::Token)
+            if token.chars().count() < ADMIN_TOKEN_CHARS_MIN
+                || token.chars().any(char::is_whitespace) =>
+        {
+            return Err(ServeError::Registration(format!(
+                "WRIT_REGISTRATION_TOKEN must be at least {ADMIN_TOKEN_CHARS_MIN} characters without spaces; generate one with `openssl rand -base64 32`"
+            )));
+        }
+        (Some(token), RegistrationMode::Token) => Some(secrets.hash(token)),
+    };
+    Ok(Registration::new(
+        args.registration,
+        token_hash,
+        args.registrations_per_minute,
+    ))
 }
 
 /// The tool-call gateway's client and servers, from the options.

@@ -26,6 +26,16 @@ pub enum ApiError {
     /// No credential, or one writ does not know.
     #[error("{0}")]
     Unauthorized(String),
+    /// As `Unauthorized`, from a protected resource: the challenge names where its RFC
+    /// 9728 metadata is (`resource_metadata`, §5.1), so a client can find how to get a
+    /// token for it.
+    #[error("{detail}")]
+    ResourceUnauthorized {
+        /// Human sentence.
+        detail: String,
+        /// The URL of the resource's protected resource metadata.
+        resource_metadata: String,
+    },
     /// The caller is known but may not do this.
     #[error("{0}")]
     Forbidden(String),
@@ -75,7 +85,7 @@ impl ApiError {
     fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest { code, .. } => code,
-            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Unauthorized(_) | ApiError::ResourceUnauthorized { .. } => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
@@ -93,7 +103,9 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_) | ApiError::ResourceUnauthorized { .. } => {
+                StatusCode::UNAUTHORIZED
+            }
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -113,6 +125,14 @@ impl ResponseError for ApiError {
                 response.insert_header((
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer realm=\"writ\""),
+                ));
+            }
+            ApiError::ResourceUnauthorized {
+                resource_metadata, ..
+            } => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    format!("Bearer realm=\"writ\", resource_metadata=\"{resource_metadata}\""),
                 ));
             }
             ApiError::Overloaded(_) => {

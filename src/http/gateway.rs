@@ -159,8 +159,27 @@ fn sorted_json(value: &Value) -> String {
     out
 }
 
-/// Forwards one tool call.
+/// Forwards one tool call. Its 401s point at the gateway's protected resource metadata
+/// (RFC 9728 §5.1); other endpoints' 401s are left as they are.
 pub(super) async fn call(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<ToolCall>,
+) -> Result<HttpResponse, ApiError> {
+    let issuer = state.issuer.clone();
+    forward(state, request, path, body)
+        .await
+        .map_err(|err| match err {
+            ApiError::Unauthorized(detail) => ApiError::ResourceUnauthorized {
+                detail,
+                resource_metadata: super::discovery::protected_resource_metadata_url(&issuer),
+            },
+            other => other,
+        })
+}
+
+async fn forward(
     state: web::Data<AppState>,
     request: HttpRequest,
     path: web::Path<String>,

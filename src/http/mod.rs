@@ -24,6 +24,7 @@ pub mod oauth_error;
 pub mod observe;
 mod operations;
 mod policy;
+pub mod registration;
 pub mod servers;
 mod session_grants;
 mod signin;
@@ -68,6 +69,8 @@ pub struct AppState {
     pub connections: Arc<crate::connections::Connections>,
     /// The MCP client the tool-call gateway forwards with, and the servers it knows.
     pub gateway: Arc<gateway::Gateway>,
+    /// Who may register clients at `POST /oauth/register`, and how many a minute.
+    pub registration: Arc<registration::Registration>,
 }
 
 /// One endpoint: what a request must look like to reach a handler.
@@ -122,6 +125,17 @@ pub fn endpoints() -> Vec<Endpoint> {
             web::post().to(account::revoke)
         }),
         endpoint(M::POST, "/login", || web::post().to(signin::login)),
+        endpoint(M::GET, "/.well-known/oauth-protected-resource", || {
+            web::get().to(discovery::protected_resource)
+        }),
+        endpoint(
+            M::GET,
+            "/.well-known/oauth-protected-resource/api/v1/proxy",
+            || web::get().to(discovery::protected_resource),
+        ),
+        endpoint(M::POST, "/oauth/register", || {
+            web::post().to(registration::register)
+        }),
         endpoint(M::POST, "/oauth/token", || web::post().to(token::issue)),
         endpoint(M::POST, "/oauth/agent-token", || {
             web::post().to(token::issue_agent_token)

@@ -1,6 +1,7 @@
 //! OAuth errors as RFC 6749 §5.2 has them: `{"error", "error_description"}` with 400,
 //! 401 and `WWW-Authenticate` when client authentication failed, or 403 when the grant
-//! is well formed but not allowed (no delegation in force).
+//! is well formed but not allowed (no delegation in force). Client registration (RFC
+//! 7591 §3.2.2) answers in the same shape, with its own codes.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -102,6 +103,49 @@ impl OAuthError {
         }
     }
 
+    /// `invalid_client_metadata` (RFC 7591 §3.2.2): a registration's metadata is
+    /// malformed, inconsistent or asks for what writ does not do.
+    pub fn invalid_client_metadata(description: impl Into<String>) -> OAuthError {
+        OAuthError {
+            error: "invalid_client_metadata",
+            description: description.into(),
+            status: StatusCode::BAD_REQUEST,
+            retry_after_seconds: None,
+        }
+    }
+
+    /// `invalid_redirect_uri` (RFC 7591 §3.2.2): a registration's redirect URI is not one
+    /// writ accepts.
+    pub fn invalid_redirect_uri(description: impl Into<String>) -> OAuthError {
+        OAuthError {
+            error: "invalid_redirect_uri",
+            description: description.into(),
+            status: StatusCode::BAD_REQUEST,
+            retry_after_seconds: None,
+        }
+    }
+
+    /// `invalid_token` (401, RFC 6750 §3.1): the bearer token a registration needs (its
+    /// initial access token, RFC 7591 §3) is missing or not one writ accepts.
+    pub fn invalid_token(description: impl Into<String>) -> OAuthError {
+        OAuthError {
+            error: "invalid_token",
+            description: description.into(),
+            status: StatusCode::UNAUTHORIZED,
+            retry_after_seconds: None,
+        }
+    }
+
+    /// `access_denied` (403): the server does not do this at all (registration is off).
+    pub fn access_denied(description: impl Into<String>) -> OAuthError {
+        OAuthError {
+            error: "access_denied",
+            description: description.into(),
+            status: StatusCode::FORBIDDEN,
+            retry_after_seconds: None,
+        }
+    }
+
     /// `server_error` (500): writ's own fault, never the client's.
     pub fn server_error(description: impl Into<String>) -> OAuthError {
         OAuthError {
@@ -162,11 +206,20 @@ impl ResponseError for OAuthError {
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
-        if self.error == "invalid_client" {
-            response.insert_header((
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"writ\""),
-            ));
+        match self.error {
+            "invalid_client" => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"writ\""),
+                ));
+            }
+            "invalid_token" => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"writ\", error=\"invalid_token\""),
+                ));
+            }
+            _ => {}
         }
         if let Some(seconds) = self.retry_after_seconds {
             response.insert_header((header::RETRY_AFTER, seconds));

@@ -103,7 +103,7 @@ fn the_document_states_the_code_s_version_and_limits() {
         }
     }
     let schemas = "/components/schemas";
-    let limits: [(&str, u64); 16] = [
+    let limits: [(&str, u64); 19] = [
         (
             "NewUser/properties/email/maxLength",
             users::EMAIL_BYTES_MAX as u64,
@@ -117,6 +117,18 @@ fn the_document_states_the_code_s_version_and_limits() {
             agents::NAME_BYTES_MAX as u64,
         ),
         ("Scopes/maxItems", agents::SCOPES_MAX as u64),
+        (
+            "ClientMetadata/properties/client_name/maxLength",
+            agents::NAME_BYTES_MAX as u64,
+        ),
+        (
+            "ClientMetadata/properties/redirect_uris/maxItems",
+            agents::URIS_MAX as u64,
+        ),
+        (
+            "ClientMetadata/properties/redirect_uris/items/maxLength",
+            agents::URI_BYTES_MAX as u64,
+        ),
         ("ScopeToken/maxLength", agents::SCOPE_BYTES_MAX as u64),
         (
             "AgentReview/properties/note/maxLength",

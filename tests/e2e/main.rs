@@ -22,6 +22,7 @@ mod nodes;
 mod obo;
 mod openapi;
 mod postgres;
+mod registration;
 mod server;
 mod session_grants;
 mod spec;

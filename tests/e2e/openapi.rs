@@ -777,6 +777,44 @@ fn no_redirects() -> reqwest::blocking::Client {
         .unwrap_or_else(|err| panic!("{err}"))
 }
 
+/// Dynamic client registration, behind an initial access token (the server's default),
+/// and its refusals.
+fn registration(s: &mut Sweep) {
+    let path = "/oauth/register";
+    let register = |s: &mut Sweep, expected: u16, token: Option<&str>, body: &str| {
+        let (body, token) = (body.to_owned(), token.map(str::to_owned));
+        s.send(expected, "POST", path, "", move |request| {
+            let request = request
+                .header("content-type", "application/json")
+                .body(body);
+            match token {
+                Some(token) => request.bearer_auth(token),
+                None => request,
+            }
+        })
+    };
+    let admin = s.admin.clone();
+    let admin = Some(admin.as_str());
+    let confidential =
+        r#"{"client_name": "sweep", "grant_types": ["client_credentials"], "scope": "files:read"}"#;
+    let public =
+        r#"{"redirect_uris": ["http://127.0.0.1:7000/cb"], "token_endpoint_auth_method": "none"}"#;
+    register(s, 201, admin, confidential);
+    register(s, 201, admin, public);
+    register(s, 401, None, confidential);
+    register(s, 401, Some("wrt_admin_not-a-token"), confidential);
+    register(
+        s,
+        400,
+        admin,
+        r#"{"redirect_uris": ["http://app.example/cb"]}"#,
+    );
+    register(s, 400, admin, r#"{"grant_types": ["password"]}"#);
+    register(s, 400, admin, "not json");
+    let big = format!(r#"{{"client_name": "{}"}}"#, "x".repeat(20_000));
+    register(s, 413, admin, &big);
+}
+
 /// Tool calls through the gateway to the test MCP server (`files`), and their refusals.
 fn gateway(s: &mut Sweep, client_id: &str, secret: &str, files: &str) {
     let me = Some((client_id, secret));
@@ -1205,6 +1243,8 @@ fn every_endpoint_answers_as_the_document_says() {
         "/metrics",
         "/.well-known/oauth-authorization-server",
         "/.well-known/jwks.json",
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-protected-resource/api/v1/proxy",
     ] {
         sweep.send(200, "GET", path, "", |r| r);
     }
@@ -1213,6 +1253,7 @@ fn every_endpoint_answers_as_the_document_says() {
     sweep.send(401, "POST", rotate, "", |r| r);
     sweep.admin(400, "POST", rotate, "", Some(json!({"alg": "HS256"})));
     sweep.admin(201, "POST", rotate, "", Some(json!({"alg": "ES256"})));
+    registration(&mut sweep);
     let (client_id, secret) = agents(&mut sweep);
     api_keys_and_delegations(&mut sweep, &ada, &client_id);
     tokens_and_operations(&mut sweep, &client_id, &secret);
