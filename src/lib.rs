@@ -7,6 +7,7 @@
 
 pub mod checkpoints;
 pub mod cli;
+pub mod client_metadata;
 pub mod clock;
 pub mod connections;
 pub mod decide;

@@ -137,6 +137,11 @@ pub struct ServeArgs {
     /// Retry-After.
     #[arg(long, env = "WRIT_REGISTRATIONS_PER_MINUTE", default_value_t = crate::http::registration::REGISTRATIONS_PER_MINUTE_DEFAULT, value_parser = clap::value_parser!(u32).range(1..))]
     pub registrations_per_minute: u32,
+    /// Accept client metadata documents (a client_id that is a URL) served over http on
+    /// loopback, and fetch them from loopback addresses: for development and tests only.
+    /// Without it, documents come over https from public addresses only.
+    #[arg(long, env = "WRIT_CLIENT_METADATA_LOOPBACK")]
+    pub client_metadata_loopback: bool,
     /// Seconds to let in-flight requests finish after a shutdown signal.
     #[arg(long, env = "WRIT_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
@@ -440,6 +445,10 @@ async fn serve(
     let gateway = Arc::new(gateway_of(args).map_err(|e| ServeError::Gateway(e.to_string()))?);
     let registration = Arc::new(registration_of(args, &secrets)?);
     let registration_line = registration.describe();
+    let client_metadata = Arc::new(
+        crate::client_metadata::ClientMetadata::new(args.client_metadata_loopback)
+            .map_err(ServeError::Gateway)?,
+    );
     let server = HttpServer::new({
         let issuer = issuer.clone();
         move || {
@@ -458,6 +467,7 @@ async fn serve(
                 connections: Arc::clone(&connections),
                 gateway: Arc::clone(&gateway),
                 registration: Arc::clone(&registration),
+                client_metadata: Arc::clone(&client_metadata),
             };
             App::new()
                 .wrap(actix_web::middleware::from_fn(

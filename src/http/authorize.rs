@@ -21,13 +21,15 @@ use maud::html;
 use serde::{Deserialize, Serialize};
 use writ_projections::{Agent, State};
 use writ_schemas::{
-    Actor, AuthorizationCodeIssued, ClientId, DelegationGranted, DelegationId, Digest, Timestamp,
-    UserId,
+    Actor, AgentRegistered, AgentType, AuthorizationCodeIssued, ClientId, DelegationGranted,
+    DelegationId, Digest, Timestamp, UserId,
 };
 
 use super::AppState;
 use super::signin::{html_response, mac, mac_matches, page, session_user};
-use crate::decide::Command;
+use crate::client_metadata::{ClientMetadata, Document};
+use crate::decide::{Command, Refusal};
+use crate::ledger::SubmitError;
 use crate::people::Field;
 
 /// Seconds a code may wait for its redemption.
@@ -134,6 +136,7 @@ fn check(
     s: &State,
     params: &BTreeMap<String, String>,
     user_id: Option<&UserId>,
+    document: Option<&Document>,
     now: Timestamp,
 ) -> Result<(Asked, bool), Refused> {
     let client_id = params
@@ -147,14 +150,17 @@ fn check(
                 "No active application is registered as `{client_id}`."
             ))
         })?;
+    // A client described by its metadata document: its current redirect URIs are the
+    // document's, not those recorded when it first came.
+    let registered = document.map_or(&agent.redirect_uris, |d| &d.redirect_uris);
     let redirect_uri = match params.get("redirect_uri") {
-        Some(uri) if agent.redirect_uris.contains(uri) => uri.clone(),
+        Some(uri) if registered.contains(uri) => uri.clone(),
         Some(_) => {
             return Err(Refused::Page(
                 "The redirect URI is not one this application registered.".into(),
             ));
         }
-        None => match agent.redirect_uris.as_slice() {
+        None => match registered.as_slice() {
             [only] => only.clone(),
             _ => {
                 return Err(Refused::Page(
@@ -282,6 +288,70 @@ fn check_resource(agent: &Agent, resource: &str) -> Result<String, String> {
     Ok(resource.to_owned())
 }
 
+/// For a client whose `client_id` is a URL: its metadata document, fetched (or cached),
+/// and the client recorded as an agent the first time it comes.
+async fn described(
+    state: &AppState,
+    params: &BTreeMap<String, String>,
+    record: bool,
+) -> Result<Option<std::sync::Arc<Document>>, Refused> {
+    let Some(client_id) = params
+        .get("client_id")
+        .filter(|id| ClientMetadata::names_document(id))
+    else {
+        return Ok(None);
+    };
+    let document = state
+        .client_metadata
+        .document(client_id)
+        .await
+        .map_err(|why| Refused::Page(format!("{why}.")))?;
+    let client = ClientId(client_id.clone());
+    // Recorded only once a person has signed in, so strangers cannot fill the ledger
+    // with clients nobody uses.
+    if record && state.ledger.read(|s| s.agent(&client).is_none()) {
+        let name = document
+            .client_name
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| client_id.clone());
+        let scopes = document
+            .scope
+            .as_deref()
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let agent = AgentRegistered {
+            client_id: client.clone(),
+            name,
+            owner: None,
+            scopes,
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            redirect_uris: document.redirect_uris.clone(),
+            token_endpoint_auth_method: "none".into(),
+            secret_hash: None,
+            require_consent: true,
+            agent_type: AgentType::Supervised,
+            expires_at: None,
+            by: Actor::Agent {
+                client_id: client.clone(),
+            },
+        };
+        match state.ledger.submit(Command::RegisterAgent(agent)).await {
+            // Another request recorded it first.
+            Ok(_) | Err(SubmitError::Refused(Refusal::AgentExists(_))) => {}
+            Err(err) => {
+                return Err(Refused::Page(format!(
+                    "The client could not be recorded: {err}."
+                )));
+            }
+        }
+    }
+    Ok(Some(document))
+}
+
 /// A delegation from the person to the agent, in force, covering `scopes`.
 fn remembered(s: &State, asked: &Asked, now: Timestamp) -> Option<DelegationId> {
     s.delegations_of_user(&asked.user_id)
@@ -290,26 +360,63 @@ fn remembered(s: &State, asked: &Asked, now: Timestamp) -> Option<DelegationId> 
         .next()
 }
 
+/// To the sign-in page, which returns here.
+fn to_login(request: &HttpRequest) -> HttpResponse {
+    let back = format!("/oauth/authorize?{}", request.query_string());
+    let login = format!(
+        "/login?{}",
+        serde_urlencoded::to_string([("return_to", back.as_str())]).unwrap_or_default()
+    );
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, login))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
 /// `GET /oauth/authorize`.
 pub(super) async fn authorize(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
     let now = state.clock.now();
     let user = session_user(&state, &request, now);
-    let checked = parameters(request.query_string())
-        .and_then(|params| state.ledger.read(|s| check(s, &params, user.as_ref(), now)));
+    let params = match parameters(request.query_string()) {
+        Ok(params) => params,
+        Err(why) => return refused(&state.issuer, why),
+    };
+    let document = match described(&state, &params, user.is_some()).await {
+        Ok(document) => document,
+        Err(why) => return refused(&state.issuer, why),
+    };
+    if let Some(document) = &document
+        && user.is_none()
+    {
+        // Not recorded yet: only the redirect URI can be checked before sign-in.
+        let recorded = state
+            .ledger
+            .read(|s| s.agent(&ClientId(document.client_id.clone())).is_some());
+        if !recorded {
+            if params
+                .get("redirect_uri")
+                .is_none_or(|uri| !document.redirect_uris.contains(uri))
+            {
+                return refused(
+                    &state.issuer,
+                    Refused::Page(
+                        "The redirect URI is not one this application's metadata document names."
+                            .into(),
+                    ),
+                );
+            }
+            return to_login(&request);
+        }
+    }
+    let checked = state
+        .ledger
+        .read(|s| check(s, &params, user.as_ref(), document.as_deref(), now));
     let (asked, prompt_consent) = match checked {
         Ok(checked) => checked,
         Err(why) => return refused(&state.issuer, why),
     };
     if user.is_none() {
-        let back = format!("/oauth/authorize?{}", request.query_string());
-        let login = format!(
-            "/login?{}",
-            serde_urlencoded::to_string([("return_to", back.as_str())]).unwrap_or_default()
-        );
-        return HttpResponse::SeeOther()
-            .insert_header((header::LOCATION, login))
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .finish();
+        return to_login(&request);
     }
     let delegation = state.ledger.read(|s| remembered(s, &asked, now));
     match delegation {

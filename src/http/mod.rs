@@ -71,6 +71,8 @@ pub struct AppState {
     pub gateway: Arc<gateway::Gateway>,
     /// Who may register clients at `POST /oauth/register`, and how many a minute.
     pub registration: Arc<registration::Registration>,
+    /// Fetches and caches client metadata documents (a `client_id` that is a URL).
+    pub client_metadata: Arc<crate::client_metadata::ClientMetadata>,
 }
 
 /// One endpoint: what a request must look like to reach a handler.

@@ -58,8 +58,12 @@ struct Flow {
 }
 
 fn flow() -> Flow {
+    flow_with(&[])
+}
+
+fn flow_with(flags: &[&str]) -> Flow {
     let dir = temp();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::start(dir.path(), flags);
     let admin = server.admin_token();
     let ada = person(&server, &admin, "ada@example.com");
     let path = format!("/api/v1/users/{ada}/password");
@@ -525,4 +529,133 @@ fn the_account_page_lists_each_grant_and_revoking_one_ends_its_tokens_at_once() 
         .send()
         .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(location(&again), "/login?return_to=/account");
+}
+
+/// Serves `dir` over http on loopback (Python's `http.server`), killed when dropped.
+struct Documents(std::process::Child, u16);
+
+impl Documents {
+    fn serve(dir: &std::path::Path) -> Documents {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let child = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .arg("--directory")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("python3 -m http.server: {e}"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the document server did not listen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Documents(child, port)
+    }
+}
+
+impl Drop for Documents {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_client_named_by_its_metadata_document_url_signs_a_person_in_as_a_public_client() {
+    let docs = temp();
+    let served = Documents::serve(docs.path());
+    let base = format!("http://127.0.0.1:{}", served.1);
+    let client_id = format!("{base}/client.json");
+    let write = |name: &str, body: Value| {
+        std::fs::write(docs.path().join(name), body.to_string()).unwrap_or_else(|e| panic!("{e}"))
+    };
+    write(
+        "client.json",
+        json!({"client_id": client_id, "client_name": "Doc Notes", "redirect_uris": [REDIRECT],
+               "scope": "files:read", "token_endpoint_auth_method": "none"}),
+    );
+    write(
+        "other.json",
+        json!({"client_id": "https://someone.else/client.json", "redirect_uris": [REDIRECT]}),
+    );
+    let f = flow_with(&["--client-metadata-loopback"]);
+    let browser = browser();
+    let get = |url: String| browser.get(url).send().unwrap_or_else(|e| panic!("{e}"));
+
+    // A document naming another client, or a redirect URI it does not list: a page.
+    let other = format!("{base}/other.json");
+    for changes in [
+        vec![("client_id", other.as_str())],
+        vec![
+            ("client_id", client_id.as_str()),
+            ("redirect_uri", "http://127.0.0.1:9/elsewhere"),
+        ],
+    ] {
+        let answered = get(f.authorize_url(&changes));
+        assert_eq!(answered.status().as_u16(), 400, "{changes:?}");
+        assert!(answered.headers().get("location").is_none());
+    }
+
+    let start = f.authorize_url(&[("client_id", client_id.as_str()), ("scope", "files:read")]);
+    let first = get(start.clone());
+    assert_eq!(first.status().as_u16(), 303);
+    let return_to = param(&f.server.url(&location(&first)), "return_to").unwrap_or_default();
+    assert_eq!(
+        f.sign_in(&browser, PASSWORD, &return_to).status().as_u16(),
+        303
+    );
+    let page = get(start).text().unwrap_or_default();
+    assert!(
+        page.contains("Doc Notes") && page.contains("read files"),
+        "{page}"
+    );
+    let back = f.answer(&browser, &page, "approve", &["files:read"]);
+    let code = param(&back, "code").unwrap_or_default();
+
+    // A public client: client_id in the form, its proof the PKCE verifier.
+    let redeemed = http()
+        .post(f.server.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", client_id.as_str()),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = redeemed.status().as_u16();
+    let issued: Value = redeemed.json().unwrap_or(Value::Null);
+    assert_eq!(status, 200, "{issued}");
+    assert_eq!(issued["scope"], "files:read");
+    let (_, agents) = call(&f.server, &f.admin, "GET", "/api/v1/agents", None);
+    let recorded = agents["agents"]
+        .as_array()
+        .or(agents.as_array())
+        .into_iter()
+        .flatten()
+        .find(|a| a["client_id"] == client_id.as_str())
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(recorded["name"], "Doc Notes", "{agents}");
+    assert_eq!(recorded["token_endpoint_auth_method"], "none", "{recorded}");
+
+    // Without --client-metadata-loopback, an http document on loopback is refused.
+    let strict = flow();
+    let refused = get(strict.authorize_url(&[("client_id", client_id.as_str())]));
+    assert_eq!(refused.status().as_u16(), 400);
+    assert!(refused.text().unwrap_or_default().contains("https"));
 }
