@@ -158,12 +158,7 @@ impl Flow {
 
     /// Answers the consent page with `scopes` ticked; the redirect's location.
     fn answer(&self, browser: &Client, page: &str, decision: &str, scopes: &[&str]) -> String {
-        let request = page
-            .split("name=\"request\" value=\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap_or_default()
-            .to_owned();
+        let request = hidden_input(page, "request");
         let mut form = vec![("request", request.as_str()), ("decision", decision)];
         form.extend(scopes.iter().map(|s| ("scope", *s)));
         let answered = browser
@@ -464,14 +459,10 @@ fn the_account_page_lists_each_grant_and_revoking_one_ends_its_tokens_at_once() 
         page.contains("Notes helper") && page.contains("files:read"),
         "{page}"
     );
-    let hidden = |name: &str| {
-        page.split(&format!("name=\"{name}\" value=\""))
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let (token, delegation) = (hidden("form_token"), hidden("delegation_id"));
+    let (token, delegation) = (
+        hidden_input(&page, "form_token"),
+        hidden_input(&page, "delegation_id"),
+    );
 
     // A form writ did not show (another site's) revokes nothing.
     let forged = browser

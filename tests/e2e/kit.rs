@@ -484,3 +484,12 @@ pub fn introspect(
 pub fn scratch_database() -> ScratchDatabase {
     ScratchDatabase::for_test().unwrap_or_else(|why| panic!("{why}"))
 }
+
+/// The value of the hidden input `name` in one of writ's pages (its forms' tokens).
+pub fn hidden_input(page: &str, name: &str) -> String {
+    page.split(&format!("name=\"{name}\" value=\""))
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .to_owned()
+}

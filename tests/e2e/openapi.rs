@@ -997,12 +997,7 @@ fn interactive(s: &mut Sweep) {
         .send()
         .and_then(|r| r.text())
         .unwrap_or_default();
-    let request = page
-        .split("name=\"request\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap_or_default()
-        .to_owned();
+    let request = hidden_input(&page, "request");
     let answer = "/oauth/authorize";
     s.send(400, "POST", answer, "", |r| {
         r.form(&[("request", "x.y"), ("decision", "approve")])
@@ -1062,14 +1057,10 @@ fn interactive(s: &mut Sweep) {
         .send()
         .and_then(|r| r.text())
         .unwrap_or_default();
-    let hidden = |name: &str| {
-        page.split(&format!("name=\"{name}\" value=\""))
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let (token, delegation) = (hidden("form_token"), hidden("delegation_id"));
+    let (token, delegation) = (
+        hidden_input(&page, "form_token"),
+        hidden_input(&page, "delegation_id"),
+    );
     let revoke = "/account/revoke";
     s.send(403, "POST", revoke, "", |r| {
         r.form(&[
