@@ -650,3 +650,45 @@ fn a_client_named_by_its_metadata_document_url_signs_a_person_in_as_a_public_cli
     assert_eq!(refused.status().as_u16(), 400);
     assert!(refused.text().unwrap_or_default().contains("https"));
 }
+
+#[test]
+fn the_resource_asked_for_is_the_tokens_audience() {
+    let f = flow();
+    let browser = browser();
+    let resource = "https://files.example.com/mcp";
+    let start = f.authorize_url(&[("resource", resource)]);
+    let first = browser
+        .get(start.clone())
+        .send()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let return_to = param(&f.server.url(&location(&first)), "return_to").unwrap_or_default();
+    assert_eq!(
+        f.sign_in(&browser, PASSWORD, &return_to).status().as_u16(),
+        303
+    );
+    let page = browser
+        .get(start)
+        .send()
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    assert!(page.contains(resource), "the page says what for: {page}");
+    let back = f.answer(&browser, &page, "approve", &["files:read"]);
+    let (status, issued) = f.redeem(&param(&back, "code").unwrap_or_default(), VERIFIER);
+    assert_eq!(status, 200, "{issued}");
+    let claims = |token: &str| -> Value {
+        let payload = token.split('.').nth(1).unwrap_or_default();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap_or_default();
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    };
+    let access = claims(&text(&issued["access_token"]));
+    assert_eq!(access["aud"], resource, "{access}");
+    assert_eq!(access["act"]["sub"], f.client_id.as_str(), "{access}");
+    // A refreshed token keeps the audience.
+    let (_, refreshed) = f.token(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", &text(&issued["refresh_token"])),
+    ]);
+    assert_eq!(claims(&text(&refreshed["access_token"]))["aud"], resource);
+}
