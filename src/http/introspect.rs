@@ -13,12 +13,15 @@ use crate::decide::Command;
 use crate::ledger::SubmitError;
 use crate::oauth::authenticate;
 
+/// The authenticated client, the `token` parameter, and whether the client is public
+/// (it proved nothing: its `client_id` alone).
 fn authenticated_form(
     state: &AppState,
     request: &HttpRequest,
     body: &[u8],
-) -> Result<(writ_schemas::ClientId, String), OAuthError> {
+) -> Result<(writ_schemas::ClientId, String, bool), OAuthError> {
     let (form, presented) = client_form(request, body)?;
+    let public = presented.method == crate::oauth::AuthMethod::None;
     let now = state.clock.now();
     let client = state.ledger.read(|s| {
         authenticate(s, &state.secrets, &presented, now).map(|agent| agent.client_id.clone())
@@ -27,7 +30,7 @@ fn authenticated_form(
         .get("token")
         .cloned()
         .ok_or_else(|| OAuthError::invalid_request("token is missing"))?;
-    Ok((client, token))
+    Ok((client, token, public))
 }
 
 /// What introspection says about a token at `now`.
@@ -95,7 +98,13 @@ pub(super) async fn introspect(
     payload: web::Payload,
 ) -> Result<HttpResponse, OAuthError> {
     let body = read_form_body(payload).await?;
-    let (_, token) = authenticated_form(&state, &request, &body)?;
+    let (_, token, public) = authenticated_form(&state, &request, &body)?;
+    // Anyone may name a public client: it may revoke what it holds, not read others'.
+    if public {
+        return Err(OAuthError::invalid_client(
+            "introspection needs a client that authenticates (RFC 7662 §2.1); a public client cannot introspect",
+        ));
+    }
     let digest = Digest::of(token.as_bytes());
     let now = state.clock.now();
     let answer = state.ledger.read(|s| {
@@ -118,7 +127,7 @@ pub(super) async fn revoke(
     payload: web::Payload,
 ) -> Result<HttpResponse, OAuthError> {
     let body = read_form_body(payload).await?;
-    let (client, token) = authenticated_form(&state, &request, &body)?;
+    let (client, token, _) = authenticated_form(&state, &request, &body)?;
     let digest = Digest::of(token.as_bytes());
     let held = state.ledger.read(|s| {
         s.token_by_digest(&digest)

@@ -632,6 +632,16 @@ fn a_client_named_by_its_metadata_document_url_signs_a_person_in_as_a_public_cli
     let issued: Value = redeemed.json().unwrap_or(Value::Null);
     assert_eq!(status, 200, "{issued}");
     assert_eq!(issued["scope"], "files:read");
+    // Its client_id is public: it proves nothing at introspection.
+    let introspected = http()
+        .post(f.server.url("/oauth/introspect"))
+        .form(&[
+            ("client_id", client_id.as_str()),
+            ("token", issued["access_token"].as_str().unwrap_or_default()),
+        ])
+        .send()
+        .map(|r| r.status().as_u16());
+    assert_eq!(introspected.ok(), Some(401));
     let (_, agents) = call(&f.server, &f.admin, "GET", "/api/v1/agents", None);
     let recorded = agents["agents"]
         .as_array()
