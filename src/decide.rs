@@ -191,6 +191,13 @@ pub enum Command {
         /// record).
         issued: Option<Box<Issued>>,
     },
+    /// Revoke a refresh token its holder presents (RFC 7009), and its family.
+    RevokeRefreshToken {
+        /// Digest of the refresh token's bytes.
+        digest: Digest,
+        /// The authenticated client.
+        client_id: ClientId,
+    },
     /// Ask the approver of a supervised agent's critical tool call to decide it.
     RequestApproval(writ_schemas::ApprovalRequested),
     /// Approve or deny a critical tool call (its approver only).
@@ -810,6 +817,9 @@ pub fn decide(
             by,
         } => authorization::set_password(state, user_id, password_hash, by),
         Command::IssueCode(code) => authorization::issue_code(state, code, now),
+        Command::RevokeRefreshToken { digest, client_id } => {
+            authorization::revoke_refresh(state, digest, client_id)
+        }
         Command::RedeemCode {
             digest,
             client_id,

@@ -404,6 +404,17 @@ fn parts_of(state: &State, event: &Event) -> Parts {
             parts.outcome = format!("reuse detected; family {} revoked", e.family_id);
             parts
         }
+        Event::RefreshTokenRevoked(e) => {
+            let (client, user) = state
+                .refresh_token(&e.refresh_id)
+                .map(|r| (Some(r.client_id.clone()), r.user_id.clone()))
+                .unwrap_or((None, None));
+            let mut parts = Parts::by(&e.by, &e.refresh_id);
+            parts.user = user;
+            parts.agents = client.into_iter().collect();
+            parts.outcome = format!("revoked; family {} ended", e.family_id);
+            parts
+        }
         Event::SigningKeyRotated(e) => Parts::by(e.by.as_ref().unwrap_or(&Actor::System), &e.kid),
         Event::AdminTokenIssued(e) => Parts::by(&e.by, &e.token_id),
         Event::CheckpointKeyPublished(e) => Parts::by(&Actor::System, &e.name),

@@ -480,6 +480,16 @@ pub struct Family {
     pub access_jtis: Vec<Jti>,
     /// A spent token was reused; the family is dead.
     pub reuse_detected: bool,
+    /// Its holder revoked it; the family is dead.
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+impl Family {
+    /// Whether its refresh tokens may still be spent.
+    pub fn is_dead(&self) -> bool {
+        self.reuse_detected || self.revoked
+    }
 }
 
 /// A checkpoint key's public record, as its `CheckpointKeyPublished` carried it.

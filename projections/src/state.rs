@@ -336,6 +336,12 @@ impl State {
                     .reuse_detected = true;
                 self.with_agent(&e.client_id, |agent| agent.open_anomalies += 1);
             }
+            Event::RefreshTokenRevoked(e) => {
+                self.families
+                    .entry(e.family_id.clone())
+                    .or_default()
+                    .revoked = true;
+            }
             Event::AdminTokenIssued(e) => {
                 self.admin_tokens.insert(e.token_hash, e.token_id.clone());
             }

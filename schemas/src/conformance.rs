@@ -117,6 +117,11 @@ pub(crate) fn sample(kind: EventKind) -> Event {
             code_id: "code_1a2b3c4d".into(),
             jti,
         }),
+        EventKind::RefreshTokenRevoked => Event::from(RefreshTokenRevoked {
+            refresh_id: RefreshId::from("rt_1"),
+            family_id: FamilyId::from("fam_1"),
+            by: Actor::Agent { client_id: agent },
+        }),
         EventKind::AuthorizationCodeReplayed => Event::from(AuthorizationCodeReplayed {
             code_id: "code_1a2b3c4d".into(),
             client_id: agent,

@@ -999,6 +999,19 @@ pub struct RefreshTokenReuseDetected {
     pub client_id: ClientId,
 }
 
+/// A refresh token's holder revoked it (RFC 7009): its family ends, and the access
+/// tokens issued in it are revoked (the revocations follow in the same batch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshTokenRevoked {
+    /// The refresh token presented.
+    pub refresh_id: RefreshId,
+    /// Its family.
+    pub family_id: FamilyId,
+    /// Who revoked it.
+    pub by: Actor,
+}
+
 /// An administrator credential was created (shown once; only its keyed hash is kept).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -1337,6 +1350,7 @@ events! {
     AuthorizationCodeIssued = 1,
     AuthorizationCodeRedeemed = 1,
     AuthorizationCodeReplayed = 1,
+    RefreshTokenRevoked = 1,
 }
 
 /// Event bytes that are not a valid event.

@@ -152,7 +152,7 @@ pub(super) fn refresh(
         .filter(|r| r.client_id == *client_id)
         .ok_or(Refusal::UnknownRefreshToken)?;
     let family = state.family(&spent.family_id);
-    if family.is_some_and(|f| f.reuse_detected) {
+    if family.is_some_and(|f| f.is_dead()) {
         return Err(Refusal::RefreshFamilyRevoked);
     }
     if spent.replaced_by.is_some() {
@@ -195,4 +195,32 @@ pub(super) fn refresh(
     );
     events.push(issued.refresh.clone().into());
     Ok((events, Answer::Done))
+}
+
+pub(super) fn revoke_refresh(
+    state: &State,
+    digest: &Digest,
+    client_id: &ClientId,
+) -> Result<(Vec<Event>, Answer), Refusal> {
+    let Some(refresh) = state
+        .refresh_token_by_digest(digest)
+        .filter(|r| r.client_id == *client_id)
+        .filter(|r| !state.family(&r.family_id).is_some_and(|f| f.is_dead()))
+    else {
+        // RFC 7009 §2.2: an unknown (or already dead) token is not an error.
+        return Ok((vec![], Answer::Revoked { tokens: 0 }));
+    };
+    let mut events: Vec<Event> = vec![
+        writ_schemas::RefreshTokenRevoked {
+            refresh_id: refresh.refresh_id.clone(),
+            family_id: refresh.family_id.clone(),
+            by: Actor::Agent {
+                client_id: client_id.clone(),
+            },
+        }
+        .into(),
+    ];
+    events.extend(revoke_family(state, &refresh.family_id));
+    let tokens = events.len() - 1;
+    Ok((events, Answer::Revoked { tokens }))
 }

@@ -129,16 +129,28 @@ pub(super) async fn revoke(
     let body = read_form_body(payload).await?;
     let (client, token, _) = authenticated_form(&state, &request, &body)?;
     let digest = Digest::of(token.as_bytes());
-    let held = state.ledger.read(|s| {
-        s.token_by_digest(&digest)
+    // An access token it holds, or else one of its refresh tokens (RFC 7009 §2.1), whose
+    // whole family then ends.
+    let command = state.ledger.read(|s| {
+        let access = s
+            .token_by_digest(&digest)
             .filter(|t| t.client_id == client || t.actors.contains(&client))
-            .map(|t| t.jti.clone())
+            .map(|t| Command::RevokeToken {
+                jti: t.jti.clone(),
+                by: Actor::Agent {
+                    client_id: client.clone(),
+                },
+            });
+        access.or_else(|| {
+            s.refresh_token_by_digest(&digest)
+                .filter(|r| r.client_id == client)
+                .map(|_| Command::RevokeRefreshToken {
+                    digest,
+                    client_id: client.clone(),
+                })
+        })
     });
-    if let Some(jti) = held {
-        let command = Command::RevokeToken {
-            jti,
-            by: Actor::Agent { client_id: client },
-        };
+    if let Some(command) = command {
         state
             .ledger
             .submit(command)

@@ -702,3 +702,45 @@ fn the_resource_asked_for_is_the_tokens_audience() {
     ]);
     assert_eq!(claims(&text(&refreshed["access_token"]))["aud"], resource);
 }
+
+#[test]
+fn revoking_a_refresh_token_ends_its_family() {
+    let f = flow();
+    let browser = browser();
+    let page = f.to_consent(&browser);
+    let back = f.answer(&browser, &page, "approve", &["files:read"]);
+    let (_, issued) = f.redeem(&param(&back, "code").unwrap_or_default(), VERIFIER);
+    let refresh = text(&issued["refresh_token"]);
+    let revoked = http()
+        .post(f.server.url("/oauth/revoke"))
+        .basic_auth(&f.client_id, Some(&f.secret))
+        .form(&[
+            ("token", refresh.as_str()),
+            ("token_type_hint", "refresh_token"),
+        ])
+        .send()
+        .map(|r| r.status().as_u16());
+    assert_eq!(revoked.ok(), Some(200));
+    assert!(
+        !f.active(&text(&issued["access_token"])),
+        "its access token ends too"
+    );
+    let (status, refused) =
+        f.token(&[("grant_type", "refresh_token"), ("refresh_token", &refresh)]);
+    assert_eq!(
+        (status, text(&refused["error"])),
+        (400, "invalid_grant".into()),
+        "{refused}"
+    );
+    let (_, agent) = call(
+        &f.server,
+        &f.admin,
+        "GET",
+        &format!("/api/v1/agents/{}", f.client_id),
+        None,
+    );
+    assert_eq!(
+        agent["open_anomalies"], 0,
+        "a revocation is no anomaly: {agent}"
+    );
+}
