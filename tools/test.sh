@@ -36,6 +36,13 @@ if [ ! -d tools/upstream/node_modules/oidc-provider ]; then
     (cd tools/upstream && npm ci --silent --no-audit --no-fund)
 fi
 
+# Third-party OAuth clients drive the interactive flow (tests/e2e/clients.rs): openid-client
+# and the MCP TypeScript SDK's client auth (tools/clients/), from their lock file.
+if [ ! -d tools/clients/node_modules/openid-client ] ||
+    [ ! -d tools/clients/node_modules/@modelcontextprotocol/sdk ]; then
+    (cd tools/clients && npm ci --silent --no-audit --no-fund)
+fi
+
 # The PostgreSQL backend's tests make a scratch database each on the server
 # WRIT_TEST_POSTGRES names (default: 127.0.0.1:5432, user postgres). Unless it names another
 # server, make sure the local one is installed and running (Debian's cluster tools; both

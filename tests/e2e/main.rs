@@ -8,6 +8,7 @@ mod audit;
 mod authorize;
 mod bad_input;
 mod bench;
+mod clients;
 mod crash;
 mod delegation;
 mod erasure;
