@@ -57,6 +57,11 @@ pub fn protected_resource_metadata_url(issuer: &str) -> String {
 /// The path every gateway URL starts with: the protected resource.
 const GATEWAY_PATH: &str = "/api/v1/proxy";
 
+/// The gateway's resource identifier: what a token for it names in `aud`.
+pub fn gateway_resource(issuer: &str) -> String {
+    format!("{}{GATEWAY_PATH}", issuer.trim_end_matches('/'))
+}
+
 /// RFC 9728 metadata of the tool-call gateway: the resource is the prefix every
 /// `POST /api/v1/proxy/{server_id}/tools` shares, writ is its authorization server, and
 /// its token goes in the `Authorization` header. No `scopes_supported`: which scopes a

@@ -214,11 +214,27 @@ async fn forward(
     };
     let digest = Digest::of(token.as_bytes());
     let now = state.clock.now();
+    let gateway = super::discovery::gateway_resource(&state.issuer);
+    let mut other_audience = false;
     let (upstream, caller) = state.ledger.read(|s| {
         (
             upstream_of(s, &server_id),
             s.token_by_digest(&digest)
                 .filter(|t| matches!(t.status, TokenStatus::Live) && now < t.expires_at)
+                // A token for another resource is not for the gateway (RFC 8707 §2, the
+                // MCP authorization spec's audience rule): writ's own audience, the
+                // gateway's, or one of its servers' is.
+                .filter(|t| {
+                    let ours = t.audience.iter().any(|aud| {
+                        *aud == state.issuer
+                            || *aud == gateway
+                            || aud
+                                .strip_prefix(gateway.as_str())
+                                .is_some_and(|rest| rest.starts_with('/'))
+                    });
+                    other_audience = !ours;
+                    ours
+                })
                 .map(|t| {
                     let request = ToolCallRequest {
                         client_id: t.client_id.clone(),
@@ -254,8 +270,14 @@ async fn forward(
         approver,
         supervised,
         decision,
-    } = caller
-        .ok_or_else(|| ApiError::Unauthorized("the token is unknown, revoked or expired".into()))?;
+    } = caller.ok_or_else(|| {
+        ApiError::Unauthorized(match other_audience {
+            true => format!(
+                "the token was issued for another resource; ask for one with resource={gateway}"
+            ),
+            false => "the token is unknown, revoked or expired".into(),
+        })
+    })?;
 
     // Policy decides before anything is counted; a denial is recorded with the policies
     // that decided it.

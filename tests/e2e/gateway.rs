@@ -416,3 +416,28 @@ fn the_test_mcp_server_verifies_a_bearer_by_rfc_7662_introspection() {
         );
     });
 }
+
+#[test]
+fn a_token_for_another_resource_is_refused_and_one_for_the_gateway_is_taken() {
+    let mcp = McpServer::start("none", "");
+    let (agent, files) = gateway(Home::embedded(), &mcp);
+    let echo = json!({"tool_name": "echo", "arguments": {"text": "aud"}});
+    let elsewhere = agent.token(&[("resource", "https://files.example.com/api")]);
+    let (status, refused) = call_tool(&agent, &elsewhere, &files, echo.clone());
+    assert_eq!(status, 401, "{refused}");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("another resource")),
+        "{refused}"
+    );
+    let resource = agent.server.url("/api/v1/proxy");
+    let for_gateway = agent.token(&[("resource", resource.as_str())]);
+    let (status, answer) = call_tool(&agent, &for_gateway, &files, echo);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        mcp.calls().len(),
+        1,
+        "only the gateway's token reached the tool"
+    );
+}
