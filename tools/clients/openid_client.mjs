@@ -144,4 +144,20 @@ const revoked = await step('introspection after revocation', () =>
 );
 check(revoked.active === false, `the revoked token is still active: ${JSON.stringify(revoked)}`);
 
+// A refresh token is revoked with its family (RFC 7009 §2.1): it refreshes no more.
+await step('revocation of the refresh token (RFC 7009)', () =>
+  client.tokenRevocation(config, refreshed.refresh_token),
+);
+let refusedAfterRevocation = null;
+try {
+  await client.refreshTokenGrant(config, refreshed.refresh_token);
+} catch (err) {
+  refusedAfterRevocation = err;
+}
+check(
+  refusedAfterRevocation?.error === 'invalid_grant',
+  `a revoked refresh token still refreshed, or failed otherwise: ${refusedAfterRevocation}`,
+);
+console.log('ok: the revoked refresh token is refused (invalid_grant)');
+
 console.log(`openid-client: every step passed for ${clientId}`);
