@@ -26,7 +26,9 @@ use writ_schemas::{
 };
 
 use super::AppState;
-use super::signin::{html_response, mac, mac_matches, page, session_user};
+use super::signin::{
+    html_response, html_response_posting_to, mac, mac_matches, page, session_user,
+};
 use crate::decide::Command;
 use crate::people::Field;
 
@@ -374,7 +376,7 @@ fn consent_page(state: &AppState, asked: &Asked) -> HttpResponse {
             }
         },
     );
-    html_response(StatusCode::OK, markup)
+    html_response_posting_to(StatusCode::OK, markup, Some(&asked.redirect_uri))
 }
 
 async fn issue_code(
