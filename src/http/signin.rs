@@ -185,14 +185,32 @@ pub(super) struct LoginQuery {
     return_to: Option<String>,
 }
 
+/// The sign-in page, which may send the browser on to a client (see
+/// `authorize::redirect_after_sign_in`).
+fn login_response(
+    state: &AppState,
+    status: actix_web::http::StatusCode,
+    return_to: &str,
+    error: Option<&str>,
+) -> HttpResponse {
+    let now = state.clock.now();
+    let onward = state
+        .ledger
+        .read(|s| super::authorize::redirect_after_sign_in(s, return_to, now));
+    html_response_posting_to(status, login_page(return_to, error), onward.as_deref())
+}
+
 /// The sign-in page.
-pub(super) async fn login_form(query: web::Query<LoginQuery>) -> HttpResponse {
+pub(super) async fn login_form(
+    state: web::Data<AppState>,
+    query: web::Query<LoginQuery>,
+) -> HttpResponse {
     let return_to = query
         .return_to
         .as_deref()
         .and_then(safe_return)
         .unwrap_or("/account");
-    html_response(actix_web::http::StatusCode::OK, login_page(return_to, None))
+    login_response(&state, actix_web::http::StatusCode::OK, return_to, None)
 }
 
 #[derive(Debug, Deserialize)]
@@ -257,14 +275,11 @@ pub(super) async fn login(state: web::Data<AppState>, form: web::Form<Login>) ->
                 .insert_header((header::CACHE_CONTROL, "no-store"))
                 .finish()
         }
-        None => html_response(
+        None => login_response(
+            &state,
             actix_web::http::StatusCode::UNAUTHORIZED,
-            login_page(
-                &return_to,
-                Some(
-                    "The email or the password is wrong, or no password is set for this person yet.",
-                ),
-            ),
+            &return_to,
+            Some("The email or the password is wrong, or no password is set for this person yet."),
         ),
     }
 }
