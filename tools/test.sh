@@ -43,6 +43,18 @@ if [ ! -d tools/clients/node_modules/openid-client ] ||
     (cd tools/clients && npm ci --silent --no-audit --no-fund)
 fi
 
+# The browser test (tests/e2e/browser.rs) drives Debian's Chromium with playwright-core,
+# installed from its lock file into tools/browser/node_modules (it downloads no browser).
+if ! command -v chromium >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+if [ ! -d tools/browser/node_modules/playwright-core ]; then
+    if ! command -v npm >/dev/null; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+    fi
+    (cd tools/browser && npm ci --silent --no-audit --no-fund)
+fi
+
 # The PostgreSQL backend's tests make a scratch database each on the server
 # WRIT_TEST_POSTGRES names (default: 127.0.0.1:5432, user postgres). Unless it names another
 # server, make sure the local one is installed and running (Debian's cluster tools; both

@@ -26,7 +26,9 @@ use writ_schemas::{
 };
 
 use super::AppState;
-use super::signin::{html_response, mac, mac_matches, page, session_user};
+use super::signin::{
+    html_response, html_response_posting_to, mac, mac_matches, page, session_user,
+};
 use crate::client_metadata::{ClientMetadata, Document};
 use crate::decide::{Command, Refusal};
 use crate::ledger::SubmitError;
@@ -352,6 +354,19 @@ async fn described(
     Ok(Some(document))
 }
 
+/// Where the authorization request `return_to` (a sign-in's way back) sends the browser on
+/// when it names a redirect URI its agent registered. A grant already given is not asked
+/// again, so the sign-in form's answer can end at the client: the sign-in page's CSP must
+/// allow that hop as the consent page's does.
+pub(super) fn redirect_after_sign_in(s: &State, return_to: &str, now: Timestamp) -> Option<String> {
+    let params = parameters(return_to.strip_prefix("/oauth/authorize?")?).ok()?;
+    match check(s, &params, None, None, now) {
+        Ok((asked, _)) => Some(asked.redirect_uri),
+        Err(Refused::Redirect { redirect_uri, .. }) => Some(redirect_uri),
+        Err(Refused::Page(_)) => None,
+    }
+}
+
 /// A delegation from the person to the agent, in force, covering `scopes`.
 fn remembered(s: &State, asked: &Asked, now: Timestamp) -> Option<DelegationId> {
     s.delegations_of_user(&asked.user_id)
@@ -481,7 +496,7 @@ fn consent_page(state: &AppState, asked: &Asked) -> HttpResponse {
             }
         },
     );
-    html_response(StatusCode::OK, markup)
+    html_response_posting_to(StatusCode::OK, markup, Some(&asked.redirect_uri))
 }
 
 async fn issue_code(

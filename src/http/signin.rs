@@ -122,15 +122,43 @@ fieldset{border:1px solid #ccc;padding:.5rem 1rem}table{border-collapse:collapse
 
 /// An HTML answer that no cache keeps and no frame shows.
 pub fn html_response(status: actix_web::http::StatusCode, markup: Markup) -> HttpResponse {
+    html_response_posting_to(status, markup, None)
+}
+
+/// An HTML answer whose form's answer redirects on to `redirect_uri` (the consent page's,
+/// to the client). A browser holds every hop of a form's redirects to `form-action`, so
+/// without the client's origin there it stops at writ and the client never gets its code.
+pub fn html_response_posting_to(
+    status: actix_web::http::StatusCode,
+    markup: Markup,
+    redirect_uri: Option<&str>,
+) -> HttpResponse {
+    let also = redirect_uri
+        .and_then(form_action_source)
+        .map(|source| format!(" {source}"))
+        .unwrap_or_default();
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header(("x-frame-options", "DENY"))
         .insert_header((
             "content-security-policy",
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+            format!(
+                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'{also}; frame-ancestors 'none'"
+            ),
         ))
         .body(markup.into_string())
+}
+
+/// The CSP source naming where `redirect_uri` goes: its origin for http(s), its scheme for
+/// an app's own (`com.example.app:`). Built from the parsed URL, never the raw text, so no
+/// registered URI can add a directive.
+fn form_action_source(redirect_uri: &str) -> Option<String> {
+    let url = url::Url::parse(redirect_uri).ok()?;
+    match url.origin() {
+        origin @ url::Origin::Tuple(..) => Some(origin.ascii_serialization()),
+        url::Origin::Opaque(_) => Some(format!("{}:", url.scheme())),
+    }
 }
 
 fn login_page(return_to: &str, error: Option<&str>) -> Markup {
@@ -157,14 +185,32 @@ pub(super) struct LoginQuery {
     return_to: Option<String>,
 }
 
+/// The sign-in page, which may send the browser on to a client (see
+/// `authorize::redirect_after_sign_in`).
+fn login_response(
+    state: &AppState,
+    status: actix_web::http::StatusCode,
+    return_to: &str,
+    error: Option<&str>,
+) -> HttpResponse {
+    let now = state.clock.now();
+    let onward = state
+        .ledger
+        .read(|s| super::authorize::redirect_after_sign_in(s, return_to, now));
+    html_response_posting_to(status, login_page(return_to, error), onward.as_deref())
+}
+
 /// The sign-in page.
-pub(super) async fn login_form(query: web::Query<LoginQuery>) -> HttpResponse {
+pub(super) async fn login_form(
+    state: web::Data<AppState>,
+    query: web::Query<LoginQuery>,
+) -> HttpResponse {
     let return_to = query
         .return_to
         .as_deref()
         .and_then(safe_return)
         .unwrap_or("/account");
-    html_response(actix_web::http::StatusCode::OK, login_page(return_to, None))
+    login_response(&state, actix_web::http::StatusCode::OK, return_to, None)
 }
 
 #[derive(Debug, Deserialize)]
@@ -229,14 +275,11 @@ pub(super) async fn login(state: web::Data<AppState>, form: web::Form<Login>) ->
                 .insert_header((header::CACHE_CONTROL, "no-store"))
                 .finish()
         }
-        None => html_response(
+        None => login_response(
+            &state,
             actix_web::http::StatusCode::UNAUTHORIZED,
-            login_page(
-                &return_to,
-                Some(
-                    "The email or the password is wrong, or no password is set for this person yet.",
-                ),
-            ),
+            &return_to,
+            Some("The email or the password is wrong, or no password is set for this person yet."),
         ),
     }
 }
@@ -275,4 +318,26 @@ pub(super) async fn set_password(
         })
         .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::form_action_source;
+
+    #[test]
+    fn the_consent_form_may_redirect_to_the_client_s_origin_or_app_scheme_only() {
+        assert_eq!(
+            form_action_source("http://127.0.0.1:9/callback?x=1").as_deref(),
+            Some("http://127.0.0.1:9")
+        );
+        assert_eq!(
+            form_action_source("https://app.example/cb").as_deref(),
+            Some("https://app.example")
+        );
+        assert_eq!(
+            form_action_source("com.example.app:/cb").as_deref(),
+            Some("com.example.app:")
+        );
+        assert_eq!(form_action_source("not a url; script-src *"), None);
+    }
 }

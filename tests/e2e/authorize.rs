@@ -15,8 +15,8 @@ use crate::delegation::person;
 use crate::kit::*;
 
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
-const VERIFIER: &str = "dBjftJeZ4CVP-mJ92K9qvq1JXcVgqk2NGy0yCqnGpU7Rz1";
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const VERIFIER: &str = "dBjftJeZ4CVP-mJ92K9qvq1JXcVgqk2NGy0yCqnGpU7Rz1";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 fn challenge(verifier: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier))
@@ -41,7 +41,7 @@ fn location(response: &Response) -> String {
 }
 
 /// The value of query parameter `name` in `url`.
-fn param(url: &str, name: &str) -> Option<String> {
+pub(crate) fn param(url: &str, name: &str) -> Option<String> {
     url::Url::parse(url)
         .ok()?
         .query_pairs()
@@ -49,15 +49,15 @@ fn param(url: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-struct Flow {
+pub(crate) struct Flow {
     _dir: tempfile::TempDir,
-    server: Server,
+    pub(crate) server: Server,
     admin: String,
-    client_id: String,
-    secret: String,
+    pub(crate) client_id: String,
+    pub(crate) secret: String,
 }
 
-fn flow() -> Flow {
+pub(crate) fn flow() -> Flow {
     flow_with(&[])
 }
 
@@ -100,7 +100,7 @@ fn flow_with(flags: &[&str]) -> Flow {
 impl Flow {
     /// `/oauth/authorize?...` with the usual parameters, `changes` replacing or removing
     /// (empty value) some.
-    fn authorize_url(&self, changes: &[(&str, &str)]) -> String {
+    pub(crate) fn authorize_url(&self, changes: &[(&str, &str)]) -> String {
         let challenge = challenge(VERIFIER);
         let mut params = vec![
             ("response_type", "code"),
@@ -170,7 +170,7 @@ impl Flow {
         location(&answered)
     }
 
-    fn token(&self, form: &[(&str, &str)]) -> (u16, Value) {
+    pub(crate) fn token(&self, form: &[(&str, &str)]) -> (u16, Value) {
         let response = http()
             .post(self.server.url("/oauth/token"))
             .basic_auth(&self.client_id, Some(&self.secret))
@@ -183,7 +183,7 @@ impl Flow {
         )
     }
 
-    fn redeem(&self, code: &str, verifier: &str) -> (u16, Value) {
+    pub(crate) fn redeem(&self, code: &str, verifier: &str) -> (u16, Value) {
         self.token(&[
             ("grant_type", "authorization_code"),
             ("code", code),
@@ -192,7 +192,7 @@ impl Flow {
         ])
     }
 
-    fn active(&self, token: &str) -> bool {
+    pub(crate) fn active(&self, token: &str) -> bool {
         introspect(&self.server, &self.client_id, &self.secret, token)["active"] == json!(true)
     }
 }

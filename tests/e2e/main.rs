@@ -8,6 +8,7 @@ mod audit;
 mod authorize;
 mod bad_input;
 mod bench;
+mod browser;
 mod clients;
 mod crash;
 mod delegation;
