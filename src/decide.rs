@@ -1491,6 +1491,7 @@ mod tests {
             agent_type: writ_schemas::AgentType::Autonomous,
             expires_at: None,
             by: Actor::System,
+            jwks: None,
         })
     }
 
@@ -1538,6 +1539,7 @@ mod tests {
             expires_on_completion: false,
             intent_description: None,
             intent_sealed: None,
+            client_assertion: None,
         })
     }
 

@@ -309,6 +309,7 @@ pub(super) async fn create(
         agent_type: body.agent_type.unwrap_or(AgentType::Autonomous),
         expires_at,
         by: admin.0,
+        jwks: None,
     };
     state.ledger.submit(Command::RegisterAgent(event)).await?;
     let agent = read_view(&state, &client_id)?;

@@ -419,6 +419,7 @@ pub(super) fn signed(
         expires_on_completion: terms.expires_on_completion,
         intent_description,
         intent_sealed,
+        client_assertion: None,
     };
     let mut answer = json!({
         "access_token": token, "token_type": "Bearer", "expires_in": ttl, "scope": scope,
