@@ -8,6 +8,7 @@ mod audit;
 mod authorize;
 mod bad_input;
 mod bench;
+mod client_assertion;
 mod crash;
 mod delegation;
 mod erasure;
