@@ -405,6 +405,15 @@ pub enum Refusal {
     /// A jti or token digest already recorded.
     #[error("token {0} was already issued")]
     DuplicateToken(Jti),
+    /// A secret rotation for an agent that authenticates by key and holds no secret.
+    #[error("agent {0} authenticates with private_key_jwt and holds no secret to rotate")]
+    AgentHoldsNoSecret(ClientId),
+    /// A registration whose authentication method and credentials disagree.
+    #[error("{0}")]
+    BadAgentCredentials(String),
+    /// A client assertion whose `jti` this client already spent on a token.
+    #[error("the client assertion was already used; sign a new one with a fresh jti")]
+    AssertionReplayed(ClientId),
     /// A parent token that is not live.
     #[error("parent token {0} is revoked, expired or unknown")]
     ParentInactive(Jti),
@@ -700,7 +709,9 @@ pub fn decide(
             Ok((vec![review.clone().into()], Answer::Done))
         }
         Command::RotateAgentSecret(rotation) => {
-            known_agent(state, &rotation.client_id)?;
+            if known_agent(state, &rotation.client_id)?.jwks.is_some() {
+                return Err(Refusal::AgentHoldsNoSecret(rotation.client_id.clone()));
+            }
             Ok((vec![rotation.clone().into()], Answer::Done))
         }
         Command::PublishCheckpointKey(key) => {
@@ -790,6 +801,7 @@ pub fn decide(
             {
                 return Err(Refusal::UnknownOwner(owner.clone()));
             }
+            agent_credentials_agree(agent)?;
             Ok((vec![agent.clone().into()], Answer::Done))
         }
         Command::IssueToken(token) => issue_token(state, token, now),
@@ -1106,6 +1118,13 @@ fn issue_token(
     if token.expires_at <= token.issued_at {
         return Err(Refusal::BadLifetime);
     }
+    // Two requests with one assertion can both verify before either is recorded; the
+    // sequencer decides them one after the other, so here the second is found.
+    if let Some(assertion) = &token.client_assertion
+        && state.assertion_used(&token.client_id, &assertion.jti)
+    {
+        return Err(Refusal::AssertionReplayed(token.client_id.clone()));
+    }
     // The parent first: disabling an agent of its chain revoked it, and that is the
     // refusal that says what happened.
     if let Some(parent) = &token.parent_jti {
@@ -1125,6 +1144,23 @@ fn issue_token(
         within_delegation(state, token, delegation_id, now)?;
     }
     Ok((vec![token.clone().into()], Answer::Done))
+}
+
+/// A `private_key_jwt` agent has keys and no secret; any other has no keys.
+fn agent_credentials_agree(agent: &AgentRegistered) -> Result<(), Refusal> {
+    let by_key = agent.token_endpoint_auth_method == "private_key_jwt";
+    match (by_key, &agent.jwks, &agent.secret_hash) {
+        (true, Some(jwks), None) if !jwks.keys.is_empty() => Ok(()),
+        (true, _, _) => Err(Refusal::BadAgentCredentials(
+            "a private_key_jwt agent is registered with its public keys (jwks) and no secret"
+                .into(),
+        )),
+        (false, Some(_), _) => Err(Refusal::BadAgentCredentials(format!(
+            "jwks is only for private_key_jwt, not {}",
+            agent.token_endpoint_auth_method
+        ))),
+        (false, None, _) => Ok(()),
+    }
 }
 
 /// The agent, registered, enabled and not expired at `now`.
@@ -1501,6 +1537,7 @@ mod tests {
             agent_type: writ_schemas::AgentType::Autonomous,
             expires_at: None,
             by: Actor::System,
+            jwks: None,
         })
     }
 
@@ -1548,6 +1585,7 @@ mod tests {
             expires_on_completion: false,
             intent_description: None,
             intent_sealed: None,
+            client_assertion: None,
         })
     }
 
@@ -1606,6 +1644,43 @@ mod tests {
             resource: Some("srv/delete_records".into()),
             idempotency_key: None,
             approval: Some(approval.clone()),
+        }
+    }
+
+    /// An agent's own token, paid for by the client assertion `assertion_jti`.
+    fn paid_by_assertion(jti: &str, client_id: &str, assertion_jti: &str) -> Command {
+        let mut token = issued(chained(jti, &[client_id], None, None));
+        token.subject = client_id.into();
+        token.user_id = None;
+        token.actors = vec![];
+        token.client_assertion = Some(writ_schemas::AssertionUsed {
+            jti: assertion_jti.into(),
+            expires_at: at().plus_seconds(120),
+        });
+        Command::IssueToken(token)
+    }
+
+    #[test]
+    fn a_client_assertion_pays_for_one_token_and_its_replay_is_refused() {
+        let commands = [
+            agent("a1", &["files:read"]),
+            agent("a2", &["files:read"]),
+            paid_by_assertion("t1", "a1", "asn-1"),
+        ];
+        let state = given(&commands, at());
+        // The same assertion again, for another token: refused, however it got past the
+        // HTTP layer's early check (two requests verified before either was recorded).
+        assert_eq!(
+            decide(&state, &paid_by_assertion("t2", "a1", "asn-1"), at()).err(),
+            Some(Refusal::AssertionReplayed(ClientId::from("a1")))
+        );
+        // A fresh jti is a new assertion; a jti is the client's own, so another client
+        // may use the same string.
+        for fresh in [
+            paid_by_assertion("t3", "a1", "asn-2"),
+            paid_by_assertion("t4", "a2", "asn-1"),
+        ] {
+            assert!(decide(&state, &fresh, at()).is_ok());
         }
     }
 

@@ -82,6 +82,7 @@ fn setup(ledger: &Ledger, clock: &Clock) -> Result<(), SubmitError> {
             agent_type: AgentType::Autonomous,
             expires_at: None,
             by: Actor::System,
+            jwks: None,
         }))?;
     }
     let digest = Digest::of(LOAD_TOKEN.as_bytes());
@@ -113,6 +114,7 @@ fn setup(ledger: &Ledger, clock: &Clock) -> Result<(), SubmitError> {
             expires_on_completion: false,
             intent_description: None,
             intent_sealed: None,
+            client_assertion: None,
         }))?;
     }
     Ok(())

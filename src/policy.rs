@@ -410,6 +410,7 @@ mod tests {
                 agent_type: AgentType::Supervised,
                 expires_at: None,
                 by: Actor::System,
+                jwks: None,
             }),
         ];
         for command in commands {

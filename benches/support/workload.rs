@@ -28,6 +28,7 @@ fn setup_events() -> Vec<Event> {
             agent_type: AgentType::Autonomous,
             expires_at: None,
             by: Actor::System,
+            jwks: None,
         }
         .into(),
     ]
@@ -62,6 +63,7 @@ fn token(index: u64) -> Vec<u8> {
         expires_on_completion: false,
         intent_description: None,
         intent_sealed: None,
+        client_assertion: None,
     })
     .encode()
     .unwrap()

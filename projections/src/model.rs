@@ -56,6 +56,10 @@ pub struct Agent {
     pub secret_hash: Option<Digest>,
     /// The previous secret's hash and until when it is still accepted.
     pub previous_secret: Option<(Digest, Timestamp)>,
+    /// The public keys of a `private_key_jwt` client: its registered `ClientJwks` as
+    /// JSON text. Text, because postcard (the snapshots) is not self-describing and
+    /// cannot carry the absence of a key's optional members.
+    pub jwks: Option<String>,
     /// Acts for a person only under a delegation.
     pub require_consent: bool,
     /// How it runs.

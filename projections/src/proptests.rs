@@ -85,6 +85,7 @@ fn token_issued() -> impl Strategy<Value = Event> {
                     expires_on_completion: eoc,
                     intent_description: None,
                     intent_sealed: None,
+                    client_assertion: None,
                 })
             },
         )
@@ -136,6 +137,7 @@ fn event() -> impl Strategy<Value = Event> {
                     agent_type: AgentType::Autonomous,
                     expires_at,
                     by: Actor::System,
+                    jwks: None,
                 })
             }
         ),

@@ -72,6 +72,10 @@ pub struct State {
     codes_by_digest: BTreeMap<Digest, String>,
     /// Approvals by the person who may decide them, oldest first.
     approvals_by_approver: BTreeMap<UserId, Vec<String>>,
+    /// Client assertions spent, by client and `jti`, with their `exp`. Kept for good,
+    /// like the tokens they were spent on: at most one entry per token, and a set that
+    /// never forgets needs no rule for when forgetting is safe.
+    client_assertions: BTreeMap<(ClientId, String), Timestamp>,
 }
 
 impl State {
@@ -383,6 +387,10 @@ impl State {
             token_endpoint_auth_method: e.token_endpoint_auth_method.clone(),
             secret_hash: e.secret_hash,
             previous_secret: None,
+            jwks: e
+                .jwks
+                .as_ref()
+                .and_then(|set| serde_json::to_string(set).ok()),
             require_consent: e.require_consent,
             agent_type: e.agent_type,
             expires_at: e.expires_at,
@@ -453,6 +461,12 @@ impl State {
 
     fn token_issued(&mut self, e: &writ_schemas::TokenIssued, at: Timestamp) {
         let jti = e.jti.clone();
+        if let Some(assertion) = &e.client_assertion {
+            self.client_assertions.insert(
+                (e.client_id.clone(), assertion.jti.clone()),
+                assertion.expires_at,
+            );
+        }
         if let Some(parent) = e.parent_jti.as_ref().and_then(|p| self.tokens.get_mut(p)) {
             parent.children.push(jti.clone());
         }

@@ -53,6 +53,7 @@ fn issued(
         expires_on_completion: true,
         intent_description: None,
         intent_sealed: None,
+        client_assertion: None,
     })
 }
 
@@ -396,4 +397,49 @@ fn erasing_forgets_a_person_s_data_so_no_later_snapshot_holds_it() {
         before_bytes.windows(15).any(|w| w == b"ada@example.com"),
         "the check can fail"
     );
+}
+
+#[test]
+fn a_snapshot_keeps_a_keyed_agent_and_the_assertions_it_spent() {
+    let registered = AgentRegistered {
+        client_id: ClientId::from("a1"),
+        name: "keyed".into(),
+        owner: None,
+        scopes: vec!["read".into()],
+        grant_types: vec!["client_credentials".into()],
+        redirect_uris: vec![],
+        token_endpoint_auth_method: "private_key_jwt".into(),
+        secret_hash: None,
+        require_consent: false,
+        agent_type: AgentType::Autonomous,
+        expires_at: None,
+        by: Actor::System,
+        // Optional members left out, as a registration usually has them.
+        jwks: Some(ClientJwks {
+            keys: vec![ClientJwk {
+                kty: "OKP".into(),
+                kid: None,
+                alg: None,
+                use_: None,
+                crv: Some("Ed25519".into()),
+                x: Some("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into()),
+                y: None,
+                n: None,
+                e: None,
+            }],
+        }),
+    };
+    let Event::TokenIssued(mut token) = issued("t", None, None, None) else {
+        unreachable!("issued gives a TokenIssued")
+    };
+    token.client_id = ClientId::from("a1");
+    token.client_assertion = Some(AssertionUsed {
+        jti: "asn-1".into(),
+        expires_at: ts(120),
+    });
+    let state = fold(&[registered.into(), token.into()]);
+    assert!(state.assertion_used(&ClientId::from("a1"), "asn-1"));
+    assert!(!state.assertion_used(&ClientId::from("a2"), "asn-1"));
+    let decoded = snapshot::decode(&snapshot::encode(&state));
+    assert_eq!(decoded.as_ref().ok(), Some(&state));
 }

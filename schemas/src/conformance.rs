@@ -60,6 +60,7 @@ pub(crate) fn sample(kind: EventKind) -> Event {
             agent_type: AgentType::Autonomous,
             expires_at: Some(ts("2027-01-01T00:00:00.000000Z")),
             by: admin(),
+            jwks: None,
         }),
         EventKind::AgentIdentitySet => Event::from(AgentIdentitySet {
             client_id: agent,
@@ -234,6 +235,7 @@ pub(crate) fn sample(kind: EventKind) -> Event {
             expires_on_completion: true,
             intent_description: Some("summarise the Q3 report".into()),
             intent_sealed: None,
+            client_assertion: None,
         }),
         EventKind::TokenRevoked => Event::from(TokenRevoked {
             jti,
@@ -362,7 +364,8 @@ pub(crate) fn sample(kind: EventKind) -> Event {
 }
 
 /// Further shapes of a kind than its one sample shows, checked like the samples and
-/// appended to the vectors after them: a `SigningKeyRotated` for each key type.
+/// appended to the vectors after them: a `SigningKeyRotated` for each key type, sealed
+/// personal data, a `private_key_jwt` agent and a token paid for by a client assertion.
 pub(crate) fn extra_samples() -> Vec<Event> {
     let ec = PublicJwk::Ec {
         crv: EcCurve::P256,
@@ -438,6 +441,63 @@ pub(crate) fn extra_samples() -> Vec<Event> {
                 nonce: SEALED_INTENT.0.into(),
                 ciphertext: SEALED_INTENT.1.into(),
             })),
+            client_assertion: None,
+        }),
+        // A `private_key_jwt` agent: public keys, no secret.
+        Event::from(AgentRegistered {
+            client_id: ClientId::from("agt_keyed"),
+            name: "Nightly reconciler".into(),
+            owner: None,
+            scopes: vec!["ledger:read".into()],
+            grant_types: vec!["client_credentials".into()],
+            redirect_uris: vec![],
+            token_endpoint_auth_method: "private_key_jwt".into(),
+            secret_hash: None,
+            require_consent: false,
+            agent_type: AgentType::Autonomous,
+            expires_at: None,
+            by: admin(),
+            jwks: Some(ClientJwks {
+                keys: vec![ClientJwk {
+                    kty: "OKP".into(),
+                    kid: Some("reconciler-1".into()),
+                    alg: Some("EdDSA".into()),
+                    use_: Some("sig".into()),
+                    crv: Some("Ed25519".into()),
+                    x: Some("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into()),
+                    y: None,
+                    n: None,
+                    e: None,
+                }],
+            }),
+        }),
+        // Its token, with the client assertion it spent.
+        Event::from(TokenIssued {
+            jti: Jti::from("jti_keyed"),
+            digest: Digest::of(b"keyed"),
+            kid: KeyId::from("k4"),
+            grant_type: "client_credentials".into(),
+            client_id: ClientId::from("agt_keyed"),
+            subject: "agt_keyed".into(),
+            user_id: None,
+            actors: vec![],
+            delegation_id: None,
+            parent_jti: None,
+            family_id: None,
+            audience: vec![],
+            scopes: vec!["ledger:read".into()],
+            issued_at: ts("2026-11-23T09:02:00.000000Z"),
+            expires_at: ts("2026-11-23T09:17:00.000000Z"),
+            agent_type: AgentType::Autonomous,
+            task_id: None,
+            max_operations: None,
+            expires_on_completion: false,
+            intent_description: None,
+            intent_sealed: None,
+            client_assertion: Some(AssertionUsed {
+                jti: "4f1c6a2e-assertion-1".into(),
+                expires_at: ts("2026-11-23T09:04:00.000000Z"),
+            }),
         }),
     ]
 }

@@ -124,6 +124,10 @@ pub struct AgentRegistered {
     /// Keyed hash of its client secret (absent for `private_key_jwt` or public clients).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_hash: Option<Digest>,
+    /// The public keys its `private_key_jwt` assertions are signed with (RFC 7523 §2.2);
+    /// absent for every other method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<ClientJwks>,
     /// It may act for a person only under an active delegation.
     pub require_consent: bool,
     /// How it runs.
@@ -133,6 +137,48 @@ pub struct AgentRegistered {
     pub expires_at: Option<Timestamp>,
     /// Who registered it.
     pub by: Actor,
+}
+
+/// A client's public signing keys, as a JWK Set (RFC 7517 §5). Only the public members
+/// writ verifies with are kept: a private member (`d`, `p`, ...) or a symmetric key
+/// cannot be written here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientJwks {
+    /// The keys.
+    pub keys: Vec<ClientJwk>,
+}
+
+/// One public key of a [`ClientJwks`]: EC P-256, RSA or OKP Ed25519.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientJwk {
+    /// Key type: `EC`, `RSA` or `OKP`.
+    pub kty: String,
+    /// Key id, which an assertion's header names to pick the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    /// The one algorithm the key is for (`ES256`, `RS256`, `EdDSA`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alg: Option<String>,
+    /// Intended use; only `sig` is accepted.
+    #[serde(default, rename = "use", skip_serializing_if = "Option::is_none")]
+    pub use_: Option<String>,
+    /// Curve (`P-256`, `Ed25519`) of an EC or OKP key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crv: Option<String>,
+    /// x coordinate (EC) or public key (OKP), base64url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x: Option<String>,
+    /// y coordinate of an EC key, base64url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub y: Option<String>,
+    /// Modulus of an RSA key, base64url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<String>,
+    /// Exponent of an RSA key, base64url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e: Option<String>,
 }
 
 /// An agent's accountable owner or expiry changed.
@@ -718,6 +764,20 @@ pub struct TokenIssued {
     // Boxed: most tokens have none, and every event is as large as its largest kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent_sealed: Option<Box<Sealed>>,
+    /// The `private_key_jwt` assertion the client authenticated with, recorded with the
+    /// token so the same assertion is refused ever after, on any node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_assertion: Option<AssertionUsed>,
+}
+
+/// A client assertion (RFC 7523 §3) spent on a token request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssertionUsed {
+    /// The assertion's `jti`, unique per client.
+    pub jti: String,
+    /// Its `exp`: until then a replay would otherwise verify.
+    pub expires_at: Timestamp,
 }
 
 impl TokenIssued {

@@ -150,6 +150,7 @@ impl Built {
             expires_on_completion: false,
             intent_description: None,
             intent_sealed: None,
+            client_assertion: None,
         })
     }
 }
@@ -263,6 +264,7 @@ fn setup_commands(plan: &Plan) -> Vec<Command> {
             agent_type: AgentType::Autonomous,
             expires_at: None,
             by: Actor::System,
+            jwks: None,
         }));
     }
     for (d, (p, a)) in plan.delegations.iter().enumerate() {

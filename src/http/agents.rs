@@ -42,7 +42,13 @@ const GRANT_TYPES: &[&str] = &[
     "authorization_code",
     "refresh_token",
 ];
-const AUTH_METHODS: &[&str] = &["client_secret_basic", "client_secret_post"];
+const AUTH_METHODS: &[&str] = &[
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+];
+/// The method that authenticates with a registered key rather than a secret.
+const PRIVATE_KEY_JWT: &str = "private_key_jwt";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +59,8 @@ pub(super) struct NewAgent {
     #[serde(default)]
     redirect_uris: Vec<String>,
     token_endpoint_auth_method: Option<String>,
+    /// The public keys of a `private_key_jwt` agent (a JWK Set).
+    jwks: Option<serde_json::Value>,
     #[serde(default)]
     require_consent: bool,
     owner: Option<String>,
@@ -293,7 +301,13 @@ pub(super) async fn create(
         .map(|text| parse_time("expires_at", text, now))
         .transpose()?;
     let client_id = ClientId(new_id("agt_"));
-    let secret = new_secret("wrt_cs_");
+    let method = body
+        .token_endpoint_auth_method
+        .clone()
+        .unwrap_or_else(|| AUTH_METHODS[0].to_owned());
+    let jwks = registered_jwks(&method, body.jwks.as_ref())?;
+    // A key-authenticated agent gets no secret: there is nothing for it to hold.
+    let secret = jwks.is_none().then(|| new_secret("wrt_cs_"));
     let event = AgentRegistered {
         client_id: client_id.clone(),
         name: body.name,
@@ -301,14 +315,13 @@ pub(super) async fn create(
         scopes: body.scopes,
         grant_types: body.grant_types,
         redirect_uris: body.redirect_uris,
-        token_endpoint_auth_method: body
-            .token_endpoint_auth_method
-            .unwrap_or_else(|| AUTH_METHODS[0].to_owned()),
-        secret_hash: Some(state.secrets.hash(&secret)),
+        token_endpoint_auth_method: method,
+        secret_hash: secret.as_deref().map(|secret| state.secrets.hash(secret)),
         require_consent: body.require_consent,
         agent_type: body.agent_type.unwrap_or(AgentType::Autonomous),
         expires_at,
         by: admin.0,
+        jwks,
     };
     state.ledger.submit(Command::RegisterAgent(event)).await?;
     let agent = read_view(&state, &client_id)?;
@@ -316,6 +329,27 @@ pub(super) async fn create(
         HttpResponse::Created()
             .json(serde_json::json!({ "agent": agent, "client_secret": secret })),
     )
+}
+
+/// The checked key set of a `private_key_jwt` registration; none for any other method.
+fn registered_jwks(
+    method: &str,
+    jwks: Option<&serde_json::Value>,
+) -> Result<Option<writ_schemas::ClientJwks>, ApiError> {
+    match (method == PRIVATE_KEY_JWT, jwks) {
+        (true, Some(jwks)) => crate::oauth::assertion::registered_jwks(jwks)
+            .map(Some)
+            .map_err(|why| ApiError::invalid("jwks", why)),
+        (true, None) => Err(ApiError::invalid(
+            "jwks",
+            "a private_key_jwt agent registers its public keys as a JWK Set",
+        )),
+        (false, Some(_)) => Err(ApiError::invalid(
+            "jwks",
+            format!("only for token_endpoint_auth_method {PRIVATE_KEY_JWT}, not {method}"),
+        )),
+        (false, None) => Ok(None),
+    }
 }
 
 fn read_view(state: &AppState, client_id: &ClientId) -> Result<AgentView, ApiError> {

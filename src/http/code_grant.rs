@@ -19,7 +19,7 @@ use super::oauth_error::OAuthError;
 use super::token::{AUTHORIZATION_CODE, signed};
 use crate::decide::{Answer, Command, Issued, Refusal};
 use crate::ledger::SubmitError;
-use crate::oauth::{ActingFor, Presented, Terms, agent_terms, authenticate};
+use crate::oauth::{ActingFor, Presented, Terms, agent_terms, authenticate_at_token};
 
 /// How long a refresh family lives from its code's redemption: rotating does not extend it.
 pub const REFRESH_TTL_SECONDS: i64 = 30 * 24 * 3600;
@@ -47,7 +47,8 @@ pub(super) async fn grant(
     now: Timestamp,
 ) -> Result<Value, OAuthError> {
     let spend = state.ledger.read(|s| {
-        let agent = authenticate(s, &state.secrets, presented, now)?;
+        let (agent, assertion) =
+            authenticate_at_token(s, &state.secrets, presented, &state.issuer, now)?;
         state
             .token_limits
             .check(&agent.client_id, agent.ceilings.token_requests_per_minute)
@@ -57,11 +58,13 @@ pub(super) async fn grant(
                 "this agent is not registered for the {grant_type} grant"
             )));
         }
-        match grant_type {
+        let spend = match grant_type {
             AUTHORIZATION_CODE => from_code(s, agent, form, &state.issuer, now),
             _ => from_refresh(s, agent, form, &state.issuer, now),
-        }
+        }?;
+        Ok((spend, assertion))
     })?;
+    let (spend, assertion) = spend;
     let (digest, client_id, issued, answer, refresh_secret) = match spend {
         Spend::Replay { digest, client_id } => (digest, client_id, None, Value::Null, None),
         Spend::Fresh {
@@ -72,7 +75,7 @@ pub(super) async fn grant(
             refresh_expires_at,
         } => {
             let user_id = terms.acting_for.as_ref().map(|a| a.user_id.clone());
-            let (token, answer) = signed(
+            let (mut token, answer) = signed(
                 state,
                 client_id.clone(),
                 *terms,
@@ -80,6 +83,8 @@ pub(super) async fn grant(
                 Some(family.clone()),
                 now,
             )?;
+            // Spent with the token it pays for (decided in `decide::issue_token`).
+            token.client_assertion = assertion;
             let secret = crate::secrets::new_secret("wrr_");
             let refresh = RefreshTokenIssued {
                 refresh_id: RefreshId(crate::secrets::new_id("rt_")),

@@ -199,7 +199,8 @@ impl From<Refusal> for ApiError {
             | Refusal::ApprovalSettled(..)
             | Refusal::ApprovalMismatch(_)
             | Refusal::ApprovalPending(_)
-            | Refusal::DuplicateCode => ApiError::Conflict(detail),
+            | Refusal::DuplicateCode
+            | Refusal::AgentHoldsNoSecret(_) => ApiError::Conflict(detail),
             // Answered by the token endpoint as `invalid_grant`; here only for completeness.
             Refusal::UnknownCode
             | Refusal::CodeExpired
@@ -208,6 +209,11 @@ impl From<Refusal> for ApiError {
             | Refusal::RefreshExpired
             | Refusal::ScopeBeyondRefresh(_) => ApiError::BadRequest {
                 code: "invalid_grant",
+                detail,
+            },
+            // Answered by the token endpoint as `invalid_client`.
+            Refusal::AssertionReplayed(_) => ApiError::BadRequest {
+                code: "invalid_client",
                 detail,
             },
             Refusal::UnknownOwner(_)
@@ -235,6 +241,7 @@ impl From<Refusal> for ApiError {
             | Refusal::TooLargeToAppend(..)
             | Refusal::BadSigningKey(_)
             | Refusal::BadCheckpointKey(_)
+            | Refusal::BadAgentCredentials(_)
             | Refusal::Unencodable(_) => ApiError::BadRequest {
                 code: "invalid_request",
                 detail,

@@ -165,6 +165,7 @@ pub(super) async fn register(
         redirect_uris: checked.redirect_uris.clone(),
         token_endpoint_auth_method: checked.token_endpoint_auth_method.clone(),
         secret_hash: secret.as_deref().map(|s| state.secrets.hash(s)),
+        jwks: None,
         require_consent: false,
         agent_type: AgentType::Autonomous,
         expires_at: None,

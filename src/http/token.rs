@@ -14,7 +14,7 @@ use jsonwebtoken::Header;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use writ_projections::Personal;
-use writ_schemas::{ClientId, Digest, Jti, KeyId, Sealed, Timestamp, TokenIssued};
+use writ_schemas::{AssertionUsed, ClientId, Digest, Jti, KeyId, Sealed, Timestamp, TokenIssued};
 
 use super::AppState;
 use super::oauth_error::{OAuthError, client_form, no_store, read_form_body};
@@ -22,8 +22,8 @@ use crate::decide::{Command, Refusal};
 use crate::ledger::SubmitError;
 use crate::oauth::{
     ACCESS_TOKEN_TYPE, AuthMethod, ExternalSubject, JWT_TOKEN_TYPE, Presented,
-    TOKEN_EXCHANGE_GRANT, Terms, USER_ID_TOKEN_TYPE, authenticate, client_credentials_grant,
-    token_exchange_grant,
+    TOKEN_EXCHANGE_GRANT, Terms, USER_ID_TOKEN_TYPE, authenticate_at_token,
+    client_credentials_grant, token_exchange_grant,
 };
 use crate::people::Field;
 
@@ -141,8 +141,9 @@ async fn grant(
             "a public client (no secret) may only use the authorization_code and refresh_token grants",
         ));
     }
-    let (client_id, terms, grant_type) = state.ledger.read(|s| {
-        let agent = authenticate(s, &state.secrets, presented, now)?;
+    let (client_id, terms, grant_type, assertion) = state.ledger.read(|s| {
+        let (agent, assertion) =
+            authenticate_at_token(s, &state.secrets, presented, &state.issuer, now)?;
         state
             .token_limits
             .check(&agent.client_id, agent.ceilings.token_requests_per_minute)
@@ -153,18 +154,19 @@ async fn grant(
                 agent.client_id.clone(),
                 client_credentials_grant(s, agent, form, &state.issuer, now)?,
                 CLIENT_CREDENTIALS,
+                assertion,
             )),
             Some(TOKEN_EXCHANGE_GRANT) => {
                 let (holder, terms) =
                     token_exchange_grant(s, agent, form, &state.issuer, external.as_ref(), now)?;
-                Ok((holder, terms, TOKEN_EXCHANGE_GRANT))
+                Ok((holder, terms, TOKEN_EXCHANGE_GRANT, assertion))
             }
             Some(other) => Err(OAuthError::unsupported_grant_type(format!(
                 "grant_type `{other}` is not supported here; send {CLIENT_CREDENTIALS}, {TOKEN_EXCHANGE_GRANT}, {AUTHORIZATION_CODE} or {REFRESH_TOKEN}"
             ))),
         }
     })?;
-    let mut answer = sign_and_record(state, client_id, terms, grant_type, now).await?;
+    let mut answer = sign_and_record(state, client_id, terms, grant_type, assertion, now).await?;
     if grant_type == TOKEN_EXCHANGE_GRANT {
         // RFC 8693 §2.2.1: the type of what was issued.
         answer["issued_token_type"] = json!(ACCESS_TOKEN_TYPE);
@@ -197,7 +199,7 @@ async fn external_subject(
     };
     let digest = Digest::of(token.as_bytes());
     let writ_token = state.ledger.read(|s| {
-        authenticate(s, &state.secrets, presented, now)
+        authenticate_at_token(s, &state.secrets, presented, &state.issuer, now)
             .map(|_| s.token_by_digest(&digest).is_some())
     })?;
     if writ_token {
@@ -341,9 +343,12 @@ async fn sign_and_record(
     client_id: ClientId,
     terms: Terms,
     grant_type: &str,
+    assertion: Option<AssertionUsed>,
     now: Timestamp,
 ) -> Result<Value, OAuthError> {
-    let (event, answer) = signed(state, client_id, terms, grant_type, None, now)?;
+    let (mut event, answer) = signed(state, client_id, terms, grant_type, None, now)?;
+    // Spent in the same record as the token: the assertion cannot pay twice.
+    event.client_assertion = assertion;
     state
         .ledger
         .submit(Command::IssueToken(event))
@@ -419,6 +424,7 @@ pub(super) fn signed(
         expires_on_completion: terms.expires_on_completion,
         intent_description,
         intent_sealed,
+        client_assertion: None,
     };
     let mut answer = json!({
         "access_token": token, "token_type": "Bearer", "expires_in": ttl, "scope": scope,
@@ -446,6 +452,10 @@ pub(super) fn refusal(err: SubmitError) -> OAuthError {
             | Refusal::OutlivesAgent(..)
             | Refusal::UnknownAgent(_)),
         ) => OAuthError::invalid_client(refused.to_string()),
+        // Two requests raced with one assertion, and this one was sequenced second.
+        SubmitError::Refused(refused @ Refusal::AssertionReplayed(_)) => {
+            OAuthError::invalid_client(refused.to_string())
+        }
         // The delegation or its person changed between the read and the append.
         SubmitError::Refused(Refusal::DelegationInactive(_)) => OAuthError::grant_forbidden(
             "no active delegation for this user; the person must delegate to this agent first",

@@ -130,6 +130,7 @@ pub(super) async fn issue(
         expires_on_completion: false,
         intent_description: None,
         intent_sealed: None,
+        client_assertion: None,
     };
     state.ledger.submit(Command::IssueToken(event)).await?;
     Ok(no_store().json(json!({

@@ -139,6 +139,7 @@ fn agent(client_id: &str) -> Command {
         agent_type: AgentType::Autonomous,
         expires_at: None,
         by: Actor::System,
+        jwks: None,
     })
 }
 
@@ -165,6 +166,7 @@ fn token(jti: &str, parent: Option<&str>, max_operations: Option<u64>, now: Time
         expires_on_completion: true,
         intent_description: None,
         intent_sealed: None,
+        client_assertion: None,
     })
 }
 

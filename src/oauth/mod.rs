@@ -2,6 +2,7 @@
 //! Everything here reads the projections and takes `now` as a value; the HTTP layer
 //! parses and answers, the sequencer records.
 
+pub(crate) mod assertion;
 pub(crate) mod exchange;
 pub(crate) mod on_behalf;
 pub(crate) mod terms;
@@ -15,7 +16,7 @@ pub use terms::{Terms, agent_terms, client_credentials_terms};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use writ_projections::{Agent, State};
-use writ_schemas::{ClientId, Timestamp};
+use writ_schemas::{AssertionUsed, ClientId, Timestamp};
 
 use crate::http::oauth_error::OAuthError;
 use crate::secrets::SecretHasher;
@@ -32,6 +33,9 @@ pub enum AuthMethod {
     /// A public client (`token_endpoint_auth_method` `none`): `client_id` alone, its
     /// proof the PKCE verifier of the code or the refresh token it holds.
     None,
+    /// `private_key_jwt` (RFC 7523 §2.2): a JWT signed with a registered key, in
+    /// `client_assertion`.
+    Assertion,
 }
 
 impl AuthMethod {
@@ -46,6 +50,7 @@ impl AuthMethod {
                 matches!(registered, "client_secret_basic" | "client_secret_post")
             }
             AuthMethod::None => registered == "none",
+            AuthMethod::Assertion => registered == "private_key_jwt",
         }
     }
 }
@@ -55,7 +60,8 @@ impl AuthMethod {
 pub struct Presented {
     /// The client id.
     pub client_id: String,
-    /// The secret (never logged: `Debug` hides it).
+    /// The secret, or for [`AuthMethod::Assertion`] the signed JWT (never logged:
+    /// `Debug` hides it).
     pub secret: String,
     /// How.
     pub method: AuthMethod,
@@ -70,11 +76,20 @@ impl std::fmt::Debug for Presented {
     }
 }
 
-/// Reads client credentials from an `Authorization: Basic` header or the form; exactly one.
+/// Reads client credentials from an `Authorization: Basic` header, the form's
+/// `client_secret` or its `client_assertion`; exactly one.
 pub fn presented_credentials(
     authorization: Option<&str>,
     form: &std::collections::BTreeMap<String, String>,
 ) -> Result<Presented, OAuthError> {
+    if form.contains_key("client_assertion") || form.contains_key("client_assertion_type") {
+        if authorization.is_some() || form.contains_key("client_secret") {
+            return Err(OAuthError::invalid_request(
+                "use one client authentication method: a client assertion, not also Basic or client_secret",
+            ));
+        }
+        return presented_assertion(form);
+    }
     let in_form = form
         .get("client_secret")
         .map(|secret| (form.get("client_id"), secret));
@@ -102,6 +117,35 @@ pub fn presented_credentials(
             )),
         },
     }
+}
+
+/// `client_assertion_type` and `client_assertion` (RFC 7521 §4.2); the client is the
+/// form's `client_id` if sent, else the assertion's `sub`, verified later either way.
+fn presented_assertion(
+    form: &std::collections::BTreeMap<String, String>,
+) -> Result<Presented, OAuthError> {
+    if form.get("client_assertion_type").map(String::as_str) != Some(assertion::ASSERTION_TYPE) {
+        return Err(OAuthError::invalid_client(format!(
+            "client_assertion_type must be {}",
+            assertion::ASSERTION_TYPE
+        )));
+    }
+    let jwt = form.get("client_assertion").ok_or_else(|| {
+        OAuthError::invalid_request("client_assertion_type without client_assertion")
+    })?;
+    let client_id = match form.get("client_id") {
+        Some(client_id) => client_id.clone(),
+        None => assertion::claimed_client(jwt).ok_or_else(|| {
+            OAuthError::invalid_client(
+                "the client assertion is not a JWT whose sub names the client",
+            )
+        })?,
+    };
+    Ok(Presented {
+        client_id,
+        secret: jwt.clone(),
+        method: AuthMethod::Assertion,
+    })
 }
 
 fn basic(header: &str) -> Result<Presented, OAuthError> {
@@ -148,7 +192,40 @@ pub fn client_credentials_grant(
     terms::within_agent_expiry(agent, now, terms)
 }
 
-/// The agent these credentials authenticate, usable at `now`, or why not.
+/// At the token endpoint: the agent these credentials authenticate, usable at `now`, and
+/// the client assertion it spent, if it sent one, to be recorded with what it gets.
+/// `issuer` is the audience an assertion names.
+pub fn authenticate_at_token<'s>(
+    state: &'s State,
+    secrets: &SecretHasher,
+    presented: &Presented,
+    issuer: &str,
+    now: Timestamp,
+) -> Result<(&'s Agent, Option<AssertionUsed>), OAuthError> {
+    if presented.method != AuthMethod::Assertion {
+        return authenticate(state, secrets, presented, now).map(|agent| (agent, None));
+    }
+    let agent = state
+        .agent(&ClientId(presented.client_id.clone()))
+        .ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
+    if !presented.method.fits(&agent.token_endpoint_auth_method) {
+        return Err(OAuthError::invalid_client(format!(
+            "this client authenticates with {}, not a client assertion",
+            agent.token_endpoint_auth_method
+        )));
+    }
+    let used = assertion::verify(agent, &presented.secret, issuer, now)?;
+    if state.assertion_used(&agent.client_id, &used.jti) {
+        return Err(OAuthError::invalid_client(
+            "the client assertion was already used; sign a new one with a fresh jti",
+        ));
+    }
+    usable(agent, now).map(|agent| (agent, Some(used)))
+}
+
+/// The agent these credentials authenticate, usable at `now`, or why not. A client
+/// assertion is refused here: its `jti` can only be spent where a token is recorded, so
+/// only the token endpoint (`authenticate_at_token`) takes one.
 pub fn authenticate<'s>(
     state: &'s State,
     secrets: &SecretHasher,
@@ -156,9 +233,19 @@ pub fn authenticate<'s>(
     now: Timestamp,
 ) -> Result<&'s Agent, OAuthError> {
     let unknown = || OAuthError::invalid_client("unknown client or wrong secret");
+    if presented.method == AuthMethod::Assertion {
+        return Err(OAuthError::invalid_client(
+            "a client assertion is accepted at the token endpoint only",
+        ));
+    }
     let agent = state
         .agent(&ClientId(presented.client_id.clone()))
         .ok_or_else(unknown)?;
+    if agent.token_endpoint_auth_method == "private_key_jwt" {
+        return Err(OAuthError::invalid_client(
+            "this client authenticates with private_key_jwt; send a client assertion",
+        ));
+    }
     if presented.method == AuthMethod::None {
         if agent.token_endpoint_auth_method != "none" {
             return Err(OAuthError::invalid_client(format!(

@@ -9,6 +9,7 @@ mod authorize;
 mod bad_input;
 mod bench;
 mod browser;
+mod client_assertion;
 mod clients;
 mod crash;
 mod delegation;

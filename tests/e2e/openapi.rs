@@ -561,7 +561,33 @@ fn agents(s: &mut Sweep) -> (String, String) {
         s.admin(204, "POST", &at(action), &id, None);
         s.admin(409, "POST", &at(action), &id, None);
     }
+    keyed_agent(s);
     (id, text(&rotated["client_secret"]))
+}
+
+/// A `private_key_jwt` agent: registered with no secret (so none to rotate), and a token
+/// for a signed client assertion, which pays once.
+fn keyed_agent(s: &mut Sweep) {
+    writ::jose::install();
+    let key = crate::client_assertion::ed25519_key("k1");
+    let body = json!({"name": "keyed", "scopes": ["s"], "grant_types": ["client_credentials"],
+                      "token_endpoint_auth_method": "private_key_jwt",
+                      "jwks": {"keys": [key.jwk]}});
+    let created = s.admin(201, "POST", "/api/v1/agents", "", Some(body));
+    let id = text(&created["agent"]["client_id"]);
+    s.admin(409, "POST", "/api/v1/agents/{client_id}/secret", &id, None);
+    let endpoint = s.server.url("/oauth/token");
+    let assertion = crate::client_assertion::sign_assertion(&key, &id, &endpoint);
+    let form = [
+        ("grant_type", "client_credentials"),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
+        ("client_assertion", assertion.as_str()),
+    ];
+    s.oauth(200, "/oauth/token", None, &form);
+    s.oauth(401, "/oauth/token", None, &form);
 }
 
 /// Tokens, introspection, operations under a quota and revocation.

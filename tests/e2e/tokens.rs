@@ -468,7 +468,16 @@ fn rfc_8414_metadata_leads_a_client_from_the_issuer_to_a_verified_token() {
     );
     assert_eq!(
         metadata["token_endpoint_auth_methods_supported"],
-        json!(["client_secret_basic", "client_secret_post", "none"])
+        json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+            "none"
+        ])
+    );
+    assert_eq!(
+        metadata["token_endpoint_auth_signing_alg_values_supported"],
+        json!(["EdDSA", "ES256", "RS256"])
     );
     assert_eq!(
         metadata["code_challenge_methods_supported"],

@@ -118,6 +118,12 @@ impl State {
         self.tokens.get(jti).map(|token| &**token)
     }
 
+    /// Whether `client_id` already spent a client assertion with this `jti`.
+    pub fn assertion_used(&self, client_id: &ClientId, jti: &str) -> bool {
+        self.client_assertions
+            .contains_key(&(client_id.clone(), jti.to_owned()))
+    }
+
     /// A token by the BLAKE3 digest of its bytes: the hot-path lookup.
     pub fn token_by_digest(&self, digest: &Digest) -> Option<&Token> {
         self.tokens_by_digest
