@@ -33,7 +33,12 @@ pub const REGISTRATIONS_PER_MINUTE_DEFAULT: u32 = 60;
 pub const GRANT_TYPES: &[&str] = &["authorization_code", "refresh_token", "client_credentials"];
 /// The token endpoint authentication methods a client may register with (`none`: a
 /// public client, which holds no secret).
-pub const AUTH_METHODS: &[&str] = &["client_secret_basic", "client_secret_post", "none"];
+pub const AUTH_METHODS: &[&str] = &[
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+    "none",
+];
 /// Hosts an `http` redirect URI may name (RFC 8252 §7.3: a native app's loopback
 /// listener); every other redirect URI is `https`.
 const LOOPBACK_HOSTS: &[&str] = &["127.0.0.1", "[::1]", "localhost"];
@@ -115,6 +120,9 @@ struct ClientMetadata {
     response_types: Option<Vec<String>>,
     token_endpoint_auth_method: Option<String>,
     scope: Option<String>,
+    /// The public keys of a `private_key_jwt` client (RFC 7591 §2; `jwks_uri` is not
+    /// taken: the keys are recorded in the ledger as registered).
+    jwks: Option<Value>,
 }
 
 /// Metadata checked and defaulted: what is registered.
@@ -126,6 +134,7 @@ struct Checked {
     response_types: Vec<String>,
     token_endpoint_auth_method: String,
     scopes: Vec<String>,
+    jwks: Option<writ_schemas::ClientJwks>,
 }
 
 /// Registers a client.
@@ -152,7 +161,11 @@ pub(super) async fn register(
             ..OAuthError::rate_limited(seconds)
         });
     }
-    let secret = (checked.token_endpoint_auth_method != "none").then(|| new_secret("wrt_cs_"));
+    let secret = !matches!(
+        checked.token_endpoint_auth_method.as_str(),
+        "none" | "private_key_jwt"
+    );
+    let secret = secret.then(|| new_secret("wrt_cs_"));
     let event = AgentRegistered {
         client_id: client_id.clone(),
         name: checked
@@ -165,7 +178,7 @@ pub(super) async fn register(
         redirect_uris: checked.redirect_uris.clone(),
         token_endpoint_auth_method: checked.token_endpoint_auth_method.clone(),
         secret_hash: secret.as_deref().map(|s| state.secrets.hash(s)),
-        jwks: None,
+        jwks: checked.jwks.clone(),
         require_consent: false,
         agent_type: AgentType::Autonomous,
         expires_at: None,
@@ -254,6 +267,23 @@ fn check(metadata: &ClientMetadata) -> Result<Checked, OAuthError> {
             "a public client (token_endpoint_auth_method `none`) cannot use client_credentials: that grant is the client's own secret",
         ));
     }
+    let jwks = match (token_endpoint_auth_method.as_str(), &metadata.jwks) {
+        ("private_key_jwt", Some(jwks)) => Some(
+            crate::oauth::assertion::registered_jwks(jwks)
+                .map_err(|why| OAuthError::invalid_client_metadata(format!("jwks: {why}")))?,
+        ),
+        ("private_key_jwt", None) => {
+            return Err(OAuthError::invalid_client_metadata(
+                "jwks: a private_key_jwt client registers its public keys as a JWK Set",
+            ));
+        }
+        (_, Some(_)) => {
+            return Err(OAuthError::invalid_client_metadata(
+                "jwks: only for token_endpoint_auth_method private_key_jwt",
+            ));
+        }
+        (_, None) => None,
+    };
     let redirect_uris = metadata.redirect_uris.clone().unwrap_or_default();
     check_redirect_uris(&redirect_uris)?;
     if code && redirect_uris.is_empty() {
@@ -286,6 +316,7 @@ fn check(metadata: &ClientMetadata) -> Result<Checked, OAuthError> {
         response_types,
         token_endpoint_auth_method,
         scopes,
+        jwks,
     })
 }
 
@@ -347,11 +378,6 @@ fn auth_method(asked: Option<&str>) -> Result<String, OAuthError> {
     match asked {
         None => Ok(AUTH_METHODS[0].to_owned()),
         Some(method) if AUTH_METHODS.contains(&method) => Ok(method.to_owned()),
-        // The agent event holds a secret's hash, not a key set: nothing to verify a
-        // client's assertion with.
-        Some("private_key_jwt") => Err(OAuthError::invalid_client_metadata(
-            "token_endpoint_auth_method: private_key_jwt is not supported yet; register with client_secret_basic, client_secret_post or none",
-        )),
         Some(other) => Err(OAuthError::invalid_client_metadata(format!(
             "token_endpoint_auth_method: `{}` is not one of {}",
             other.chars().take(64).collect::<String>(),
@@ -429,6 +455,9 @@ fn answer(client_id: &ClientId, secret: Option<&str>, issued_at: i64, checked: C
     if !checked.scopes.is_empty() {
         body.insert("scope".into(), json!(checked.scopes.join(" ")));
     }
+    if let Some(jwks) = &checked.jwks {
+        body.insert("jwks".into(), json!(jwks));
+    }
     Value::Object(body)
 }
 
@@ -471,6 +500,7 @@ mod tests {
                 response_types: vec!["code".into()],
                 token_endpoint_auth_method: "client_secret_basic".into(),
                 scopes: vec![],
+                jwks: None,
             })
         );
     }
@@ -509,6 +539,7 @@ mod tests {
             json!({"grant_types": cc, "response_types": ["token"]}),
             json!({"grant_types": cc, "response_types": ["code"]}),
             json!({"grant_types": cc, "token_endpoint_auth_method": "private_key_jwt"}),
+            json!({"grant_types": cc, "token_endpoint_auth_method": "client_secret_basic", "jwks": {"keys": []}}),
             json!({"grant_types": cc, "token_endpoint_auth_method": "tls_client_auth"}),
             json!({"grant_types": cc, "token_endpoint_auth_method": "none"}),
             json!({"grant_types": cc, "scope": "a  b"}),

@@ -331,7 +331,7 @@ fn bad_metadata_is_refused_with_the_rfc_7591_code() {
     assert!(
         body["error_description"]
             .as_str()
-            .is_some_and(|d| d.contains("not supported yet")),
+            .is_some_and(|d| d.contains("registers its public keys")),
         "{body}"
     );
     let (status, agents) = call(&server, &admin, "GET", "/api/v1/agents", None);
@@ -396,4 +396,54 @@ fn the_gateway_s_401_points_at_its_protected_resource_metadata() {
             .and_then(|v| v.to_str().ok()),
         Some("Bearer realm=\"writ\"")
     );
+}
+
+#[test]
+fn a_client_registers_its_public_keys_and_pays_for_each_token_with_one_assertion() {
+    let dir = temp();
+    let issuer = "https://writ.example";
+    let server = Server::start(dir.path(), &["--registration", "open", "--issuer", issuer]);
+    let key = crate::client_assertion::ed25519_key("ed-1");
+    let body = json!({"client_name": "keyed bot", "grant_types": ["client_credentials"],
+                      "token_endpoint_auth_method": "private_key_jwt", "scope": "files:read",
+                      "jwks": {"keys": [key.jwk]}});
+    let (status, _, client) = register(&server, None, &body);
+    assert_eq!(status, 201, "{client}");
+    assert!(client.get("client_secret").is_none(), "no secret: {client}");
+    assert_eq!(client["jwks"]["keys"][0]["kid"], "ed-1", "{client}");
+    let client_id = client["client_id"].as_str().unwrap_or_default();
+
+    let assertion =
+        crate::client_assertion::sign_assertion(&key, client_id, &format!("{issuer}/oauth/token"));
+    let token = |assertion: &str| {
+        http()
+            .post(server.url("/oauth/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", assertion),
+            ])
+            .send()
+            .map(|r| r.status().as_u16())
+            .unwrap_or_default()
+    };
+    assert_eq!(token(&assertion), 200);
+    assert_eq!(token(&assertion), 401, "the same assertion pays once");
+
+    for bad in [
+        json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt"}),
+        json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt",
+               "jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}}),
+        json!({"grant_types": ["client_credentials"], "jwks": {"keys": [key.jwk]}}),
+    ] {
+        let (status, _, refused) = register(&server, None, &bad);
+        assert_eq!(
+            (status, refused["error"].as_str()),
+            (400, Some("invalid_client_metadata")),
+            "{bad}: {refused}"
+        );
+    }
 }
