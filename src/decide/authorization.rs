@@ -91,6 +91,15 @@ fn revoke_family(state: &State, family: &FamilyId) -> Vec<Event> {
         .collect()
 }
 
+/// `record` (a replay, a reuse or a revocation), then the revocation of every live token
+/// of `family`; and how many tokens that revokes.
+fn ending_family(state: &State, record: Event, family: Option<&FamilyId>) -> (Vec<Event>, usize) {
+    let mut events = vec![record];
+    events.extend(family.map(|f| revoke_family(state, f)).unwrap_or_default());
+    let tokens = events.len() - 1;
+    (events, tokens)
+}
+
 /// What a redemption or a refresh issues: the access token and the refresh token beside it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issued {
@@ -112,16 +121,12 @@ pub(super) fn redeem_code(
         .filter(|code| code.issued.client_id == *client_id)
         .ok_or(Refusal::UnknownCode)?;
     if let Some(jti) = &code.redeemed {
-        let family = state.token(jti).and_then(|t| t.family_id.clone());
-        let mut events: Vec<Event> = vec![
-            AuthorizationCodeReplayed {
-                code_id: code.issued.code_id.clone(),
-                client_id: client_id.clone(),
-            }
-            .into(),
-        ];
-        events.extend(family.map(|f| revoke_family(state, &f)).unwrap_or_default());
-        let tokens = events.len() - 1;
+        let family = state.token(jti).and_then(|t| t.family_id.as_ref());
+        let replayed = AuthorizationCodeReplayed {
+            code_id: code.issued.code_id.clone(),
+            client_id: client_id.clone(),
+        };
+        let (events, tokens) = ending_family(state, replayed.into(), family);
         return Ok((events, Answer::Replayed { tokens }));
     }
     if now >= code.issued.expires_at {
@@ -156,16 +161,12 @@ pub(super) fn refresh(
         return Err(Refusal::RefreshFamilyRevoked);
     }
     if spent.replaced_by.is_some() {
-        let mut events: Vec<Event> = vec![
-            RefreshTokenReuseDetected {
-                refresh_id: spent.refresh_id.clone(),
-                family_id: spent.family_id.clone(),
-                client_id: client_id.clone(),
-            }
-            .into(),
-        ];
-        events.extend(revoke_family(state, &spent.family_id));
-        let tokens = events.len() - 1;
+        let reused = RefreshTokenReuseDetected {
+            refresh_id: spent.refresh_id.clone(),
+            family_id: spent.family_id.clone(),
+            client_id: client_id.clone(),
+        };
+        let (events, tokens) = ending_family(state, reused.into(), Some(&spent.family_id));
         return Ok((events, Answer::Replayed { tokens }));
     }
     if now >= spent.expires_at {
@@ -210,17 +211,13 @@ pub(super) fn revoke_refresh(
         // RFC 7009 §2.2: an unknown (or already dead) token is not an error.
         return Ok((vec![], Answer::Revoked { tokens: 0 }));
     };
-    let mut events: Vec<Event> = vec![
-        writ_schemas::RefreshTokenRevoked {
-            refresh_id: refresh.refresh_id.clone(),
-            family_id: refresh.family_id.clone(),
-            by: Actor::Agent {
-                client_id: client_id.clone(),
-            },
-        }
-        .into(),
-    ];
-    events.extend(revoke_family(state, &refresh.family_id));
-    let tokens = events.len() - 1;
+    let revoked = writ_schemas::RefreshTokenRevoked {
+        refresh_id: refresh.refresh_id.clone(),
+        family_id: refresh.family_id.clone(),
+        by: Actor::Agent {
+            client_id: client_id.clone(),
+        },
+    };
+    let (events, tokens) = ending_family(state, revoked.into(), Some(&refresh.family_id));
     Ok((events, Answer::Revoked { tokens }))
 }

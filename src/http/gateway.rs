@@ -246,17 +246,23 @@ async fn forward(
                         delegation_depth: u32::try_from(t.actors.len()).unwrap_or(u32::MAX),
                         now,
                     };
-                    let approver = t
-                        .user_id
-                        .clone()
-                        .or_else(|| s.agent(&t.client_id).and_then(|agent| agent.owner.clone()));
+                    let supervised = t.agent_type == AgentType::Supervised;
+                    let decision = crate::policy::decide_tool_call(s, &request);
+                    // Looked up only for a call that will wait for one.
+                    let approver = (supervised && decision.critical)
+                        .then(|| {
+                            t.user_id.clone().or_else(|| {
+                                s.agent(&t.client_id).and_then(|agent| agent.owner.clone())
+                            })
+                        })
+                        .flatten();
                     Caller {
                         jti: t.jti.clone(),
                         client_id: t.client_id.clone(),
                         user_id: t.user_id.clone(),
                         approver,
-                        supervised: t.agent_type == AgentType::Supervised,
-                        decision: crate::policy::decide_tool_call(s, &request),
+                        supervised,
+                        decision,
                     }
                 }),
         )
