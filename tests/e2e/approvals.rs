@@ -68,19 +68,7 @@ fn setup(owner: Option<&str>) -> Setup {
 impl Setup {
     /// A token from `/oauth/token`, `form` after `grant_type=client_credentials`.
     fn token(&self, form: &[(&str, &str)]) -> String {
-        let mut all = vec![("grant_type", "client_credentials")];
-        all.extend_from_slice(form);
-        let body: Value = http()
-            .post(self.server.url("/oauth/token"))
-            .basic_auth(&self.client_id, Some(&self.secret))
-            .form(&all)
-            .send()
-            .and_then(|r| r.json())
-            .unwrap_or_else(|err| panic!("{err}"));
-        body["access_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{body}"))
-            .to_owned()
+        client_credentials_token(&self.server, &self.client_id, &self.secret, form)
     }
 
     fn call_tool(&self, token: &str, body: Value) -> (u16, Value) {

@@ -493,3 +493,26 @@ pub fn hidden_input(page: &str, name: &str) -> String {
         .unwrap_or_default()
         .to_owned()
 }
+
+/// A `client_credentials` token from `/oauth/token`, the client by HTTP Basic, with
+/// `extra` form parameters; panics with the answer when there is none.
+pub fn client_credentials_token(
+    server: &Server,
+    client_id: &str,
+    secret: &str,
+    extra: &[(&str, &str)],
+) -> String {
+    let mut form = vec![("grant_type", "client_credentials")];
+    form.extend_from_slice(extra);
+    let body: serde_json::Value = http()
+        .post(server.url("/oauth/token"))
+        .basic_auth(client_id, Some(secret))
+        .form(&form)
+        .send()
+        .and_then(|r| r.json())
+        .unwrap_or_else(|err| panic!("{err}"));
+    body["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned()
+}

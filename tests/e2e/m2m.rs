@@ -58,19 +58,7 @@ pub fn agent_in(home: Home, flags: &[&str]) -> Agent {
 
 impl Agent {
     pub fn token(&self, extra: &[(&str, &str)]) -> String {
-        let mut form = vec![("grant_type", "client_credentials")];
-        form.extend_from_slice(extra);
-        let body: Value = http()
-            .post(self.server.url("/oauth/token"))
-            .basic_auth(&self.client_id, Some(&self.secret))
-            .form(&form)
-            .send()
-            .and_then(|r| r.json())
-            .unwrap_or_else(|err| panic!("{err}"));
-        body["access_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{body}"))
-            .to_owned()
+        client_credentials_token(&self.server, &self.client_id, &self.secret, extra)
     }
 
     fn introspect(&self, token: &str) -> Value {
