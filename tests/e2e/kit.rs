@@ -275,13 +275,75 @@ impl Home {
     }
 }
 
-/// A real `writ serve` process on an ephemeral port.
+/// A real `writ serve` process on an ephemeral port. Its log is kept, and read when it is
+/// stopped, killed or dropped: a line saying a thread panicked or overflowed its stack
+/// fails the test, whatever the test itself asserted.
 pub struct Server {
     child: std::process::Child,
     /// `http://127.0.0.1:<port>`.
     pub base: String,
     /// What it printed on start, line by line.
     pub banner: Vec<String>,
+    log: ServerLog,
+}
+
+/// Where a server's output goes: its standard error to a file (the test's, or one the
+/// kit makes), its standard output after the banner to a thread that keeps it.
+struct ServerLog {
+    stderr: PathBuf,
+    /// The file the kit made when the test gave none (removed with it).
+    _made: Option<tempfile::NamedTempFile>,
+    stdout: Option<std::thread::JoinHandle<Vec<String>>>,
+    /// What was read so far, once the process ended.
+    read: Option<String>,
+}
+
+/// What marks a crashed thread in a log: Rust's panic message and its stack-overflow
+/// abort.
+const CRASH_MARKS: [&str; 2] = ["panicked", "overflowed its stack"];
+
+impl ServerLog {
+    /// Everything the (ended) process wrote: standard output after the banner, then
+    /// standard error.
+    fn read(&mut self) -> &str {
+        if self.read.is_none() {
+            let stdout = self
+                .stdout
+                .take()
+                .and_then(|thread| thread.join().ok())
+                .unwrap_or_default();
+            let stderr = std::fs::read(&self.stderr).unwrap_or_default();
+            let mut all = stdout.join("\n");
+            all.push('\n');
+            all.push_str(&String::from_utf8_lossy(&stderr));
+            self.read = Some(all);
+        }
+        self.read.as_deref().unwrap_or_default()
+    }
+
+    /// Fails the test when the ended process's output shows a crashed thread (only says
+    /// so when the test is failing already: a second panic would abort the run).
+    fn check(&mut self) {
+        let crashed: Vec<String> = self
+            .read()
+            .lines()
+            .filter(|line| CRASH_MARKS.iter().any(|mark| line.contains(mark)))
+            .map(str::to_owned)
+            .collect();
+        if crashed.is_empty() {
+            return;
+        }
+        let report = format!(
+            "the writ server's log shows a crash ({}):\n{}",
+            self.stderr.display(),
+            crashed.join("\n")
+        );
+        if std::thread::panicking() {
+            eprintln!("{report}");
+        } else {
+            panic!("{report}");
+        }
+    }
 }
 
 impl Server {
@@ -311,12 +373,23 @@ impl Server {
         log: Option<&Path>,
     ) -> Server {
         use std::io::{BufRead as _, BufReader};
-        let stderr = match log {
-            Some(path) => std::fs::File::create(path)
-                .map(std::process::Stdio::from)
-                .unwrap_or_else(|err| panic!("{}: {err}", path.display())),
-            None => std::process::Stdio::inherit(),
+        let made = match log {
+            Some(_) => None,
+            None => Some(
+                tempfile::Builder::new()
+                    .prefix("writ-serve-")
+                    .suffix(".log")
+                    .tempfile()
+                    .unwrap_or_else(|err| panic!("a log file for writ serve: {err}")),
+            ),
         };
+        let stderr_path = log
+            .map(Path::to_path_buf)
+            .or_else(|| made.as_ref().map(|file| file.path().to_path_buf()))
+            .unwrap_or_default();
+        let stderr = std::fs::File::create(&stderr_path)
+            .map(std::process::Stdio::from)
+            .unwrap_or_else(|err| panic!("{}: {err}", stderr_path.display()));
         let shown = data_dir.display().to_string();
         let mut args = vec!["serve", "--data-dir", &shown, "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
@@ -335,8 +408,9 @@ impl Server {
             .unwrap_or_else(|| panic!("piped stdout"));
         let mut banner = Vec::new();
         let mut base = None;
+        let mut lines = BufReader::new(stdout).lines();
         // The banner ends with a blank line; its first line names the address.
-        for line in BufReader::new(stdout).lines() {
+        for line in lines.by_ref() {
             let line = line.unwrap_or_default();
             if line.is_empty() {
                 break;
@@ -346,12 +420,26 @@ impl Server {
             }
             banner.push(line);
         }
-        let base =
-            base.unwrap_or_else(|| panic!("writ serve did not start; it printed {banner:?}"));
+        // The rest of standard output is kept too (and the pipe stays open: a server
+        // printing into a closed pipe would fail).
+        let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect());
+        let mut log = ServerLog {
+            stderr: stderr_path,
+            _made: made,
+            stdout: Some(rest),
+            read: None,
+        };
+        let Some(base) = base else {
+            let _ = child.kill();
+            let _ = child.wait();
+            let printed = log.read().to_owned();
+            panic!("writ serve did not start; it printed {banner:?}, then:\n{printed}");
+        };
         Server {
             child,
             base,
             banner,
+            log,
         }
     }
 
@@ -375,14 +463,22 @@ impl Server {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.log.check();
     }
 
     /// Sends SIGTERM and waits for the process to exit; returns its exit code.
-    pub fn stop(mut self) -> Option<i32> {
+    pub fn stop(self) -> Option<i32> {
+        self.stop_and_keep().0
+    }
+
+    /// `stop`, also returning everything the server wrote after its banner.
+    pub fn stop_and_keep(mut self) -> (Option<i32>, String) {
         let pid = self.child.id().to_string();
         let signalled = Command::new("kill").args(["-TERM", &pid]).status();
         assert!(signalled.is_ok_and(|s| s.success()), "kill -TERM {pid}");
-        self.child.wait().ok().and_then(|status| status.code())
+        let code = self.child.wait().ok().and_then(|status| status.code());
+        self.log.check();
+        (code, self.log.read().to_owned())
     }
 }
 
@@ -391,6 +487,7 @@ impl Drop for Server {
         // A test that failed midway must not leave a server behind.
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.log.check();
     }
 }
 
