@@ -131,8 +131,10 @@ impl std::fmt::Debug for Connections {
 }
 
 impl Connections {
-    /// The service for a server whose issuer URL is `issuer`.
-    pub fn new(keks: Arc<Keks>, issuer: &str) -> Connections {
+    /// The service for a server whose issuer URL is `issuer`; `Err` when no HTTP client
+    /// can be made (its TLS backend did not start): one without the timeouts would let a
+    /// provider that never answers hold a refresh forever.
+    pub fn new(keks: Arc<Keks>, issuer: &str) -> Result<Connections, reqwest::Error> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(PROVIDER_REQUEST_SECONDS_MAX))
             .connect_timeout(Duration::from_secs(PROVIDER_REQUEST_SECONDS_MAX))
@@ -141,9 +143,8 @@ impl Connections {
             // lifetime), and a pooled connection the provider closed meanwhile would fail
             // a refresh that cannot safely be sent twice.
             .pool_max_idle_per_host(0)
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        Connections {
+            .build()?;
+        Ok(Connections {
             client,
             keks,
             callback_url: format!(
@@ -151,7 +152,7 @@ impl Connections {
                 issuer.trim_end_matches('/')
             ),
             refreshing: parking_lot::Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// The redirect URI to register at every provider.

@@ -18,6 +18,7 @@ pub mod jose;
 pub mod kek;
 pub mod keys;
 pub mod ledger;
+pub mod listener;
 pub mod mcp;
 pub mod migrate;
 pub mod oauth;

@@ -27,11 +27,17 @@ const SESSION_HEADER: &str = "mcp-session-id";
 /// The header naming the negotiated revision on every request after `initialize`.
 const VERSION_HEADER: &str = "mcp-protocol-version";
 
+/// Default of `--mcp-connect-timeout-ms`.
+pub const CONNECT_TIMEOUT_MS_DEFAULT: u64 = 5_000;
+
 /// How long a request to an MCP server may take, and how large its answer may be.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// The whole request, connecting to reading the last byte of the answer.
     pub timeout: Duration,
+    /// Connecting (TCP and TLS), within `timeout`: an address that takes no connection
+    /// fails fast instead of holding the call for the whole `timeout`.
+    pub connect_timeout: Duration,
     /// The largest answer body accepted.
     pub response_bytes_max: usize,
 }
@@ -40,6 +46,7 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_millis(CONNECT_TIMEOUT_MS_DEFAULT),
             response_bytes_max: 4 * 1024 * 1024,
         }
     }
@@ -136,6 +143,7 @@ impl McpClient {
     pub fn new(limits: Limits) -> Result<McpClient, reqwest::Error> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(limits.connect_timeout.min(limits.timeout))
             .build()?;
         Ok(McpClient {
             http,

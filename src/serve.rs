@@ -116,6 +116,10 @@ pub struct ServeArgs {
     /// Milliseconds a forwarded tool call may take, connecting to the last byte of its answer.
     #[arg(long, env = "WRIT_MCP_TIMEOUT_MS", default_value_t = 30_000)]
     pub mcp_timeout_ms: u64,
+    /// Milliseconds a forwarded tool call may take to connect to its MCP server (within
+    /// --mcp-timeout-ms).
+    #[arg(long, env = "WRIT_MCP_CONNECT_TIMEOUT_MS", default_value_t = crate::mcp::CONNECT_TIMEOUT_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub mcp_connect_timeout_ms: u64,
     /// The largest answer accepted from an MCP server, in bytes.
     #[arg(long, env = "WRIT_MCP_RESPONSE_BYTES_MAX", default_value_t = 4 * 1024 * 1024)]
     pub mcp_response_bytes_max: usize,
@@ -145,6 +149,33 @@ pub struct ServeArgs {
     /// Seconds to let in-flight requests finish after a shutdown signal.
     #[arg(long, env = "WRIT_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
+    /// Milliseconds from a connection's first byte to the end of its request's headers;
+    /// a slower client gets 408 and its connection is closed.
+    #[arg(long, env = "WRIT_REQUEST_HEAD_TIMEOUT_MS", default_value_t = crate::listener::REQUEST_HEAD_TIMEOUT_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub request_head_timeout_ms: u64,
+    /// Milliseconds from the end of a request's headers to the end of its body (a body
+    /// trickled in, or promised by Content-Length and not sent, included); a slower client
+    /// gets 408 and its connection is closed.
+    #[arg(long, env = "WRIT_REQUEST_BODY_TIMEOUT_MS", default_value_t = crate::http::read_deadline::REQUEST_BODY_TIMEOUT_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub request_body_timeout_ms: u64,
+    /// Milliseconds a kept-alive connection may wait for its next request before it is
+    /// closed.
+    #[arg(long, env = "WRIT_CONNECTION_IDLE_TIMEOUT_MS", default_value_t = crate::listener::CONNECTION_IDLE_TIMEOUT_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub connection_idle_timeout_ms: u64,
+    /// Milliseconds a connection being closed may take to take the rest of its answer and
+    /// shut down before it is dropped.
+    #[arg(long, env = "WRIT_CLIENT_DISCONNECT_TIMEOUT_MS", default_value_t = crate::listener::CLIENT_DISCONNECT_TIMEOUT_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub client_disconnect_timeout_ms: u64,
+    /// Connections open at once, at most, over all workers; beyond it new connections wait
+    /// in the listen backlog until one closes. Default: half of the open-file limit left
+    /// after 256 descriptors for the ledger's files and database connections (each
+    /// connection may hold one outbound call), at most 16384.
+    #[arg(long, env = "WRIT_CONNECTIONS_MAX", value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub connections_max: Option<u64>,
+    /// Connections the kernel queues for the server to accept (while every worker is at
+    /// its share of --connections-max, or busy); beyond it, new ones are refused.
+    #[arg(long, env = "WRIT_LISTEN_BACKLOG_MAX", default_value_t = crate::listener::LISTEN_BACKLOG_MAX_DEFAULT, value_parser = clap::value_parser!(u32).range(1..=65_535))]
+    pub listen_backlog_max: u32,
 }
 
 /// Why the server could not start or run.
@@ -176,6 +207,9 @@ pub enum ServeError {
     /// The tool-call gateway's options are not usable.
     #[error("{0}")]
     Gateway(String),
+    /// An HTTP client for outbound calls could not be made.
+    #[error("cannot make an outbound HTTP client: {0}")]
+    HttpClient(String),
     /// The registration options are not usable.
     #[error("{0}")]
     Registration(String),
@@ -195,6 +229,8 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
     // panic at the first signature; a second install (tests, embedding) is harmless.
     crate::jose::install();
     crate::http::observe::install_metrics();
+    // Before anything is opened: the ledger's files count against the same limit.
+    let descriptors = crate::listener::raise_descriptor_limit();
     let dir = match &args.store {
         Store::Embedded => args.data_dir.display().to_string(),
         Store::Postgres(url) => crate::ledger::postgres::describe_url(url),
@@ -237,6 +273,7 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
     let started = Started {
         first_admin,
         key_line,
+        descriptors,
     };
     let served = actix_web::rt::System::new().block_on(serve(
         &args,
@@ -307,6 +344,7 @@ pub const ADMIN_TOKEN_CHARS_MIN: usize = 32;
 struct Started {
     first_admin: FirstAdmin,
     key_line: String,
+    descriptors: crate::listener::Descriptors,
 }
 
 /// What the first start did about the admin token, for the banner.
@@ -388,7 +426,7 @@ async fn serve(
         source,
     };
     // Bind first, so that with port 0 the issuer names the port actually taken.
-    let listener = std::net::TcpListener::bind(listen).map_err(listen_error)?;
+    let listener = crate::listener::bind(listen, args.listen_backlog_max).map_err(listen_error)?;
     let bound = listener.local_addr().map_err(listen_error)?;
     let issuer = args
         .issuer
@@ -432,10 +470,10 @@ async fn serve(
         args.kek_file.as_deref(),
         args.kek.as_deref(),
     )?);
-    let connections = Arc::new(crate::connections::Connections::new(
-        Arc::clone(&keks),
-        &issuer,
-    ));
+    let connections = Arc::new(
+        crate::connections::Connections::new(Arc::clone(&keks), &issuer)
+            .map_err(|err| ServeError::HttpClient(err.to_string()))?,
+    );
     actix_web::rt::spawn(Arc::clone(&connections).refresh_in_background(
         Arc::downgrade(&ledger),
         clock.clone(),
@@ -449,6 +487,23 @@ async fn serve(
         crate::client_metadata::ClientMetadata::new(args.client_metadata_loopback)
             .map_err(ServeError::Gateway)?,
     );
+    let descriptors = started.descriptors;
+    let connections_max = args
+        .connections_max
+        .unwrap_or_else(|| crate::listener::connections_max_for(descriptors.now));
+    if connections_max
+        > descriptors
+            .now
+            .saturating_sub(crate::listener::DESCRIPTORS_RESERVED)
+    {
+        tracing::warn!(
+            connections_max,
+            descriptors = descriptors.now,
+            "--connections-max leaves too few descriptors for the ledger's files and outbound calls; accepting may fail with EMFILE"
+        );
+    }
+    let (workers, connections_per_worker) = crate::listener::per_worker(connections_max);
+    let body_deadline = crate::listener::ms(args.request_body_timeout_ms);
     let server = HttpServer::new({
         let issuer = issuer.clone();
         move || {
@@ -470,6 +525,9 @@ async fn serve(
                 client_metadata: Arc::clone(&client_metadata),
             };
             App::new()
+                .wrap(actix_web::middleware::from_fn(move |request, next| {
+                    crate::http::read_deadline::read_deadline(body_deadline, request, next)
+                }))
                 .wrap(actix_web::middleware::from_fn(
                     crate::http::observe::observe,
                 ))
@@ -478,6 +536,11 @@ async fn serve(
         }
     })
     .shutdown_timeout(args.shutdown_grace_seconds)
+    .workers(workers)
+    .max_connections(connections_per_worker)
+    .client_request_timeout(crate::listener::ms(args.request_head_timeout_ms))
+    .keep_alive(crate::listener::ms(args.connection_idle_timeout_ms))
+    .client_disconnect_timeout(crate::listener::ms(args.client_disconnect_timeout_ms))
     // writ's own handlers, installed before the banner: actix installs its handlers only
     // once the server first runs, after the banner, and a SIGTERM sent in between (as
     // soon as a script read the banner) killed the process outright.
@@ -508,6 +571,15 @@ async fn serve(
         println!("  trusted issuer: {trusted}");
     }
     println!("  client registration: {registration_line}");
+    println!(
+        "  connections: at most {} open ({workers} workers x {connections_per_worker}), open-file limit {}{}",
+        workers * connections_per_worker,
+        descriptors.now,
+        match descriptors.now > descriptors.before {
+            true => format!(" (raised from {})", descriptors.before),
+            false => String::new(),
+        }
+    );
     println!("{}", started.key_line);
     println!("  checkpoint key: {checkpoint_key}");
     match started.first_admin {
@@ -583,6 +655,7 @@ fn registration_of(
 fn gateway_of(args: &ServeArgs) -> anyhow::Result<crate::http::gateway::Gateway> {
     let limits = crate::mcp::Limits {
         timeout: std::time::Duration::from_millis(args.mcp_timeout_ms.max(1)),
+        connect_timeout: std::time::Duration::from_millis(args.mcp_connect_timeout_ms),
         response_bytes_max: args.mcp_response_bytes_max.max(1),
     };
     Ok(crate::http::gateway::Gateway {

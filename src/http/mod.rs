@@ -24,6 +24,7 @@ pub mod oauth_error;
 pub mod observe;
 mod operations;
 mod policy;
+pub mod read_deadline;
 pub mod registration;
 pub mod servers;
 mod session_grants;
