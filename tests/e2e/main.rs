@@ -28,6 +28,7 @@ mod postgres;
 mod registration;
 mod server;
 mod session_grants;
+mod slow_clients;
 mod spec;
 mod tamper;
 mod tokens;
