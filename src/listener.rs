@@ -30,8 +30,9 @@ pub const LISTEN_BACKLOG_MAX_DEFAULT: u32 = 1_024;
 pub const DESCRIPTORS_RESERVED: u64 = 256;
 
 /// The largest cap `--connections-max` defaults to, whatever the descriptor limit: each
-/// open connection holds buffers (about 20 KiB measured idle), so a limit of a million
-/// descriptors must not become a million connections' worth of memory.
+/// open connection holds buffers (12 to 16 KiB of resident memory per stalled one,
+/// measured with tools/slowloris.py), so a limit of a million descriptors must not
+/// become a million connections' worth of memory.
 pub const CONNECTIONS_MAX_DEFAULT_CEILING: u64 = 16_384;
 
 /// The process's open-file limit, after trying to raise it.
