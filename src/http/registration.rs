@@ -218,13 +218,15 @@ fn registrant(
             _ => Ok(itself),
         };
     };
-    let hash = state.secrets.hash(bearer);
-    if let Some(token_id) = state
-        .ledger
-        .read(|s| s.admin_token_by_hash(&hash).map(str::to_owned))
-    {
-        return Ok(Actor::Admin { token_id });
+    match super::auth::admin_credential(request, bearer) {
+        Ok(Some(actor)) => return Ok(actor),
+        Ok(None) => {}
+        Err(refused @ super::error::ApiError::InsufficientRole(_)) => {
+            return Err(OAuthError::insufficient_role(refused.to_string()));
+        }
+        Err(refused) => return Err(OAuthError::invalid_token(refused.to_string())),
     }
+    let hash = state.secrets.hash(bearer);
     // blake3::Hash compares in constant time.
     let offered = blake3::Hash::from(hash.0);
     let registration_token = state
