@@ -394,14 +394,18 @@ pub enum Refusal {
     #[error("an admin credential named {0:?} exists; pick another name, or revoke that one first")]
     AdminCredentialNameTaken(String),
     /// More admin credentials than the ledger keeps unrevoked.
-    #[error("there are {0} admin credentials not revoked, the most writ keeps; revoke one you no longer use (`DELETE /api/v1/admin/credentials/{{id}}`)")]
+    #[error(
+        "there are {0} admin credentials not revoked, the most writ keeps; revoke one you no longer use (`DELETE /api/v1/admin/credentials/{{id}}`)"
+    )]
     TooManyAdminCredentials(usize),
     /// An admin credential id writ does not know, or one already revoked.
     #[error("no admin credential {0} (unknown, or already revoked)")]
     UnknownAdminCredential(String),
     /// Revoking the last live `admin` credential, which would leave nobody able to manage
     /// writ through its API.
-    #[error("admin credential {0} is the last live one with role admin; create another admin credential first, then revoke this one")]
+    #[error(
+        "admin credential {0} is the last live one with role admin; create another admin credential first, then revoke this one"
+    )]
     LastAdminCredential(String),
     /// Managing admin credentials as someone other than an admin or writ itself.
     #[error("only an admin credential manages admin credentials")]
@@ -1525,7 +1529,10 @@ mod tests {
         let escalate = credential("adm_3", "mine", AdminRole::Admin, by("adm_2"), None);
         assert_eq!(
             decide(&state, &escalate, at()).map(|(e, _)| e.len()),
-            Err(Refusal::InsufficientRole("adm_2".into(), AdminRole::Auditor))
+            Err(Refusal::InsufficientRole(
+                "adm_2".into(),
+                AdminRole::Auditor
+            ))
         );
         let revoke = Command::RevokeAdminToken {
             token_id: "adm_1".into(),
@@ -1533,7 +1540,10 @@ mod tests {
         };
         assert_eq!(
             decide(&state, &revoke, at()).map(|(e, _)| e.len()),
-            Err(Refusal::InsufficientRole("adm_2".into(), AdminRole::Auditor))
+            Err(Refusal::InsufficientRole(
+                "adm_2".into(),
+                AdminRole::Auditor
+            ))
         );
         let as_person = Command::RevokeAdminToken {
             token_id: "adm_2".into(),
@@ -1548,7 +1558,13 @@ mod tests {
     #[test]
     fn credential_names_are_unique_readable_and_never_look_like_ids() {
         let state = given(
-            &[credential("adm_1", "initial", AdminRole::Admin, Actor::System, None)],
+            &[credential(
+                "adm_1",
+                "initial",
+                AdminRole::Admin,
+                Actor::System,
+                None,
+            )],
             at(),
         );
         let named = |name: &str| credential("adm_9", name, AdminRole::Auditor, by("adm_1"), None);
@@ -1589,7 +1605,13 @@ mod tests {
         )];
         for n in 1..ADMIN_CREDENTIALS_MAX {
             let (id, name) = (format!("adm_{n}"), format!("n{n}"));
-            commands.push(credential(&id, &name, AdminRole::Auditor, by("adm_0"), None));
+            commands.push(credential(
+                &id,
+                &name,
+                AdminRole::Auditor,
+                by("adm_0"),
+                None,
+            ));
         }
         let state = given(&commands, at());
         let one_more = credential("adm_x", "x", AdminRole::Auditor, by("adm_0"), None);

@@ -78,14 +78,20 @@ pub enum AdminTokenCommand {
 
 /// `--expires-in` in seconds.
 fn parse_expires_in(text: &str) -> Result<i64, String> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let unit_seconds: u64 = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
-        _ => return Err(format!("`{text}` is not a duration such as 90m, 12h or 30d")),
+        _ => {
+            return Err(format!(
+                "`{text}` is not a duration such as 90m, 12h or 30d"
+            ));
+        }
     };
     let number: u64 = number
         .parse()
@@ -270,7 +276,17 @@ mod tests {
         assert_eq!(parse_expires_in("30d"), Ok(30 * 86_400));
         assert_eq!(parse_expires_in("90m"), Ok(5400));
         assert_eq!(parse_expires_in("3650d"), Ok(3650 * 86_400));
-        for bad in ["", "30", "d", "0s", "3651d", "1.5h", "-1d", "30 d", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "30",
+            "d",
+            "0s",
+            "3651d",
+            "1.5h",
+            "-1d",
+            "30 d",
+            "99999999999999999999d",
+        ] {
             assert!(parse_expires_in(bad).is_err(), "{bad}");
         }
     }

@@ -29,7 +29,11 @@ pub(super) struct Issue<'a> {
     pub expires_at: Option<Timestamp>,
 }
 
-pub(super) fn issue(state: &State, asked: Issue<'_>, now: Timestamp) -> Result<(Vec<Event>, Answer), Refusal> {
+pub(super) fn issue(
+    state: &State,
+    asked: Issue<'_>,
+    now: Timestamp,
+) -> Result<(Vec<Event>, Answer), Refusal> {
     let Issue {
         token_id,
         token_hash,
@@ -115,10 +119,7 @@ fn may_manage(state: &State, by: &Actor, now: Timestamp) -> Result<(), Refusal> 
         .ok_or_else(|| Refusal::AdminCredentialNotLive(token_id.clone()))?;
     match credential.role {
         AdminRole::Admin => Ok(()),
-        AdminRole::Auditor => Err(Refusal::InsufficientRole(
-            token_id.clone(),
-            credential.role,
-        )),
+        AdminRole::Auditor => Err(Refusal::InsufficientRole(token_id.clone(), credential.role)),
     }
 }
 

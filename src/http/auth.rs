@@ -278,7 +278,9 @@ pub fn admin_credential(request: &HttpRequest, bearer: &str) -> Result<Option<Ac
             credential.token_id,
             credential.role,
             request.method(),
-            request.match_pattern().unwrap_or_else(|| request.path().to_owned()),
+            request
+                .match_pattern()
+                .unwrap_or_else(|| request.path().to_owned()),
         )));
     }
     Ok(Some(Actor::Admin {

@@ -121,12 +121,19 @@ pub fn endpoints() -> Vec<Endpoint> {
     use Method as M;
     use writ_schemas::AdminRole::{Admin, Auditor};
     vec![
-        endpoint(M::GET, "/healthz", Auditor, || web::get().to(health::healthz)),
-        endpoint(M::GET, "/readyz", Auditor, || web::get().to(health::readyz)),
-        endpoint(M::GET, "/metrics", Auditor, || web::get().to(observe::metrics)),
-        endpoint(M::GET, "/.well-known/oauth-authorization-server", Auditor, || {
-            web::get().to(discovery::metadata)
+        endpoint(M::GET, "/healthz", Auditor, || {
+            web::get().to(health::healthz)
         }),
+        endpoint(M::GET, "/readyz", Auditor, || web::get().to(health::readyz)),
+        endpoint(M::GET, "/metrics", Auditor, || {
+            web::get().to(observe::metrics)
+        }),
+        endpoint(
+            M::GET,
+            "/.well-known/oauth-authorization-server",
+            Auditor,
+            || web::get().to(discovery::metadata),
+        ),
         endpoint(M::GET, "/.well-known/jwks.json", Auditor, || {
             web::get().to(discovery::jwks)
         }),
@@ -136,25 +143,35 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(M::POST, "/oauth/authorize", Admin, || {
             web::post().to(authorize::decide)
         }),
-        endpoint(M::GET, "/login", Auditor, || web::get().to(signin::login_form)),
-        endpoint(M::POST, "/logout", Admin, || web::post().to(account::logout)),
+        endpoint(M::GET, "/login", Auditor, || {
+            web::get().to(signin::login_form)
+        }),
+        endpoint(M::POST, "/logout", Admin, || {
+            web::post().to(account::logout)
+        }),
         endpoint(M::GET, "/account", Auditor, || web::get().to(account::show)),
         endpoint(M::POST, "/account/revoke", Admin, || {
             web::post().to(account::revoke)
         }),
         endpoint(M::POST, "/login", Admin, || web::post().to(signin::login)),
-        endpoint(M::GET, "/.well-known/oauth-protected-resource", Auditor, || {
-            web::get().to(discovery::protected_resource)
-        }),
         endpoint(
             M::GET,
-            "/.well-known/oauth-protected-resource/api/v1/proxy", Auditor,
+            "/.well-known/oauth-protected-resource",
+            Auditor,
+            || web::get().to(discovery::protected_resource),
+        ),
+        endpoint(
+            M::GET,
+            "/.well-known/oauth-protected-resource/api/v1/proxy",
+            Auditor,
             || web::get().to(discovery::protected_resource),
         ),
         endpoint(M::POST, "/oauth/register", Admin, || {
             web::post().to(registration::register)
         }),
-        endpoint(M::POST, "/oauth/token", Admin, || web::post().to(token::issue)),
+        endpoint(M::POST, "/oauth/token", Admin, || {
+            web::post().to(token::issue)
+        }),
         endpoint(M::POST, "/oauth/agent-token", Admin, || {
             web::post().to(token::issue_agent_token)
         }),
@@ -176,8 +193,12 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(M::POST, "/oauth/revoke", Admin, || {
             web::post().to(introspect::revoke)
         }),
-        endpoint(M::POST, "/api/v1/users", Admin, || web::post().to(users::create)),
-        endpoint(M::GET, "/api/v1/users", Auditor, || web::get().to(users::list)),
+        endpoint(M::POST, "/api/v1/users", Admin, || {
+            web::post().to(users::create)
+        }),
+        endpoint(M::GET, "/api/v1/users", Auditor, || {
+            web::get().to(users::list)
+        }),
         endpoint(M::POST, "/api/v1/users/{id}/deactivate", Admin, || {
             web::post().to(users::deactivate)
         }),
@@ -196,17 +217,27 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(M::DELETE, "/api/v1/api-keys/{id}", Admin, || {
             web::delete().to(users::revoke_api_key)
         }),
-        endpoint(M::POST, "/api/v1/agents", Admin, || web::post().to(agents::create)),
-        endpoint(M::GET, "/api/v1/agents", Auditor, || web::get().to(agents::list)),
+        endpoint(M::POST, "/api/v1/agents", Admin, || {
+            web::post().to(agents::create)
+        }),
+        endpoint(M::GET, "/api/v1/agents", Auditor, || {
+            web::get().to(agents::list)
+        }),
         endpoint(M::GET, "/api/v1/agents/{client_id}", Auditor, || {
             web::get().to(agents::one)
         }),
-        endpoint(M::PUT, "/api/v1/agents/{client_id}/policy-set", Admin, || {
-            web::put().to(policy::put_agent)
-        }),
-        endpoint(M::GET, "/api/v1/agents/{client_id}/policy-set", Auditor, || {
-            web::get().to(policy::get_agent)
-        }),
+        endpoint(
+            M::PUT,
+            "/api/v1/agents/{client_id}/policy-set",
+            Admin,
+            || web::put().to(policy::put_agent),
+        ),
+        endpoint(
+            M::GET,
+            "/api/v1/agents/{client_id}/policy-set",
+            Auditor,
+            || web::get().to(policy::get_agent),
+        ),
         endpoint(M::PUT, "/api/v1/users/{id}/policy-set", Admin, || {
             web::put().to(policy::put_user)
         }),
@@ -231,12 +262,18 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(M::PUT, "/api/v1/agents/{client_id}/policy", Admin, || {
             web::put().to(agents::policy)
         }),
-        endpoint(M::POST, "/api/v1/agents/{client_id}/delegations", Admin, || {
-            web::post().to(delegations::grant)
-        }),
-        endpoint(M::GET, "/api/v1/agents/{client_id}/delegations", Auditor, || {
-            web::get().to(delegations::of_agent)
-        }),
+        endpoint(
+            M::POST,
+            "/api/v1/agents/{client_id}/delegations",
+            Admin,
+            || web::post().to(delegations::grant),
+        ),
+        endpoint(
+            M::GET,
+            "/api/v1/agents/{client_id}/delegations",
+            Auditor,
+            || web::get().to(delegations::of_agent),
+        ),
         endpoint(M::GET, "/api/v1/me/delegations", Auditor, || {
             web::get().to(delegations::mine)
         }),
@@ -249,28 +286,40 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(M::POST, "/api/v1/servers", Admin, || {
             web::post().to(servers::create)
         }),
-        endpoint(M::GET, "/api/v1/servers", Auditor, || web::get().to(servers::list)),
+        endpoint(M::GET, "/api/v1/servers", Auditor, || {
+            web::get().to(servers::list)
+        }),
         endpoint(M::GET, "/api/v1/connections", Auditor, || {
             web::get().to(connections::list)
         }),
         endpoint(M::GET, "/api/v1/connections/callback", Admin, || {
             web::get().to(connections::callback)
         }),
-        endpoint(M::GET, "/api/v1/connections/{server_id}/start", Auditor, || {
-            web::get().to(connections::start)
-        }),
+        endpoint(
+            M::GET,
+            "/api/v1/connections/{server_id}/start",
+            Auditor,
+            || web::get().to(connections::start),
+        ),
         endpoint(M::DELETE, "/api/v1/connections/{server_id}", Admin, || {
             web::delete().to(connections::delete)
         }),
-        endpoint(M::POST, "/api/v1/agents/{client_id}/session-grants", Admin, || {
-            web::post().to(session_grants::create)
-        }),
-        endpoint(M::GET, "/api/v1/agents/{client_id}/session-grants", Auditor, || {
-            web::get().to(session_grants::list)
-        }),
         endpoint(
             M::POST,
-            "/api/v1/agents/{client_id}/session-grants/toggle", Admin,
+            "/api/v1/agents/{client_id}/session-grants",
+            Admin,
+            || web::post().to(session_grants::create),
+        ),
+        endpoint(
+            M::GET,
+            "/api/v1/agents/{client_id}/session-grants",
+            Auditor,
+            || web::get().to(session_grants::list),
+        ),
+        endpoint(
+            M::POST,
+            "/api/v1/agents/{client_id}/session-grants/toggle",
+            Admin,
             || web::post().to(session_grants::toggle),
         ),
         endpoint(M::DELETE, "/api/v1/session-grants/{id}", Admin, || {
@@ -300,7 +349,9 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(M::GET, "/api/v1/ledger/proofs/consistency", Auditor, || {
             web::get().to(ledger::consistency)
         }),
-        endpoint(M::GET, "/api/v1/audit", Auditor, || web::get().to(audit::list)),
+        endpoint(M::GET, "/api/v1/audit", Auditor, || {
+            web::get().to(audit::list)
+        }),
         endpoint(M::GET, "/api/v1/audit/export", Auditor, || {
             web::get().to(audit::export)
         }),
