@@ -37,11 +37,20 @@ fn answer(request: RequestBuilder) -> (u16, Value) {
 
 /// Creates a credential through the API; its id and secret.
 fn credential(server: &Server, admin: &str, body: Value) -> (String, String) {
-    let (status, created) = send(server, admin, "POST", "/api/v1/admin/credentials", Some(body));
+    let (status, created) = send(
+        server,
+        admin,
+        "POST",
+        "/api/v1/admin/credentials",
+        Some(body),
+    );
     assert_eq!(status, 201, "{created}");
     let id = created["credential"]["id"].as_str().unwrap_or_default();
     let token = created["token"].as_str().unwrap_or_default();
-    assert!(id.starts_with("adm_") && token.starts_with("wrt_admin_"), "{created}");
+    assert!(
+        id.starts_with("adm_") && token.starts_with("wrt_admin_"),
+        "{created}"
+    );
     (id.to_owned(), token.to_owned())
 }
 
@@ -141,7 +150,9 @@ impl Ids {
             ("PUT", p) if p.ends_with("/policy-set") => json!({
                 "policies": "@id(\"all\") permit(principal, action, resource);"
             }),
-            ("PUT", "/api/v1/agents/{client_id}/identity") => json!({"owner": "", "expires_at": ""}),
+            ("PUT", "/api/v1/agents/{client_id}/identity") => {
+                json!({"owner": "", "expires_at": ""})
+            }
             ("POST", "/api/v1/agents/{client_id}/review") => json!({"note": "fine"}),
             ("PUT", "/api/v1/agents/{client_id}/policy") => json!({"max_ttl_seconds": 600}),
             ("POST", "/api/v1/agents/{client_id}/delegations") => json!({"scopes": ["files:read"]}),
@@ -183,12 +194,25 @@ fn an_auditor_credential_walking_every_endpoint_writes_nothing() {
     let dir = temp();
     let server = Server::start(dir.path(), &[]);
     let admin = server.admin_token();
-    let (status, ada) = send(&server, &admin, "POST", "/api/v1/users", Some(json!({"email": "ada@example.com"})));
+    let (status, ada) = send(
+        &server,
+        &admin,
+        "POST",
+        "/api/v1/users",
+        Some(json!({"email": "ada@example.com"})),
+    );
     assert_eq!(status, 201, "{ada}");
     let user = ada["id"].as_str().unwrap_or_default().to_owned();
-    let (status, key) = send(&server, &admin, "POST", &format!("/api/v1/users/{user}/api-keys"), None);
+    let (status, key) = send(
+        &server,
+        &admin,
+        "POST",
+        &format!("/api/v1/users/{user}/api-keys"),
+        None,
+    );
     assert_eq!(status, 201, "{key}");
-    let agent = json!({"name": "reader", "scopes": ["files:read"], "grant_types": ["client_credentials"]});
+    let agent =
+        json!({"name": "reader", "scopes": ["files:read"], "grant_types": ["client_credentials"]});
     let (client_id, _) = register_agent(&server, &admin, agent);
     let key_secret = key["key"].as_str().unwrap_or_default();
     let (status, delegation) = answer(
@@ -239,7 +263,9 @@ fn an_auditor_credential_walking_every_endpoint_writes_nothing() {
                 .or(answer["error_description"].as_str())
                 .unwrap_or_default();
             if !detail.contains("has role auditor") || !detail.contains("needs role admin") {
-                wrong.push(format!("{seen}: the detail must name the role and what is needed"));
+                wrong.push(format!(
+                    "{seen}: the detail must name the role and what is needed"
+                ));
             }
         }
     }
@@ -263,7 +289,11 @@ fn an_auditor_credential_walking_every_endpoint_writes_nothing() {
             .unwrap_or_else(|err| panic!("{err}"));
         assert_eq!(response.status().as_u16(), 200, "GET {path}");
     }
-    assert_eq!(head_seq(&server, &admin), before, "the auditor's walk wrote to the ledger");
+    assert_eq!(
+        head_seq(&server, &admin),
+        before,
+        "the auditor's walk wrote to the ledger"
+    );
     assert_eq!(server.stop(), Some(0));
 }
 
@@ -276,7 +306,8 @@ fn admin_credentials_are_created_listed_and_revoked_over_the_api() {
         listed(&server, &admin),
         vec![("initial".into(), "admin".into(), "live".into())]
     );
-    let (auditor_id, auditor) = credential(&server, &admin, json!({"name": "audit", "role": "auditor"}));
+    let (auditor_id, auditor) =
+        credential(&server, &admin, json!({"name": "audit", "role": "auditor"}));
     let (ops_id, ops) = credential(&server, &admin, json!({"name": "ops"}));
     assert_eq!(
         listed(&server, &auditor),
@@ -288,42 +319,115 @@ fn admin_credentials_are_created_listed_and_revoked_over_the_api() {
     );
     let (status, list) = send(&server, &admin, "GET", "/api/v1/admin/credentials", None);
     assert_eq!(status, 200);
-    assert!(!list.to_string().contains("wrt_admin_"), "a listing shows no secret: {list}");
+    assert!(
+        !list.to_string().contains("wrt_admin_"),
+        "a listing shows no secret: {list}"
+    );
 
     for (body, status_expected, error) in [
         (json!({"name": "audit"}), 409, "conflict"),
         (json!({"name": ""}), 400, "invalid_request"),
         (json!({"name": "adm_1234"}), 400, "invalid_request"),
         (json!({"name": "x".repeat(65)}), 400, "invalid_request"),
-        (json!({"name": "late", "expires_at": "2001-01-01T00:00:00Z"}), 400, "invalid_request"),
-        (json!({"name": "odd", "role": "root"}), 400, "invalid_request"),
+        (
+            json!({"name": "late", "expires_at": "2001-01-01T00:00:00Z"}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"name": "odd", "role": "root"}),
+            400,
+            "invalid_request",
+        ),
     ] {
-        let (status, answer) = send(&server, &admin, "POST", "/api/v1/admin/credentials", Some(body.clone()));
-        assert_eq!((status, answer["error"].as_str()), (status_expected, Some(error)), "{body} -> {answer}");
+        let (status, answer) = send(
+            &server,
+            &admin,
+            "POST",
+            "/api/v1/admin/credentials",
+            Some(body.clone()),
+        );
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (status_expected, Some(error)),
+            "{body} -> {answer}"
+        );
     }
-    let (status, answer) = send(&server, &auditor, "POST", "/api/v1/admin/credentials", Some(json!({"name": "mine"})));
-    assert_eq!((status, answer["error"].as_str()), (403, Some("insufficient_role")), "{answer}");
+    let (status, answer) = send(
+        &server,
+        &auditor,
+        "POST",
+        "/api/v1/admin/credentials",
+        Some(json!({"name": "mine"})),
+    );
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (403, Some("insufficient_role")),
+        "{answer}"
+    );
     let detail = answer["detail"].as_str().unwrap_or_default();
-    assert!(detail.contains(&format!("\"audit\" ({auditor_id}) has role auditor")), "{detail}");
+    assert!(
+        detail.contains(&format!("\"audit\" ({auditor_id}) has role auditor")),
+        "{detail}"
+    );
 
     // Revoked: refused from the very next request.
-    let (status, _) = send(&server, &admin, "DELETE", &format!("/api/v1/admin/credentials/{auditor_id}"), None);
+    let (status, _) = send(
+        &server,
+        &admin,
+        "DELETE",
+        &format!("/api/v1/admin/credentials/{auditor_id}"),
+        None,
+    );
     assert_eq!(status, 204);
     let (status, answer) = send(&server, &auditor, "GET", "/api/v1/ledger/head", None);
-    assert_eq!((status, answer["error"].as_str()), (401, Some("unauthorized")), "{answer}");
-    let (status, answer) = send(&server, &admin, "DELETE", &format!("/api/v1/admin/credentials/{auditor_id}"), None);
-    assert_eq!((status, answer["error"].as_str()), (404, Some("not_found")), "{answer}");
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (401, Some("unauthorized")),
+        "{answer}"
+    );
+    let (status, answer) = send(
+        &server,
+        &admin,
+        "DELETE",
+        &format!("/api/v1/admin/credentials/{auditor_id}"),
+        None,
+    );
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (404, Some("not_found")),
+        "{answer}"
+    );
     // The name of a revoked credential is free again.
     credential(&server, &admin, json!({"name": "audit", "role": "auditor"}));
 
     // A credential may revoke itself, but the last live admin credential stays.
-    let (status, _) = send(&server, &ops, "DELETE", &format!("/api/v1/admin/credentials/{ops_id}"), None);
+    let (status, _) = send(
+        &server,
+        &ops,
+        "DELETE",
+        &format!("/api/v1/admin/credentials/{ops_id}"),
+        None,
+    );
     assert_eq!(status, 204);
     let initial = id_of(&server, &admin, "initial");
-    let (status, answer) = send(&server, &admin, "DELETE", &format!("/api/v1/admin/credentials/{initial}"), None);
-    assert_eq!((status, answer["error"].as_str()), (409, Some("conflict")), "{answer}");
+    let (status, answer) = send(
+        &server,
+        &admin,
+        "DELETE",
+        &format!("/api/v1/admin/credentials/{initial}"),
+        None,
+    );
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (409, Some("conflict")),
+        "{answer}"
+    );
     assert!(
-        answer["detail"].as_str().unwrap_or_default().contains("last live one with role admin"),
+        answer["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("last live one with role admin"),
         "{answer}"
     );
     // The 401 hint does not assume the credential's shape.
@@ -349,15 +453,35 @@ fn an_admin_credential_past_its_expiry_is_refused() {
     let server = Server::start(dir.path(), &[]);
     let admin = server.admin_token();
     let in_an_hour = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
-    let (_, brief) = credential(&server, &admin, json!({"name": "brief", "expires_at": in_an_hour}));
+    let (_, brief) = credential(
+        &server,
+        &admin,
+        json!({"name": "brief", "expires_at": in_an_hour}),
+    );
     assert_eq!(head_seq(&server, &brief), head_seq(&server, &admin));
     assert_eq!(server.stop(), Some(0));
 
     let later = Server::start(dir.path(), &["--clock-offset-seconds", "7200"]);
     let (status, answer) = send(&later, &brief, "GET", "/api/v1/ledger/head", None);
-    assert_eq!((status, answer["error"].as_str()), (401, Some("unauthorized")), "{answer}");
-    assert!(answer["detail"].as_str().unwrap_or_default().contains("\"brief\""), "{answer}");
-    assert!(answer["detail"].as_str().unwrap_or_default().contains("expired at"), "{answer}");
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (401, Some("unauthorized")),
+        "{answer}"
+    );
+    assert!(
+        answer["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("\"brief\""),
+        "{answer}"
+    );
+    assert!(
+        answer["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("expired at"),
+        "{answer}"
+    );
     assert!(listed(&later, &admin).contains(&("brief".into(), "admin".into(), "expired".into())));
     assert_eq!(later.stop(), Some(0));
 }
@@ -371,15 +495,36 @@ fn records_name_the_admin_credential_that_acted() {
     let admin = server.admin_token();
     let initial = id_of(&server, &admin, "initial");
     let (ops_id, ops) = credential(&server, &admin, json!({"name": "ops"}));
-    let (status, _) = send(&server, &ops, "POST", "/api/v1/users", Some(json!({"email": "bo@example.com"})));
+    let (status, _) = send(
+        &server,
+        &ops,
+        "POST",
+        "/api/v1/users",
+        Some(json!({"email": "bo@example.com"})),
+    );
     assert_eq!(status, 201);
-    let (status, _) = send(&server, &ops, "POST", "/api/v1/keys/rotate", Some(json!({})));
+    let (status, _) = send(
+        &server,
+        &ops,
+        "POST",
+        "/api/v1/keys/rotate",
+        Some(json!({})),
+    );
     assert_eq!(status, 201);
-    let (status, _) = send(&server, &admin, "DELETE", &format!("/api/v1/admin/credentials/{ops_id}"), None);
+    let (status, _) = send(
+        &server,
+        &admin,
+        "DELETE",
+        &format!("/api/v1/admin/credentials/{ops_id}"),
+        None,
+    );
     assert_eq!(status, 204);
     let (status, trail) = send(&server, &admin, "GET", "/api/v1/audit?limit=100", None);
     assert_eq!(status, 200, "{trail}");
-    assert!(trail.to_string().contains(&format!("admin:{ops_id}")), "{trail}");
+    assert!(
+        trail.to_string().contains(&format!("admin:{ops_id}")),
+        "{trail}"
+    );
     assert_eq!(server.stop(), Some(0));
 
     let export = dir.path().join("records.jsonl");
@@ -399,14 +544,20 @@ fn records_name_the_admin_credential_that_acted() {
     let admin_by = |id: &str| json!({"kind": "admin", "token_id": id});
     assert_eq!(by_of("UserRegistered"), vec![admin_by(&ops_id)]);
     assert!(by_of("SigningKeyRotated").contains(&admin_by(&ops_id)));
-    assert_eq!(by_of("AdminTokenIssued"), vec![json!({"kind": "system"}), admin_by(&initial)]);
+    assert_eq!(
+        by_of("AdminTokenIssued"),
+        vec![json!({"kind": "system"}), admin_by(&initial)]
+    );
     assert_eq!(by_of("AdminTokenRevoked"), vec![admin_by(&initial)]);
     let issued = records
         .iter()
         .find(|r| r["event"]["data"]["token_id"] == json!(ops_id))
         .map(|r| r["event"]["data"].clone())
         .unwrap_or_default();
-    assert_eq!((issued["name"].as_str(), issued["role"].as_str()), (Some("ops"), Some("admin")));
+    assert_eq!(
+        (issued["name"].as_str(), issued["role"].as_str()),
+        (Some("ops"), Some("admin"))
+    );
     let run = writ(&["verify", &dir.path().display().to_string()]);
     assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
 }
@@ -420,11 +571,27 @@ fn writ_admin_token_creates_lists_and_revokes_credentials_on_a_data_dir() {
     let shown = dir.path().display().to_string();
     let server = Server::start(dir.path(), &[]);
     let admin = server.admin_token();
-    let create = ["admin", "token", "create", "--data-dir", &shown, "--name", "ci", "--role", "auditor", "--expires-in", "30d"];
+    let create = [
+        "admin",
+        "token",
+        "create",
+        "--data-dir",
+        &shown,
+        "--name",
+        "ci",
+        "--role",
+        "auditor",
+        "--expires-in",
+        "30d",
+    ];
     if !postgres_pass() {
         let run = writ(&create);
         assert_eq!(run.code, Some(2), "{}", run.stderr);
-        assert!(run.stderr.contains("POST /api/v1/admin/credentials"), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("POST /api/v1/admin/credentials"),
+            "{}",
+            run.stderr
+        );
     }
     assert_eq!(server.stop(), Some(0));
 
@@ -432,12 +599,29 @@ fn writ_admin_token_creates_lists_and_revokes_credentials_on_a_data_dir() {
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let ci = run.stdout.trim().to_owned();
     assert!(ci.starts_with("wrt_admin_"), "{ci}");
-    assert!(run.stderr.contains("\"ci\", role auditor"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("\"ci\", role auditor"),
+        "{}",
+        run.stderr
+    );
     let run = writ(&create);
     assert_eq!(run.code, Some(2));
-    assert!(run.stderr.contains("an admin credential named \"ci\" exists"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("an admin credential named \"ci\" exists"),
+        "{}",
+        run.stderr
+    );
     for bad in [["--expires-in", "30 days"], ["--expires-at", "yesterday"]] {
-        let mut args = vec!["admin", "token", "create", "--data-dir", &shown, "--name", "x"];
+        let mut args = vec![
+            "admin",
+            "token",
+            "create",
+            "--data-dir",
+            &shown,
+            "--name",
+            "x",
+        ];
         args.extend(bad);
         let run = writ(&args);
         assert_eq!(run.code, Some(2), "{bad:?}: {}", run.stderr);
@@ -445,7 +629,11 @@ fn writ_admin_token_creates_lists_and_revokes_credentials_on_a_data_dir() {
 
     let run = writ(&["admin", "token", "list", "--data-dir", &shown]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    let rows: Vec<Vec<&str>> = run.stdout.lines().map(|l| l.split('\t').collect()).collect();
+    let rows: Vec<Vec<&str>> = run
+        .stdout
+        .lines()
+        .map(|l| l.split('\t').collect())
+        .collect();
     assert_eq!(rows.len(), 3, "{}", run.stdout);
     assert_eq!(rows[1][1..3], ["ci", "auditor"]);
     assert_eq!(rows[2][1..5], ["initial", "admin", "never", "live"]);
@@ -453,16 +641,35 @@ fn writ_admin_token_creates_lists_and_revokes_credentials_on_a_data_dir() {
 
     let server = Server::start(dir.path(), &[]);
     assert_eq!(head_seq(&server, &ci), head_seq(&server, &admin));
-    let (status, answer) = send(&server, &ci, "POST", "/api/v1/users", Some(json!({"email": "ci@example.com"})));
-    assert_eq!((status, answer["error"].as_str()), (403, Some("insufficient_role")), "{answer}");
+    let (status, answer) = send(
+        &server,
+        &ci,
+        "POST",
+        "/api/v1/users",
+        Some(json!({"email": "ci@example.com"})),
+    );
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (403, Some("insufficient_role")),
+        "{answer}"
+    );
     assert_eq!(server.stop(), Some(0));
 
     let run = writ(&["admin", "token", "revoke", "initial", "--data-dir", &shown]);
     assert_eq!(run.code, Some(2));
-    assert!(run.stderr.contains("last live one with role admin"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("last live one with role admin"),
+        "{}",
+        run.stderr
+    );
     let run = writ(&["admin", "token", "revoke", "nobody", "--data-dir", &shown]);
     assert_eq!(run.code, Some(2));
-    assert!(run.stderr.contains("no admin credential has the id or name \"nobody\""), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("no admin credential has the id or name \"nobody\""),
+        "{}",
+        run.stderr
+    );
     let run = writ(&["admin", "token", "revoke", "ci", "--data-dir", &shown]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
 

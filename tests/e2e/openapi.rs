@@ -414,7 +414,8 @@ fn admin_credentials(s: &mut Sweep) {
     });
     s.send(403, "DELETE", one, &id, |r| r.bearer_auth(&auditor));
     s.send(403, "POST", "/api/v1/users", "", |r| {
-        r.bearer_auth(&auditor).json(&json!({"email": "eve@example.com"}))
+        r.bearer_auth(&auditor)
+            .json(&json!({"email": "eve@example.com"}))
     });
     s.admin(204, "DELETE", one, &id, None);
     s.admin(404, "DELETE", one, &id, None);
