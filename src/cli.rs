@@ -214,9 +214,7 @@ fn admin(command: AdminCommand) -> Result<(), String> {
             store,
             keys_dir,
             alg,
-        }) => {
-            return rotate_keys(&data_dir, &store, keys_dir, alg);
-        }
+        }) => rotate_keys(&data_dir, &store, keys_dir, alg),
         AdminCommand::Kek(AdminKekCommand::Rotate {
             data_dir,
             store,
@@ -227,16 +225,14 @@ fn admin(command: AdminCommand) -> Result<(), String> {
             if kek.is_some() {
                 return Err("the current key-encryption key comes from WRIT_KEK (or --kek), which this command cannot change; keep the keys in a file instead: write each as a line `ID BASE64URL-KEY` in the key file (--kek-file, default <keys-dir>/kek.keys; the last line is current), unset WRIT_KEK, and run this again".into());
             }
-            return rotate_kek(&data_dir, &store, keys_dir, kek_file);
+            rotate_kek(&data_dir, &store, keys_dir, kek_file)
         }
         AdminCommand::EraseUser {
             user_id,
             data_dir,
             store,
             keys_dir,
-        } => {
-            return erase_user(&data_dir, &store, keys_dir, writ_schemas::UserId(user_id));
-        }
+        } => erase_user(&data_dir, &store, keys_dir, writ_schemas::UserId(user_id)),
         AdminCommand::Token(command) => admin_token::run(command),
     }
 }
