@@ -213,7 +213,7 @@ fn registrant(
     let Some(bearer) = super::auth::bearer_token(request) else {
         return match state.registration.mode {
             RegistrationMode::Token => Err(OAuthError::invalid_token(
-                "registration needs an initial access token: send an admin token or the registration token as `Authorization: Bearer ...`",
+                "registration needs an initial access token: send an admin credential or the registration token as `Authorization: Bearer ...`",
             )),
             _ => Ok(itself),
         };
@@ -235,7 +235,7 @@ fn registrant(
         .is_some_and(|known| blake3::Hash::from(known.0) == offered);
     match state.registration.mode {
         RegistrationMode::Token if !registration_token => Err(OAuthError::invalid_token(
-            "that bearer token is neither an admin token nor the registration token",
+            "that bearer token is neither a live admin credential nor the registration token",
         )),
         _ => Ok(itself),
     }
