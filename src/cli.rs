@@ -13,6 +13,8 @@ use crate::ledger::Store;
 use crate::offline::{self, OfflineError, Verdict};
 use crate::trail::TrailFormat;
 
+mod admin_token;
+
 /// writ: an authorization server for AI agents, on a hash-chained event ledger.
 #[derive(Debug, Parser)]
 #[command(name = "writ", version, about, long_about = None)]
@@ -125,9 +127,9 @@ enum Commands {
 
 #[derive(Debug, Subcommand)]
 enum AdminCommand {
-    /// Admin tokens.
+    /// Admin credentials: create, list, revoke.
     #[command(subcommand)]
-    Token(AdminTokenCommand),
+    Token(admin_token::AdminTokenCommand),
     /// Signing keys.
     #[command(subcommand)]
     Keys(AdminKeysCommand),
@@ -205,33 +207,14 @@ enum AdminKekCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
-enum AdminTokenCommand {
-    /// Create another admin token and print it (once; only its hash is kept).
-    Create {
-        /// The data directory.
-        #[arg(long, env = "WRIT_DATA_DIR", default_value = "./writ-data")]
-        data_dir: PathBuf,
-        /// Where the records are: `embedded` (in the data directory) or a PostgreSQL URL.
-        #[arg(long, env = "WRIT_STORE", default_value = "embedded", value_parser = Store::parse, hide_env_values = true)]
-        store: Store,
-        /// Where the keys are (default `<data-dir>/keys`): the one every node of the
-        /// ledger shares.
-        #[arg(long, env = "WRIT_KEYS_DIR")]
-        keys_dir: Option<PathBuf>,
-    },
-}
-
 fn admin(command: AdminCommand) -> Result<(), String> {
-    let (data_dir, store, keys_dir) = match command {
+    match command {
         AdminCommand::Keys(AdminKeysCommand::Rotate {
             data_dir,
             store,
             keys_dir,
             alg,
-        }) => {
-            return rotate_keys(&data_dir, &store, keys_dir, alg);
-        }
+        }) => rotate_keys(&data_dir, &store, keys_dir, alg),
         AdminCommand::Kek(AdminKekCommand::Rotate {
             data_dir,
             store,
@@ -242,42 +225,16 @@ fn admin(command: AdminCommand) -> Result<(), String> {
             if kek.is_some() {
                 return Err("the current key-encryption key comes from WRIT_KEK (or --kek), which this command cannot change; keep the keys in a file instead: write each as a line `ID BASE64URL-KEY` in the key file (--kek-file, default <keys-dir>/kek.keys; the last line is current), unset WRIT_KEK, and run this again".into());
             }
-            return rotate_kek(&data_dir, &store, keys_dir, kek_file);
+            rotate_kek(&data_dir, &store, keys_dir, kek_file)
         }
         AdminCommand::EraseUser {
             user_id,
             data_dir,
             store,
             keys_dir,
-        } => {
-            return erase_user(&data_dir, &store, keys_dir, writ_schemas::UserId(user_id));
-        }
-        AdminCommand::Token(AdminTokenCommand::Create {
-            data_dir,
-            store,
-            keys_dir,
-        }) => (data_dir, store, keys_dir),
-    };
-    let data = crate::ledger::datadir::DataDir::new(&data_dir).with_keys(keys_dir);
-    if store == Store::Embedded {
-        data.check_existing()
-            .map_err(|err| format!("{err}; start `writ serve` once to create it"))?;
+        } => erase_user(&data_dir, &store, keys_dir, writ_schemas::UserId(user_id)),
+        AdminCommand::Token(command) => admin_token::run(command),
     }
-    let (ledger, _) = crate::Ledger::open(&store, &data_dir, crate::LedgerOptions::default())
-        .map_err(|err| err.to_string())?;
-    let secrets = match ledger.read(|s| s.admin_token_count()) {
-        0 => crate::secrets::SecretHasher::load_or_create(&data),
-        _ => crate::secrets::SecretHasher::load_existing(&data),
-    }
-    .map_err(|err| err.to_string())?;
-    let token = crate::secrets::new_secret("wrt_admin_");
-    let by = writ_schemas::Actor::System;
-    let token_id = crate::serve::create_admin_token(&ledger, &secrets, &token, by, false)
-        .map_err(|err| err.to_string())?;
-    ledger.close();
-    println!("{token}");
-    eprintln!("created admin token {token_id}; it is shown once, keep it");
-    Ok(())
 }
 
 fn erase_user(

@@ -7,7 +7,7 @@
 
 use writ_projections::{State, TokenStatus};
 use writ_schemas::{
-    Actor, AdminTokenIssued, AgentDisabled, AgentEnabled, AgentIdentitySet, AgentPolicySet,
+    Actor, AdminRole, AgentDisabled, AgentEnabled, AgentIdentitySet, AgentPolicySet,
     AgentRegistered, AgentReviewed, AgentSecretRotated, ApiKeyId, ApiKeyIssued, ApiKeyRevoked,
     CheckpointKeyPublished, ClientId, ConnectionEstablished, ConnectionRefreshFailed,
     ConnectionRefreshed, ConnectionRewrapped, DelegationGranted, DelegationId, DelegationRevoked,
@@ -17,11 +17,13 @@ use writ_schemas::{
     UserReactivated, UserRegistered,
 };
 
+mod admin;
 mod approvals;
 mod authorization;
 mod connections;
 pub mod session_grants;
 
+pub use admin::{ADMIN_CREDENTIAL_NAME_CHARS_MAX, ADMIN_CREDENTIALS_MAX};
 pub use approvals::ApprovalUse;
 pub use authorization::Issued;
 
@@ -103,7 +105,7 @@ pub enum Command {
         /// Who asks.
         by: Actor,
     },
-    /// Record a new admin token (its keyed hash; the token was shown once).
+    /// Record a new admin credential (its keyed hash; the credential was shown once).
     IssueAdminToken {
         /// Its id.
         token_id: String,
@@ -111,9 +113,22 @@ pub enum Command {
         token_hash: Digest,
         /// Who asks.
         by: Actor,
-        /// Only as the ledger's first admin token (a node's first start): refused once
-        /// the ledger has one, so that nodes starting together on a new ledger make one.
+        /// Only as the ledger's first admin credential (a node's first start): refused
+        /// once the ledger has one, so that nodes starting together on a new ledger make one.
         first: bool,
+        /// Its name, unique among credentials not revoked.
+        name: String,
+        /// What it may do.
+        role: AdminRole,
+        /// When it stops being accepted (`None`: never).
+        expires_at: Option<Timestamp>,
+    },
+    /// Revoke an admin credential: refused from the next request on.
+    RevokeAdminToken {
+        /// Its id.
+        token_id: String,
+        /// Who asks.
+        by: Actor,
     },
     /// Register an agent as described.
     RegisterAgent(AgentRegistered),
@@ -372,6 +387,35 @@ pub enum Refusal {
         "the ledger already has an admin token; use it, or create another with `writ admin token create`"
     )]
     NotFirstAdminToken,
+    /// An admin credential name that breaks the naming rules (the detail says which).
+    #[error("{0}")]
+    BadAdminCredentialName(String),
+    /// An admin credential name a credential not revoked already has.
+    #[error("an admin credential named {0:?} exists; pick another name, or revoke that one first")]
+    AdminCredentialNameTaken(String),
+    /// More admin credentials than the ledger keeps unrevoked.
+    #[error(
+        "there are {0} admin credentials not revoked, the most writ keeps; revoke one you no longer use (`DELETE /api/v1/admin/credentials/{{id}}`)"
+    )]
+    TooManyAdminCredentials(usize),
+    /// An admin credential id writ does not know, or one already revoked.
+    #[error("no admin credential {0} (unknown, or already revoked)")]
+    UnknownAdminCredential(String),
+    /// Revoking the last live `admin` credential, which would leave nobody able to manage
+    /// writ through its API.
+    #[error(
+        "admin credential {0} is the last live one with role admin; create another admin credential first, then revoke this one"
+    )]
+    LastAdminCredential(String),
+    /// Managing admin credentials as someone other than an admin or writ itself.
+    #[error("only an admin credential manages admin credentials")]
+    NotAdmin,
+    /// An admin credential revoked or expired while its request was on its way.
+    #[error("admin credential {0} is revoked or expired")]
+    AdminCredentialNotLive(String),
+    /// A credential whose role does not allow the command.
+    #[error("admin credential {0} has role {1}, which only reads; this needs role admin")]
+    InsufficientRole(String, AdminRole),
     /// A signing key id already recorded.
     #[error("signing key {0} already exists")]
     DuplicateKey(String),
@@ -679,20 +723,22 @@ pub fn decide(
             token_hash,
             by,
             first,
+            name,
+            role,
+            expires_at,
         } => {
-            if state.admin_token_by_hash(token_hash).is_some() {
-                return Err(Refusal::AdminTokenExists);
-            }
-            if *first && state.admin_token_count() > 0 {
-                return Err(Refusal::NotFirstAdminToken);
-            }
-            let event = AdminTokenIssued {
-                token_id: token_id.clone(),
-                token_hash: *token_hash,
-                by: by.clone(),
+            let asked = admin::Issue {
+                token_id,
+                token_hash,
+                by,
+                first: *first,
+                name,
+                role: *role,
+                expires_at: *expires_at,
             };
-            Ok((vec![event.into()], Answer::Done))
+            admin::issue(state, asked, now)
         }
+        Command::RevokeAdminToken { token_id, by } => admin::revoke(state, token_id, by, now),
         Command::SetAgentIdentity(identity) => {
             known_agent(state, &identity.client_id)?;
             if let Some(owner) = identity
@@ -1445,6 +1491,186 @@ mod tests {
         ));
     }
 
+    fn credential(
+        id: &str,
+        name: &str,
+        role: AdminRole,
+        by: Actor,
+        expires_at: Option<Timestamp>,
+    ) -> Command {
+        Command::IssueAdminToken {
+            token_id: id.into(),
+            token_hash: Digest::of(id.as_bytes()),
+            by,
+            first: false,
+            name: name.into(),
+            role,
+            expires_at,
+        }
+    }
+
+    fn by(id: &str) -> Actor {
+        Actor::Admin {
+            token_id: id.into(),
+        }
+    }
+
+    /// An auditor credential reads only: the sequencer refuses it every credential
+    /// command, as the HTTP layer does, so no other way in can skip the role.
+    #[test]
+    fn an_auditor_credential_can_neither_create_nor_revoke_credentials() {
+        let state = given(
+            &[
+                credential("adm_1", "initial", AdminRole::Admin, Actor::System, None),
+                credential("adm_2", "audit", AdminRole::Auditor, by("adm_1"), None),
+            ],
+            at(),
+        );
+        let escalate = credential("adm_3", "mine", AdminRole::Admin, by("adm_2"), None);
+        assert_eq!(
+            decide(&state, &escalate, at()).map(|(e, _)| e.len()),
+            Err(Refusal::InsufficientRole(
+                "adm_2".into(),
+                AdminRole::Auditor
+            ))
+        );
+        let revoke = Command::RevokeAdminToken {
+            token_id: "adm_1".into(),
+            by: by("adm_2"),
+        };
+        assert_eq!(
+            decide(&state, &revoke, at()).map(|(e, _)| e.len()),
+            Err(Refusal::InsufficientRole(
+                "adm_2".into(),
+                AdminRole::Auditor
+            ))
+        );
+        let as_person = Command::RevokeAdminToken {
+            token_id: "adm_2".into(),
+            by: person("5f0c6a4e-8d1b-4c1e-9a53-3f7e2b9d0c11"),
+        };
+        assert_eq!(
+            decide(&state, &as_person, at()).map(|(e, _)| e.len()),
+            Err(Refusal::NotAdmin)
+        );
+    }
+
+    #[test]
+    fn credential_names_are_unique_readable_and_never_look_like_ids() {
+        let state = given(
+            &[credential(
+                "adm_1",
+                "initial",
+                AdminRole::Admin,
+                Actor::System,
+                None,
+            )],
+            at(),
+        );
+        let named = |name: &str| credential("adm_9", name, AdminRole::Auditor, by("adm_1"), None);
+        assert_eq!(
+            decide(&state, &named("initial"), at()).map(|(e, _)| e.len()),
+            Err(Refusal::AdminCredentialNameTaken("initial".into()))
+        );
+        let long = "n".repeat(ADMIN_CREDENTIAL_NAME_CHARS_MAX + 1);
+        for bad in ["", "   ", " padded", "adm_0123", "tab\there", long.as_str()] {
+            assert!(
+                matches!(
+                    decide(&state, &named(bad), at()),
+                    Err(Refusal::BadAdminCredentialName(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        let longest = "n".repeat(ADMIN_CREDENTIAL_NAME_CHARS_MAX);
+        assert_eq!(
+            decide(&state, &named(&longest), at()).map(|(e, _)| e.len()),
+            Ok(1)
+        );
+        let past = credential("adm_9", "late", AdminRole::Admin, by("adm_1"), Some(at()));
+        assert_eq!(
+            decide(&state, &past, at()).map(|(e, _)| e.len()),
+            Err(Refusal::NotInFuture(at()))
+        );
+    }
+
+    #[test]
+    fn admin_credentials_stop_at_their_bound() {
+        let mut commands = vec![credential(
+            "adm_0",
+            "initial",
+            AdminRole::Admin,
+            Actor::System,
+            None,
+        )];
+        for n in 1..ADMIN_CREDENTIALS_MAX {
+            let (id, name) = (format!("adm_{n}"), format!("n{n}"));
+            commands.push(credential(
+                &id,
+                &name,
+                AdminRole::Auditor,
+                by("adm_0"),
+                None,
+            ));
+        }
+        let state = given(&commands, at());
+        let one_more = credential("adm_x", "x", AdminRole::Auditor, by("adm_0"), None);
+        assert_eq!(
+            decide(&state, &one_more, at()).map(|(e, _)| e.len()),
+            Err(Refusal::TooManyAdminCredentials(ADMIN_CREDENTIALS_MAX))
+        );
+    }
+
+    /// Revoking the last live admin credential would leave nobody able to manage writ
+    /// through its API: refused, also when the only other admin credential has expired.
+    #[test]
+    fn the_last_live_admin_credential_cannot_be_revoked() {
+        let soon = at().plus_seconds(60);
+        let state = given(
+            &[
+                credential("adm_1", "initial", AdminRole::Admin, Actor::System, None),
+                credential("adm_2", "audit", AdminRole::Auditor, by("adm_1"), None),
+                credential("adm_3", "brief", AdminRole::Admin, by("adm_1"), Some(soon)),
+            ],
+            at(),
+        );
+        let revoke = |id: &str, who: &str| Command::RevokeAdminToken {
+            token_id: id.into(),
+            by: by(who),
+        };
+        let later = soon.plus_seconds(1);
+        assert_eq!(
+            decide(&state, &revoke("adm_1", "adm_1"), later).map(|(e, _)| e.len()),
+            Err(Refusal::LastAdminCredential("adm_1".into()))
+        );
+        // While the other admin credential is live, either may go, even by its own hand.
+        assert_eq!(
+            decide(&state, &revoke("adm_1", "adm_1"), at()).map(|(e, _)| e.len()),
+            Ok(1)
+        );
+        // An expired credential acts no more.
+        assert_eq!(
+            decide(&state, &revoke("adm_2", "adm_3"), later).map(|(e, _)| e.len()),
+            Err(Refusal::AdminCredentialNotLive("adm_3".into()))
+        );
+        let state = given(
+            &[
+                credential("adm_1", "initial", AdminRole::Admin, Actor::System, None),
+                credential("adm_2", "audit", AdminRole::Auditor, by("adm_1"), None),
+                revoke("adm_2", "adm_1"),
+            ],
+            at(),
+        );
+        assert_eq!(state.admin_token_count(), 1);
+        assert_eq!(
+            decide(&state, &revoke("adm_2", "adm_1"), at()).map(|(e, _)| e.len()),
+            Err(Refusal::UnknownAdminCredential("adm_2".into()))
+        );
+        // Its name is free again.
+        let again = credential("adm_4", "audit", AdminRole::Auditor, by("adm_1"), None);
+        assert_eq!(decide(&state, &again, at()).map(|(e, _)| e.len()), Ok(1));
+    }
+
     /// Nodes starting together on a new ledger each try their first-start records: the
     /// first admin token and the checkpoint key are recorded once, whoever comes second.
     #[test]
@@ -1454,6 +1680,9 @@ mod tests {
             token_hash: Digest([hash; 32]),
             by: Actor::System,
             first: true,
+            name: "initial".into(),
+            role: AdminRole::Admin,
+            expires_at: None,
         };
         let state = given(&[first_admin("adm_a", 1)], at());
         assert_eq!(
@@ -1465,6 +1694,9 @@ mod tests {
             token_hash: Digest([3; 32]),
             by: Actor::System,
             first: false,
+            name: "ci".into(),
+            role: AdminRole::Admin,
+            expires_at: None,
         };
         assert_eq!(decide(&state, &another, at()).map(|(e, _)| e.len()), Ok(1));
 

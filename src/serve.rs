@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use actix_web::{App, HttpServer, web};
 
-use writ_schemas::{Actor, SigningAlgorithm};
+use writ_schemas::{Actor, AdminRole, SigningAlgorithm, Timestamp};
 
 use crate::checkpoints::Checkpoints;
 use crate::decide::{Command, Refusal};
@@ -380,7 +380,12 @@ fn first_admin_token(
             (token.clone(), FirstAdmin::Generated(token))
         }
     };
-    match create_admin_token(ledger, secrets, &token, Actor::System, true) {
+    let initial = NewAdminCredential {
+        name: INITIAL_ADMIN_CREDENTIAL_NAME.to_owned(),
+        role: AdminRole::Admin,
+        expires_at: None,
+    };
+    match create_admin_token(ledger, secrets, &token, Actor::System, true, initial) {
         Ok(_) => Ok(outcome),
         // Another node of this ledger made the first admin token meanwhile (or, given the
         // same WRIT_ADMIN_TOKEN, this very one): that one stands.
@@ -391,14 +396,29 @@ fn first_admin_token(
     }
 }
 
-/// Records `token` (by its keyed hash) as an admin token; returns its id. `first`: only
-/// as the ledger's first one.
+/// The name of the admin credential made on a ledger's first start.
+pub const INITIAL_ADMIN_CREDENTIAL_NAME: &str = "initial";
+
+/// What an admin credential is to be: its name, role and expiry.
+#[derive(Debug, Clone)]
+pub struct NewAdminCredential {
+    /// Unique among credentials not revoked.
+    pub name: String,
+    /// What it may do.
+    pub role: AdminRole,
+    /// When it stops being accepted (`None`: never).
+    pub expires_at: Option<Timestamp>,
+}
+
+/// Records `token` (by its keyed hash) as an admin credential; returns its id. `first`:
+/// only as the ledger's first one.
 pub fn create_admin_token(
     ledger: &Ledger,
     secrets: &SecretHasher,
     token: &str,
     by: Actor,
     first: bool,
+    credential: NewAdminCredential,
 ) -> Result<String, SubmitError> {
     let token_id = new_id("adm_");
     let command = Command::IssueAdminToken {
@@ -406,6 +426,9 @@ pub fn create_admin_token(
         token_hash: secrets.hash(token),
         by,
         first,
+        name: credential.name,
+        role: credential.role,
+        expires_at: credential.expires_at,
     };
     ledger.submit_blocking(command)?;
     Ok(token_id)

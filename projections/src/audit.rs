@@ -416,7 +416,19 @@ fn parts_of(state: &State, event: &Event) -> Parts {
             parts
         }
         Event::SigningKeyRotated(e) => Parts::by(e.by.as_ref().unwrap_or(&Actor::System), &e.kid),
-        Event::AdminTokenIssued(e) => Parts::by(&e.by, &e.token_id),
+        Event::AdminTokenIssued(e) => {
+            let mut parts = Parts::by(&e.by, &e.token_id);
+            parts.outcome = format!(
+                "{} credential issued",
+                e.role.unwrap_or(writ_schemas::AdminRole::Admin)
+            );
+            parts
+        }
+        Event::AdminTokenRevoked(e) => {
+            let mut parts = Parts::by(&e.by, &e.token_id);
+            parts.outcome = "revoked".into();
+            parts
+        }
         Event::CheckpointKeyPublished(e) => Parts::by(&Actor::System, &e.name),
     }
 }

@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 use writ_schemas::{
-    AgentType, ApiKeyId, ClientId, DelegationId, Digest, FamilyId, GrantId, Jti, KeyId, PublicJwk,
-    RefreshId, RevocationCause, Sealed, ServerId, SigningAlgorithm, Timestamp, UserId,
+    AdminRole, AgentType, ApiKeyId, ClientId, DelegationId, Digest, FamilyId, GrantId, Jti, KeyId,
+    PublicJwk, RefreshId, RevocationCause, Sealed, ServerId, SigningAlgorithm, Timestamp, UserId,
 };
 
 /// Where a snapshot or a state stands in the ledger.
@@ -150,6 +150,28 @@ pub struct ApiKey {
     pub issued_at: Timestamp,
     /// When revoked.
     pub revoked_at: Option<Timestamp>,
+}
+
+/// An administrator credential not revoked (its keyed hash is the key it is found by).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminCredential {
+    /// Its id, which the records of its actions name.
+    pub token_id: String,
+    /// The name operators know it by, unique among credentials not revoked.
+    pub name: String,
+    /// What it may do.
+    pub role: AdminRole,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it stops being accepted (`None`: never).
+    pub expires_at: Option<Timestamp>,
+}
+
+impl AdminCredential {
+    /// Whether it is accepted at `now` (it has not expired).
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        self.expires_at.is_none_or(|at| now < at)
+    }
 }
 
 /// A person's delegation to an agent.

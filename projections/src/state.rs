@@ -62,7 +62,8 @@ pub struct State {
     families: BTreeMap<FamilyId, Family>,
     signing_keys: Vec<SigningKey>,
     checkpoint_keys: Vec<CheckpointKey>,
-    admin_tokens: BTreeMap<Digest, String>,
+    /// Admin credentials not revoked, by keyed hash (a revocation removes one).
+    admin_tokens: BTreeMap<Digest, AdminCredential>,
     #[serde(default)]
     agent_policy_sets: BTreeMap<ClientId, PolicySetRecord>,
     #[serde(default)]
@@ -346,8 +347,10 @@ impl State {
                     .or_default()
                     .revoked = true;
             }
-            Event::AdminTokenIssued(e) => {
-                self.admin_tokens.insert(e.token_hash, e.token_id.clone());
+            Event::AdminTokenIssued(e) => self.admin_token_issued(e, at),
+            Event::AdminTokenRevoked(e) => {
+                self.admin_tokens
+                    .retain(|_, credential| credential.token_id != e.token_id);
             }
             Event::CheckpointKeyPublished(e) => self.checkpoint_keys.push(CheckpointKey {
                 name: e.name.clone(),
@@ -374,6 +377,25 @@ impl State {
         if let Some(user) = self.users.get_mut(user_id) {
             change(user);
         }
+    }
+
+    fn admin_token_issued(&mut self, e: &writ_schemas::AdminTokenIssued, at: Timestamp) {
+        // Records from before credentials had names: the ledger's first is `initial`,
+        // any later one goes by its id. The first is the one issued into an empty map, as
+        // a revocation never takes the last admin credential.
+        let name = match &e.name {
+            Some(name) => name.clone(),
+            None if self.admin_tokens.is_empty() => "initial".to_owned(),
+            None => e.token_id.clone(),
+        };
+        let credential = AdminCredential {
+            token_id: e.token_id.clone(),
+            name,
+            role: e.role.unwrap_or(writ_schemas::AdminRole::Admin),
+            created_at: at,
+            expires_at: e.expires_at,
+        };
+        self.admin_tokens.insert(e.token_hash, credential);
     }
 
     fn agent_registered(&mut self, e: &writ_schemas::AgentRegistered, at: Timestamp) {

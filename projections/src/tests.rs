@@ -443,3 +443,55 @@ fn a_snapshot_keeps_a_keyed_agent_and_the_assertions_it_spent() {
     let decoded = snapshot::decode(&snapshot::encode(&state));
     assert_eq!(decoded.as_ref().ok(), Some(&state));
 }
+
+/// Records from before admin credentials had names still replay: the first nameless one
+/// is `initial`, a later one goes by its id; both are admins that never expire. A
+/// revocation removes a credential, and the rest survive a snapshot.
+#[test]
+fn nameless_admin_tokens_of_old_ledgers_become_named_admin_credentials() {
+    let old = |id: &str| {
+        Event::decode(
+            format!(
+                r#"{{"data":{{"by":{{"kind":"system"}},"token_hash":"{}","token_id":"{id}"}},"type":"AdminTokenIssued","v":1}}"#,
+                Digest::of(id.as_bytes()).to_base64url()
+            )
+            .as_bytes(),
+        )
+        .unwrap_or_else(|err| panic!("{err}"))
+    };
+    let auditor = Event::from(AdminTokenIssued {
+        token_id: "adm_c".into(),
+        token_hash: Digest::of(b"adm_c"),
+        by: Actor::Admin {
+            token_id: "adm_a".into(),
+        },
+        name: Some("audit".into()),
+        role: Some(AdminRole::Auditor),
+        expires_at: Some(ts(100)),
+    });
+    let revoked = Event::from(AdminTokenRevoked {
+        token_id: "adm_b".into(),
+        by: Actor::Admin {
+            token_id: "adm_a".into(),
+        },
+    });
+    let state = fold(&[old("adm_a"), old("adm_b"), auditor, revoked]);
+    let listed: Vec<(&str, &str, AdminRole, Option<Timestamp>)> = state
+        .admin_credentials()
+        .into_iter()
+        .map(|c| (c.token_id.as_str(), c.name.as_str(), c.role, c.expires_at))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("adm_c", "audit", AdminRole::Auditor, Some(ts(100))),
+            ("adm_a", "initial", AdminRole::Admin, None),
+        ]
+    );
+    assert!(state.admin_token_by_hash(&Digest::of(b"adm_b")).is_none());
+    let auditor = state.admin_credential("adm_c");
+    assert!(auditor.is_some_and(|c| c.is_live(ts(99)) && !c.is_live(ts(100))));
+    let restored =
+        snapshot::decode(&snapshot::encode(&state)).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(restored.admin_credentials(), state.admin_credentials());
+}

@@ -269,9 +269,17 @@ pub(crate) fn sample(kind: EventKind) -> Event {
             family_id: FamilyId::from("fam_1"),
             client_id: agent,
         }),
+        // The shape of records from before credentials had names: they still decode.
         EventKind::AdminTokenIssued => Event::from(AdminTokenIssued {
             token_id: "adm_2".into(),
             token_hash: digest,
+            by: admin(),
+            name: None,
+            role: None,
+            expires_at: None,
+        }),
+        EventKind::AdminTokenRevoked => Event::from(AdminTokenRevoked {
+            token_id: "adm_2".into(),
             by: admin(),
         }),
         EventKind::CheckpointKeyPublished => Event::from(CheckpointKeyPublished {
@@ -365,7 +373,8 @@ pub(crate) fn sample(kind: EventKind) -> Event {
 
 /// Further shapes of a kind than its one sample shows, checked like the samples and
 /// appended to the vectors after them: a `SigningKeyRotated` for each key type, sealed
-/// personal data, a `private_key_jwt` agent and a token paid for by a client assertion.
+/// personal data, a `private_key_jwt` agent, a token paid for by a client assertion and a
+/// named auditor credential with an expiry.
 pub(crate) fn extra_samples() -> Vec<Event> {
     let ec = PublicJwk::Ec {
         crv: EcCurve::P256,
@@ -498,6 +507,15 @@ pub(crate) fn extra_samples() -> Vec<Event> {
                 jti: "4f1c6a2e-assertion-1".into(),
                 expires_at: ts("2026-11-23T09:04:00.000000Z"),
             }),
+        }),
+        // A named, read-only credential that expires.
+        Event::from(AdminTokenIssued {
+            token_id: "adm_3".into(),
+            token_hash: Digest::of(b"auditor"),
+            by: admin(),
+            name: Some("quarterly audit".into()),
+            role: Some(AdminRole::Auditor),
+            expires_at: Some(ts("2026-12-23T09:00:00.000000Z")),
         }),
     ]
 }

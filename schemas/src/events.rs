@@ -1072,15 +1072,76 @@ pub struct RefreshTokenRevoked {
     pub by: Actor,
 }
 
+/// What an administrator credential may do.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminRole {
+    /// Reads only: the audit trail, time travel, exports, the ledger head, checkpoints,
+    /// proofs and every other listing; nothing that writes.
+    Auditor,
+    /// Everything the management API offers.
+    Admin,
+}
+
+impl AdminRole {
+    /// The role's name as recorded and as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminRole::Auditor => "auditor",
+            AdminRole::Admin => "admin",
+        }
+    }
+}
+
+impl std::fmt::Display for AdminRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An administrator credential was created (shown once; only its keyed hash is kept).
+/// Records from before credentials had names carry none of `name`, `role` and
+/// `expires_at`: such a credential is an `admin` that never expires, named `initial`
+/// when it was the ledger's first and by its id otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminTokenIssued {
-    /// The token's id, which audit entries name (never the token).
+    /// The credential's id, which audit entries name (never the credential).
     pub token_id: String,
-    /// Keyed hash of the token.
+    /// Keyed hash of the credential.
     pub token_hash: Digest,
-    /// Who created it (`system` on first start, or an admin).
+    /// Who created it (`system` on first start and from the command line, or an admin).
+    pub by: Actor,
+    /// The name operators know it by, unique among credentials not revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// What it may do (absent: `admin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<AdminRole>,
+    /// When it stops being accepted (absent: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+}
+
+/// An administrator credential was revoked: it is refused from the next request on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTokenRevoked {
+    /// The credential's id.
+    pub token_id: String,
+    /// Who revoked it.
     pub by: Actor,
 }
 
@@ -1411,6 +1472,7 @@ events! {
     AuthorizationCodeRedeemed = 1,
     AuthorizationCodeReplayed = 1,
     RefreshTokenRevoked = 1,
+    AdminTokenRevoked = 1,
 }
 
 /// Event bytes that are not a valid event.

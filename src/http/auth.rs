@@ -1,4 +1,4 @@
-//! Who is calling a management endpoint: an administrator, by a bearer admin token
+//! Who is calling a management endpoint: an administrator, by a bearer admin credential
 //! (`Admin`), or, where people may act too, an administrator or a person (`Caller`): by
 //! their API key, or by a writ access token of their own (`sub` the person, no `act`) as
 //! a bearer token. An agent's token, on a person's behalf or its own, is never a
@@ -6,6 +6,12 @@
 //! managing delegations is not in one. A person's own token is held by an agent too (it
 //! names one as `client_id`), so it manages the person's account only when it carries
 //! the `writ:manage` scope ([`MANAGE_SCOPE`]), which the person must ask for by name.
+//!
+//! An admin credential has a role, `admin` or `auditor` (read-only). Every endpoint
+//! declares the role it needs (`endpoints()` in `http/mod.rs`); a credential whose role
+//! does not reach it gets 403 `insufficient_role`, an expired one 401, a revoked one 401
+//! (its hash is gone from the state). The check lives in the extractors, so a handler
+//! cannot forget it.
 //!
 //! A credential is looked up, never verified: an admin token or API key by its keyed
 //! hash, a writ access token by the BLAKE3 digest of its bytes (as introspection finds
@@ -16,12 +22,13 @@ use std::future::{Ready, ready};
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
 use writ_projections::TokenStatus;
-use writ_schemas::{Actor, Digest, UserId};
+use writ_schemas::{Actor, AdminRole, Digest, UserId};
 
 use super::AppState;
 use super::error::ApiError;
 
-/// An authenticated administrator.
+/// An authenticated administrator, whose credential's role reaches what the endpoint
+/// needs.
 #[derive(Debug, Clone)]
 pub struct Admin(pub Actor);
 
@@ -40,7 +47,7 @@ pub const API_KEY_HEADER: &str = "x-api-key";
 /// Who is calling an endpoint open to people as well as administrators.
 #[derive(Debug, Clone)]
 pub enum Caller {
-    /// An administrator, by admin token.
+    /// An administrator, by an admin credential whose role reaches what the endpoint needs.
     Admin(Actor),
     /// A person, by one of their API keys.
     User(UserId),
@@ -81,12 +88,12 @@ fn identify(request: &HttpRequest) -> Result<Caller, ApiError> {
     let Some(key) = request.headers().get(API_KEY_HEADER) else {
         let Some(bearer) = bearer_token(request) else {
             return Err(ApiError::Unauthorized(
-                "send a person's API key as `x-api-key: wrt_...`, or a person's own writ access token or an admin token as `Authorization: Bearer ...`".into(),
+                "send a person's API key as `x-api-key: wrt_...`, or a person's own writ access token or an admin credential as `Authorization: Bearer ...`".into(),
             ));
         };
-        return match authenticate(request) {
-            Ok(Admin(actor)) => Ok(Caller::Admin(actor)),
-            Err(_) => person_by_token(request, bearer),
+        return match admin_credential(request, bearer)? {
+            Some(actor) => Ok(Caller::Admin(actor)),
+            None => person_by_token(request, bearer),
         };
     };
     if request.headers().contains_key(header::AUTHORIZATION) {
@@ -146,7 +153,7 @@ fn person_by_token(request: &HttpRequest, bearer: &str) -> Result<Caller, ApiErr
     state.ledger.read(|s| {
         let token = s.token_by_digest(&digest).ok_or_else(|| {
             ApiError::Unauthorized(
-                "that bearer token is neither an admin token nor an access token writ issued"
+                "that bearer token is neither a live admin credential nor an access token writ issued"
                     .into(),
             )
         })?;
@@ -170,7 +177,7 @@ fn person_by_token(request: &HttpRequest, bearer: &str) -> Result<Caller, ApiErr
             }
             (None, _) => {
                 return Err(ApiError::Unauthorized(format!(
-                    "that is agent {}'s own token: management endpoints take a person's own token or API key, or an admin token",
+                    "that is agent {}'s own token: management endpoints take a person's own token or API key, or an admin credential",
                     token.client_id
                 )));
             }
@@ -208,22 +215,75 @@ pub fn bearer_token(request: &HttpRequest) -> Option<&str> {
 }
 
 fn authenticate(request: &HttpRequest) -> Result<Admin, ApiError> {
+    let token = bearer_token(request).ok_or_else(|| {
+        ApiError::Unauthorized(
+            "send an admin credential as `Authorization: Bearer <credential>`".into(),
+        )
+    })?;
+    match admin_credential(request, token)? {
+        Some(actor) => Ok(Admin(actor)),
+        None => Err(ApiError::Unauthorized(
+            "that bearer token is not a live admin credential: it was never issued, or it was revoked; ask an admin for one (`POST /api/v1/admin/credentials`, or `writ admin token create` on the data directory)".into(),
+        )),
+    }
+}
+
+/// The roles the endpoints of one path need of an admin credential, by method: put on
+/// each path's resource by `routes`, read back here.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointRoles(pub Vec<(actix_web::http::Method, AdminRole)>);
+
+/// The role this request's endpoint needs. A route without a declaration (none in
+/// `endpoints()`) needs the highest: a forgotten declaration fails closed.
+fn role_needed(request: &HttpRequest) -> AdminRole {
+    request
+        .app_data::<EndpointRoles>()
+        .and_then(|roles| {
+            roles
+                .0
+                .iter()
+                .find(|(method, _)| method == request.method())
+                .map(|(_, role)| *role)
+        })
+        .unwrap_or(AdminRole::Admin)
+}
+
+/// The admin credential `bearer` is, as the actor the ledger records, if it is one:
+/// `Ok(None)` when no admin credential has its hash (never issued, or revoked), an error
+/// when it has expired or its role does not reach what this request's endpoint needs.
+pub fn admin_credential(request: &HttpRequest, bearer: &str) -> Result<Option<Actor>, ApiError> {
     let Some(state) = request.app_data::<web::Data<AppState>>() else {
         return Err(ApiError::Unavailable("the server is not configured".into()));
     };
-    let token = bearer_token(request).ok_or_else(|| {
-        ApiError::Unauthorized(
-            "send an admin token as `Authorization: Bearer wrt_admin_...`".into(),
-        )
-    })?;
-    let hash = state.secrets.hash(token);
-    let token_id = state
-        .ledger
-        .read(|s| s.admin_token_by_hash(&hash).map(str::to_owned));
-    match token_id {
-        Some(token_id) => Ok(Admin(Actor::Admin { token_id })),
-        None => Err(ApiError::Unauthorized(
-            "that bearer token is not a valid admin token".into(),
-        )),
+    let hash = state.secrets.hash(bearer);
+    let Some(credential) = state.ledger.read(|s| s.admin_token_by_hash(&hash).cloned()) else {
+        return Ok(None);
+    };
+    let now = state.clock.now();
+    if !credential.is_live(now) {
+        let at = credential
+            .expires_at
+            .map(|at| at.to_string())
+            .unwrap_or_default();
+        return Err(ApiError::Unauthorized(format!(
+            "admin credential {:?} ({}) expired at {at}; ask an admin for a new one",
+            credential.name, credential.token_id
+        )));
     }
+    let needed = role_needed(request);
+    if credential.role < needed {
+        return Err(ApiError::InsufficientRole(format!(
+            "admin credential {:?} ({}) has role {}, which only reads; {} {} changes writ and needs role {needed}",
+            credential.name,
+            credential.token_id,
+            credential.role,
+            request.method(),
+            request
+                .match_pattern()
+                .unwrap_or_else(|| request.path().to_owned()),
+        )));
+    }
+    Ok(Some(Actor::Admin {
+        token_id: credential.token_id,
+    }))
 }

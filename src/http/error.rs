@@ -39,6 +39,9 @@ pub enum ApiError {
     /// The caller is known but may not do this.
     #[error("{0}")]
     Forbidden(String),
+    /// An admin credential whose role does not reach what the endpoint needs.
+    #[error("{0}")]
+    InsufficientRole(String),
     /// Unknown id.
     #[error("{0}")]
     NotFound(String),
@@ -87,6 +90,7 @@ impl ApiError {
             ApiError::BadRequest { code, .. } => code,
             ApiError::Unauthorized(_) | ApiError::ResourceUnauthorized { .. } => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::InsufficientRole(_) => "insufficient_role",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge => "payload_too_large",
@@ -106,7 +110,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) | ApiError::ResourceUnauthorized { .. } => {
                 StatusCode::UNAUTHORIZED
             }
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::InsufficientRole(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -160,13 +164,18 @@ impl From<Refusal> for ApiError {
             | Refusal::UnknownServer(_)
             | Refusal::UnknownConnection(_)
             | Refusal::NoSessionGrant(..)
-            | Refusal::UnknownApproval(_) => ApiError::NotFound(detail),
-            Refusal::NoCredentials(_) => ApiError::Unauthorized(detail),
+            | Refusal::UnknownApproval(_)
+            | Refusal::UnknownAdminCredential(_) => ApiError::NotFound(detail),
+            Refusal::NoCredentials(_) | Refusal::AdminCredentialNotLive(_) => {
+                ApiError::Unauthorized(detail)
+            }
+            Refusal::InsufficientRole(..) => ApiError::InsufficientRole(detail),
             Refusal::NotKeyHolder(_)
             | Refusal::NotDelegator(_)
             | Refusal::NotAPerson
             | Refusal::NotPolicyOwner(_)
             | Refusal::NotApprover(_)
+            | Refusal::NotAdmin
             | Refusal::ApprovalDenied(_) => ApiError::Forbidden(detail),
             Refusal::UserExists(_)
             | Refusal::EmailTaken
@@ -178,6 +187,9 @@ impl From<Refusal> for ApiError {
             | Refusal::KeyRotatedMeanwhile(_)
             | Refusal::AdminTokenExists
             | Refusal::NotFirstAdminToken
+            | Refusal::AdminCredentialNameTaken(_)
+            | Refusal::TooManyAdminCredentials(_)
+            | Refusal::LastAdminCredential(_)
             | Refusal::DuplicateToken(_)
             | Refusal::UserDeactivated(_)
             | Refusal::ApiKeyExists(_)
@@ -242,6 +254,7 @@ impl From<Refusal> for ApiError {
             | Refusal::BadSigningKey(_)
             | Refusal::BadCheckpointKey(_)
             | Refusal::BadAgentCredentials(_)
+            | Refusal::BadAdminCredentialName(_)
             | Refusal::Unencodable(_) => ApiError::BadRequest {
                 code: "invalid_request",
                 detail,

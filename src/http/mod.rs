@@ -4,6 +4,7 @@
 //! map the answer to HTTP. Nothing here decides anything `decide.rs` should decide.
 
 mod account;
+mod admin;
 mod agents;
 mod approvals;
 pub mod audit;
@@ -41,6 +42,8 @@ use actix_web::http::Method;
 use actix_web::{Route, web};
 
 use crate::ledger::Ledger;
+
+pub use admin::ADMIN_CREDENTIAL_PREFIX;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -82,12 +85,23 @@ pub struct Endpoint {
     pub method: Method,
     /// The path pattern, `{name}` for a segment (the same syntax as OpenAPI).
     pub path: &'static str,
+    /// The role an admin credential needs here: `auditor` where the endpoint only reads,
+    /// `admin` where it writes (or may: a `GET` that records a connection or registers a
+    /// client by its metadata document counts as writing). Endpoints no admin credential
+    /// reaches declare it too, by the same rule, so the declaration reads the same
+    /// everywhere.
+    pub role: writ_schemas::AdminRole,
     /// Bodies larger than this are refused with 413 before the handler runs.
     body_bytes_max: usize,
     handler: fn() -> Route,
 }
 
-fn endpoint(method: Method, path: &'static str, handler: fn() -> Route) -> Endpoint {
+fn endpoint(
+    method: Method,
+    path: &'static str,
+    role: writ_schemas::AdminRole,
+    handler: fn() -> Route,
+) -> Endpoint {
     let body_bytes_max = if path.starts_with("/oauth/") {
         token::FORM_BODY_BYTES_MAX
     } else {
@@ -96,6 +110,7 @@ fn endpoint(method: Method, path: &'static str, handler: fn() -> Route) -> Endpo
     Endpoint {
         method,
         path,
+        role,
         body_bytes_max,
         handler,
     }
@@ -105,188 +120,249 @@ fn endpoint(method: Method, path: &'static str, handler: fn() -> Route) -> Endpo
 /// `schemas/openapi.yaml` to them, so the document cannot fall behind the server.
 pub fn endpoints() -> Vec<Endpoint> {
     use Method as M;
+    use writ_schemas::AdminRole::{Admin, Auditor};
     vec![
-        endpoint(M::GET, "/healthz", || web::get().to(health::healthz)),
-        endpoint(M::GET, "/readyz", || web::get().to(health::readyz)),
-        endpoint(M::GET, "/metrics", || web::get().to(observe::metrics)),
-        endpoint(M::GET, "/.well-known/oauth-authorization-server", || {
-            web::get().to(discovery::metadata)
+        endpoint(M::GET, "/healthz", Auditor, || {
+            web::get().to(health::healthz)
         }),
-        endpoint(M::GET, "/.well-known/jwks.json", || {
-            web::get().to(discovery::jwks)
-        }),
-        endpoint(M::GET, "/oauth/authorize", || {
-            web::get().to(authorize::authorize)
-        }),
-        endpoint(M::POST, "/oauth/authorize", || {
-            web::post().to(authorize::decide)
-        }),
-        endpoint(M::GET, "/login", || web::get().to(signin::login_form)),
-        endpoint(M::POST, "/logout", || web::post().to(account::logout)),
-        endpoint(M::GET, "/account", || web::get().to(account::show)),
-        endpoint(M::POST, "/account/revoke", || {
-            web::post().to(account::revoke)
-        }),
-        endpoint(M::POST, "/login", || web::post().to(signin::login)),
-        endpoint(M::GET, "/.well-known/oauth-protected-resource", || {
-            web::get().to(discovery::protected_resource)
+        endpoint(M::GET, "/readyz", Auditor, || web::get().to(health::readyz)),
+        endpoint(M::GET, "/metrics", Auditor, || {
+            web::get().to(observe::metrics)
         }),
         endpoint(
             M::GET,
-            "/.well-known/oauth-protected-resource/api/v1/proxy",
+            "/.well-known/oauth-authorization-server",
+            Auditor,
+            || web::get().to(discovery::metadata),
+        ),
+        endpoint(M::GET, "/.well-known/jwks.json", Auditor, || {
+            web::get().to(discovery::jwks)
+        }),
+        endpoint(M::GET, "/oauth/authorize", Admin, || {
+            web::get().to(authorize::authorize)
+        }),
+        endpoint(M::POST, "/oauth/authorize", Admin, || {
+            web::post().to(authorize::decide)
+        }),
+        endpoint(M::GET, "/login", Auditor, || {
+            web::get().to(signin::login_form)
+        }),
+        endpoint(M::POST, "/logout", Admin, || {
+            web::post().to(account::logout)
+        }),
+        endpoint(M::GET, "/account", Auditor, || web::get().to(account::show)),
+        endpoint(M::POST, "/account/revoke", Admin, || {
+            web::post().to(account::revoke)
+        }),
+        endpoint(M::POST, "/login", Admin, || web::post().to(signin::login)),
+        endpoint(
+            M::GET,
+            "/.well-known/oauth-protected-resource",
+            Auditor,
             || web::get().to(discovery::protected_resource),
         ),
-        endpoint(M::POST, "/oauth/register", || {
+        endpoint(
+            M::GET,
+            "/.well-known/oauth-protected-resource/api/v1/proxy",
+            Auditor,
+            || web::get().to(discovery::protected_resource),
+        ),
+        endpoint(M::POST, "/oauth/register", Admin, || {
             web::post().to(registration::register)
         }),
-        endpoint(M::POST, "/oauth/token", || web::post().to(token::issue)),
-        endpoint(M::POST, "/oauth/agent-token", || {
+        endpoint(M::POST, "/oauth/token", Admin, || {
+            web::post().to(token::issue)
+        }),
+        endpoint(M::POST, "/oauth/agent-token", Admin, || {
             web::post().to(token::issue_agent_token)
         }),
-        endpoint(M::POST, "/api/v1/keys/rotate", || {
+        endpoint(M::POST, "/api/v1/admin/credentials", Admin, || {
+            web::post().to(admin::create)
+        }),
+        endpoint(M::GET, "/api/v1/admin/credentials", Auditor, || {
+            web::get().to(admin::list)
+        }),
+        endpoint(M::DELETE, "/api/v1/admin/credentials/{id}", Admin, || {
+            web::delete().to(admin::revoke)
+        }),
+        endpoint(M::POST, "/api/v1/keys/rotate", Admin, || {
             web::post().to(keys::rotate)
         }),
-        endpoint(M::POST, "/oauth/introspect", || {
+        endpoint(M::POST, "/oauth/introspect", Auditor, || {
             web::post().to(introspect::introspect)
         }),
-        endpoint(M::POST, "/oauth/revoke", || {
+        endpoint(M::POST, "/oauth/revoke", Admin, || {
             web::post().to(introspect::revoke)
         }),
-        endpoint(M::POST, "/api/v1/users", || web::post().to(users::create)),
-        endpoint(M::GET, "/api/v1/users", || web::get().to(users::list)),
-        endpoint(M::POST, "/api/v1/users/{id}/deactivate", || {
+        endpoint(M::POST, "/api/v1/users", Admin, || {
+            web::post().to(users::create)
+        }),
+        endpoint(M::GET, "/api/v1/users", Auditor, || {
+            web::get().to(users::list)
+        }),
+        endpoint(M::POST, "/api/v1/users/{id}/deactivate", Admin, || {
             web::post().to(users::deactivate)
         }),
-        endpoint(M::POST, "/api/v1/users/{id}/reactivate", || {
+        endpoint(M::POST, "/api/v1/users/{id}/reactivate", Admin, || {
             web::post().to(users::reactivate)
         }),
-        endpoint(M::POST, "/api/v1/users/{id}/erase", || {
+        endpoint(M::POST, "/api/v1/users/{id}/erase", Admin, || {
             web::post().to(users::erase)
         }),
-        endpoint(M::PUT, "/api/v1/users/{id}/password", || {
+        endpoint(M::PUT, "/api/v1/users/{id}/password", Admin, || {
             web::put().to(signin::set_password)
         }),
-        endpoint(M::POST, "/api/v1/users/{id}/api-keys", || {
+        endpoint(M::POST, "/api/v1/users/{id}/api-keys", Admin, || {
             web::post().to(users::issue_api_key)
         }),
-        endpoint(M::DELETE, "/api/v1/api-keys/{id}", || {
+        endpoint(M::DELETE, "/api/v1/api-keys/{id}", Admin, || {
             web::delete().to(users::revoke_api_key)
         }),
-        endpoint(M::POST, "/api/v1/agents", || web::post().to(agents::create)),
-        endpoint(M::GET, "/api/v1/agents", || web::get().to(agents::list)),
-        endpoint(M::GET, "/api/v1/agents/{client_id}", || {
+        endpoint(M::POST, "/api/v1/agents", Admin, || {
+            web::post().to(agents::create)
+        }),
+        endpoint(M::GET, "/api/v1/agents", Auditor, || {
+            web::get().to(agents::list)
+        }),
+        endpoint(M::GET, "/api/v1/agents/{client_id}", Auditor, || {
             web::get().to(agents::one)
         }),
-        endpoint(M::PUT, "/api/v1/agents/{client_id}/policy-set", || {
-            web::put().to(policy::put_agent)
-        }),
-        endpoint(M::GET, "/api/v1/agents/{client_id}/policy-set", || {
-            web::get().to(policy::get_agent)
-        }),
-        endpoint(M::PUT, "/api/v1/users/{id}/policy-set", || {
+        endpoint(
+            M::PUT,
+            "/api/v1/agents/{client_id}/policy-set",
+            Admin,
+            || web::put().to(policy::put_agent),
+        ),
+        endpoint(
+            M::GET,
+            "/api/v1/agents/{client_id}/policy-set",
+            Auditor,
+            || web::get().to(policy::get_agent),
+        ),
+        endpoint(M::PUT, "/api/v1/users/{id}/policy-set", Admin, || {
             web::put().to(policy::put_user)
         }),
-        endpoint(M::GET, "/api/v1/users/{id}/policy-set", || {
+        endpoint(M::GET, "/api/v1/users/{id}/policy-set", Auditor, || {
             web::get().to(policy::get_user)
         }),
-        endpoint(M::PUT, "/api/v1/agents/{client_id}/identity", || {
+        endpoint(M::PUT, "/api/v1/agents/{client_id}/identity", Admin, || {
             web::put().to(agents::identity)
         }),
-        endpoint(M::POST, "/api/v1/agents/{client_id}/review", || {
+        endpoint(M::POST, "/api/v1/agents/{client_id}/review", Admin, || {
             web::post().to(agents::review)
         }),
-        endpoint(M::POST, "/api/v1/agents/{client_id}/secret", || {
+        endpoint(M::POST, "/api/v1/agents/{client_id}/secret", Admin, || {
             web::post().to(agents::rotate_secret)
         }),
-        endpoint(M::POST, "/api/v1/agents/{client_id}/disable", || {
+        endpoint(M::POST, "/api/v1/agents/{client_id}/disable", Admin, || {
             web::post().to(agents::disable)
         }),
-        endpoint(M::POST, "/api/v1/agents/{client_id}/enable", || {
+        endpoint(M::POST, "/api/v1/agents/{client_id}/enable", Admin, || {
             web::post().to(agents::enable)
         }),
-        endpoint(M::PUT, "/api/v1/agents/{client_id}/policy", || {
+        endpoint(M::PUT, "/api/v1/agents/{client_id}/policy", Admin, || {
             web::put().to(agents::policy)
-        }),
-        endpoint(M::POST, "/api/v1/agents/{client_id}/delegations", || {
-            web::post().to(delegations::grant)
-        }),
-        endpoint(M::GET, "/api/v1/agents/{client_id}/delegations", || {
-            web::get().to(delegations::of_agent)
-        }),
-        endpoint(M::GET, "/api/v1/me/delegations", || {
-            web::get().to(delegations::mine)
-        }),
-        endpoint(M::POST, "/api/v1/me/tokens", || {
-            web::post().to(user_tokens::issue)
-        }),
-        endpoint(M::DELETE, "/api/v1/delegations/{id}", || {
-            web::delete().to(delegations::revoke)
-        }),
-        endpoint(M::POST, "/api/v1/servers", || {
-            web::post().to(servers::create)
-        }),
-        endpoint(M::GET, "/api/v1/servers", || web::get().to(servers::list)),
-        endpoint(M::GET, "/api/v1/connections", || {
-            web::get().to(connections::list)
-        }),
-        endpoint(M::GET, "/api/v1/connections/callback", || {
-            web::get().to(connections::callback)
-        }),
-        endpoint(M::GET, "/api/v1/connections/{server_id}/start", || {
-            web::get().to(connections::start)
-        }),
-        endpoint(M::DELETE, "/api/v1/connections/{server_id}", || {
-            web::delete().to(connections::delete)
-        }),
-        endpoint(M::POST, "/api/v1/agents/{client_id}/session-grants", || {
-            web::post().to(session_grants::create)
-        }),
-        endpoint(M::GET, "/api/v1/agents/{client_id}/session-grants", || {
-            web::get().to(session_grants::list)
         }),
         endpoint(
             M::POST,
+            "/api/v1/agents/{client_id}/delegations",
+            Admin,
+            || web::post().to(delegations::grant),
+        ),
+        endpoint(
+            M::GET,
+            "/api/v1/agents/{client_id}/delegations",
+            Auditor,
+            || web::get().to(delegations::of_agent),
+        ),
+        endpoint(M::GET, "/api/v1/me/delegations", Auditor, || {
+            web::get().to(delegations::mine)
+        }),
+        endpoint(M::POST, "/api/v1/me/tokens", Admin, || {
+            web::post().to(user_tokens::issue)
+        }),
+        endpoint(M::DELETE, "/api/v1/delegations/{id}", Admin, || {
+            web::delete().to(delegations::revoke)
+        }),
+        endpoint(M::POST, "/api/v1/servers", Admin, || {
+            web::post().to(servers::create)
+        }),
+        endpoint(M::GET, "/api/v1/servers", Auditor, || {
+            web::get().to(servers::list)
+        }),
+        endpoint(M::GET, "/api/v1/connections", Auditor, || {
+            web::get().to(connections::list)
+        }),
+        endpoint(M::GET, "/api/v1/connections/callback", Admin, || {
+            web::get().to(connections::callback)
+        }),
+        endpoint(
+            M::GET,
+            "/api/v1/connections/{server_id}/start",
+            Auditor,
+            || web::get().to(connections::start),
+        ),
+        endpoint(M::DELETE, "/api/v1/connections/{server_id}", Admin, || {
+            web::delete().to(connections::delete)
+        }),
+        endpoint(
+            M::POST,
+            "/api/v1/agents/{client_id}/session-grants",
+            Admin,
+            || web::post().to(session_grants::create),
+        ),
+        endpoint(
+            M::GET,
+            "/api/v1/agents/{client_id}/session-grants",
+            Auditor,
+            || web::get().to(session_grants::list),
+        ),
+        endpoint(
+            M::POST,
             "/api/v1/agents/{client_id}/session-grants/toggle",
+            Admin,
             || web::post().to(session_grants::toggle),
         ),
-        endpoint(M::DELETE, "/api/v1/session-grants/{id}", || {
+        endpoint(M::DELETE, "/api/v1/session-grants/{id}", Admin, || {
             web::delete().to(session_grants::revoke)
         }),
-        endpoint(M::GET, "/api/v1/approvals", || {
+        endpoint(M::GET, "/api/v1/approvals", Auditor, || {
             web::get().to(approvals::list)
         }),
-        endpoint(M::POST, "/api/v1/approvals/{id}/approve", || {
+        endpoint(M::POST, "/api/v1/approvals/{id}/approve", Admin, || {
             web::post().to(approvals::approve)
         }),
-        endpoint(M::POST, "/api/v1/approvals/{id}/deny", || {
+        endpoint(M::POST, "/api/v1/approvals/{id}/deny", Admin, || {
             web::post().to(approvals::deny)
         }),
-        endpoint(M::POST, "/api/v1/operations", || {
+        endpoint(M::POST, "/api/v1/operations", Admin, || {
             web::post().to(operations::record)
         }),
-        endpoint(M::POST, "/api/v1/proxy/{server_id}/tools", || {
+        endpoint(M::POST, "/api/v1/proxy/{server_id}/tools", Admin, || {
             web::post().to(gateway::call)
         }),
-        endpoint(M::GET, "/api/v1/ledger/head", || {
+        endpoint(M::GET, "/api/v1/ledger/head", Auditor, || {
             web::get().to(ledger::head)
         }),
-        endpoint(M::GET, "/api/v1/ledger/proofs/inclusion", || {
+        endpoint(M::GET, "/api/v1/ledger/proofs/inclusion", Auditor, || {
             web::get().to(ledger::inclusion)
         }),
-        endpoint(M::GET, "/api/v1/ledger/proofs/consistency", || {
+        endpoint(M::GET, "/api/v1/ledger/proofs/consistency", Auditor, || {
             web::get().to(ledger::consistency)
         }),
-        endpoint(M::GET, "/api/v1/audit", || web::get().to(audit::list)),
-        endpoint(M::GET, "/api/v1/audit/export", || {
+        endpoint(M::GET, "/api/v1/audit", Auditor, || {
+            web::get().to(audit::list)
+        }),
+        endpoint(M::GET, "/api/v1/audit/export", Auditor, || {
             web::get().to(audit::export)
         }),
-        endpoint(M::GET, "/api/v1/audit/delegations", || {
+        endpoint(M::GET, "/api/v1/audit/delegations", Auditor, || {
             web::get().to(audit::delegations)
         }),
-        endpoint(M::GET, "/api/v1/audit/tokens", || {
+        endpoint(M::GET, "/api/v1/audit/tokens", Auditor, || {
             web::get().to(audit::tokens)
         }),
-        endpoint(M::GET, "/api/v1/audit/agents/{client_id}", || {
+        endpoint(M::GET, "/api/v1/audit/agents/{client_id}", Auditor, || {
             web::get().to(audit::agent)
         }),
     ]
@@ -301,23 +377,29 @@ pub fn routes(config: &mut web::ServiceConfig) {
     );
     // One resource per path: actix answers 405 from the first resource whose path matches,
     // so two methods on one path must be routes of the same resource.
-    let mut paths: Vec<(Endpoint, Vec<Route>, Vec<Method>)> = Vec::new();
+    let mut paths: Vec<(Endpoint, Vec<Route>, auth::EndpointRoles)> = Vec::new();
     for endpoint in endpoints() {
         let (route, method) = ((endpoint.handler)(), endpoint.method.clone());
         match paths
             .iter_mut()
             .find(|(known, ..)| known.path == endpoint.path)
         {
-            Some((_, routes, methods)) => {
+            Some((_, routes, roles)) => {
                 routes.push(route);
-                methods.push(method);
+                roles.0.push((method, endpoint.role));
             }
-            None => paths.push((endpoint, vec![route], vec![method])),
+            None => {
+                let roles = auth::EndpointRoles(vec![(method, endpoint.role)]);
+                paths.push((endpoint, vec![route], roles));
+            }
         }
     }
-    for (endpoint, routes, methods) in paths {
+    for (endpoint, routes, roles) in paths {
+        let methods: Vec<Method> = roles.0.iter().map(|(method, _)| method.clone()).collect();
         let resource = web::resource(endpoint.path)
             .app_data(web::PayloadConfig::new(endpoint.body_bytes_max))
+            // What an admin credential needs here, by method: the extractors read it.
+            .app_data(roles)
             .default_service(web::to(method_not_allowed(endpoint.path, &methods)));
         config.service(
             routes

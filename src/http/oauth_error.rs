@@ -136,6 +136,17 @@ impl OAuthError {
         }
     }
 
+    /// `insufficient_role` (403): an admin credential as the initial access token whose
+    /// role (`auditor`) only reads, where registering writes.
+    pub fn insufficient_role(description: impl Into<String>) -> OAuthError {
+        OAuthError {
+            error: "insufficient_role",
+            description: description.into(),
+            status: StatusCode::FORBIDDEN,
+            retry_after_seconds: None,
+        }
+    }
+
     /// `access_denied` (403): the server does not do this at all (registration is off).
     pub fn access_denied(description: impl Into<String>) -> OAuthError {
         OAuthError {

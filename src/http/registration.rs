@@ -213,18 +213,20 @@ fn registrant(
     let Some(bearer) = super::auth::bearer_token(request) else {
         return match state.registration.mode {
             RegistrationMode::Token => Err(OAuthError::invalid_token(
-                "registration needs an initial access token: send an admin token or the registration token as `Authorization: Bearer ...`",
+                "registration needs an initial access token: send an admin credential or the registration token as `Authorization: Bearer ...`",
             )),
             _ => Ok(itself),
         };
     };
-    let hash = state.secrets.hash(bearer);
-    if let Some(token_id) = state
-        .ledger
-        .read(|s| s.admin_token_by_hash(&hash).map(str::to_owned))
-    {
-        return Ok(Actor::Admin { token_id });
+    match super::auth::admin_credential(request, bearer) {
+        Ok(Some(actor)) => return Ok(actor),
+        Ok(None) => {}
+        Err(refused @ super::error::ApiError::InsufficientRole(_)) => {
+            return Err(OAuthError::insufficient_role(refused.to_string()));
+        }
+        Err(refused) => return Err(OAuthError::invalid_token(refused.to_string())),
     }
+    let hash = state.secrets.hash(bearer);
     // blake3::Hash compares in constant time.
     let offered = blake3::Hash::from(hash.0);
     let registration_token = state
@@ -233,7 +235,7 @@ fn registrant(
         .is_some_and(|known| blake3::Hash::from(known.0) == offered);
     match state.registration.mode {
         RegistrationMode::Token if !registration_token => Err(OAuthError::invalid_token(
-            "that bearer token is neither an admin token nor the registration token",
+            "that bearer token is neither a live admin credential nor the registration token",
         )),
         _ => Ok(itself),
     }

@@ -206,3 +206,46 @@ fn the_document_states_the_code_s_version_and_limits() {
         );
     }
 }
+
+/// Each operation states the role an admin credential needs (`x-admin-role`), the same as
+/// the endpoint table declares; each that needs `admin` and takes admin credentials (or a
+/// caller that may be one) documents the 403 `insufficient_role` an auditor gets.
+#[test]
+fn the_document_states_each_endpoint_s_role_and_the_auditor_s_refusal() {
+    let document = document();
+    let takes_no_admin_credential = ["/api/v1/operations", "/api/v1/proxy/{server_id}/tools"];
+    for endpoint in endpoints() {
+        let method = endpoint.method.as_str().to_lowercase();
+        let operation = &document["paths"][endpoint.path][method.as_str()];
+        let at = format!("{method} {}", endpoint.path);
+        assert_eq!(
+            operation["x-admin-role"].as_str(),
+            Some(endpoint.role.as_str()),
+            "{at}: x-admin-role"
+        );
+        let management = endpoint.path.starts_with("/api/v1/")
+            && !takes_no_admin_credential.contains(&endpoint.path);
+        if endpoint.role == writ_schemas::AdminRole::Admin
+            && (management || endpoint.path == "/oauth/register")
+        {
+            let refusal = serde_json::to_string(&operation["responses"]["403"]).unwrap_or_default();
+            assert!(
+                refusal.contains("InsufficientRole") || refusal.contains("insufficient_role"),
+                "{at} documents no 403 insufficient_role: {refusal}"
+            );
+        }
+    }
+    let schemas = &document["components"]["schemas"];
+    assert_eq!(
+        schemas["NewAdminCredential"]["properties"]["name"]["maxLength"].as_u64(),
+        Some(crate::decide::ADMIN_CREDENTIAL_NAME_CHARS_MAX as u64)
+    );
+    let described = document
+        .pointer("/paths/~1api~1v1~1admin~1credentials/post/description")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    assert!(
+        described.contains(&format!("up to {} ", crate::decide::ADMIN_CREDENTIALS_MAX)),
+        "{described}"
+    );
+}

@@ -318,7 +318,10 @@ fn only_a_person_s_token_asked_for_writ_manage_manages_their_account() {
     let (status, m2m) = s.token(&s.a, &[("grant_type", "client_credentials")]);
     assert_eq!(status, 200, "{m2m}");
     refused(&text(&m2m["access_token"]), "own token");
-    refused("not-a-token-writ-issued", "neither an admin token nor");
+    refused(
+        "not-a-token-writ-issued",
+        "neither a live admin credential nor",
+    );
     assert_eq!(
         call(&s.server, &s.admin, "GET", "/api/v1/users", None).0,
         200,

@@ -2,6 +2,7 @@
 //! real `writ` executable (and, for recovery, the library on the same data directory).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod admin;
 mod agents;
 mod approvals;
 mod audit;

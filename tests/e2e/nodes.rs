@@ -385,3 +385,58 @@ fn try_operation(base: &str, token: &str, key: &str) -> Option<u16> {
         .ok()
         .map(|response| response.status().as_u16())
 }
+
+/// An admin credential revoked through one node is refused by that node from the next
+/// request, and by the other as soon as it has read the record; meanwhile the other node
+/// holds an auditor to its role as the first does.
+#[test]
+fn an_admin_credential_revoked_on_one_node_is_refused_by_the_other() {
+    let mut cluster = Cluster::new();
+    let a = cluster.node();
+    let b = cluster.node();
+    let admin = a.admin_token();
+    let body = json!({"name": "audit", "role": "auditor"});
+    let (status, created) = call(&a, &admin, "POST", "/api/v1/admin/credentials", Some(body));
+    assert_eq!(status, 201, "{created}");
+    let id = created["credential"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let auditor = created["token"].as_str().unwrap_or_default().to_owned();
+    let head_status = |server: &Server| {
+        http()
+            .get(server.url("/api/v1/ledger/head"))
+            .bearer_auth(&auditor)
+            .send()
+            .map(|r| r.status().as_u16())
+            .unwrap_or_else(|err| panic!("{err}"))
+    };
+    assert!(
+        eventually(|| head_status(&b) == 200),
+        "B never learnt the credential"
+    );
+    let (status, answer) = call(
+        &b,
+        &auditor,
+        "POST",
+        "/api/v1/users",
+        Some(json!({"email": "x@example.com"})),
+    );
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (403, Some("insufficient_role")),
+        "{answer}"
+    );
+
+    let revoked = http()
+        .delete(a.url(&format!("/api/v1/admin/credentials/{id}")))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(revoked.status().as_u16(), 204);
+    assert_eq!(head_status(&a), 401);
+    assert!(
+        eventually(|| head_status(&b) == 401),
+        "B still takes the revoked credential"
+    );
+}

@@ -397,6 +397,40 @@ fn text(value: &Value) -> String {
     value.as_str().unwrap_or_default().to_owned()
 }
 
+/// Admin credentials: made, listed, refused to an auditor where they write, revoked.
+fn admin_credentials(s: &mut Sweep) {
+    let path = "/api/v1/admin/credentials";
+    let one = "/api/v1/admin/credentials/{id}";
+    s.send(401, "GET", path, "", |r| r);
+    let body = json!({"name": "sweep audit", "role": "auditor"});
+    let created = s.admin(201, "POST", path, "", Some(body.clone()));
+    s.admin(409, "POST", path, "", Some(body));
+    s.admin(400, "POST", path, "", Some(json!({"name": ""})));
+    let (id, auditor) = (text(&created["credential"]["id"]), text(&created["token"]));
+    s.admin(200, "GET", path, "", None);
+    s.send(200, "GET", path, "", |r| r.bearer_auth(&auditor));
+    s.send(403, "POST", path, "", |r| {
+        r.bearer_auth(&auditor).json(&json!({"name": "mine"}))
+    });
+    s.send(403, "DELETE", one, &id, |r| r.bearer_auth(&auditor));
+    s.send(403, "POST", "/api/v1/users", "", |r| {
+        r.bearer_auth(&auditor)
+            .json(&json!({"email": "eve@example.com"}))
+    });
+    s.admin(204, "DELETE", one, &id, None);
+    s.admin(404, "DELETE", one, &id, None);
+    s.send(401, "GET", path, "", |r| r.bearer_auth(&auditor));
+    let listed = s.admin(200, "GET", path, "", None);
+    let initial = listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == json!("initial"))
+        .map(|c| text(&c["id"]))
+        .unwrap_or_default();
+    s.admin(409, "DELETE", one, &initial, None);
+}
+
 /// The users API: registration and its refusals, the list, deactivation and back; the
 /// id of the person registered.
 fn users(s: &mut Sweep) -> String {
@@ -1266,6 +1300,7 @@ fn every_endpoint_answers_as_the_document_says() {
         sweep.send(200, "GET", path, "", |r| r);
     }
     let ada = users(&mut sweep);
+    admin_credentials(&mut sweep);
     let rotate = "/api/v1/keys/rotate";
     sweep.send(401, "POST", rotate, "", |r| r);
     sweep.admin(400, "POST", rotate, "", Some(json!({"alg": "HS256"})));

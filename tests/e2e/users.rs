@@ -121,6 +121,8 @@ fn writ_admin_token_from_the_environment_and_from_the_command_line() {
         "admin",
         "token",
         "create",
+        "--name",
+        "cli",
         "--data-dir",
         &dir.path().display().to_string(),
     ]);

@@ -166,14 +166,30 @@ impl State {
         self.families.get(id)
     }
 
-    /// The id of the admin token with this keyed hash, if there is one.
-    pub fn admin_token_by_hash(&self, token_hash: &Digest) -> Option<&str> {
-        self.admin_tokens.get(token_hash).map(String::as_str)
+    /// The admin credential (not revoked) with this keyed hash, if there is one.
+    pub fn admin_token_by_hash(&self, token_hash: &Digest) -> Option<&AdminCredential> {
+        self.admin_tokens.get(token_hash)
     }
 
-    /// Number of admin tokens ever created.
+    /// Number of admin credentials not revoked. Never 0 once the ledger has had one: the
+    /// last live `admin` credential cannot be revoked, so this also says whether the
+    /// ledger has been started.
     pub fn admin_token_count(&self) -> usize {
         self.admin_tokens.len()
+    }
+
+    /// The admin credentials not revoked, by name.
+    pub fn admin_credentials(&self) -> Vec<&AdminCredential> {
+        let mut credentials: Vec<&AdminCredential> = self.admin_tokens.values().collect();
+        credentials.sort_by(|a, b| a.name.cmp(&b.name).then(a.token_id.cmp(&b.token_id)));
+        credentials
+    }
+
+    /// The admin credential (not revoked) with this id.
+    pub fn admin_credential(&self, token_id: &str) -> Option<&AdminCredential> {
+        self.admin_tokens
+            .values()
+            .find(|credential| credential.token_id == token_id)
     }
 
     /// Signing keys, oldest first.
