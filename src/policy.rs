@@ -3,7 +3,9 @@
 //! the acting person's set.
 //!
 //! Defaults fail closed: an agent with no policy set may call no tool, and an agent acting
-//! for a person who has no policy set may call no tool for them. A call with no acting
+//! for a person who has no policy set may call no tool for them. A set that cannot be
+//! evaluated denies: one over the bounds, and one a policy of which fails to evaluate
+//! (Cedar alone would skip that policy, so a failing forbid would forbid nothing). A call with no acting
 //! person (the agent acting as itself) is decided by the agent's set alone.
 //!
 //! A permit annotated `@critical` marks the calls it allows as critical: the gateway asks
@@ -58,13 +60,13 @@ pub use bounds::{
 };
 
 /// The stack Cedar's work runs on at least, in bytes. The deepest text within the
-/// `bounds` needs under 1 MiB in a debug build, far less in a release build
+/// `bounds` needs about 3 MiB to evaluate in a debug build, far less in a release build
 /// (`the_deepest_text_within_the_bounds_fits_the_stack`).
-pub const CEDAR_STACK_BYTES_MIN: usize = 1536 * 1024;
+pub const CEDAR_STACK_BYTES_MIN: usize = 4 * 1024 * 1024;
 
 /// The size of the fresh stack Cedar's work moves to when the calling thread has less
-/// than [`CEDAR_STACK_BYTES_MIN`] left (a server's threads have 2 MiB, so a call
-/// usually runs where it is, without the cost of a fresh stack's page faults).
+/// than [`CEDAR_STACK_BYTES_MIN`] left (a server's threads have 2 MiB, so a call moves:
+/// the cost is the page faults of the part of it the call touches).
 pub const CEDAR_STACK_BYTES: usize = 8 * 1024 * 1024;
 
 /// The most parsed policy sets kept in memory; past it, one is dropped for each new one
@@ -299,11 +301,15 @@ fn evaluate(
             .errors()
             .map(|e| e.to_string())
             .collect();
+        // Cedar skips a policy its evaluation fails on, so a forbid that fails (its
+        // stack ran low, say) would forbid nothing: writ fails closed instead.
+        if !errors.is_empty() {
+            return Err(errors.join("; "));
+        }
         let reason = match (allowed, policy_ids.is_empty()) {
             (true, _) => format!("{whose} permits it ({})", policy_ids.join(", ")),
             (false, false) => format!("{whose} forbids it ({})", policy_ids.join(", ")),
-            (false, true) if errors.is_empty() => format!("no policy of {whose} permits it"),
-            (false, true) => format!("no policy of {whose} permits it ({})", errors.join("; ")),
+            (false, true) => format!("no policy of {whose} permits it"),
         };
         Ok(SetOutcome {
             allowed,
@@ -727,6 +733,29 @@ mod tests {
         assert_eq!(
             decision.reason,
             "user:ada's policy set could not be evaluated: brackets nest more than 16 deep at line 1 (policy_nesting_depth_max); remove redundant brackets"
+        );
+    }
+
+    #[test]
+    fn a_forbid_whose_evaluation_fails_denies_rather_than_being_skipped() {
+        let mut state = world();
+        run(&mut state, agent_set(AGENT_ALLOWS)).unwrap_or_else(|r| unreachable!("{r}"));
+        run(
+            &mut state,
+            user_set(
+                r#"permit(principal, action, resource);
+                   @id("overflows") forbid(principal, action, resource)
+                   when { context.time * 9223372036854775807 > 0 };"#,
+            ),
+        )
+        .unwrap_or_else(|r| unreachable!("{r}"));
+        let decision = decide_tool_call(&state, &call("read_file"));
+        assert!(!decision.allowed, "{decision:?}");
+        assert!(
+            decision.reason.starts_with(
+                "user:ada's policy set could not be evaluated: error while evaluating policy `overflows`"
+            ),
+            "{decision:?}"
         );
     }
 
