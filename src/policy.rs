@@ -3,10 +3,10 @@
 //! the acting person's set.
 //!
 //! Defaults fail closed: an agent with no policy set may call no tool, and an agent acting
-//! for a person who has no policy set may call no tool for them. A set that cannot be
-//! evaluated denies: one over the bounds, and one a policy of which fails to evaluate
-//! (Cedar alone would skip that policy, so a failing forbid would forbid nothing). A call with no acting
-//! person (the agent acting as itself) is decided by the agent's set alone.
+//! for a person who has no policy set may call no tool for them. A call with no acting
+//! person (the agent acting as itself) is decided by the agent's set alone. A set that
+//! cannot be evaluated denies: one over the bounds, and one with a policy that fails to
+//! evaluate (Cedar alone would skip that policy, so a failing forbid would forbid nothing).
 //!
 //! A permit annotated `@critical` marks the calls it allows as critical: the gateway asks
 //! a person to approve them when the agent is `supervised`. `@id("name")` names a policy
