@@ -760,6 +760,19 @@ mod tests {
     }
 
     #[test]
+    fn parsed_sets_kept_in_memory_are_bounded() {
+        let mut state = world();
+        run(&mut state, agent_set(AGENT_ALLOWS)).unwrap_or_else(|r| unreachable!("{r}"));
+        for n in 0..=PARSED_POLICY_SETS_MAX {
+            let text = format!("permit(principal, action, resource) when {{ {n} > 0 }};");
+            run(&mut state, user_set(&text)).unwrap_or_else(|r| unreachable!("{r}"));
+            let decision = decide_tool_call(&state, &call("read_file"));
+            assert_eq!(decision.allowed, n > 0, "{decision:?}");
+            assert!(PARSED.read().len() <= PARSED_POLICY_SETS_MAX);
+        }
+    }
+
+    #[test]
     fn a_long_reason_is_clipped() {
         let long = "é".repeat(POLICY_REASON_BYTES_MAX);
         let clipped = clipped(long);
