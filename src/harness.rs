@@ -1,5 +1,6 @@
 //! `writ internal ...`: harnesses that drive a real ledger in a real process, for the
-//! crash test (which kills this process mid-load) and for quick load runs by hand.
+//! crash test (which kills this process mid-load), for quick load runs by hand, and for
+//! ledgers as older releases left them (a policy set recorded without today's checks).
 //! Hidden from `--help`; not a user-facing interface.
 
 use std::io::Write as _;
@@ -10,7 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use clap::Subcommand;
 use writ_schemas::{
-    Actor, AgentRegistered, AgentType, ClientId, Digest, Jti, KeyId, TokenIssued, UserId,
+    Actor, AgentRegistered, AgentType, ClientId, Digest, Jti, KeyId, PolicySetAssigned,
+    PolicySubject, TokenIssued, UserId,
 };
 
 use crate::clock::Clock;
@@ -44,22 +46,46 @@ pub enum Harness {
         #[arg(long, default_value = "embedded", value_parser = crate::ledger::Store::parse)]
         store: crate::ledger::Store,
     },
+    /// Records a person's policy set as an admin, its text as read from a file and not
+    /// checked: what a release before the policy bounds could have accepted.
+    AssignUnchecked {
+        /// The data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Where the records are: `embedded` or a PostgreSQL URL, as for `writ serve`.
+        #[arg(long, default_value = "embedded", value_parser = crate::ledger::Store::parse)]
+        store: crate::ledger::Store,
+        /// The person whose set it is.
+        #[arg(long)]
+        user_id: String,
+        /// The file holding the Cedar text.
+        #[arg(long)]
+        policies_file: PathBuf,
+    },
 }
 
 impl Harness {
     /// Runs the harness.
     pub fn run(self) -> ExitCode {
-        let Harness::AppendLoad {
-            data_dir,
-            count,
-            concurrency,
-            key_prefix,
-            store,
-        } = self;
-        match append_load(&store, data_dir, count, concurrency, key_prefix) {
+        let done = match self {
+            Harness::AppendLoad {
+                data_dir,
+                count,
+                concurrency,
+                key_prefix,
+                store,
+            } => append_load(&store, data_dir, count, concurrency, key_prefix),
+            Harness::AssignUnchecked {
+                data_dir,
+                store,
+                user_id,
+                policies_file,
+            } => assign_unchecked(&store, &data_dir, user_id, &policies_file),
+        };
+        match done {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
-                eprintln!("writ internal append-load: {err}");
+                eprintln!("writ internal: {err}");
                 ExitCode::from(2)
             }
         }
@@ -117,6 +143,32 @@ fn setup(ledger: &Ledger, clock: &Clock) -> Result<(), SubmitError> {
             client_assertion: None,
         }))?;
     }
+    Ok(())
+}
+
+fn assign_unchecked(
+    store: &crate::ledger::Store,
+    data_dir: &std::path::Path,
+    user_id: String,
+    policies_file: &std::path::Path,
+) -> Result<(), String> {
+    let policies = std::fs::read_to_string(policies_file)
+        .map_err(|err| format!("{}: {err}", policies_file.display()))?;
+    let (ledger, _) =
+        Ledger::open(store, data_dir, LedgerOptions::default()).map_err(|err| err.to_string())?;
+    let receipt = ledger
+        .submit_blocking(Command::AssignPolicySet(PolicySetAssigned {
+            subject: PolicySubject::User {
+                user_id: UserId(user_id),
+            },
+            policies,
+            by: Actor::Admin {
+                token_id: "writ-internal".into(),
+            },
+        }))
+        .map_err(|err| err.to_string())?;
+    println!("assigned seq={}", receipt.seq);
+    ledger.close();
     Ok(())
 }
 

@@ -4,7 +4,9 @@
 //!
 //! Defaults fail closed: an agent with no policy set may call no tool, and an agent acting
 //! for a person who has no policy set may call no tool for them. A call with no acting
-//! person (the agent acting as itself) is decided by the agent's set alone.
+//! person (the agent acting as itself) is decided by the agent's set alone. A set that
+//! cannot be evaluated denies: one over the bounds, and one with a policy that fails to
+//! evaluate (Cedar alone would skip that policy, so a failing forbid would forbid nothing).
 //!
 //! A permit annotated `@critical` marks the calls it allows as critical: the gateway asks
 //! a person to approve them when the agent is `supervised`. `@id("name")` names a policy
@@ -12,6 +14,15 @@
 //!
 //! Parsing happens once per distinct policy set: parsed sets are cached by the digest of
 //! their text, so a tool call only hashes the text and evaluates.
+//!
+//! Hostile text cannot take the process down: `bounds` checks a set's size, policy count
+//! and nesting in one flat pass before Cedar sees it (on write, and again before a stored
+//! set is first evaluated, so a set stored before the bounds denies with the reason
+//! rather than crashing), and every call into Cedar (parsing, validating, evaluating,
+//! dropping a parsed set) runs with at least `CEDAR_STACK_BYTES_MIN` of stack left,
+//! which the bounded depth fits in.
+
+mod bounds;
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -43,8 +54,32 @@ action call_tool appliesTo {
 };
 "#;
 
-/// The longest policy set text writ accepts, in bytes.
-pub const POLICY_SET_BYTES_MAX: usize = 64 * 1024;
+pub use bounds::{
+    OverBound, POLICY_EXPRESSION_DEPTH_MAX, POLICY_NESTING_DEPTH_MAX, POLICY_SET_BYTES_MAX,
+    POLICY_SET_POLICIES_MAX,
+};
+
+/// The stack Cedar's work runs on at least, in bytes. The deepest text within the
+/// `bounds` needs about 3 MiB to evaluate in a debug build, far less in a release build
+/// (`the_deepest_text_within_the_bounds_fits_the_stack`).
+pub const CEDAR_STACK_BYTES_MIN: usize = 4 * 1024 * 1024;
+
+/// The size of the fresh stack Cedar's work moves to when the calling thread has less
+/// than [`CEDAR_STACK_BYTES_MIN`] left (a server's threads have 2 MiB, so a call moves:
+/// the cost is the page faults of the part of it the call touches).
+pub const CEDAR_STACK_BYTES: usize = 8 * 1024 * 1024;
+
+/// The most parsed policy sets kept in memory; past it, one is dropped for each new one
+/// (a dropped set is parsed again when it next decides a call).
+pub const PARSED_POLICY_SETS_MAX: usize = 512;
+
+/// The longest reason a decision gives (and a denied call records), in bytes.
+pub const POLICY_REASON_BYTES_MAX: usize = 2048;
+
+/// Runs Cedar's work on a stack with at least [`CEDAR_STACK_BYTES_MIN`] left.
+fn on_cedar_stack<R>(work: impl FnOnce() -> R) -> R {
+    stacker::maybe_grow(CEDAR_STACK_BYTES_MIN, CEDAR_STACK_BYTES, work)
+}
 
 struct Compiled {
     schema: Schema,
@@ -75,15 +110,16 @@ fn uid(kind: &str, id: &str) -> Result<EntityUid, String> {
     Ok(EntityUid::from_type_name_and_id(kind, EntityId::new(id)))
 }
 
-/// Parses and validates a policy set against writ's schema. `Err` holds Cedar's own
-/// message, for a 400.
-pub fn parse_and_validate(text: &str) -> Result<PolicySet, String> {
-    if text.len() > POLICY_SET_BYTES_MAX {
-        return Err(format!(
-            "the policy set is {} bytes; at most {POLICY_SET_BYTES_MAX} are accepted",
-            text.len()
-        ));
-    }
+/// Checks that a policy set is within the bounds, parses and validates against writ's
+/// schema. `Err` holds the bound it is over, or Cedar's own message, for a 400.
+pub fn validate(text: &str) -> Result<(), String> {
+    // The parsed set is dropped on Cedar's stack too: dropping recurses like parsing.
+    on_cedar_stack(|| parse_and_validate(text).map(drop))
+}
+
+/// `validate`, keeping the parsed set. Runs on the caller's stack: call it on Cedar's.
+fn parse_and_validate(text: &str) -> Result<PolicySet, String> {
+    bounds::check(text).map_err(|over| over.to_string())?;
     let compiled = COMPILED.as_ref().map_err(Clone::clone)?;
     let parsed = PolicySet::from_str(text).map_err(|e| format!("{e}: {e:?}"))?;
     let mut named = PolicySet::new();
@@ -116,7 +152,13 @@ fn parsed(record: &PolicySetRecord) -> Result<Arc<PolicySet>, String> {
         return Ok(Arc::clone(set));
     }
     let set = Arc::new(parse_and_validate(&record.policies)?);
-    PARSED.write().insert(key, Arc::clone(&set));
+    let mut parsed = PARSED.write();
+    if parsed.len() >= PARSED_POLICY_SETS_MAX
+        && let Some(evicted) = parsed.keys().next().copied()
+    {
+        parsed.remove(&evicted);
+    }
+    parsed.insert(key, Arc::clone(&set));
     Ok(set)
 }
 
@@ -259,11 +301,15 @@ fn evaluate(
             .errors()
             .map(|e| e.to_string())
             .collect();
+        // Cedar skips a policy its evaluation fails on, so a forbid that fails (its
+        // stack ran low, say) would forbid nothing: writ fails closed instead.
+        if !errors.is_empty() {
+            return Err(errors.join("; "));
+        }
         let reason = match (allowed, policy_ids.is_empty()) {
             (true, _) => format!("{whose} permits it ({})", policy_ids.join(", ")),
             (false, false) => format!("{whose} forbids it ({})", policy_ids.join(", ")),
-            (false, true) if errors.is_empty() => format!("no policy of {whose} permits it"),
-            (false, true) => format!("no policy of {whose} permits it ({})", errors.join("; ")),
+            (false, true) => format!("no policy of {whose} permits it"),
         };
         Ok(SetOutcome {
             allowed,
@@ -277,8 +323,13 @@ fn evaluate(
 
 /// Decides one tool call: the agent's set must allow it and, when the agent acts for a
 /// person, so must that person's set. Pure over the state (parsed sets are cached by the
-/// record that set them); never fails: anything unexpected denies.
+/// record that set them); never fails: anything unexpected denies, a stored set over the
+/// bounds among it.
 pub fn decide_tool_call(state: &State, request: &ToolCallRequest) -> PolicyDecision {
+    on_cedar_stack(|| decide_on_cedar_stack(state, request))
+}
+
+fn decide_on_cedar_stack(state: &State, request: &ToolCallRequest) -> PolicyDecision {
     let compiled = match COMPILED.as_ref() {
         Ok(compiled) => compiled,
         Err(e) => {
@@ -317,16 +368,31 @@ pub fn decide_tool_call(state: &State, request: &ToolCallRequest) -> PolicyDecis
         .flat_map(|o| o.policy_ids.iter().cloned())
         .collect();
     policy_ids.sort();
+    let reason = deciding
+        .iter()
+        .map(|o| o.reason.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
     PolicyDecision {
         allowed,
         critical: allowed && outcomes.iter().any(|o| o.critical),
         policy_ids,
-        reason: deciding
-            .iter()
-            .map(|o| o.reason.as_str())
-            .collect::<Vec<_>>()
-            .join("; "),
+        reason: clipped(reason),
     }
+}
+
+/// The reason cut to [`POLICY_REASON_BYTES_MAX`] (Cedar's messages about a stored set can
+/// quote much of it, and every denied call records its reason).
+fn clipped(mut reason: String) -> String {
+    if reason.len() > POLICY_REASON_BYTES_MAX {
+        let mut end = POLICY_REASON_BYTES_MAX;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push_str(" [...]");
+    }
+    reason
 }
 
 #[cfg(test)]
@@ -554,6 +620,164 @@ mod tests {
             run(&mut state, set(ghost, policy, admin())),
             Err(Refusal::UnknownAgent(_))
         ));
+    }
+
+    /// Texts as deep as the bounds let them be, each a different way to nest.
+    fn deepest_within_the_bounds() -> Vec<String> {
+        let when = |condition: String| {
+            format!("permit(principal, action, resource) when {{ {condition} }};")
+        };
+        let nested = |open: &str, inner: &str, close: &str, depth: usize| {
+            format!("{}{inner}{}", open.repeat(depth), close.repeat(depth))
+        };
+        // `permit(` or `when {` is one of the bracket levels; each open bracket costs two
+        // levels of the expression estimate, the top level two, the segment one.
+        let inner_chain = POLICY_EXPRESSION_DEPTH_MAX - 2 * POLICY_NESTING_DEPTH_MAX - 3;
+        vec![
+            when(nested(
+                "(",
+                &format!("true{}", " && true".repeat(inner_chain)),
+                ")",
+                POLICY_NESTING_DEPTH_MAX - 1,
+            )),
+            when(nested(
+                "(true && ",
+                "true",
+                ")",
+                POLICY_NESTING_DEPTH_MAX - 1,
+            )),
+            when(format!(
+                "{} == {}",
+                nested("[", "1", "]", POLICY_NESTING_DEPTH_MAX - 1),
+                nested("[", "1", "]", POLICY_NESTING_DEPTH_MAX - 1)
+            )),
+            when(format!(
+                "{} has a",
+                nested("{a: ", "1", "}", POLICY_NESTING_DEPTH_MAX - 1)
+            )),
+            when(format!(
+                "context.scopes.contains({})",
+                nested(
+                    "if context.scopes.contains(\"x\") then ",
+                    "\"y\"",
+                    " else \"z\"",
+                    (POLICY_EXPRESSION_DEPTH_MAX - 8) / 6
+                )
+            )),
+            when(format!(
+                "true{}",
+                " && true".repeat(POLICY_EXPRESSION_DEPTH_MAX - 4)
+            )),
+            when(format!(
+                "false{}",
+                " || context.delegation_depth + 1 < 2"
+                    .repeat((POLICY_EXPRESSION_DEPTH_MAX - 4) / 4)
+            )),
+        ]
+    }
+
+    /// Runs `work` on a thread of `stack_bytes`; whether it finished (an overflow would
+    /// abort the test binary instead).
+    fn on_thread(stack_bytes: usize, work: impl FnOnce() + Send + 'static) -> bool {
+        std::thread::Builder::new()
+            .stack_size(stack_bytes)
+            .spawn(work)
+            .is_ok_and(|thread| thread.join().is_ok())
+    }
+
+    #[test]
+    fn the_deepest_text_within_the_bounds_fits_the_stack() {
+        for text in deepest_within_the_bounds() {
+            assert_eq!(bounds::check(&text), Ok(()), "{text}");
+            let mut state = world();
+            run(&mut state, agent_set(AGENT_ALLOWS)).unwrap_or_else(|r| unreachable!("{r}"));
+            run(&mut state, user_set(&text)).unwrap_or_else(|r| unreachable!("{r}"));
+            // Within CEDAR_STACK_BYTES_MIN, on the stack as it is.
+            let (exact, state_exact) = (text.clone(), state.clone());
+            let fits = on_thread(CEDAR_STACK_BYTES_MIN, move || {
+                assert!(parse_and_validate(&exact).is_ok(), "{exact}");
+                let decision = decide_on_cedar_stack(&state_exact, &call("read_file"));
+                assert!(
+                    !decision.reason.contains("could not be evaluated"),
+                    "{decision:?}"
+                );
+            });
+            assert!(fits, "{text}");
+            // From a thread with too little: the work moves to a fresh stack.
+            let fits = on_thread(128 * 1024, move || {
+                assert_eq!(validate(&text), Ok(()), "{text}");
+                let decision = decide_tool_call(&state, &call("read_file"));
+                assert!(
+                    !decision.reason.contains("could not be evaluated"),
+                    "{decision:?}"
+                );
+            });
+            assert!(fits);
+        }
+    }
+
+    #[test]
+    fn a_stored_set_over_the_bounds_denies_with_the_bound_in_the_reason() {
+        let mut state = world();
+        run(&mut state, agent_set(AGENT_ALLOWS)).unwrap_or_else(|r| unreachable!("{r}"));
+        let deep = format!(
+            "permit(principal, action, resource) when {{ {}true{} }};",
+            "(".repeat(5000),
+            ")".repeat(5000)
+        );
+        // The command does not look at the text (the HTTP layer validated it, or an older
+        // release let it through).
+        run(&mut state, user_set(&deep)).unwrap_or_else(|r| unreachable!("{r}"));
+        let decision = decide_tool_call(&state, &call("read_file"));
+        assert!(!decision.allowed);
+        assert_eq!(
+            decision.reason,
+            "user:ada's policy set could not be evaluated: brackets nest more than 16 deep at line 1 (policy_nesting_depth_max); remove redundant brackets"
+        );
+    }
+
+    #[test]
+    fn a_forbid_whose_evaluation_fails_denies_rather_than_being_skipped() {
+        let mut state = world();
+        run(&mut state, agent_set(AGENT_ALLOWS)).unwrap_or_else(|r| unreachable!("{r}"));
+        run(
+            &mut state,
+            user_set(
+                r#"permit(principal, action, resource);
+                   @id("overflows") forbid(principal, action, resource)
+                   when { context.time * 9223372036854775807 > 0 };"#,
+            ),
+        )
+        .unwrap_or_else(|r| unreachable!("{r}"));
+        let decision = decide_tool_call(&state, &call("read_file"));
+        assert!(!decision.allowed, "{decision:?}");
+        assert!(
+            decision.reason.starts_with(
+                "user:ada's policy set could not be evaluated: error while evaluating policy `overflows`"
+            ),
+            "{decision:?}"
+        );
+    }
+
+    #[test]
+    fn parsed_sets_kept_in_memory_are_bounded() {
+        let mut state = world();
+        run(&mut state, agent_set(AGENT_ALLOWS)).unwrap_or_else(|r| unreachable!("{r}"));
+        for n in 0..=PARSED_POLICY_SETS_MAX {
+            let text = format!("permit(principal, action, resource) when {{ {n} > 0 }};");
+            run(&mut state, user_set(&text)).unwrap_or_else(|r| unreachable!("{r}"));
+            let decision = decide_tool_call(&state, &call("read_file"));
+            assert_eq!(decision.allowed, n > 0, "{decision:?}");
+            assert!(PARSED.read().len() <= PARSED_POLICY_SETS_MAX);
+        }
+    }
+
+    #[test]
+    fn a_long_reason_is_clipped() {
+        let long = "é".repeat(POLICY_REASON_BYTES_MAX);
+        let clipped = clipped(long);
+        assert!(clipped.len() <= POLICY_REASON_BYTES_MAX + " [...]".len());
+        assert!(clipped.ends_with(" [...]"));
     }
 
     #[test]

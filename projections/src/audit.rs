@@ -295,6 +295,13 @@ fn parts_of(state: &State, event: &Event) -> Parts {
                 writ_schemas::ToolCallOutcome::PolicyDenied => "denied by policy",
             };
             let mut outcome = outcome.to_owned();
+            // Why policy denied it (a set that cannot be evaluated, say): the ledger's own
+            // words, told to the auditor.
+            if let (writ_schemas::ToolCallOutcome::PolicyDenied, Some(detail)) =
+                (&e.outcome, &e.detail)
+            {
+                outcome.push_str(&format!(": {detail}"));
+            }
             if let Some(used) = &e.credential {
                 outcome.push_str(&format!(
                     ", with the upstream session of user {}",

@@ -1,5 +1,6 @@
-//! Cedar policy sets of agents and people: `PUT` validates against writ's schema (a set
-//! that does not parse or validate is a 400 with Cedar's message), `GET` reads it back.
+//! Cedar policy sets of agents and people: `PUT` checks the bounds of `policy::bounds`
+//! and validates against writ's schema (a set over a bound is a 400 naming it; one that
+//! does not parse or validate, a 400 with Cedar's message), `GET` reads it back.
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
@@ -20,7 +21,7 @@ pub(super) struct PolicySetBody {
 }
 
 fn validated(body: PolicySetBody) -> Result<String, ApiError> {
-    policy::parse_and_validate(&body.policies).map_err(|detail| ApiError::BadRequest {
+    policy::validate(&body.policies).map_err(|detail| ApiError::BadRequest {
         code: "invalid_policy",
         detail,
     })?;

@@ -25,6 +25,7 @@ mod m2m;
 mod nodes;
 mod obo;
 mod openapi;
+mod policy;
 mod postgres;
 mod registration;
 mod server;
