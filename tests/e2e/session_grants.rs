@@ -510,6 +510,70 @@ fn a_revocation_failed_while_the_provider_was_down_is_retried_until_it_lands() {
 }
 
 #[test]
+fn a_revocation_endpoint_that_holds_the_request_does_not_hold_the_delete() {
+    use std::io::Read as _;
+    let dir = temp();
+    let tokens = dir.path().join("tokens.log");
+    let world = World::start_on_pass_store(&[], 3600, &tokens);
+    // The same provider, but its revocation endpoint is a listener that takes each
+    // request and answers nothing until the test lets it hang up.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = listener
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (arrived_tx, arrived) = std::sync::mpsc::channel::<()>();
+    let (hang_up, hang_up_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(2) {
+            let Ok(mut stream) = stream else { return };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = arrived_tx.send(());
+            let _ = hang_up_rx.recv();
+        }
+    });
+    let mut registration = world.upstream.registration();
+    registration["oauth"]["revocation_url"] = json!(format!("http://127.0.0.1:{port}/revoke"));
+    let server_id = register_server(
+        &world.writ,
+        &world.admin,
+        "held",
+        &world.mcp.url,
+        registration,
+    );
+    let alice = world.person("alice@example.com");
+    let (status, connected) = connect(&world.writ, &alice.key, &server_id, "alice");
+    assert_eq!(status, 200, "{connected}");
+
+    let path = format!("/api/v1/connections/{server_id}");
+    let (status, body) = as_user(&world.writ, &alice.key, "DELETE", &path, None);
+    assert_eq!(status, 204, "{body}");
+    let wait = std::time::Duration::from_secs(30);
+    arrived
+        .recv_timeout(wait)
+        .unwrap_or_else(|e| panic!("no revocation request: {e}"));
+    // Answered, while the provider still holds the refresh token's revocation.
+    assert_eq!(world.revocations(), Vec::<String>::new());
+    let _ = hang_up.send(());
+    arrived
+        .recv_timeout(wait)
+        .unwrap_or_else(|e| panic!("no second request: {e}"));
+    let _ = hang_up.send(());
+    let outcomes = world.await_revocations(|outcomes| outcomes.len() >= 2);
+    let unanswered = "revocation failed (attempt 1: the provider did not answer: ";
+    assert!(
+        outcomes[0].starts_with(&format!("refresh token {unanswered}"))
+            && outcomes[1].starts_with(&format!("access token {unanswered}")),
+        "{outcomes:?}"
+    );
+    assert!(
+        !outcomes.iter().any(|o| o.contains(&port.to_string())),
+        "no URL in the reason: {outcomes:?}"
+    );
+}
+
+#[test]
 fn pending_upstream_revocations_survive_a_restart_of_writ() {
     let dir = temp();
     let tokens = dir.path().join("tokens.log");
