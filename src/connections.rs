@@ -14,6 +14,8 @@
 //!   connection (another node got there first) and the caller then uses the newer token.
 //! - A provider that rejects the refresh token (`invalid_grant`) breaks the connection:
 //!   recorded once, and never tried again until the person connects anew.
+//! - A connection that ends has its tokens revoked at the provider (RFC 7009) by a
+//!   background task, after the ending is recorded and answered (`revoke.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -32,6 +34,10 @@ use zeroize::Zeroizing;
 use crate::decide::{Command, Refusal};
 use crate::kek::Keks;
 use crate::ledger::{Ledger, SubmitError};
+
+mod revoke;
+
+pub use revoke::{REVOCATION_RETRY_SECONDS_MIN_DEFAULT, REVOCATIONS_PER_PASS_MAX, retry_due_at};
 
 /// How long a person has to finish the flow at the provider.
 pub const FLOW_SECONDS_MAX: i64 = 600;
@@ -120,6 +126,8 @@ pub struct Connections {
     keks: Arc<Keks>,
     callback_url: String,
     refreshing: RefreshTurns,
+    /// Wakes the revocation task: a connection just ended.
+    revocations: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Connections {
@@ -152,6 +160,7 @@ impl Connections {
                 issuer.trim_end_matches('/')
             ),
             refreshing: parking_lot::Mutex::new(HashMap::new()),
+            revocations: tokio::sync::Notify::new(),
         })
     }
 
@@ -401,34 +410,7 @@ impl Connections {
         server_id: &ServerId,
         form: &[(&str, &str)],
     ) -> Result<TokenAnswer, ProviderFailure> {
-        let secret = match &oauth.client_secret {
-            Some(wrapped) => Some(
-                self.keks
-                    .unwrap_text(
-                        wrapped,
-                        &crate::http::servers::client_secret_context(server_id),
-                    )
-                    .map_err(|err| ProviderFailure::transient(err.to_string()))?,
-            ),
-            None => None,
-        };
-        let mut body = form.to_vec();
-        if secret.is_none() {
-            body.push(("client_id", oauth.client_id.as_str()));
-        }
-        let body = Zeroizing::new(serde_urlencoded::to_string(&body).unwrap_or_default());
-        let mut request = self
-            .client
-            .post(&oauth.token_url)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("accept", "application/json")
-            .body(body.as_bytes().to_vec());
-        if let Some(secret) = &secret {
-            // RFC 6749 §2.3.1: both parts form-encoded before Basic.
-            let id: String = url_encode(&oauth.client_id);
-            let secret: Zeroizing<String> = Zeroizing::new(url_encode(secret));
-            request = request.basic_auth(id, Some(secret.as_str()));
-        }
+        let request = self.client_request(oauth, server_id, &oauth.token_url, form)?;
         let response = request.send().await.map_err(|err| {
             ProviderFailure::transient(format!(
                 "the provider did not answer: {}",
@@ -462,6 +444,47 @@ impl Connections {
                 "the provider answered {status}"
             ))),
         }
+    }
+
+    /// A form POST to one of the provider's endpoints, authenticated as writ's client
+    /// there: HTTP Basic with the client secret when the server holds one (RFC 6749
+    /// §2.3.1), else `client_id` in the form (a public client).
+    fn client_request(
+        &self,
+        oauth: &UpstreamOAuth,
+        server_id: &ServerId,
+        url: &str,
+        form: &[(&str, &str)],
+    ) -> Result<reqwest::RequestBuilder, ProviderFailure> {
+        let secret = match &oauth.client_secret {
+            Some(wrapped) => Some(
+                self.keks
+                    .unwrap_text(
+                        wrapped,
+                        &crate::http::servers::client_secret_context(server_id),
+                    )
+                    .map_err(|err| ProviderFailure::transient(err.to_string()))?,
+            ),
+            None => None,
+        };
+        let mut body = form.to_vec();
+        if secret.is_none() {
+            body.push(("client_id", oauth.client_id.as_str()));
+        }
+        let body = Zeroizing::new(serde_urlencoded::to_string(&body).unwrap_or_default());
+        let mut request = self
+            .client
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "application/json")
+            .body(body.as_bytes().to_vec());
+        if let Some(secret) = &secret {
+            // RFC 6749 §2.3.1: both parts form-encoded before Basic.
+            let id: String = url_encode(&oauth.client_id);
+            let secret: Zeroizing<String> = Zeroizing::new(url_encode(secret));
+            request = request.basic_auth(id, Some(secret.as_str()));
+        }
+        Ok(request)
     }
 
     /// Refreshes every held connection that expires within `window`; runs until the
@@ -525,7 +548,7 @@ fn url_encode(text: &str) -> String {
 fn without_url(err: &reqwest::Error) -> String {
     let mut text = err.to_string();
     if let Some(url) = err.url() {
-        text = text.replace(url.as_str(), "the token endpoint");
+        text = text.replace(url.as_str(), "the provider's endpoint");
     }
     text
 }

@@ -246,6 +246,8 @@ pub enum Command {
         /// Who asks.
         by: Actor,
     },
+    /// Record what came of revoking an ended connection's upstream token at the provider.
+    RecordUpstreamRevocation(writ_schemas::UpstreamRevocationCompleted),
     /// Lend the calling person's upstream session to an agent (`shared`: to everyone
     /// acting through it). See `session_grants`.
     CreateSessionGrant(SessionGrantCreated),
@@ -529,6 +531,10 @@ pub enum Refusal {
     /// A re-wrap of the client secret of a server that holds none.
     #[error("server {0} holds no OAuth client secret to re-wrap")]
     ServerHoldsNoSecret(ServerId),
+    /// A revocation outcome for an upstream token that is not waiting for one (revoked,
+    /// given up on, or this attempt recorded already, by another node).
+    #[error("the {1} of the ended connection to server {0} is not waiting for this attempt")]
+    RevocationSettled(ServerId, &'static str),
     /// A session grant id already recorded.
     #[error("session grant {0} already exists")]
     SessionGrantExists(GrantId),
@@ -707,6 +713,7 @@ pub fn decide(
             server_id,
             by,
         } => connections::delete(state, user_id, server_id, by),
+        Command::RecordUpstreamRevocation(r) => connections::revocation_recorded(state, r),
         Command::RegisterServer(server) => session_grants::register_server(state, server),
         Command::CreateSessionGrant(grant) => session_grants::create(state, grant, now),
         Command::ToggleSessionGrant {
@@ -988,6 +995,11 @@ fn erase_user(
         Some(user) if user.active => deactivate_user(state, user_id, by)?,
         Some(_) => (Vec::new(), Answer::Revoked { tokens: 0 }),
     };
+    // The person's connections end with them, so their upstream tokens are revoked at the
+    // providers. Those tokens are wrapped under the key-encryption key, not the person's
+    // key, so destroying the person's key after this append does not keep them from
+    // being revoked.
+    events.extend(connections::end_all(state, user_id, by));
     events.push(
         UserErased {
             user_id: user_id.clone(),

@@ -113,6 +113,10 @@ pub struct ServeArgs {
     /// Look for upstream connections to refresh this often, in seconds.
     #[arg(long, env = "WRIT_CONNECTION_REFRESH_EVERY_SECONDS", default_value_t = crate::connections::REFRESH_EVERY_SECONDS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub connection_refresh_every_seconds: u64,
+    /// Seconds before a failed revocation of an ended connection's upstream token is tried
+    /// again; each further wait doubles (one wait at most a day), for 8 attempts in all.
+    #[arg(long, env = "WRIT_UPSTREAM_REVOCATION_RETRY_SECONDS_MIN", default_value_t = crate::connections::REVOCATION_RETRY_SECONDS_MIN_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub upstream_revocation_retry_seconds_min: u64,
     /// Milliseconds a forwarded tool call may take, connecting to the last byte of its answer.
     #[arg(long, env = "WRIT_MCP_TIMEOUT_MS", default_value_t = 30_000)]
     pub mcp_timeout_ms: u64,
@@ -502,6 +506,11 @@ async fn serve(
         clock.clone(),
         std::time::Duration::from_secs(args.connection_refresh_every_seconds),
         std::time::Duration::from_secs(args.connection_refresh_window_seconds),
+    ));
+    actix_web::rt::spawn(Arc::clone(&connections).revoke_in_background(
+        Arc::downgrade(&ledger),
+        clock.clone(),
+        args.upstream_revocation_retry_seconds_min,
     ));
     let gateway = Arc::new(gateway_of(args).map_err(|e| ServeError::Gateway(e.to_string()))?);
     let registration = Arc::new(registration_of(args, &secrets)?);

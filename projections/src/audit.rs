@@ -222,6 +222,27 @@ fn parts_of(state: &State, event: &Event) -> Parts {
             &e.server_id,
             &format!("tokens re-wrapped under {}", e.access_token.kek_id),
         ),
+        Event::UpstreamRevocationCompleted(e) => {
+            let token = match e.token {
+                writ_schemas::UpstreamTokenKind::AccessToken => "access token",
+                writ_schemas::UpstreamTokenKind::RefreshToken => "refresh token",
+            };
+            let outcome = match &e.outcome {
+                writ_schemas::RevocationOutcome::Revoked => {
+                    format!("{token} revoked upstream (attempt {})", e.attempt)
+                }
+                writ_schemas::RevocationOutcome::NotRevocable { reason } => {
+                    format!("{token} not revocable upstream ({reason})")
+                }
+                writ_schemas::RevocationOutcome::Failed { reason, .. } => {
+                    format!(
+                        "{token} revocation failed (attempt {}: {reason})",
+                        e.attempt
+                    )
+                }
+            };
+            connection_parts(&e.user_id, &e.server_id, &outcome)
+        }
         Event::ConnectionDeleted(e) => with_user(
             Parts::by(&e.by, format!("connection to {}", e.server_id)),
             &e.user_id,

@@ -275,6 +275,51 @@ impl Connection {
     }
 }
 
+/// Most attempts at revoking one upstream token at its provider; after the last one fails
+/// writ gives up on it (the failures stay in the ledger). With the default backoff
+/// (30 s, doubling) the eighth attempt comes about an hour after the first.
+pub const UPSTREAM_REVOCATION_ATTEMPTS_MAX: u32 = 8;
+
+/// The upstream tokens of a connection that ended (deleted, or its person erased) that
+/// writ has yet to revoke at the provider (RFC 7009). Kept until each is revoked, found
+/// not revocable, or out of attempts; then forgotten.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRevocation {
+    /// The person whose connection it was.
+    pub user_id: UserId,
+    /// The server.
+    pub server_id: ServerId,
+    /// The connection's generation when it ended.
+    pub generation: u64,
+    /// When it ended.
+    pub ended_at: Timestamp,
+    /// The access token, while it is still to revoke.
+    pub access_token: Option<PendingToken>,
+    /// The refresh token, while it is still to revoke.
+    pub refresh_token: Option<PendingToken>,
+}
+
+/// One upstream token still to revoke.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingToken {
+    /// The token, wrapped as the connection held it.
+    pub token: writ_schemas::Wrapped,
+    /// Attempts that failed so far.
+    pub attempts: u32,
+    /// When the last failed attempt was recorded.
+    pub last_attempt_at: Option<Timestamp>,
+}
+
+impl PendingRevocation {
+    /// The token of that kind, while it is still to revoke.
+    pub fn token(&self, kind: writ_schemas::UpstreamTokenKind) -> Option<&PendingToken> {
+        match kind {
+            writ_schemas::UpstreamTokenKind::AccessToken => self.access_token.as_ref(),
+            writ_schemas::UpstreamTokenKind::RefreshToken => self.refresh_token.as_ref(),
+        }
+    }
+}
+
 /// A person's session with an MCP server lent to an agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionGrant {

@@ -45,6 +45,10 @@ pub struct State {
     delegations_by_user: BTreeMap<UserId, Vec<DelegationId>>,
     servers: BTreeMap<ServerId, Server>,
     connections: BTreeMap<(UserId, ServerId), Connection>,
+    /// Ended connections' upstream tokens still to revoke, by person, server and the
+    /// connection's generation (a person may connect again before the old tokens are
+    /// revoked).
+    upstream_revocations: BTreeMap<(UserId, ServerId, u64), PendingRevocation>,
     session_grants: BTreeMap<GrantId, SessionGrant>,
     /// Session grants by the agent and server they lend a session to, oldest first.
     session_grants_by_route: BTreeMap<(ClientId, ServerId), Vec<GrantId>>,
@@ -211,14 +215,8 @@ impl State {
                     }
                 }
             }
-            Event::ConnectionDeleted(e) => {
-                if let Some(c) = self
-                    .connections
-                    .get_mut(&(e.user_id.clone(), e.server_id.clone()))
-                {
-                    c.status = ConnectionStatus::Deleted;
-                }
-            }
+            Event::ConnectionDeleted(e) => self.connection_deleted(e, at),
+            Event::UpstreamRevocationCompleted(e) => self.upstream_revocation_completed(e, at),
             Event::SessionGrantCreated(e) => {
                 let grant = SessionGrant {
                     grant_id: e.grant_id.clone(),

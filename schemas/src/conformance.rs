@@ -333,6 +333,17 @@ pub(crate) fn sample(kind: EventKind) -> Event {
                 user_id: user.clone(),
             },
         }),
+        EventKind::UpstreamRevocationCompleted => Event::from(UpstreamRevocationCompleted {
+            user_id: user.clone(),
+            server_id: ServerId::from("srv_slack"),
+            generation: 2,
+            token: UpstreamTokenKind::RefreshToken,
+            outcome: RevocationOutcome::Failed {
+                status: Some(503),
+                reason: "the provider answered 503 Service Unavailable".into(),
+            },
+            attempt: 1,
+        }),
         EventKind::ServerRegistered => Event::from(ServerRegistered {
             server_id: ServerId::from("srv_slack"),
             name: "Slack".into(),

@@ -672,6 +672,62 @@ pub struct ConnectionDeleted {
     pub by: Actor,
 }
 
+/// Which of a connection's upstream tokens a revocation was about; the names are RFC 7009's
+/// `token_type_hint` values.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamTokenKind {
+    /// The access token.
+    AccessToken,
+    /// The refresh token.
+    RefreshToken,
+}
+
+/// What came of revoking an upstream token at the provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "result", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RevocationOutcome {
+    /// The provider answered 200 (RFC 7009 §2.2: also for a token it already held
+    /// invalid): the token is dead there.
+    Revoked,
+    /// Nothing can be revoked there: the server names no `revocation_url`, or the provider
+    /// does not revoke tokens of this kind (`unsupported_token_type`). Not tried again.
+    NotRevocable {
+        /// Why.
+        reason: String,
+    },
+    /// The provider could not be reached or refused; tried again while attempts are left.
+    Failed {
+        /// The provider's HTTP status, when it answered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+        /// What the provider or the network said (never a token).
+        reason: String,
+    },
+}
+
+/// writ asked a server's provider to revoke an upstream token of a connection that ended
+/// (RFC 7009), or found it could not: one record per token and attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamRevocationCompleted {
+    /// The person whose connection it was.
+    pub user_id: UserId,
+    /// The server.
+    pub server_id: ServerId,
+    /// The generation the connection had when it ended: whose tokens these are, even if
+    /// the person has connected again since.
+    pub generation: u64,
+    /// Which token.
+    pub token: UpstreamTokenKind,
+    /// What came of it.
+    pub outcome: RevocationOutcome,
+    /// Which attempt this was, from 1; 0 when no request could be made at all.
+    pub attempt: u32,
+}
+
 /// An MCP server's OAuth client secret was wrapped again, under the current key-encryption
 /// key (a key rotation), so that the key it was wrapped under before can be retired. The
 /// secret itself is unchanged.
@@ -1473,6 +1529,7 @@ events! {
     AuthorizationCodeReplayed = 1,
     RefreshTokenRevoked = 1,
     AdminTokenRevoked = 1,
+    UpstreamRevocationCompleted = 1,
 }
 
 /// Event bytes that are not a valid event.

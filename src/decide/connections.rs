@@ -9,14 +9,21 @@
 //! breaks a connection that a newer token keeps alive, and a broken connection records
 //! its failure once.
 //!
+//! A connection that ends (deleted, or its person erased) keeps its wrapped tokens in a
+//! pending revocation: a background task asks the provider to revoke them (RFC 7009) and
+//! records each attempt's outcome, which is accepted once per attempt in order, so two
+//! nodes racing record it once. A server that names no `revocation_url` gets its
+//! not-revocable outcomes in the same append as the end.
+//!
 //! A key rotation re-wraps a connection's tokens (and a server's OAuth client secret)
 //! under the new key-encryption key. A re-wrap names the generation it read, like a
 //! refresh, so tokens a refresh has replaced since are never written back.
 
-use writ_projections::State;
+use writ_projections::{ConnectionStatus, State};
 use writ_schemas::{
     Actor, ConnectionDeleted, ConnectionEstablished, ConnectionRefreshFailed, ConnectionRefreshed,
-    ConnectionRewrapped, Event, ServerAuth, ServerId, ServerSecretRewrapped, UserId,
+    ConnectionRewrapped, Event, RevocationOutcome, ServerAuth, ServerId, ServerSecretRewrapped,
+    UpstreamRevocationCompleted, UpstreamTokenKind, UserId,
 };
 
 use super::{Answer, Refusal, may_act_for};
@@ -95,16 +102,90 @@ pub(super) fn delete(
     if !may_act_for(by, user_id)
         || !state
             .connection(user_id, server_id)
-            .is_some_and(|c| c.status != writ_projections::ConnectionStatus::Deleted)
+            .is_some_and(|c| c.status != ConnectionStatus::Deleted)
     {
         return Err(Refusal::UnknownConnection(server_id.clone()));
     }
-    let event = ConnectionDeleted {
-        user_id: user_id.clone(),
-        server_id: server_id.clone(),
-        by: by.clone(),
+    Ok((end(state, user_id, server_id, by), Answer::Done))
+}
+
+/// Ends every connection of the person's that has not ended yet.
+pub(super) fn end_all(state: &State, user_id: &UserId, by: &Actor) -> Vec<Event> {
+    let ended: Vec<ServerId> = state
+        .connections_of_user(user_id)
+        .filter(|c| c.status != ConnectionStatus::Deleted)
+        .map(|c| c.server_id.clone())
+        .collect();
+    ended
+        .iter()
+        .flat_map(|server_id| end(state, user_id, server_id, by))
+        .collect()
+}
+
+/// The end of a connection that has not ended: its deletion, and when the server has no
+/// revocation endpoint, that its tokens cannot be revoked upstream.
+fn end(state: &State, user_id: &UserId, server_id: &ServerId, by: &Actor) -> Vec<Event> {
+    let mut events: Vec<Event> = vec![
+        ConnectionDeleted {
+            user_id: user_id.clone(),
+            server_id: server_id.clone(),
+            by: by.clone(),
+        }
+        .into(),
+    ];
+    let revocable = match state.server(server_id).map(|server| &server.auth) {
+        Some(ServerAuth::Oauth(oauth)) => oauth.revocation_url.is_some(),
+        _ => false,
     };
-    Ok((vec![event.into()], Answer::Done))
+    let Some(connection) = state.connection(user_id, server_id) else {
+        return events;
+    };
+    if revocable {
+        return events;
+    }
+    let mut tokens = vec![UpstreamTokenKind::AccessToken];
+    if connection.refresh_token.is_some() {
+        tokens.insert(0, UpstreamTokenKind::RefreshToken);
+    }
+    events.extend(tokens.into_iter().map(|token| {
+        Event::from(UpstreamRevocationCompleted {
+            user_id: user_id.clone(),
+            server_id: server_id.clone(),
+            generation: connection.generation,
+            token,
+            outcome: RevocationOutcome::NotRevocable {
+                reason: format!("server {server_id} names no revocation_url"),
+            },
+            attempt: 0,
+        })
+    }));
+    events
+}
+
+/// An attempt's outcome, accepted for a token still to revoke, as its next attempt.
+pub(super) fn revocation_recorded(
+    state: &State,
+    revocation: &UpstreamRevocationCompleted,
+) -> Result<(Vec<Event>, Answer), Refusal> {
+    let waiting = state
+        .upstream_revocation(
+            &revocation.user_id,
+            &revocation.server_id,
+            revocation.generation,
+        )
+        .and_then(|pending| pending.token(revocation.token))
+        .is_some_and(|token| revocation.attempt == token.attempts + 1);
+    if !waiting {
+        let which = match revocation.token {
+            UpstreamTokenKind::AccessToken => "access token",
+            UpstreamTokenKind::RefreshToken => "refresh token",
+        };
+        return Err(Refusal::RevocationSettled(
+            revocation.server_id.clone(),
+            which,
+        ));
+    }
+    Ok((vec![revocation.clone().into()], Answer::Done))
 }
 
 fn oauth_server(state: &State, server_id: &ServerId) -> Result<(), Refusal> {
@@ -322,5 +403,192 @@ mod tests {
             rewrap("gone"),
             Err(Refusal::UnknownServer(ServerId::from("gone")))
         );
+    }
+
+    fn apply(state: &mut State, events: &[Event]) {
+        for event in events {
+            let head = Head {
+                seq: state.head().seq + 1,
+                hash: Hash([5; 32]),
+                ts: Some(at()),
+            };
+            state.apply(head, event);
+        }
+    }
+
+    /// `world()`, and alice connected to `revoking`, whose provider revokes (generation 1).
+    fn revoking_world() -> State {
+        let mut state = world();
+        let mut registered = server("revoking", None);
+        if let Event::ServerRegistered(ServerRegistered {
+            auth: ServerAuth::Oauth(oauth),
+            ..
+        }) = &mut registered
+        {
+            oauth.revocation_url = Some("https://revoking.example/revoke".into());
+        }
+        let connected = ConnectionEstablished {
+            user_id: UserId::from("alice"),
+            server_id: ServerId::from("revoking"),
+            access_token: wrapped("old"),
+            refresh_token: Some(wrapped("old")),
+            expires_at: None,
+            scopes: vec![],
+        };
+        apply(&mut state, &[registered, connected.into()]);
+        state
+    }
+
+    fn delete_command(server_id: &str) -> Command {
+        Command::DeleteConnection {
+            user_id: UserId::from("alice"),
+            server_id: ServerId::from(server_id),
+            by: Actor::User {
+                user_id: UserId::from("alice"),
+            },
+        }
+    }
+
+    fn attempt(token: UpstreamTokenKind, attempt: u32, outcome: RevocationOutcome) -> Command {
+        Command::RecordUpstreamRevocation(UpstreamRevocationCompleted {
+            user_id: UserId::from("alice"),
+            server_id: ServerId::from("revoking"),
+            generation: 1,
+            token,
+            outcome,
+            attempt,
+        })
+    }
+
+    fn down() -> RevocationOutcome {
+        RevocationOutcome::Failed {
+            status: Some(503),
+            reason: "the provider answered 503".into(),
+        }
+    }
+
+    #[test]
+    fn a_deleted_connection_without_revocation_url_records_its_tokens_not_revocable_at_once() {
+        let mut state = revoking_world();
+        let (events, _) = decide(&state, &delete_command("srv"), at())
+            .unwrap_or_else(|refusal| unreachable!("{refusal}"));
+        let reason = "server srv names no revocation_url".to_owned();
+        let not_revocable = |token| {
+            Event::from(UpstreamRevocationCompleted {
+                user_id: UserId::from("alice"),
+                server_id: ServerId::from("srv"),
+                generation: 2,
+                token,
+                outcome: RevocationOutcome::NotRevocable {
+                    reason: reason.clone(),
+                },
+                attempt: 0,
+            })
+        };
+        assert_eq!(
+            events[1..],
+            [
+                not_revocable(UpstreamTokenKind::RefreshToken),
+                not_revocable(UpstreamTokenKind::AccessToken)
+            ]
+        );
+        apply(&mut state, &events);
+        assert_eq!(
+            state.upstream_revocation(&UserId::from("alice"), &ServerId::from("srv"), 2),
+            None,
+            "nothing is left to try"
+        );
+    }
+
+    #[test]
+    fn upstream_revocation_attempts_are_taken_once_each_in_order_and_end_at_the_cap() {
+        let mut state = revoking_world();
+        let (events, _) = decide(&state, &delete_command("revoking"), at())
+            .unwrap_or_else(|refusal| unreachable!("{refusal}"));
+        assert_eq!(events.len(), 1, "the provider revokes: nothing decided yet");
+        apply(&mut state, &events);
+        let alice = UserId::from("alice");
+        let revoking = ServerId::from("revoking");
+        let pending = |state: &State| state.upstream_revocation(&alice, &revoking, 1).cloned();
+        assert!(
+            pending(&state).is_some_and(|p| p.access_token.is_some() && p.refresh_token.is_some())
+        );
+
+        // Alice connects again before the old tokens are revoked: they stay pending.
+        let again = ConnectionEstablished {
+            user_id: alice.clone(),
+            server_id: revoking.clone(),
+            access_token: wrapped("new"),
+            refresh_token: None,
+            expires_at: None,
+            scopes: vec![],
+        };
+        apply(&mut state, &[again.into()]);
+        assert!(pending(&state).is_some());
+
+        let settled = Err(Refusal::RevocationSettled(
+            revoking.clone(),
+            "refresh token",
+        ));
+        let refresh = UpstreamTokenKind::RefreshToken;
+        let decided = |state: &State, command: &Command| {
+            decide(state, command, at()).map(|(events, _)| events)
+        };
+        assert_eq!(decided(&state, &attempt(refresh, 2, down())), settled);
+        for n in 1..=writ_projections::UPSTREAM_REVOCATION_ATTEMPTS_MAX {
+            let events = decided(&state, &attempt(refresh, n, down()))
+                .unwrap_or_else(|refusal| unreachable!("attempt {n}: {refusal}"));
+            apply(&mut state, &events);
+            // The same attempt again (another node's): refused.
+            assert_eq!(decided(&state, &attempt(refresh, n, down())), settled);
+        }
+        assert_eq!(
+            pending(&state).map(|p| p.refresh_token.is_none()),
+            Some(true),
+            "given up after the last attempt"
+        );
+        let over = writ_projections::UPSTREAM_REVOCATION_ATTEMPTS_MAX + 1;
+        assert_eq!(decided(&state, &attempt(refresh, over, down())), settled);
+
+        let access = UpstreamTokenKind::AccessToken;
+        let events =
+            decided(&state, &attempt(access, 1, RevocationOutcome::Revoked)).unwrap_or_default();
+        apply(&mut state, &events);
+        assert_eq!(pending(&state), None, "both done: forgotten");
+        assert_eq!(
+            decided(&state, &attempt(access, 2, RevocationOutcome::Revoked)),
+            Err(Refusal::RevocationSettled(revoking, "access token"))
+        );
+    }
+
+    #[test]
+    fn erasing_a_person_ends_their_connections_for_revocation() {
+        let mut state = revoking_world();
+        let erase = Command::EraseUser {
+            user_id: UserId::from("alice"),
+            by: Actor::System,
+        };
+        let (events, _) =
+            decide(&state, &erase, at()).unwrap_or_else(|refusal| unreachable!("{refusal}"));
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind().name()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "UserDeactivated",
+                "ConnectionDeleted",
+                "ConnectionDeleted",
+                "UpstreamRevocationCompleted",
+                "UpstreamRevocationCompleted",
+                "UserErased"
+            ]
+        );
+        apply(&mut state, &events);
+        let alice = UserId::from("alice");
+        assert!(
+            state
+                .upstream_revocation(&alice, &ServerId::from("revoking"), 1)
+                .is_some()
+        );
+        assert!(state.connections_of_user(&alice).all(|c| !c.is_held()));
     }
 }

@@ -3,7 +3,9 @@
 //! to the provider with PKCE; the provider sends them back to `GET
 //! /api/v1/connections/callback`, which records the connection; `GET /api/v1/connections`
 //! lists the caller's connections (never a token) and `DELETE
-//! /api/v1/connections/{server_id}` deletes one. The flow itself is `connections.rs`.
+//! /api/v1/connections/{server_id}` deletes one (an admin: a person's, by `user_id`),
+//! whose upstream tokens are then revoked at the provider in the background. The flow
+//! itself is `connections.rs`.
 
 use actix_web::{HttpResponse, http::header, web};
 use serde::{Deserialize, Serialize};
@@ -34,7 +36,7 @@ pub(super) struct Callback {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct OfUser {
-    /// An admin names whose connections to list.
+    /// An admin names whose connections to list or delete.
     user_id: Option<String>,
 }
 
@@ -187,16 +189,30 @@ pub(super) async fn list(
     Ok(HttpResponse::Ok().json(listed))
 }
 
-/// Deletes the caller's connection to a server.
+/// Deletes the caller's connection to a server (an admin: a person's, by `user_id`). The
+/// 204 waits on the ledger only: the upstream tokens are revoked at the provider in the
+/// background afterwards (`connections/revoke.rs`), each outcome recorded.
 pub(super) async fn delete(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
+    query: web::Query<OfUser>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(user_id) = caller.user_id().cloned() else {
-        return Err(ApiError::Forbidden(
-            "a person deletes their own connection, with their API key or token".into(),
-        ));
+    let user_id = match (caller.user_id(), query.into_inner().user_id) {
+        (Some(me), None) => me.clone(),
+        (Some(me), Some(other)) if *me.as_str() == other => me.clone(),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::Forbidden(
+                "a person deletes only their own connections".into(),
+            ));
+        }
+        (None, Some(user)) => UserId(user),
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "user_id",
+                "an admin names whose connection to delete",
+            ));
+        }
     };
     let command = Command::DeleteConnection {
         user_id,
@@ -204,5 +220,6 @@ pub(super) async fn delete(
         by: caller.actor(),
     };
     state.ledger.submit(command).await?;
+    state.connections.revoke_soon();
     Ok(HttpResponse::NoContent().finish())
 }

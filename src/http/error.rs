@@ -201,6 +201,7 @@ impl From<Refusal> for ApiError {
             | Refusal::SessionGrantExists(_)
             | Refusal::ServerExists(_)
             | Refusal::ConnectionMovedOn(_)
+            | Refusal::RevocationSettled(..)
             | Refusal::SessionGrantHeld(_)
             | Refusal::SessionGrantRevoked(_)
             | Refusal::TooManySessionGrants(..)

@@ -175,6 +175,8 @@ pub(super) async fn erase(
             EraseError::Submit(err) => ApiError::from(err),
             err @ EraseError::KeyNotDestroyed { .. } => ApiError::Unavailable(err.to_string()),
         })?;
+    // Their connections ended with them: revoke the upstream tokens.
+    state.connections.revoke_soon();
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "id": user_id.to_string(),
         "erased": true,

@@ -44,7 +44,27 @@ impl World {
         let mut args = home.store_args();
         args.extend(flags.iter().map(|f| (*f).to_owned()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let writ = Server::start_logged(home.dir.path(), &args, &[("RUST_LOG", "debug")], log);
+        World::start_at(home, &args, access_ttl, tokens, log)
+    }
+
+    /// `start` on the store of the pass (PostgreSQL in the second pass of tools/test.sh),
+    /// not always the embedded one: read its ledger with the kit's `events_in_ledger`.
+    fn start_on_pass_store(flags: &[&str], access_ttl: u64, tokens: &std::path::Path) -> World {
+        let home = Home {
+            dir: temp(),
+            database: None,
+        };
+        World::start_at(home, flags, access_ttl, Some(tokens), None)
+    }
+
+    fn start_at(
+        home: Home,
+        args: &[&str],
+        access_ttl: u64,
+        tokens: Option<&std::path::Path>,
+        log: Option<&std::path::Path>,
+    ) -> World {
+        let writ = Server::start_logged(home.dir.path(), args, &[("RUST_LOG", "debug")], log);
         let admin = writ.admin_token();
         let upstream = Upstream::start_logged(&writ, access_ttl, tokens);
         let introspection = upstream.introspection_url();
@@ -309,6 +329,300 @@ fn a_deleted_connection_is_401_oauth_session_not_found() {
     let (status, _) = as_user(&world.writ, &alice.key, "DELETE", &path, None);
     assert_eq!(status, 204);
     assert_eq!(world.seen_as(&alice), "401 OAuth session not found");
+}
+
+/// The last access and refresh token the provider logged issuing to `log`.
+fn last_tokens(log: &std::path::Path) -> (String, String) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let last = |kind: &str| {
+        text.lines()
+            .rev()
+            .find_map(|l| l.strip_prefix(kind))
+            .unwrap_or_else(|| panic!("no {kind}in {text}"))
+            .to_owned()
+    };
+    (last("access "), last("refresh "))
+}
+
+impl World {
+    /// An admin's DELETE of a connection, `query` naming the person; the status and answer.
+    fn admin_deletes(&self, query: &str) -> (u16, Value) {
+        let path = format!("/api/v1/connections/{}{query}", self.server_id);
+        let response = http()
+            .delete(self.writ.url(&path))
+            .bearer_auth(&self.admin)
+            .send()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let status = response.status().as_u16();
+        (status, response.json().unwrap_or(Value::Null))
+    }
+
+    fn delete_connection(&self, who: &Person) {
+        let path = format!("/api/v1/connections/{}", self.server_id);
+        let (status, body) = as_user(&self.writ, &who.key, "DELETE", &path, None);
+        assert_eq!(status, 204, "{body}");
+    }
+
+    /// The outcomes of the upstream revocations in the audit trail, oldest first.
+    fn revocations(&self) -> Vec<String> {
+        let (status, trail) = call(
+            &self.writ,
+            &self.admin,
+            "GET",
+            "/api/v1/audit?action=UpstreamRevocationCompleted",
+            None,
+        );
+        assert_eq!(status, 200, "{trail}");
+        trail["entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| e["outcome"].as_str().unwrap_or("").to_owned())
+            .collect()
+    }
+
+    /// Polls the trail (at most 60 s) until `done` holds for the revocations' outcomes.
+    fn await_revocations(&self, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let outcomes = self.revocations();
+            if done(&outcomes) {
+                return outcomes;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not recorded in time: {outcomes:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+const REVOKED_BOTH: [&str; 2] = [
+    "refresh token revoked upstream (attempt 1)",
+    "access token revoked upstream (attempt 1)",
+];
+
+/// Stops writ and checks its ledger: `kind` recorded `count` times, and `writ verify` holds.
+fn stop_and_verify(world: World, kind: &str, count: usize) {
+    let World {
+        writ: server, home, ..
+    } = world;
+    assert_eq!(server.stop(), Some(0));
+    assert_eq!(events_in_ledger(home.dir.path(), kind), count);
+    let dir = home.dir.path().display().to_string();
+    let verified = writ(&["verify", &dir]);
+    assert_eq!(verified.code, Some(0), "{}", verified.stderr);
+}
+
+#[test]
+fn a_deleted_connection_s_upstream_tokens_are_revoked_at_the_provider() {
+    let dir = temp();
+    let tokens = dir.path().join("tokens.log");
+    let world = World::start_on_pass_store(&[], 3600, &tokens);
+    let alice = world.person("alice@example.com");
+    world.connect(&alice, "alice");
+    let (access, refresh) = last_tokens(&tokens);
+    assert!(world.upstream.active(&access) && world.upstream.active(&refresh));
+
+    world.delete_connection(&alice);
+    let outcomes = world.await_revocations(|outcomes| outcomes.len() >= 2);
+    assert_eq!(outcomes, REVOKED_BOTH);
+    assert!(
+        !world.upstream.active(&refresh),
+        "the refresh token is dead upstream"
+    );
+    assert!(
+        !world.upstream.active(&access),
+        "the access token is dead upstream"
+    );
+    stop_and_verify(world, "UpstreamRevocationCompleted", 2);
+}
+
+#[test]
+fn erasing_a_person_revokes_their_upstream_tokens_at_the_provider() {
+    let dir = temp();
+    let tokens = dir.path().join("tokens.log");
+    let world = World::start_on_pass_store(&[], 3600, &tokens);
+    let alice = world.person("alice@example.com");
+    world.connect(&alice, "alice");
+    let (access, refresh) = last_tokens(&tokens);
+    let path = format!("/api/v1/users/{}/erase", alice.id);
+    let (status, erased) = call(&world.writ, &world.admin, "POST", &path, None);
+    assert_eq!(status, 200, "{erased}");
+    let outcomes = world.await_revocations(|outcomes| outcomes.len() >= 2);
+    assert_eq!(outcomes, REVOKED_BOTH);
+    assert!(!world.upstream.active(&refresh) && !world.upstream.active(&access));
+    stop_and_verify(world, "ConnectionDeleted", 1);
+}
+
+#[test]
+fn a_revocation_failed_while_the_provider_was_down_is_retried_until_it_lands() {
+    let dir = temp();
+    let tokens = dir.path().join("tokens.log");
+    let world = World::start_on_pass_store(
+        &["--upstream-revocation-retry-seconds-min", "1"],
+        3600,
+        &tokens,
+    );
+    let alice = world.person("alice@example.com");
+    world.connect(&alice, "alice");
+    let (access, refresh) = last_tokens(&tokens);
+
+    world.upstream.revocation_down(true);
+    // An admin deletes it, naming whose it is.
+    let (status, refused) = world.admin_deletes("");
+    assert_eq!(
+        (status, refused["detail"].as_str()),
+        (
+            400,
+            Some("user_id: an admin names whose connection to delete")
+        ),
+        "{refused}"
+    );
+    let (status, deleted) = world.admin_deletes(&format!("?user_id={}", alice.id));
+    assert_eq!(status, 204, "{deleted}");
+    let failed = world.await_revocations(|outcomes| outcomes.len() >= 2);
+    let down = "revocation failed (attempt 1: temporarily_unavailable: down for maintenance)";
+    assert_eq!(
+        failed[..2],
+        [
+            format!("refresh token {down}"),
+            format!("access token {down}")
+        ],
+    );
+    assert!(world.upstream.active(&refresh) && world.upstream.active(&access));
+
+    world.upstream.revocation_down(false);
+    let outcomes = world.await_revocations(|outcomes| {
+        outcomes
+            .iter()
+            .any(|o| o.starts_with("access token revoked"))
+    });
+    let revoked: Vec<&String> = outcomes
+        .iter()
+        .filter(|o| o.contains(" revoked upstream"))
+        .collect();
+    assert_eq!(revoked.len(), 2, "{outcomes:?}");
+    assert!(!world.upstream.active(&refresh) && !world.upstream.active(&access));
+    let count = outcomes.len();
+    stop_and_verify(world, "UpstreamRevocationCompleted", count);
+}
+
+#[test]
+fn a_revocation_endpoint_that_holds_the_request_does_not_hold_the_delete() {
+    use std::io::Read as _;
+    let dir = temp();
+    let tokens = dir.path().join("tokens.log");
+    let world = World::start_on_pass_store(&[], 3600, &tokens);
+    // The same provider, but its revocation endpoint is a listener that takes each
+    // request and answers nothing until the test lets it hang up.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = listener
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (arrived_tx, arrived) = std::sync::mpsc::channel::<()>();
+    let (hang_up, hang_up_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(2) {
+            let Ok(mut stream) = stream else { return };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = arrived_tx.send(());
+            let _ = hang_up_rx.recv();
+        }
+    });
+    let mut registration = world.upstream.registration();
+    registration["oauth"]["revocation_url"] = json!(format!("http://127.0.0.1:{port}/revoke"));
+    let server_id = register_server(
+        &world.writ,
+        &world.admin,
+        "held",
+        &world.mcp.url,
+        registration,
+    );
+    let alice = world.person("alice@example.com");
+    let (status, connected) = connect(&world.writ, &alice.key, &server_id, "alice");
+    assert_eq!(status, 200, "{connected}");
+
+    let path = format!("/api/v1/connections/{server_id}");
+    let (status, body) = as_user(&world.writ, &alice.key, "DELETE", &path, None);
+    assert_eq!(status, 204, "{body}");
+    let wait = std::time::Duration::from_secs(30);
+    arrived
+        .recv_timeout(wait)
+        .unwrap_or_else(|e| panic!("no revocation request: {e}"));
+    // Answered, while the provider still holds the refresh token's revocation.
+    assert_eq!(world.revocations(), Vec::<String>::new());
+    let _ = hang_up.send(());
+    arrived
+        .recv_timeout(wait)
+        .unwrap_or_else(|e| panic!("no second request: {e}"));
+    let _ = hang_up.send(());
+    let outcomes = world.await_revocations(|outcomes| outcomes.len() >= 2);
+    let unanswered = "revocation failed (attempt 1: the provider did not answer: ";
+    assert!(
+        outcomes[0].starts_with(&format!("refresh token {unanswered}"))
+            && outcomes[1].starts_with(&format!("access token {unanswered}")),
+        "{outcomes:?}"
+    );
+    assert!(
+        !outcomes.iter().any(|o| o.contains(&port.to_string())),
+        "no URL in the reason: {outcomes:?}"
+    );
+}
+
+#[test]
+fn pending_upstream_revocations_survive_a_restart_of_writ() {
+    let dir = temp();
+    let tokens = dir.path().join("tokens.log");
+    let flags = ["--upstream-revocation-retry-seconds-min", "1"];
+    let world = World::start_on_pass_store(&flags, 3600, &tokens);
+    let alice = world.person("alice@example.com");
+    world.connect(&alice, "alice");
+    let (access, refresh) = last_tokens(&tokens);
+    world.upstream.revocation_down(true);
+    world.delete_connection(&alice);
+    world.await_revocations(|outcomes| outcomes.len() >= 2);
+
+    // writ stops while the provider is down, and starts again once it is back.
+    let World {
+        writ: before,
+        home,
+        admin,
+        upstream,
+        mcp,
+        server_id,
+        client_id,
+        secret,
+    } = world;
+    assert_eq!(before.stop(), Some(0));
+    upstream.revocation_down(false);
+    let writ = Server::start(home.dir.path(), &flags);
+    let world = World {
+        writ,
+        home,
+        admin,
+        upstream,
+        mcp,
+        server_id,
+        client_id,
+        secret,
+    };
+    let outcomes = world.await_revocations(|outcomes| {
+        outcomes
+            .iter()
+            .filter(|o| o.contains(" revoked upstream"))
+            .count()
+            == 2
+    });
+    assert!(
+        !world.upstream.active(&refresh) && !world.upstream.active(&access),
+        "{outcomes:?}"
+    );
+    let count = outcomes.len();
+    stop_and_verify(world, "UpstreamRevocationCompleted", count);
 }
 
 #[test]

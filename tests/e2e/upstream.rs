@@ -96,6 +96,34 @@ impl Upstream {
         format!("{}/token/introspection", self.base)
     }
 
+    /// Whether the provider holds `token` active (RFC 7662, asked as writ's client there,
+    /// the client the token was issued to).
+    pub fn active(&self, token: &str) -> bool {
+        let answer: Value = http()
+            .post(self.introspection_url())
+            .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+            .form(&[("token", token)])
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or_else(|e| panic!("introspection at the provider: {e}"));
+        match answer["active"].as_bool() {
+            Some(active) => active,
+            None => panic!("not an introspection answer: {answer}"),
+        }
+    }
+
+    /// Takes the provider's revocation endpoint down (it answers 503) or brings it back.
+    pub fn revocation_down(&self, down: bool) {
+        let url = format!("{}/control/revocation-down", self.base);
+        let request = if down {
+            http().put(url)
+        } else {
+            http().delete(url)
+        };
+        let status = request.send().map(|r| r.status().as_u16());
+        assert_eq!(status.ok(), Some(204));
+    }
+
     /// Revokes a token at the provider, as the person would in its settings.
     pub fn revoke(&self, token: &str) {
         let status = http()

@@ -7,7 +7,10 @@
 //   UPSTREAM_ACCESS_TTL    access token lifetime in seconds (default 3600)
 //   UPSTREAM_TOKEN_LOG     a file to which every token issued is appended, as
 //                          "access <token>" or "refresh <token>" (tests look for them
-//                          in writ's files, where none may be)
+//                          in writ's files, where none may be, and introspect them)
+//
+// PUT /control/revocation-down takes the RFC 7009 revocation endpoint down (503) and
+// DELETE /control/revocation-down brings it back.
 //
 // One confidential client, `writ-app` / `writ-app-secret-0123456789abcdef`
 // (client_secret_basic), for authorization code + PKCE and rotating refresh tokens, and
@@ -80,6 +83,23 @@ provider.use(async (ctx, next) => {
   const grantId = await grant.save();
   return provider.interactionFinished(ctx.req, ctx.res, { consent: { grantId } },
     { mergeWithLastSubmission: true });
+});
+
+// Tests take the revocation endpoint down and bring it back: after PUT
+// /control/revocation-down it answers 503, until DELETE /control/revocation-down.
+let revocationDown = false;
+provider.use(async (ctx, next) => {
+  if (ctx.path === '/control/revocation-down') {
+    revocationDown = ctx.method === 'PUT';
+    ctx.status = 204;
+    return undefined;
+  }
+  if (revocationDown && ctx.path === '/token/revocation') {
+    ctx.status = 503;
+    ctx.body = { error: 'temporarily_unavailable', error_description: 'down for maintenance' };
+    return undefined;
+  }
+  return next();
 });
 
 // Opaque tokens' values are their ids.

@@ -5,11 +5,15 @@ use writ_schemas::{ClientId, ServerId, UserId};
 
 use super::State;
 use writ_schemas::{
-    ConnectionEstablished, ConnectionRefreshed, ConnectionRewrapped, ServerAuth,
-    ServerSecretRewrapped, Timestamp,
+    ConnectionDeleted, ConnectionEstablished, ConnectionRefreshed, ConnectionRewrapped,
+    RevocationOutcome, ServerAuth, ServerSecretRewrapped, Timestamp, UpstreamRevocationCompleted,
+    UpstreamTokenKind,
 };
 
-use crate::model::{Connection, ConnectionStatus, Server, SessionGrant};
+use crate::model::{
+    Connection, ConnectionStatus, PendingRevocation, PendingToken, Server, SessionGrant,
+    UPSTREAM_REVOCATION_ATTEMPTS_MAX,
+};
 
 impl State {
     /// A registered MCP server.
@@ -76,6 +80,86 @@ impl State {
             c.refreshed_at = Some(at);
             c.refresh_failures = 0;
         }
+    }
+
+    /// A connection ends: its tokens are forgotten for use, and kept to be revoked at the
+    /// provider.
+    pub(super) fn connection_deleted(&mut self, e: &ConnectionDeleted, at: Timestamp) {
+        let Some(c) = self
+            .connections
+            .get_mut(&(e.user_id.clone(), e.server_id.clone()))
+        else {
+            return;
+        };
+        if c.status == ConnectionStatus::Deleted {
+            return;
+        }
+        c.status = ConnectionStatus::Deleted;
+        let pending = |token: &writ_schemas::Wrapped| PendingToken {
+            token: token.clone(),
+            attempts: 0,
+            last_attempt_at: None,
+        };
+        let revocation = PendingRevocation {
+            user_id: c.user_id.clone(),
+            server_id: c.server_id.clone(),
+            generation: c.generation,
+            ended_at: at,
+            access_token: Some(pending(&c.access_token)),
+            refresh_token: c.refresh_token.as_ref().map(pending),
+        };
+        self.upstream_revocations.insert(
+            (c.user_id.clone(), c.server_id.clone(), c.generation),
+            revocation,
+        );
+    }
+
+    /// A revocation's outcome: the token is done with when revoked, not revocable, or out
+    /// of attempts; the entry goes when both tokens are.
+    pub(super) fn upstream_revocation_completed(
+        &mut self,
+        e: &UpstreamRevocationCompleted,
+        at: Timestamp,
+    ) {
+        let key = (e.user_id.clone(), e.server_id.clone(), e.generation);
+        let Some(revocation) = self.upstream_revocations.get_mut(&key) else {
+            return;
+        };
+        let slot = match e.token {
+            UpstreamTokenKind::AccessToken => &mut revocation.access_token,
+            UpstreamTokenKind::RefreshToken => &mut revocation.refresh_token,
+        };
+        let done = match (&e.outcome, slot.as_mut()) {
+            (_, None) => false,
+            (RevocationOutcome::Failed { .. }, Some(token)) => {
+                token.attempts = token.attempts.max(e.attempt);
+                token.last_attempt_at = Some(at);
+                token.attempts >= UPSTREAM_REVOCATION_ATTEMPTS_MAX
+            }
+            (RevocationOutcome::Revoked | RevocationOutcome::NotRevocable { .. }, Some(_)) => true,
+        };
+        if done {
+            *slot = None;
+        }
+        if revocation.access_token.is_none() && revocation.refresh_token.is_none() {
+            self.upstream_revocations.remove(&key);
+        }
+    }
+
+    /// Ended connections' upstream tokens still to revoke (each with attempts left).
+    pub fn upstream_revocations(&self) -> impl Iterator<Item = &PendingRevocation> {
+        self.upstream_revocations.values()
+    }
+
+    /// The pending revocation of the person's connection to the server at `generation`.
+    pub fn upstream_revocation(
+        &self,
+        user_id: &UserId,
+        server_id: &ServerId,
+        generation: u64,
+    ) -> Option<&PendingRevocation> {
+        self.upstream_revocations
+            .get(&(user_id.clone(), server_id.clone(), generation))
     }
 
     /// An approval of a critical tool call.
