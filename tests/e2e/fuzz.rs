@@ -27,7 +27,7 @@ use crate::kit::*;
 
 /// The suite's seed: a failure it finds is found again by the same run.
 const SEED_DEFAULT: u64 = 20_261_204;
-/// Test cases per operation and phase: about 4,200 cases in all, some 90 s of CPU for the
+/// Test cases per operation and phase: about 4,200 cases in all, 60 to 95 s of CPU for the
 /// server and schemathesis together in a debug build.
 const EXAMPLES_PER_OPERATION_DEFAULT: u64 = 25;
 /// The run is killed past this, so a hung server fails the test rather than the suite.
