@@ -21,6 +21,12 @@ if ! python3 -c 'import openapi_spec_validator, openapi_schema_validator, yaml' 
     python3 -m pip install --quiet --disable-pip-version-check 'openapi-spec-validator==0.9.0'
 fi
 
+# The whole API is fuzzed from schemas/openapi.yaml by schemathesis (tests/e2e/fuzz.rs).
+# Pinned, so a fixed seed draws the same cases.
+if [ "$(python3 -c 'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null)" != 4.32.5 ]; then
+    python3 -m pip install --quiet --disable-pip-version-check 'schemathesis==4.32.5'
+fi
+
 # The MCP tool-call gateway is tested against a real MCP server on the Python SDK
 # (tools/mcp_server/server.py).
 if ! python3 -c 'import mcp' 2>/dev/null; then

@@ -313,3 +313,115 @@ pub fn json_error(
     };
     api.into()
 }
+
+/// Turns actix's query-string errors (a parameter unknown to the endpoint, one given
+/// twice, a value of the wrong type) into the JSON 400 every endpoint answers, instead of
+/// actix's plain-text one. Registered once for the whole app in `routes`.
+pub fn query_error(
+    err: actix_web::error::QueryPayloadError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    let inner = query_cause(&err);
+    ApiError::invalid(
+        "query",
+        format!("{inner}; give each parameter the endpoint takes at most once, and no other"),
+    )
+    .into()
+}
+
+/// What serde said of a query string, without actix's "Query deserialize error" prefix.
+fn query_cause(err: &actix_web::error::QueryPayloadError) -> String {
+    use actix_web::error::QueryPayloadError as Q;
+    match err {
+        Q::Deserialize(inner) => inner.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Turns actix's path-segment errors into the JSON 400, as `query_error` does.
+pub fn path_error(
+    err: actix_web::error::PathError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    use actix_web::error::PathError as P;
+    let inner = match &err {
+        P::Deserialize(inner) => inner.to_string(),
+        other => other.to_string(),
+    };
+    ApiError::invalid("path", inner).into()
+}
+
+/// Turns actix's form errors into JSON 400s and 413s, as `json_error` does for JSON
+/// bodies (the pages have their own, `page_form_error`).
+pub fn form_error(
+    err: actix_web::error::UrlencodedError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    use actix_web::error::UrlencodedError as U;
+    let api = match &err {
+        U::Overflow { .. } => ApiError::PayloadTooLarge,
+        U::ContentType => ApiError::invalid(
+            "body",
+            "send the body as a form with Content-Type: application/x-www-form-urlencoded",
+        ),
+        other => ApiError::invalid("body", other),
+    };
+    api.into()
+}
+
+/// The pages' form errors (`POST /login`, `/logout`, `/account/revoke`: a person's browser
+/// posts them) as a page saying what was wrong, instead of actix's plain-text one: 415
+/// when the body is not a form, 413 over the limit, 400 for a field missing, repeated or
+/// not URL-encoded.
+pub fn page_form_error(
+    err: actix_web::error::UrlencodedError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    use actix_web::error::UrlencodedError as U;
+    let (status, why) = match &err {
+        U::ContentType => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "The page's form is sent as application/x-www-form-urlencoded; this request's body is not."
+                .to_owned(),
+        ),
+        U::Overflow { limit, .. } => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("The form is larger than {limit} bytes."),
+        ),
+        U::Parse(inner) => (
+            StatusCode::BAD_REQUEST,
+            format!("The form is not the page's: {inner}."),
+        ),
+        other => (
+            StatusCode::BAD_REQUEST,
+            format!("The form could not be read: {other}"),
+        ),
+    };
+    page_error(status, &why)
+}
+
+/// The pages' query errors (`GET /login?...`) as a page, as `page_form_error` does.
+pub fn page_query_error(
+    err: actix_web::error::QueryPayloadError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    let inner = query_cause(&err);
+    page_error(
+        StatusCode::BAD_REQUEST,
+        &format!("The link to this page is not one writ made: {inner}."),
+    )
+}
+
+/// An error page, with a way back to where a person can start again.
+fn page_error(status: StatusCode, why: &str) -> actix_web::Error {
+    use maud::html;
+    let markup = super::signin::page(
+        "writ could not read this request",
+        html! {
+            p.error role="alert" { (why) }
+            p { "Nothing was changed. " a href="/account" { "Go to your account page" } " and try again." }
+        },
+    );
+    let response = super::signin::html_response(status, markup);
+    actix_web::error::InternalError::from_response(why.to_owned(), response).into()
+}

@@ -368,13 +368,22 @@ pub fn endpoints() -> Vec<Endpoint> {
     ]
 }
 
-/// Registers every endpoint; anything else is a JSON 404.
+/// The pages a person's browser opens or posts to: their malformed queries and forms are
+/// answered with a page, everything else's with JSON.
+const PAGES: [&str; 4] = ["/login", "/logout", "/account", "/account/revoke"];
+
+/// Registers every endpoint; anything else is a JSON 404. Every extractor's refusal (a
+/// body, a query string, a path segment, a form) goes through `error`, so none is
+/// answered with actix's plain-text errors.
 pub fn routes(config: &mut web::ServiceConfig) {
-    config.app_data(
-        web::JsonConfig::default()
-            .limit(error::JSON_BODY_BYTES_MAX)
-            .error_handler(error::json_error),
-    );
+    config
+        .app_data(
+            web::JsonConfig::default()
+                .limit(error::JSON_BODY_BYTES_MAX)
+                .error_handler(error::json_error),
+        )
+        .app_data(web::QueryConfig::default().error_handler(error::query_error))
+        .app_data(web::PathConfig::default().error_handler(error::path_error));
     // One resource per path: actix answers 405 from the first resource whose path matches,
     // so two methods on one path must be routes of the same resource.
     let mut paths: Vec<(Endpoint, Vec<Route>, auth::EndpointRoles)> = Vec::new();
@@ -396,11 +405,24 @@ pub fn routes(config: &mut web::ServiceConfig) {
     }
     for (endpoint, routes, roles) in paths {
         let methods: Vec<Method> = roles.0.iter().map(|(method, _)| method.clone()).collect();
-        let resource = web::resource(endpoint.path)
+        let page = PAGES.contains(&endpoint.path);
+        let mut resource = web::resource(endpoint.path)
             .app_data(web::PayloadConfig::new(endpoint.body_bytes_max))
             // What an admin credential needs here, by method: the extractors read it.
             .app_data(roles)
+            .app_data(
+                web::FormConfig::default()
+                    .limit(endpoint.body_bytes_max)
+                    .error_handler(match page {
+                        true => error::page_form_error,
+                        false => error::form_error,
+                    }),
+            )
             .default_service(web::to(method_not_allowed(endpoint.path, &methods)));
+        if page {
+            resource = resource
+                .app_data(web::QueryConfig::default().error_handler(error::page_query_error));
+        }
         config.service(
             routes
                 .into_iter()

@@ -16,6 +16,7 @@ mod crash;
 mod delegation;
 mod erasure;
 mod exchange;
+mod fuzz;
 mod gateway;
 mod keys;
 mod kit;

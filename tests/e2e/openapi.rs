@@ -1334,6 +1334,18 @@ fn every_endpoint_answers_as_the_document_says() {
             ));
         }
     }
+    if let Err(refused) = validate_bodies(samples) {
+        failures.push(refused);
+    }
+    assert!(
+        failures.is_empty(),
+        "the server and schemas/openapi.yaml disagree:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Checks the sampled bodies against the document's schemas with openapi-schema-validator.
+fn validate_bodies(samples: Vec<Value>) -> Result<(), String> {
     let dir = temp();
     let samples_path = dir.path().join("samples.json");
     std::fs::write(&samples_path, Value::from(samples).to_string())
@@ -1346,18 +1358,68 @@ fn every_endpoint_answers_as_the_document_says() {
         .unwrap_or_else(|err| {
             panic!("python3 (tools/test.sh installs openapi-spec-validator): {err}")
         });
-    if !output.status.success() {
-        failures.push(format!(
+    match output.status.success() {
+        true => Ok(()),
+        false => Err(format!(
             "bodies the document's schemas refuse:\n{}{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
-        ));
+        )),
     }
-    assert!(
-        failures.is_empty(),
-        "the server and schemas/openapi.yaml disagree:\n{}",
-        failures.join("\n")
+}
+
+/// The key set once described Ed25519 keys only, so the JWKS served after a rotation to
+/// ES256 or RS256 failed the document's own schema: each algorithm's key, published beside
+/// its predecessors, must be one the document describes.
+#[test]
+fn the_jwks_after_rotations_to_es256_and_rs256_is_one_the_document_describes() {
+    let dir = temp();
+    let server = Server::start(dir.path(), &[]);
+    let admin = server.admin_token();
+    let mut sweep = Sweep {
+        server,
+        client: http(),
+        admin,
+        document: document(),
+        samples: Vec::new(),
+        succeeded: BTreeSet::new(),
+        failures: Vec::new(),
+    };
+    let jwks = "/.well-known/jwks.json";
+    let mut published = Vec::new();
+    for alg in ["ES256", "RS256"] {
+        let rotated = sweep.admin(
+            201,
+            "POST",
+            "/api/v1/keys/rotate",
+            "",
+            Some(json!({"alg": alg})),
+        );
+        assert_eq!(rotated["alg"], alg, "{rotated}");
+        let set = sweep.send(200, "GET", jwks, "", |r| r);
+        published = set["keys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|key| text(&key["alg"]))
+            .collect();
+    }
+    assert_eq!(
+        published,
+        ["RS256", "ES256", "EdDSA"],
+        "the keys published last"
     );
+    let Sweep {
+        server,
+        samples,
+        mut failures,
+        ..
+    } = sweep;
+    assert_eq!(server.stop(), Some(0));
+    if let Err(refused) = validate_bodies(samples) {
+        failures.push(refused);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// Every (method, path) the document describes.
