@@ -177,6 +177,25 @@ fn postgres_keys_are_kept_once_and_deleted() {
 }
 
 #[test]
+fn tenant_key_stores_on_one_database_keep_their_own_keys() {
+    // The README's tenant URL (`?schema=NAME`) was refused as "invalid PostgreSQL URL for
+    // people's keys", and the key table was not schema-qualified: tenants would share it.
+    let db = crate::ledger::postgres::ScratchDatabase::for_test().unwrap();
+    let acme = PostgresKeys::open(&format!("{}?schema=acme", db.url)).unwrap();
+    let globex = PostgresKeys::open(&format!("{}?schema=globex", db.url)).unwrap();
+    let bare = PostgresKeys::open(&db.url).unwrap();
+    let ada = UserId::from("5f0c6a4e-8d1b-4c1e-9a53-3f7e2b9d0c11");
+    let acme_key = acme.put_new(&ada, PersonKey::generate()).unwrap();
+    assert!(globex.get(&ada).unwrap().is_none(), "globex reads no acme key");
+    assert!(bare.get(&ada).unwrap().is_none(), "nor does the default schema");
+    let globex_key = globex.put_new(&ada, PersonKey::generate()).unwrap();
+    assert_ne!(acme_key.bytes(), globex_key.bytes());
+    assert!(globex.destroy(&ada).unwrap());
+    assert_eq!(acme.get(&ada).unwrap().unwrap().bytes(), acme_key.bytes());
+    drop((acme, globex, bare));
+}
+
+#[test]
 fn a_record_s_personal_field_renders_as_text_until_its_person_is_erased() {
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::new(dir.path());
