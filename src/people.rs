@@ -134,6 +134,45 @@ pub enum PeopleError {
     Erased(UserId),
 }
 
+/// A person's datum copied out of the read models under [`Ledger::read`]'s lock, to be
+/// opened ([`People::reveal_datum`]) after it: opening may read the person's key from a
+/// file or PostgreSQL, and every batch waits for that lock to publish.
+#[derive(Debug, Clone)]
+pub struct Datum {
+    user_id: UserId,
+    field: Field,
+    value: Personal,
+}
+
+impl Datum {
+    /// The person's email, as the read models hold it.
+    pub fn email_of(user: &User) -> Datum {
+        Datum {
+            user_id: user.user_id.clone(),
+            field: Field::Email,
+            value: user.email.clone(),
+        }
+    }
+}
+
+/// What a token's agent said it would do, copied out of the read models under
+/// [`Ledger::read`]'s lock, to be opened ([`People::open_intent`]) after it.
+#[derive(Debug, Clone)]
+pub struct Intent {
+    user_id: Option<UserId>,
+    text: Personal,
+}
+
+impl Intent {
+    /// The token's stated intent, if it has one.
+    pub fn of(token: &Token) -> Option<Intent> {
+        Some(Intent {
+            user_id: token.user_id.clone(),
+            text: token.intent_description.clone()?,
+        })
+    }
+}
+
 /// The people directory: seals and reads personal data with people's keys, which it keeps
 /// in memory once read.
 pub struct People {
@@ -215,7 +254,22 @@ impl People {
         clear: Option<&str>,
         sealed: Option<&Sealed>,
     ) -> Option<String> {
-        if state.user(user_id).is_some_and(|user| user.erased) {
+        let erased = state.user(user_id).is_some_and(|user| user.erased);
+        self.render_as(erased, user_id, field, clear, sealed)
+    }
+
+    /// [`People::render`] with whether the person was erased read from the state before
+    /// (under [`Ledger::read`]'s lock, while this runs after it).
+    pub fn render_as(
+        &self,
+        erased: bool,
+        user_id: &UserId,
+        field: Field,
+        clear: Option<&str>,
+        sealed: Option<&Sealed>,
+    ) -> Option<String> {
+        if erased {
+
             return (clear.is_some() || sealed.is_some()).then(|| ERASED.to_owned());
         }
         match (clear, sealed) {
@@ -223,6 +277,11 @@ impl People {
             (Some(text), None) => Some(text.to_owned()),
             (None, None) => None,
         }
+    }
+
+    /// [`People::reveal`] of a datum copied out of the read models.
+    pub fn reveal_datum(&self, datum: &Datum) -> String {
+        self.reveal(&datum.user_id, datum.field, &datum.value)
     }
 
     /// [`People::reveal`] of a datum that may be absent.
@@ -238,15 +297,19 @@ impl People {
     /// What a token's agent said it would do: in the clear for a token acting for no one,
     /// else opened with the key of the person it acts for.
     pub fn intent_of(&self, token: &Token) -> Option<String> {
-        let intent = token.intent_description.as_ref()?;
-        Some(match (intent, &token.user_id) {
+        Intent::of(token).map(|intent| self.open_intent(&intent))
+    }
+
+    /// [`People::intent_of`] for an intent copied out of the read models.
+    pub fn open_intent(&self, intent: &Intent) -> String {
+        match (&intent.text, &intent.user_id) {
             (Personal::Sealed(sealed), Some(user_id)) => {
                 self.open(user_id, Field::IntentDescription, sealed)
             }
             (Personal::Sealed(_), None) => UNREADABLE.to_owned(),
             (Personal::Clear(text), _) => text.clone(),
             (Personal::Erased, _) => ERASED.to_owned(),
-        })
+        }
     }
 
     /// The text of a sealed value, as a record holds it (for exports rendered from
@@ -272,16 +335,24 @@ impl People {
 
     /// Destroys the person's key in the store and forgets it here; true if there was one.
     pub fn destroy_key(&self, user_id: &UserId) -> Result<bool, StorageError> {
+        crate::ledger::assert_not_reading("destroying a person's key");
         self.keys.write().remove(user_id);
         self.store.destroy(user_id)
     }
 
     /// Destroys the keys of everyone the ledger says was erased, in case a crash came
     /// between recording an erasure and destroying the key. Returns how many it found.
-    pub fn destroy_erased_keys(&self, state: &State) -> Result<usize, StorageError> {
+    pub fn destroy_erased_keys(&self, ledger: &Ledger) -> Result<usize, StorageError> {
+        let erased: Vec<UserId> = ledger.read(|state| {
+            state
+                .users()
+                .filter(|user| user.erased)
+                .map(|user| user.user_id.clone())
+                .collect()
+        });
         let mut destroyed = 0;
-        for user in state.users().filter(|user| user.erased) {
-            if self.destroy_key(&user.user_id)? {
+        for user_id in &erased {
+            if self.destroy_key(user_id)? {
                 destroyed += 1;
             }
         }
@@ -289,6 +360,9 @@ impl People {
     }
 
     fn key(&self, user_id: &UserId) -> Result<Option<PersonKey>, StorageError> {
+        // Even a key in memory now may be a file or a row after a restart: the rule holds
+        // for every read, so a test with a warm cache still catches a call under the lock.
+        crate::ledger::assert_not_reading("reading a person's key");
         if let Some(key) = self.keys.read().get(user_id) {
             return Ok(Some(key.clone()));
         }

@@ -302,8 +302,8 @@ pub fn open_people(
         Store::Postgres(url) => Arc::new(PostgresKeys::open(url).map_err(ServeError::Keys)?),
     };
     let people = People::new(keys, secrets);
-    let destroyed = ledger
-        .read(|state| people.destroy_erased_keys(state))
+    let destroyed = people
+        .destroy_erased_keys(ledger)
         .map_err(ServeError::Keys)?;
     if destroyed > 0 {
         tracing::warn!(

@@ -249,3 +249,34 @@ fn a_record_s_personal_field_renders_as_text_until_its_person_is_erased() {
         Some(ERASED)
     );
 }
+
+#[test]
+fn opening_a_person_s_datum_inside_ledger_read_stops_a_debug_build() {
+    // People::reveal ran inside ledger.read(..): on PostgreSQL an uncached key is a
+    // round trip while every batch waits for the lock to publish.
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path());
+    let secrets = SecretHasher::load_or_create(&data).unwrap();
+    let people = People::new(Arc::new(FileKeys::open(&data).unwrap()), &secrets);
+    let records = tempfile::tempdir().unwrap();
+    let (ledger, _) =
+        Ledger::open_embedded(records.path(), crate::ledger::LedgerOptions::default()).unwrap();
+    let ada = UserId::from("ada");
+    let value = Personal::Sealed(people.seal(&ada, Field::Email, "ada@example.com").unwrap());
+    // Copied out under the lock and opened after it: fine.
+    let copied = ledger.read(|_| value.clone());
+    assert_eq!(people.reveal(&ada, Field::Email, &copied), "ada@example.com");
+    let inside = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ledger.read(|_| people.reveal(&ada, Field::Email, &value))
+    }));
+    let message = inside
+        .err()
+        .and_then(|panic| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    assert_eq!(
+        message,
+        "reading a person's key inside Ledger::read: copy what is needed out of the closure and do it after"
+    );
+    assert!(!crate::ledger::reading(), "the mark is gone once the closure unwound");
+    ledger.shutdown();
+}
