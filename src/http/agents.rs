@@ -379,8 +379,9 @@ fn read_view(state: &AppState, client_id: &ClientId) -> Result<AgentView, ApiErr
 /// The inventory.
 pub(super) async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
     let now = state.clock.now();
-    let agents: Vec<AgentView> =
-        state.ledger.read(|s| s.agents().map(|agent| view(s, agent, now)).collect());
+    let agents: Vec<AgentView> = state
+        .ledger
+        .read(|s| s.agents().map(|agent| view(s, agent, now)).collect());
     let agents: Vec<AgentView> = agents
         .into_iter()
         .map(|view| view.open(&state.people))

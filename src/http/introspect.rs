@@ -35,11 +35,7 @@ fn authenticated_form(
 }
 
 /// What introspection says about a token at `now`.
-pub fn introspection(
-    token: Option<&Token>,
-    issuer: &str,
-    now: Timestamp,
-) -> Introspection {
+pub fn introspection(token: Option<&Token>, issuer: &str, now: Timestamp) -> Introspection {
     let Some(token) =
         token.filter(|t| t.is_active(now) && !(t.exhausted && t.expires_on_completion))
     else {

@@ -583,14 +583,16 @@ pub fn reading() -> bool {
 pub fn assert_not_reading(doing: &str) {
     let inside = reading();
     if inside {
-        tracing::error!(doing, "I/O inside Ledger::read: copy out under the lock, then do it");
+        tracing::error!(
+            doing,
+            "I/O inside Ledger::read: copy out under the lock, then do it"
+        );
     }
     debug_assert!(
         !inside,
         "{doing} inside Ledger::read: copy what is needed out of the closure and do it after"
     );
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -86,7 +86,11 @@ pub struct PostgresKeys {
 
 impl std::fmt::Debug for PostgresKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PostgresKeys({}, {})", self.target, self.statements.table)
+        write!(
+            f,
+            "PostgresKeys({}, {})",
+            self.target, self.statements.table
+        )
     }
 }
 
@@ -205,7 +209,9 @@ impl PersonKeyStore for PostgresKeys {
         let bytes = zeroize::Zeroizing::new(key.bytes().to_vec());
         let statements = Arc::clone(&self.statements);
         let stored = self.run("storing a person's key", move |client| async move {
-            let row = client.query_one(&statements.put_new, &[&id, &*bytes]).await?;
+            let row = client
+                .query_one(&statements.put_new, &[&id, &*bytes])
+                .await?;
             row.try_get::<_, Vec<u8>>(0)
         })?;
         key_of(&zeroize::Zeroizing::new(stored))

@@ -251,7 +251,13 @@ fn two_tenants_on_one_database_start_with_their_own_admin_tokens_and_never_see_e
     let (acme_admin, globex_admin) = (acme.admin_token(), globex.admin_token());
     assert_ne!(acme_admin, globex_admin);
     let ada = json!({ "email": "ada@example.com", "name": "Ada" });
-    let (status, acme_ada) = call(&acme, &acme_admin, "POST", "/api/v1/users", Some(ada.clone()));
+    let (status, acme_ada) = call(
+        &acme,
+        &acme_admin,
+        "POST",
+        "/api/v1/users",
+        Some(ada.clone()),
+    );
     assert_eq!(status, 201, "{acme_ada}");
     // The same email is free in the other tenant: its people are its own.
     let (status, globex_ada) = call(&globex, &globex_admin, "POST", "/api/v1/users", Some(ada));
@@ -269,7 +275,10 @@ fn two_tenants_on_one_database_start_with_their_own_admin_tokens_and_never_see_e
             .map(|person| person["id"].as_str().unwrap_or_default().to_owned())
             .collect()
     };
-    assert_eq!(ids(&acme_people), [acme_ada["id"].as_str().unwrap_or_default()]);
+    assert_eq!(
+        ids(&acme_people),
+        [acme_ada["id"].as_str().unwrap_or_default()]
+    );
     assert_eq!(globex_people.as_array().map(Vec::len), Some(2));
     assert!(!ids(&globex_people).contains(&acme_ada["id"].as_str().unwrap_or_default().to_owned()));
     // One tenant's admin token is nobody at the other.
@@ -309,12 +318,27 @@ fn a_first_start_that_fails_after_recording_its_admin_token_prints_the_token() {
     chooses_its_stores("it holds the port the server asks for");
     let home = Home::postgres();
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|err| panic!("{err}"));
-    let port = held.local_addr().map(|addr| addr.to_string()).unwrap_or_default();
+    let port = held
+        .local_addr()
+        .map(|addr| addr.to_string())
+        .unwrap_or_default();
     let dir = home.dir.path().display().to_string();
     let url = database_url(&home);
-    let failed = writ(&["serve", "--data-dir", &dir, "--store", &url, "--listen", &port]);
+    let failed = writ(&[
+        "serve",
+        "--data-dir",
+        &dir,
+        "--store",
+        &url,
+        "--listen",
+        &port,
+    ]);
     assert_eq!(failed.code, Some(2), "{failed:?}");
-    assert!(failed.stderr.contains(&format!("cannot listen on {port}")), "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains(&format!("cannot listen on {port}")),
+        "{}",
+        failed.stderr
+    );
     let prefix = "the admin token this first start recorded (shown once, keep it): ";
     let token = failed
         .stderr
