@@ -21,6 +21,7 @@
 //! to open rather than reads as theirs.
 
 mod files;
+pub mod identity;
 mod postgres;
 
 use std::collections::HashMap;
@@ -53,6 +54,8 @@ pub const UNREADABLE: &str = "[unreadable]";
 const SEAL_CONTEXT: &[u8] = b"writ personal v1";
 /// The BLAKE3 context that derives the email-hashing key from the deployment's key.
 const EMAIL_HASH_CONTEXT: &str = "writ email hash v1";
+/// The BLAKE3 context that derives the key hashing emails' TR39 skeletons.
+const EMAIL_SKELETON_CONTEXT: &str = "writ email skeleton v1";
 
 /// Which personal datum a sealed value holds; its name is bound into the seal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,7 +181,12 @@ impl Intent {
 pub struct People {
     store: Arc<dyn PersonKeyStore>,
     email_key: Zeroizing<[u8; 32]>,
+    skeleton_key: Zeroizing<[u8; 32]>,
     keys: parking_lot::RwLock<HashMap<UserId, PersonKey>>,
+    /// Skeleton hashes of people registered before registrations recorded one, computed
+    /// from their emails at start ([`People::index_older_skeletons`]). No new record adds
+    /// such a person, so the set only shrinks (by erasure, checked when it is read).
+    older_skeletons: parking_lot::RwLock<HashMap<Digest, UserId>>,
 }
 
 impl std::fmt::Debug for People {
@@ -207,23 +215,88 @@ impl People {
         People {
             store,
             email_key: Zeroizing::new(secrets.derive_key(EMAIL_HASH_CONTEXT)),
+            skeleton_key: Zeroizing::new(secrets.derive_key(EMAIL_SKELETON_CONTEXT)),
             keys: parking_lot::RwLock::new(HashMap::new()),
+            older_skeletons: parking_lot::RwLock::new(HashMap::new()),
         }
     }
 
-    /// The keyed hash of an email, lowercased: how the ledger finds a person by email and
-    /// keeps emails unique without holding one.
+    /// The keyed hash of an email's comparison form ([`identity::Email::compared`]): how
+    /// the ledger finds a person by email and keeps emails unique without holding one. A
+    /// text that is not an email writ would register is hashed lowercased, as records
+    /// before normalization were.
     pub fn email_hash(&self, email: &str) -> Digest {
+        match identity::email(email) {
+            Ok(email) => self.compared_hash(&email),
+            Err(_) => self.lowercase_hash(email),
+        }
+    }
+
+    /// The keyed hash of a normalized email's comparison form.
+    pub fn compared_hash(&self, email: &identity::Email) -> Digest {
+        Digest(*blake3::keyed_hash(&self.email_key, email.compared.as_bytes()).as_bytes())
+    }
+
+    /// The keyed hash of a normalized email's TR39 skeleton.
+    pub fn skeleton_hash(&self, email: &identity::Email) -> Digest {
+        Digest(*blake3::keyed_hash(&self.skeleton_key, email.skeleton.as_bytes()).as_bytes())
+    }
+
+    /// The hash records made before emails were normalized: the text lowercased (ASCII).
+    fn lowercase_hash(&self, email: &str) -> Digest {
         let lower = Zeroizing::new(email.to_ascii_lowercase());
         Digest(*blake3::keyed_hash(&self.email_key, lower.as_bytes()).as_bytes())
     }
 
-    /// The person with this email, whether it was recorded sealed or (in records from
-    /// before sealing) in the clear.
+    /// The person with this email: by its comparison form, then as records made before
+    /// normalization hashed it, then (records from before sealing) in the clear. Hashing
+    /// only: no key is read, so it may run under [`Ledger::read`].
     pub fn user_by_email<'s>(&self, state: &'s State, email: &str) -> Option<&'s User> {
         state
             .user_by_email_hash(&self.email_hash(email))
+            .or_else(|| state.user_by_email_hash(&self.lowercase_hash(email)))
             .or_else(|| state.user_by_email(email))
+    }
+
+    /// The live person an email with this skeleton hash could be mistaken for, among those
+    /// registered before registrations recorded skeletons (the sequencer checks the
+    /// others). In memory only: it may run under [`Ledger::read`].
+    pub fn older_look_alike(&self, state: &State, skeleton_hash: &Digest) -> Option<UserId> {
+        let older = self.older_skeletons.read();
+        let user_id = older.get(skeleton_hash)?;
+        state
+            .user(user_id)
+            .filter(|user| !user.erased)
+            .map(|user| user.user_id.clone())
+    }
+
+    /// Computes the skeleton hashes of people registered before registrations recorded
+    /// one, from their emails (opened with their keys, after the read lock), so that a
+    /// look-alike of theirs is refused too. Returns how many it indexed; an email writ would
+    /// refuse now (an invisible character in it, say) has no skeleton and is left out.
+    pub fn index_older_skeletons(&self, ledger: &Ledger) -> usize {
+        let older: Vec<(UserId, Personal)> = ledger.read(|state| {
+            let recorded: std::collections::HashSet<&UserId> =
+                state.email_skeletons().map(|(_, id)| id).collect();
+            state
+                .users()
+                .filter(|user| !user.erased && !recorded.contains(&user.user_id))
+                .map(|user| (user.user_id.clone(), user.email.clone()))
+                .collect()
+        });
+        let mut index = HashMap::with_capacity(older.len());
+        for (user_id, email) in older {
+            let text = Zeroizing::new(self.reveal(&user_id, Field::Email, &email));
+            if text.as_str() == ERASED || text.as_str() == UNREADABLE {
+                continue;
+            }
+            if let Ok(normalized) = identity::email(&text) {
+                index.insert(self.skeleton_hash(&normalized), user_id);
+            }
+        }
+        let indexed = index.len();
+        *self.older_skeletons.write() = index;
+        indexed
     }
 
     /// Seals `text` as the person's `field`, creating their key if they have none yet.
@@ -269,7 +342,6 @@ impl People {
         sealed: Option<&Sealed>,
     ) -> Option<String> {
         if erased {
-
             return (clear.is_some() || sealed.is_some()).then(|| ERASED.to_owned());
         }
         match (clear, sealed) {

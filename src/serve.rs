@@ -175,9 +175,7 @@ pub enum ServeError {
     AdminToken(String),
     /// Starting failed after the first start recorded a generated admin token: the error
     /// shows the token, which no later start can show again.
-    #[error(
-        "{source}\n  the admin token this first start recorded (shown once, keep it): {token}"
-    )]
+    #[error("{source}\n  the admin token this first start recorded (shown once, keep it): {token}")]
     AfterFirstAdmin {
         /// The generated admin token, recorded (hashed) in the ledger.
         token: String,
@@ -309,6 +307,13 @@ pub fn open_people(
         tracing::warn!(
             destroyed,
             "destroyed the keys of people erased before a crash let their erasure finish"
+        );
+    }
+    let indexed = people.index_older_skeletons(ledger);
+    if indexed > 0 {
+        tracing::info!(
+            indexed,
+            "computed the email skeletons of people registered before skeletons were recorded"
         );
     }
     Ok(people)
