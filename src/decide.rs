@@ -48,8 +48,10 @@ pub enum Command {
         user_id: UserId,
         /// Their email, sealed.
         email_sealed: Sealed,
-        /// The keyed hash of their lowercased email.
+        /// The keyed hash of their email's comparison form (`people::identity`).
         email_hash: Digest,
+        /// The keyed hash of their email's TR39 skeleton: no one else live may have it.
+        email_skeleton_hash: Digest,
         /// Their display name, sealed.
         name_sealed: Option<Sealed>,
         /// Who asks.
@@ -313,6 +315,12 @@ pub enum Refusal {
     /// An email already in use (not repeated here: errors and logs carry no email).
     #[error("a user with that email already exists")]
     EmailTaken,
+    /// An email that can be mistaken for a live person's (the same Unicode TR39 skeleton);
+    /// the other person's id is named (registering is an admin's), their email is not.
+    #[error(
+        "the email looks like the email of user {0} (the same Unicode TR39 skeleton: characters that can be mistaken for one another, such as Cyrillic and Latin letters, `rn` and `m`, or a letter with and without an accent); register an address that cannot be confused with theirs"
+    )]
+    EmailLooksTaken(UserId),
     /// A person who was erased: nothing can be done for them any more.
     #[error("user {0} was erased")]
     UserErased(UserId),
@@ -641,6 +649,9 @@ impl Command {
             user_id,
             email_sealed: sealed,
             email_hash: Digest::of(email.to_ascii_lowercase().as_bytes()),
+            email_skeleton_hash: Digest::of(
+                format!("skeleton {}", email.to_ascii_lowercase()).as_bytes(),
+            ),
             name_sealed: None,
             by: Actor::System,
         }
@@ -658,6 +669,7 @@ pub fn decide(
             user_id,
             email_sealed,
             email_hash,
+            email_skeleton_hash,
             name_sealed,
             by,
         } => {
@@ -667,12 +679,18 @@ pub fn decide(
             if state.user_by_email_hash(email_hash).is_some() {
                 return Err(Refusal::EmailTaken);
             }
+            // Decided here, not only in the handler: two look-alikes registered at once
+            // are in one batch, and the second sees the first.
+            if let Some(existing) = state.user_by_email_skeleton(email_skeleton_hash) {
+                return Err(Refusal::EmailLooksTaken(existing.user_id.clone()));
+            }
             let event = UserRegistered {
                 user_id: user_id.clone(),
                 email: None,
                 name: None,
                 email_sealed: Some(email_sealed.clone()),
                 email_hash: Some(*email_hash),
+                email_skeleton_hash: Some(*email_skeleton_hash),
                 name_sealed: name_sealed.clone(),
                 by: by.clone(),
             };
@@ -2573,6 +2591,28 @@ mod tests {
         assert_eq!(
             decide(&state, &taken, at()).err(),
             Some(Refusal::EmailTaken)
+        );
+        // A look-alike of a live person (their skeleton, another email) is refused, and
+        // named by the person it looks like; the erased person's skeleton is free.
+        let mut look_alike = Command::test_registration(UserId::from("bob3"), "b0b@example.com");
+        if let (
+            Command::RegisterUser {
+                email_skeleton_hash,
+                ..
+            },
+            Command::RegisterUser {
+                email_skeleton_hash: bob,
+                ..
+            },
+        ) = (
+            &mut look_alike,
+            Command::test_registration(UserId::from("x"), "bob@example.com"),
+        ) {
+            *email_skeleton_hash = bob;
+        }
+        assert_eq!(
+            decide(&state, &look_alike, at()).err(),
+            Some(Refusal::EmailLooksTaken(UserId::from("bob")))
         );
         let nobody = Command::EraseUser {
             user_id: UserId::from("nobody"),

@@ -21,6 +21,7 @@
 //! to open rather than reads as theirs.
 
 mod files;
+pub mod identity;
 mod postgres;
 
 use std::collections::HashMap;
@@ -53,6 +54,8 @@ pub const UNREADABLE: &str = "[unreadable]";
 const SEAL_CONTEXT: &[u8] = b"writ personal v1";
 /// The BLAKE3 context that derives the email-hashing key from the deployment's key.
 const EMAIL_HASH_CONTEXT: &str = "writ email hash v1";
+/// The BLAKE3 context that derives the key hashing emails' TR39 skeletons.
+const EMAIL_SKELETON_CONTEXT: &str = "writ email skeleton v1";
 
 /// Which personal datum a sealed value holds; its name is bound into the seal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,12 +137,56 @@ pub enum PeopleError {
     Erased(UserId),
 }
 
+/// A person's datum copied out of the read models under [`Ledger::read`]'s lock, to be
+/// opened ([`People::reveal_datum`]) after it: opening may read the person's key from a
+/// file or PostgreSQL, and every batch waits for that lock to publish.
+#[derive(Debug, Clone)]
+pub struct Datum {
+    user_id: UserId,
+    field: Field,
+    value: Personal,
+}
+
+impl Datum {
+    /// The person's email, as the read models hold it.
+    pub fn email_of(user: &User) -> Datum {
+        Datum {
+            user_id: user.user_id.clone(),
+            field: Field::Email,
+            value: user.email.clone(),
+        }
+    }
+}
+
+/// What a token's agent said it would do, copied out of the read models under
+/// [`Ledger::read`]'s lock, to be opened ([`People::open_intent`]) after it.
+#[derive(Debug, Clone)]
+pub struct Intent {
+    user_id: Option<UserId>,
+    text: Personal,
+}
+
+impl Intent {
+    /// The token's stated intent, if it has one.
+    pub fn of(token: &Token) -> Option<Intent> {
+        Some(Intent {
+            user_id: token.user_id.clone(),
+            text: token.intent_description.clone()?,
+        })
+    }
+}
+
 /// The people directory: seals and reads personal data with people's keys, which it keeps
 /// in memory once read.
 pub struct People {
     store: Arc<dyn PersonKeyStore>,
     email_key: Zeroizing<[u8; 32]>,
+    skeleton_key: Zeroizing<[u8; 32]>,
     keys: parking_lot::RwLock<HashMap<UserId, PersonKey>>,
+    /// Skeleton hashes of people registered before registrations recorded one, computed
+    /// from their emails at start ([`People::index_older_skeletons`]). No new record adds
+    /// such a person, so the set only shrinks (by erasure, checked when it is read).
+    older_skeletons: parking_lot::RwLock<HashMap<Digest, UserId>>,
 }
 
 impl std::fmt::Debug for People {
@@ -168,23 +215,88 @@ impl People {
         People {
             store,
             email_key: Zeroizing::new(secrets.derive_key(EMAIL_HASH_CONTEXT)),
+            skeleton_key: Zeroizing::new(secrets.derive_key(EMAIL_SKELETON_CONTEXT)),
             keys: parking_lot::RwLock::new(HashMap::new()),
+            older_skeletons: parking_lot::RwLock::new(HashMap::new()),
         }
     }
 
-    /// The keyed hash of an email, lowercased: how the ledger finds a person by email and
-    /// keeps emails unique without holding one.
+    /// The keyed hash of an email's comparison form ([`identity::Email::compared`]): how
+    /// the ledger finds a person by email and keeps emails unique without holding one. A
+    /// text that is not an email writ would register is hashed lowercased, as records
+    /// before normalization were.
     pub fn email_hash(&self, email: &str) -> Digest {
+        match identity::email(email) {
+            Ok(email) => self.compared_hash(&email),
+            Err(_) => self.lowercase_hash(email),
+        }
+    }
+
+    /// The keyed hash of a normalized email's comparison form.
+    pub fn compared_hash(&self, email: &identity::Email) -> Digest {
+        Digest(*blake3::keyed_hash(&self.email_key, email.compared.as_bytes()).as_bytes())
+    }
+
+    /// The keyed hash of a normalized email's TR39 skeleton.
+    pub fn skeleton_hash(&self, email: &identity::Email) -> Digest {
+        Digest(*blake3::keyed_hash(&self.skeleton_key, email.skeleton.as_bytes()).as_bytes())
+    }
+
+    /// The hash records made before emails were normalized: the text lowercased (ASCII).
+    fn lowercase_hash(&self, email: &str) -> Digest {
         let lower = Zeroizing::new(email.to_ascii_lowercase());
         Digest(*blake3::keyed_hash(&self.email_key, lower.as_bytes()).as_bytes())
     }
 
-    /// The person with this email, whether it was recorded sealed or (in records from
-    /// before sealing) in the clear.
+    /// The person with this email: by its comparison form, then as records made before
+    /// normalization hashed it, then (records from before sealing) in the clear. Hashing
+    /// only: no key is read, so it may run under [`Ledger::read`].
     pub fn user_by_email<'s>(&self, state: &'s State, email: &str) -> Option<&'s User> {
         state
             .user_by_email_hash(&self.email_hash(email))
+            .or_else(|| state.user_by_email_hash(&self.lowercase_hash(email)))
             .or_else(|| state.user_by_email(email))
+    }
+
+    /// The live person an email with this skeleton hash could be mistaken for, among those
+    /// registered before registrations recorded skeletons (the sequencer checks the
+    /// others). In memory only: it may run under [`Ledger::read`].
+    pub fn older_look_alike(&self, state: &State, skeleton_hash: &Digest) -> Option<UserId> {
+        let older = self.older_skeletons.read();
+        let user_id = older.get(skeleton_hash)?;
+        state
+            .user(user_id)
+            .filter(|user| !user.erased)
+            .map(|user| user.user_id.clone())
+    }
+
+    /// Computes the skeleton hashes of people registered before registrations recorded
+    /// one, from their emails (opened with their keys, after the read lock), so that a
+    /// look-alike of theirs is refused too. Returns how many it indexed; an email writ would
+    /// refuse now (an invisible character in it, say) has no skeleton and is left out.
+    pub fn index_older_skeletons(&self, ledger: &Ledger) -> usize {
+        let older: Vec<(UserId, Personal)> = ledger.read(|state| {
+            let recorded: std::collections::HashSet<&UserId> =
+                state.email_skeletons().map(|(_, id)| id).collect();
+            state
+                .users()
+                .filter(|user| !user.erased && !recorded.contains(&user.user_id))
+                .map(|user| (user.user_id.clone(), user.email.clone()))
+                .collect()
+        });
+        let mut index = HashMap::with_capacity(older.len());
+        for (user_id, email) in older {
+            let text = Zeroizing::new(self.reveal(&user_id, Field::Email, &email));
+            if text.as_str() == ERASED || text.as_str() == UNREADABLE {
+                continue;
+            }
+            if let Ok(normalized) = identity::email(&text) {
+                index.insert(self.skeleton_hash(&normalized), user_id);
+            }
+        }
+        let indexed = index.len();
+        *self.older_skeletons.write() = index;
+        indexed
     }
 
     /// Seals `text` as the person's `field`, creating their key if they have none yet.
@@ -215,7 +327,21 @@ impl People {
         clear: Option<&str>,
         sealed: Option<&Sealed>,
     ) -> Option<String> {
-        if state.user(user_id).is_some_and(|user| user.erased) {
+        let erased = state.user(user_id).is_some_and(|user| user.erased);
+        self.render_as(erased, user_id, field, clear, sealed)
+    }
+
+    /// [`People::render`] with whether the person was erased read from the state before
+    /// (under [`Ledger::read`]'s lock, while this runs after it).
+    pub fn render_as(
+        &self,
+        erased: bool,
+        user_id: &UserId,
+        field: Field,
+        clear: Option<&str>,
+        sealed: Option<&Sealed>,
+    ) -> Option<String> {
+        if erased {
             return (clear.is_some() || sealed.is_some()).then(|| ERASED.to_owned());
         }
         match (clear, sealed) {
@@ -223,6 +349,11 @@ impl People {
             (Some(text), None) => Some(text.to_owned()),
             (None, None) => None,
         }
+    }
+
+    /// [`People::reveal`] of a datum copied out of the read models.
+    pub fn reveal_datum(&self, datum: &Datum) -> String {
+        self.reveal(&datum.user_id, datum.field, &datum.value)
     }
 
     /// [`People::reveal`] of a datum that may be absent.
@@ -238,15 +369,19 @@ impl People {
     /// What a token's agent said it would do: in the clear for a token acting for no one,
     /// else opened with the key of the person it acts for.
     pub fn intent_of(&self, token: &Token) -> Option<String> {
-        let intent = token.intent_description.as_ref()?;
-        Some(match (intent, &token.user_id) {
+        Intent::of(token).map(|intent| self.open_intent(&intent))
+    }
+
+    /// [`People::intent_of`] for an intent copied out of the read models.
+    pub fn open_intent(&self, intent: &Intent) -> String {
+        match (&intent.text, &intent.user_id) {
             (Personal::Sealed(sealed), Some(user_id)) => {
                 self.open(user_id, Field::IntentDescription, sealed)
             }
             (Personal::Sealed(_), None) => UNREADABLE.to_owned(),
             (Personal::Clear(text), _) => text.clone(),
             (Personal::Erased, _) => ERASED.to_owned(),
-        })
+        }
     }
 
     /// The text of a sealed value, as a record holds it (for exports rendered from
@@ -272,16 +407,24 @@ impl People {
 
     /// Destroys the person's key in the store and forgets it here; true if there was one.
     pub fn destroy_key(&self, user_id: &UserId) -> Result<bool, StorageError> {
+        crate::ledger::assert_not_reading("destroying a person's key");
         self.keys.write().remove(user_id);
         self.store.destroy(user_id)
     }
 
     /// Destroys the keys of everyone the ledger says was erased, in case a crash came
     /// between recording an erasure and destroying the key. Returns how many it found.
-    pub fn destroy_erased_keys(&self, state: &State) -> Result<usize, StorageError> {
+    pub fn destroy_erased_keys(&self, ledger: &Ledger) -> Result<usize, StorageError> {
+        let erased: Vec<UserId> = ledger.read(|state| {
+            state
+                .users()
+                .filter(|user| user.erased)
+                .map(|user| user.user_id.clone())
+                .collect()
+        });
         let mut destroyed = 0;
-        for user in state.users().filter(|user| user.erased) {
-            if self.destroy_key(&user.user_id)? {
+        for user_id in &erased {
+            if self.destroy_key(user_id)? {
                 destroyed += 1;
             }
         }
@@ -289,6 +432,9 @@ impl People {
     }
 
     fn key(&self, user_id: &UserId) -> Result<Option<PersonKey>, StorageError> {
+        // Even a key in memory now may be a file or a row after a restart: the rule holds
+        // for every read, so a test with a warm cache still catches a call under the lock.
+        crate::ledger::assert_not_reading("reading a person's key");
         if let Some(key) = self.keys.read().get(user_id) {
             return Ok(Some(key.clone()));
         }

@@ -208,6 +208,15 @@ pub enum ServeError {
     /// The initial admin token could not be set up.
     #[error("{0}")]
     AdminToken(String),
+    /// Starting failed after the first start recorded a generated admin token: the error
+    /// shows the token, which no later start can show again.
+    #[error("{source}\n  the admin token this first start recorded (shown once, keep it): {token}")]
+    AfterFirstAdmin {
+        /// The generated admin token, recorded (hashed) in the ledger.
+        token: String,
+        /// Why starting failed.
+        source: Box<ServeError>,
+    },
     /// The tool-call gateway's options are not usable.
     #[error("{0}")]
     Gateway(String),
@@ -268,26 +277,47 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
         _ => SecretHasher::load_existing(&data),
     }
     .map_err(ServeError::Keys)?;
-    let first_admin = first_admin_token(&ledger, &secrets, args.admin_token.as_deref())?;
+    // Everything that reads options or reaches a store comes before the first record, so
+    // that a start that cannot serve fails with the ledger as it found it.
     let people = Arc::new(open_people(&args.store, &data, &secrets, &ledger)?);
-    let (signing_key, key_startup) = crate::keys::current(&data, &ledger, args.signing_alg)?;
-    let key_line = key_banner(&signing_key, &key_startup);
-    let signing_keys = Arc::new(SigningKeys::new(data.clone(), signing_key));
+    let registration = registration_of(&args, &secrets)?;
+    let gateway = gateway_of(&args).map_err(|e| ServeError::Gateway(e.to_string()))?;
+    let first_admin = first_admin_token(&ledger, &secrets, args.admin_token.as_deref())?;
+    let banner_shown = std::cell::Cell::new(false);
     let ledger = Arc::new(ledger);
-    let started = Started {
-        first_admin,
-        key_line,
-        descriptors,
+    let served = (|| {
+        let (signing_key, key_startup) = crate::keys::current(&data, &ledger, args.signing_alg)?;
+        let key_line = key_banner(&signing_key, &key_startup);
+        let signing_keys = Arc::new(SigningKeys::new(data.clone(), signing_key));
+        let started = Started {
+            first_admin: first_admin.clone(),
+            key_line,
+            descriptors,
+            registration,
+            gateway,
+            banner_shown: &banner_shown,
+        };
+        actix_web::rt::System::new().block_on(serve(
+            &args,
+            &data,
+            Arc::clone(&ledger),
+            secrets,
+            signing_keys,
+            people,
+            started,
+        ))
+    })();
+    let served = match (served, &first_admin) {
+        // A later step failed after the first admin token was recorded: print it, or it is
+        // lost with this process, and the next start would find the ledger has one.
+        (Err(source), FirstAdmin::Generated(token)) if !banner_shown.get() => {
+            Err(ServeError::AfterFirstAdmin {
+                token: token.clone(),
+                source: Box::new(source),
+            })
+        }
+        (served, _) => served,
     };
-    let served = actix_web::rt::System::new().block_on(serve(
-        &args,
-        &data,
-        Arc::clone(&ledger),
-        secrets,
-        signing_keys,
-        people,
-        started,
-    ));
     // The server has stopped, but its workers may still be dropping their handles on
     // their own threads: stop the sequencer here and wait for it, so that what it accepted
     // is appended and the closing snapshot written before the process exits.
@@ -311,13 +341,20 @@ pub fn open_people(
         Store::Postgres(url) => Arc::new(PostgresKeys::open(url).map_err(ServeError::Keys)?),
     };
     let people = People::new(keys, secrets);
-    let destroyed = ledger
-        .read(|state| people.destroy_erased_keys(state))
+    let destroyed = people
+        .destroy_erased_keys(ledger)
         .map_err(ServeError::Keys)?;
     if destroyed > 0 {
         tracing::warn!(
             destroyed,
             "destroyed the keys of people erased before a crash let their erasure finish"
+        );
+    }
+    let indexed = people.index_older_skeletons(ledger);
+    if indexed > 0 {
+        tracing::info!(
+            indexed,
+            "computed the email skeletons of people registered before skeletons were recorded"
         );
     }
     Ok(people)
@@ -344,14 +381,19 @@ fn clock(args: &ServeArgs) -> crate::clock::Clock {
 /// Shortest admin token accepted from `WRIT_ADMIN_TOKEN`.
 pub const ADMIN_TOKEN_CHARS_MIN: usize = 32;
 
-/// What starting did, for the banner.
-struct Started {
+/// What starting did, for the banner, and the options it checked before the first record.
+struct Started<'a> {
     first_admin: FirstAdmin,
     key_line: String,
     descriptors: crate::listener::Descriptors,
+    registration: crate::http::registration::Registration,
+    gateway: crate::http::gateway::Gateway,
+    /// Set once the banner (with a generated admin token) is printed.
+    banner_shown: &'a std::cell::Cell<bool>,
 }
 
 /// What the first start did about the admin token, for the banner.
+#[derive(Clone)]
 enum FirstAdmin {
     /// The ledger already had one.
     Existing,
@@ -445,7 +487,7 @@ async fn serve(
     secrets: SecretHasher,
     signing_keys: Arc<SigningKeys>,
     people: Arc<People>,
-    started: Started,
+    started: Started<'_>,
 ) -> Result<(), ServeError> {
     let listen = args.listen;
     let listen_error = |source| ServeError::Listen {
@@ -512,8 +554,8 @@ async fn serve(
         clock.clone(),
         args.upstream_revocation_retry_seconds_min,
     ));
-    let gateway = Arc::new(gateway_of(args).map_err(|e| ServeError::Gateway(e.to_string()))?);
-    let registration = Arc::new(registration_of(args, &secrets)?);
+    let gateway = Arc::new(started.gateway);
+    let registration = Arc::new(started.registration);
     let registration_line = registration.describe();
     let client_metadata = Arc::new(
         crate::client_metadata::ClientMetadata::new(args.client_metadata_loopback)
@@ -621,6 +663,7 @@ async fn serve(
     }
     // A blank line ends the banner (scripts read up to it).
     println!();
+    started.banner_shown.set(true);
     // Scripts and tests read these lines as soon as they are printed.
     let _ = std::io::Write::flush(&mut std::io::stdout());
     server.await.map_err(listen_error)

@@ -17,7 +17,7 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 use writ_projections::{AuditEntry, Head, State, audit_entry};
-use writ_schemas::{ClientId, Event, Record, Timestamp, UserId};
+use writ_schemas::{ClientId, Event, Record, Sealed, Timestamp, UserId};
 
 use crate::ledger::storage::{Storage, StorageError};
 use crate::ledger::{Ledger, LedgerError};
@@ -94,13 +94,27 @@ pub fn tell(
                     return false;
                 }
             };
-            let entries: Vec<AuditEntry> = ledger.read(|state| {
+            // Entries are made under the read lock, their intents opened after it: opening
+            // may read a person's key from its store.
+            let made: Vec<(AuditEntry, Option<Intent>)> = ledger.read(|state| {
                 records
                     .iter()
                     .zip(&events)
-                    .map(|(record, event)| entry(state, head_of(record), event, people))
+                    .map(|(record, event)| {
+                        let intent = people.and_then(|_| Intent::of(state, event));
+                        (audit_entry(state, head_of(record), event), intent)
+                    })
                     .collect()
             });
+            let entries: Vec<AuditEntry> = made
+                .into_iter()
+                .map(|(mut entry, intent)| {
+                    if let (Some(intent), Some(people)) = (intent, people) {
+                        entry.intent = intent.render(people);
+                    }
+                    entry
+                })
+                .collect();
             visit(&entries)
         })?;
     match failed {
@@ -115,18 +129,44 @@ pub fn tell(
 /// could not be found), a sealed intent is left out.
 pub fn entry(state: &State, head: Head, event: &Event, people: Option<&People>) -> AuditEntry {
     let mut entry = audit_entry(state, head, event);
-    if let (Event::TokenIssued(issued), Some(people)) = (event, people)
-        && let Some(user_id) = &issued.user_id
-    {
-        entry.intent = people.render(
-            state,
-            user_id,
-            Field::IntentDescription,
-            issued.intent_description.as_deref(),
-            issued.intent_sealed.as_deref(),
-        );
+    if let (Some(intent), Some(people)) = (Intent::of(state, event), people) {
+        entry.intent = intent.render(people);
     }
     entry
+}
+
+/// A token's stated intent as a record carries it, with whether its person was erased by
+/// the state the entry is made against: copied under the read lock, shown after it.
+struct Intent {
+    user_id: UserId,
+    erased: bool,
+    clear: Option<String>,
+    sealed: Option<Sealed>,
+}
+
+impl Intent {
+    fn of(state: &State, event: &Event) -> Option<Intent> {
+        let Event::TokenIssued(issued) = event else {
+            return None;
+        };
+        let user_id = issued.user_id.clone()?;
+        Some(Intent {
+            erased: state.user(&user_id).is_some_and(|user| user.erased),
+            user_id,
+            clear: issued.intent_description.as_deref().map(str::to_owned),
+            sealed: issued.intent_sealed.as_deref().cloned(),
+        })
+    }
+
+    fn render(self, people: &People) -> Option<String> {
+        people.render_as(
+            self.erased,
+            &self.user_id,
+            Field::IntentDescription,
+            self.clear.as_deref(),
+            self.sealed.as_ref(),
+        )
+    }
 }
 
 fn head_of(record: &Record) -> Head {

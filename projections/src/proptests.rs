@@ -101,6 +101,7 @@ fn event() -> impl Strategy<Value = Event> {
                 email_sealed: None,
                 email_hash: None,
                 name_sealed: None,
+                email_skeleton_hash: None,
                 by
             }
         )),
@@ -113,6 +114,7 @@ fn event() -> impl Strategy<Value = Event> {
                 email: None,
                 name: None,
                 email_hash: Some(Digest::of(sealed.ciphertext.as_bytes())),
+                email_skeleton_hash: Some(Digest::of(sealed.nonce.as_bytes())),
                 email_sealed: Some(sealed.clone()),
                 name_sealed: Some(sealed),
                 user_id,

@@ -38,6 +38,8 @@ pub struct State {
     users_by_email: BTreeMap<String, UserId>,
     /// Keyed hashes of sealed emails.
     users_by_email_hash: BTreeMap<Digest, UserId>,
+    /// Keyed hashes of emails' TR39 skeletons (registrations that recorded one).
+    users_by_email_skeleton: BTreeMap<Digest, UserId>,
     api_keys: BTreeMap<ApiKeyId, ApiKey>,
     api_keys_by_hash: BTreeMap<Digest, ApiKeyId>,
     api_keys_by_user: BTreeMap<UserId, Vec<ApiKeyId>>,
@@ -432,6 +434,9 @@ impl State {
         if let Some(hash) = e.email_hash {
             self.users_by_email_hash.insert(hash, e.user_id.clone());
         }
+        if let Some(hash) = e.email_skeleton_hash {
+            self.users_by_email_skeleton.insert(hash, e.user_id.clone());
+        }
         let email = match (&e.email, &e.email_sealed) {
             (_, Some(sealed)) => Personal::Sealed(sealed.clone()),
             (Some(email), None) => Personal::Clear(email.clone()),
@@ -470,6 +475,7 @@ impl State {
         }
         self.users_by_email.retain(|_, id| id != user_id);
         self.users_by_email_hash.retain(|_, id| id != user_id);
+        self.users_by_email_skeleton.retain(|_, id| id != user_id);
         for jti in self.tokens_by_user.get(user_id).into_iter().flatten() {
             if let Some(token) = self.tokens.get_mut(jti)
                 && token.intent_description.is_some()

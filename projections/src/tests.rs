@@ -351,6 +351,7 @@ fn registered(user: &str, email: &str) -> Event {
         email_sealed: None,
         email_hash: None,
         name_sealed: None,
+        email_skeleton_hash: None,
         by: Actor::System,
     })
 }

@@ -164,6 +164,7 @@ pub(crate) fn sample(kind: EventKind) -> Event {
             email_sealed: None,
             email_hash: None,
             name_sealed: None,
+            email_skeleton_hash: None,
             by: admin(),
         }),
         EventKind::UserDeactivated => Event::from(UserDeactivated {
@@ -434,6 +435,7 @@ pub(crate) fn extra_samples() -> Vec<Event> {
                 nonce: SEALED_NAME.0.into(),
                 ciphertext: SEALED_NAME.1.into(),
             }),
+            email_skeleton_hash: None,
             by: admin(),
         }),
         Event::from(TokenIssued {

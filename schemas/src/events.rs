@@ -359,13 +359,21 @@ pub struct UserRegistered {
     /// Their email address, sealed under their key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_sealed: Option<Sealed>,
-    /// Keyed hash of the lowercased email (the deployment's key, never in the ledger):
-    /// how writ finds a person by email and keeps emails unique without reading them.
+    /// Keyed hash of the email's comparison form (the deployment's key, never in the
+    /// ledger): the local part in NFKC and case-folded, the domain in its UTS 46 ASCII
+    /// form; for an ASCII email, the email lowercased. How writ finds a person by email
+    /// and keeps emails unique without reading them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_hash: Option<Digest>,
     /// Their display name, sealed under their key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name_sealed: Option<Sealed>,
+    /// Keyed hash (the deployment's key, another context than `email_hash`'s) of the
+    /// email's Unicode TR39 skeleton: people whose emails could be mistaken for each other
+    /// share it, and a second one is refused. Records from before it carry none; writ
+    /// computes theirs from the sealed email at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_skeleton_hash: Option<Digest>,
     /// Who registered them.
     pub by: Actor,
 }

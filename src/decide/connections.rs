@@ -271,6 +271,7 @@ mod tests {
                     email_sealed: Some(email_sealed),
                     email_hash: Some(email_hash),
                     name_sealed: None,
+                    email_skeleton_hash: None,
                     by: Actor::System,
                 }
                 .into(),

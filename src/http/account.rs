@@ -19,7 +19,7 @@ use writ_schemas::{Actor, DelegationId, Timestamp, UserId};
 use super::AppState;
 use super::signin::{SESSION_COOKIE, html_response, mac, mac_matches, page, session_user};
 use crate::decide::Command;
-use crate::people::Field;
+use crate::people::Datum;
 
 const FORM_CONTEXT: &str = "writ account form v1";
 
@@ -50,10 +50,7 @@ pub(super) async fn show(state: web::Data<AppState>, request: HttpRequest) -> Ht
         return to_sign_in();
     };
     let (email, agents) = state.ledger.read(|s| {
-        let email = s
-            .user(&user)
-            .map(|u| state.people.reveal(&u.user_id, Field::Email, &u.email))
-            .unwrap_or_default();
+        let email = s.user(&user).map(Datum::email_of);
         let mut agents: BTreeMap<String, (String, Vec<Row>)> = BTreeMap::new();
         for d in s.delegations_of_user(&user) {
             let name = s
@@ -83,6 +80,10 @@ pub(super) async fn show(state: web::Data<AppState>, request: HttpRequest) -> Ht
         }
         (email, agents)
     });
+    // Opened after the lock: it may read the person's key from its store.
+    let email = email
+        .map(|email| state.people.reveal_datum(&email))
+        .unwrap_or_default();
     let token = form_token(&state, &user);
     let markup = page(
         "Your grants",

@@ -14,7 +14,7 @@ use super::AppState;
 use super::auth::Admin;
 use super::error::ApiError;
 use crate::decide::Command;
-use crate::people::{Field, People};
+use crate::people::{Datum, People};
 use crate::secrets::{new_id, new_secret};
 
 /// How long a rotated-out client secret is still accepted.
@@ -91,6 +91,18 @@ struct AgentView {
     reviewed_at: Option<String>,
     open_anomalies: u32,
     policy: PolicyView,
+    /// The owner's email as the read models hold it, opened by [`AgentView::open`].
+    #[serde(skip)]
+    owner_datum: Option<Datum>,
+}
+
+impl AgentView {
+    /// The view with its owner's email opened: after the read lock, as opening may read
+    /// the owner's key from its store.
+    fn open(mut self, people: &People) -> AgentView {
+        self.owner_email = self.owner_datum.take().map(|d| people.reveal_datum(&d));
+        self
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, Default)]
@@ -104,14 +116,17 @@ pub(super) struct PolicyView {
     token_requests_per_minute: Option<u32>,
 }
 
-fn view(state: &State, people: &People, agent: &Agent, now: Timestamp) -> AgentView {
+/// The agent as the API shows it, read under the lock; [`AgentView::open`] fills in the
+/// owner's email after it.
+fn view(state: &State, agent: &Agent, now: Timestamp) -> AgentView {
     let owner = agent.owner.as_ref().and_then(|id| state.user(id));
     let c = &agent.ceilings;
     AgentView {
         client_id: agent.client_id.to_string(),
         name: agent.name.clone(),
         owner: agent.owner.as_ref().map(ToString::to_string),
-        owner_email: owner.map(|user| people.reveal(&user.user_id, Field::Email, &user.email)),
+        owner_email: None,
+        owner_datum: owner.map(Datum::email_of),
         scopes: agent.scopes.clone(),
         grant_types: agent.grant_types.clone(),
         redirect_uris: agent.redirect_uris.clone(),
@@ -356,21 +371,21 @@ fn read_view(state: &AppState, client_id: &ClientId) -> Result<AgentView, ApiErr
     let now = state.clock.now();
     state
         .ledger
-        .read(|s| {
-            s.agent(client_id)
-                .map(|agent| view(s, &state.people, agent, now))
-        })
+        .read(|s| s.agent(client_id).map(|agent| view(s, agent, now)))
+        .map(|view| view.open(&state.people))
         .ok_or_else(|| ApiError::NotFound(format!("agent {client_id} is not registered")))
 }
 
 /// The inventory.
 pub(super) async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
     let now = state.clock.now();
-    let agents: Vec<AgentView> = state.ledger.read(|s| {
-        s.agents()
-            .map(|agent| view(s, &state.people, agent, now))
-            .collect()
-    });
+    let agents: Vec<AgentView> = state
+        .ledger
+        .read(|s| s.agents().map(|agent| view(s, agent, now)).collect());
+    let agents: Vec<AgentView> = agents
+        .into_iter()
+        .map(|view| view.open(&state.people))
+        .collect();
     HttpResponse::Ok().json(agents)
 }
 

@@ -51,10 +51,19 @@ fn status_at(approval: &Approval, now: Timestamp) -> &'static str {
     }
 }
 
-fn view(people: &People, state: &State, approval: &Approval, now: Timestamp) -> ApprovalView {
+/// An approval copied out of the read models with whether its approver was erased, to be
+/// shown ([`view`]) after the read lock: showing opens the arguments with a person's key.
+fn copied(state: &State, approval: &Approval) -> (Approval, bool) {
+    let erased = state
+        .user(&approval.request.approver)
+        .is_some_and(|user| user.erased);
+    (approval.clone(), erased)
+}
+
+fn view(people: &People, (approval, erased): &(Approval, bool), now: Timestamp) -> ApprovalView {
     let request = &approval.request;
-    let text = people.render(
-        state,
+    let text = people.render_as(
+        *erased,
         &request.approver,
         Field::Arguments,
         None,
@@ -106,9 +115,13 @@ pub(super) async fn list(
                     .as_deref()
                     .is_none_or(|want| status_at(a, now) == want)
             })
-            .map(|a| view(&state.people, s, a, now))
+            .map(|a| copied(s, a))
             .collect::<Vec<_>>()
     });
+    let listed: Vec<ApprovalView> = listed
+        .iter()
+        .map(|copy| view(&state.people, copy, now))
+        .collect();
     Ok(HttpResponse::Ok().json(listed))
 }
 
@@ -149,10 +162,10 @@ async fn decide(
     let decided = state.ledger.read(|s| {
         s.approval(&approval_id)
             .filter(|a| a.status != ApprovalStatus::Pending)
-            .map(|a| view(&state.people, s, a, now))
+            .map(|a| copied(s, a))
     });
     let decided = decided.ok_or_else(|| {
         ApiError::Unavailable("the decision is not visible yet; retry the read".into())
     })?;
-    Ok(HttpResponse::Ok().json(decided))
+    Ok(HttpResponse::Ok().json(view(&state.people, &decided, now)))
 }

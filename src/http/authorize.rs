@@ -32,7 +32,7 @@ use super::signin::{
 use crate::client_metadata::{ClientMetadata, Document};
 use crate::decide::{Command, Refusal};
 use crate::ledger::SubmitError;
-use crate::people::Field;
+use crate::people::Datum;
 
 /// Seconds a code may wait for its redemption.
 pub const CODE_TTL_SECONDS: i64 = 60;
@@ -467,9 +467,11 @@ fn consent_page(state: &AppState, asked: &Asked) -> HttpResponse {
         let owner = agent
             .and_then(|a| a.owner.as_ref())
             .and_then(|owner| s.user(owner))
-            .map(|u| state.people.reveal(&u.user_id, Field::Email, &u.email));
+            .map(Datum::email_of);
         (agent.map(|a| a.name.clone()).unwrap_or_default(), owner)
     });
+    // Opened after the lock: it may read the owner's key from its store.
+    let owner = owner.map(|owner| state.people.reveal_datum(&owner));
     let markup = page(
         "Allow this agent to act for you?",
         html! {

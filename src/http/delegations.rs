@@ -14,7 +14,7 @@ use super::agents::{check_scopes, parse_time};
 use super::auth::Caller;
 use super::error::{ApiError, optional_json};
 use crate::decide::{Command, Refusal};
-use crate::people::{Field, People};
+use crate::people::{Datum, People};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,9 +35,28 @@ struct DelegationView {
     expires_at: Option<String>,
     status: &'static str,
     last_used_at: Option<String>,
+    /// The delegator's email as the read models hold it, opened by
+    /// [`DelegationView::open`].
+    #[serde(skip)]
+    delegator_datum: Option<Datum>,
 }
 
-fn view(state: &State, people: &People, delegation: &Delegation, now: Timestamp) -> DelegationView {
+impl DelegationView {
+    /// The view with the delegator's email opened: after the read lock, as opening may
+    /// read the delegator's key from its store.
+    fn open(mut self, people: &People) -> DelegationView {
+        self.delegator_email = self.delegator_datum.take().map(|d| people.reveal_datum(&d));
+        self
+    }
+
+    fn open_all(views: Vec<DelegationView>, people: &People) -> Vec<DelegationView> {
+        views.into_iter().map(|view| view.open(people)).collect()
+    }
+}
+
+/// The delegation as the API shows it, read under the lock; [`DelegationView::open`]
+/// fills in the delegator's email after it.
+fn view(state: &State, delegation: &Delegation, now: Timestamp) -> DelegationView {
     // A delegation that named no scopes delegates all of the agent's.
     let scopes = delegation.scopes.clone().unwrap_or_else(|| {
         state
@@ -56,9 +75,8 @@ fn view(state: &State, people: &People, delegation: &Delegation, now: Timestamp)
         id: delegation.delegation_id.to_string(),
         client_id: delegation.client_id.to_string(),
         delegator_user_id: delegation.user_id.to_string(),
-        delegator_email: state
-            .user(&delegation.user_id)
-            .map(|u| people.reveal(&u.user_id, Field::Email, &u.email)),
+        delegator_email: None,
+        delegator_datum: state.user(&delegation.user_id).map(Datum::email_of),
         scopes,
         created_at: delegation.granted_at.to_string(),
         expires_at: delegation.expires_at.map(|t| t.to_string()),
@@ -101,12 +119,12 @@ pub(super) async fn grant(
     let now = state.clock.now();
     let created = state.ledger.read(|s| {
         s.delegation(&delegation_id)
-            .map(|delegation| view(s, &state.people, delegation, now))
+            .map(|delegation| view(s, delegation, now))
     });
     let created = created.ok_or_else(|| {
         ApiError::Unavailable("the new delegation is not visible yet; retry the read".into())
     })?;
-    Ok(HttpResponse::Created().json(created))
+    Ok(HttpResponse::Created().json(created.open(&state.people)))
 }
 
 /// The delegations to one agent: all of them for an admin, the caller's own for a person.
@@ -123,13 +141,13 @@ pub(super) async fn of_agent(
             s.delegations()
                 .filter(|d| d.client_id == client_id)
                 .filter(|d| caller.user_id().is_none_or(|user| *user == d.user_id))
-                .map(|d| view(s, &state.people, d, now))
+                .map(|d| view(s, d, now))
                 .collect::<Vec<_>>(),
         )
     });
     let listed =
         listed.ok_or_else(|| ApiError::from(Refusal::UnknownAgent(client_id.to_string())))?;
-    Ok(HttpResponse::Ok().json(listed))
+    Ok(HttpResponse::Ok().json(DelegationView::open_all(listed, &state.people)))
 }
 
 /// Everything the calling person has delegated, to any agent, with its last use.
@@ -145,10 +163,10 @@ pub(super) async fn mine(
     let now = state.clock.now();
     let listed: Vec<DelegationView> = state.ledger.read(|s| {
         s.delegations_of_user(user_id)
-            .map(|d| view(s, &state.people, d, now))
+            .map(|d| view(s, d, now))
             .collect()
     });
-    Ok(HttpResponse::Ok().json(listed))
+    Ok(HttpResponse::Ok().json(DelegationView::open_all(listed, &state.people)))
 }
 
 /// Revokes a delegation and every token derived from it (its delegator, or an admin).

@@ -179,6 +179,7 @@ impl From<Refusal> for ApiError {
             | Refusal::ApprovalDenied(_) => ApiError::Forbidden(detail),
             Refusal::UserExists(_)
             | Refusal::EmailTaken
+            | Refusal::EmailLooksTaken(_)
             | Refusal::UserErased(_)
             | Refusal::AgentExists(_)
             | Refusal::UserAlready(..)

@@ -12,6 +12,7 @@ use super::oauth_error::{OAuthError, client_form, no_store, read_form_body};
 use crate::decide::Command;
 use crate::ledger::SubmitError;
 use crate::oauth::authenticate;
+use crate::people::{Intent, People};
 
 /// The authenticated client, the `token` parameter, and whether the client is public
 /// (it proved nothing: its `client_id` alone).
@@ -34,16 +35,14 @@ fn authenticated_form(
 }
 
 /// What introspection says about a token at `now`.
-pub fn introspection(
-    token: Option<&Token>,
-    issuer: &str,
-    people: &crate::people::People,
-    now: Timestamp,
-) -> Value {
+pub fn introspection(token: Option<&Token>, issuer: &str, now: Timestamp) -> Introspection {
     let Some(token) =
         token.filter(|t| t.is_active(now) && !(t.exhausted && t.expires_on_completion))
     else {
-        return json!({ "active": false });
+        return Introspection {
+            body: json!({ "active": false }),
+            intent: None,
+        };
     };
     // The chain as RFC 8693 nests it, outermost (current) actor first.
     let chain: Vec<&str> = token.actors.iter().map(|a| a.as_str()).collect();
@@ -78,17 +77,35 @@ pub fn introspection(
             "operations_remaining",
             token.operations_remaining().map(|m| json!(m)),
         ),
-        (
-            "intent_description",
-            people.intent_of(token).map(|intent| json!(intent)),
-        ),
     ];
     for (name, value) in optional {
         if let Some(value) = value {
             body[name] = value;
         }
     }
-    body
+    Introspection {
+        body,
+        intent: Intent::of(token),
+    }
+}
+
+/// An introspection answer read under the ledger's lock, its stated intent still sealed.
+#[derive(Debug)]
+pub struct Introspection {
+    body: Value,
+    intent: Option<Intent>,
+}
+
+impl Introspection {
+    /// The answer, the intent opened with its person's key: after the lock, since opening
+    /// may read the key from its store.
+    pub fn open(self, people: &People) -> Value {
+        let mut body = self.body;
+        if let Some(intent) = self.intent {
+            body["intent_description"] = json!(people.open_intent(&intent));
+        }
+        body
+    }
 }
 
 /// RFC 7662 introspection. Read-only: it never consumes an operation.
@@ -107,15 +124,10 @@ pub(super) async fn introspect(
     }
     let digest = Digest::of(token.as_bytes());
     let now = state.clock.now();
-    let answer = state.ledger.read(|s| {
-        introspection(
-            s.token_by_digest(&digest),
-            &state.issuer,
-            &state.people,
-            now,
-        )
-    });
-    Ok(no_store().json(answer))
+    let answer = state
+        .ledger
+        .read(|s| introspection(s.token_by_digest(&digest), &state.issuer, now));
+    Ok(no_store().json(answer.open(&state.people)))
 }
 
 /// RFC 7009 revocation: revokes the token and everything derived from it. Always 200 for

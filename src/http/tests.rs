@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::{agents, endpoints, operations, users};
+use super::{agents, endpoints, operations};
 use crate::oauth::terms;
 
 const DOCUMENT: &str = include_str!("../../schemas/openapi.yaml");
@@ -106,11 +106,11 @@ fn the_document_states_the_code_s_version_and_limits() {
     let limits: [(&str, u64); 19] = [
         (
             "NewUser/properties/email/maxLength",
-            users::EMAIL_BYTES_MAX as u64,
+            crate::people::identity::EMAIL_BYTES_MAX as u64,
         ),
         (
             "NewUser/properties/name/maxLength",
-            users::NAME_BYTES_MAX as u64,
+            crate::people::identity::NAME_BYTES_MAX as u64,
         ),
         (
             "NewAgent/properties/name/maxLength",

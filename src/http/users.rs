@@ -11,13 +11,8 @@ use super::AppState;
 use super::auth::{Admin, Caller};
 use super::error::ApiError;
 use crate::decide::{Command, Refusal};
-use crate::people::{EraseError, Field, People, PeopleError};
+use crate::people::{EraseError, Field, People, PeopleError, identity};
 use crate::secrets::new_secret;
-
-/// Longest email accepted (RFC 5321's path limit).
-pub const EMAIL_BYTES_MAX: usize = 254;
-/// Longest display name accepted.
-pub const NAME_BYTES_MAX: usize = 200;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,41 +46,8 @@ impl UserView {
     }
 }
 
-fn check_email(email: &str) -> Result<(), ApiError> {
-    let valid = email.len() <= EMAIL_BYTES_MAX
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
-        });
-    if valid {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            "email",
-            format!(
-                "`{}` is not an email address (name@domain, at most {EMAIL_BYTES_MAX} bytes)",
-                email.chars().take(64).collect::<String>()
-            ),
-        ))
-    }
-}
-
-fn check_name(name: &Option<String>) -> Result<(), ApiError> {
-    match name {
-        Some(name) if name.trim().is_empty() => Err(ApiError::invalid(
-            "name",
-            "must not be blank; leave it out instead",
-        )),
-        Some(name) if name.len() > NAME_BYTES_MAX => Err(ApiError::invalid(
-            "name",
-            format!("at most {NAME_BYTES_MAX} bytes"),
-        )),
-        Some(name) if name.chars().any(char::is_control) => Err(ApiError::invalid(
-            "name",
-            "must not contain control characters",
-        )),
-        _ => Ok(()),
-    }
+fn refused(refused: identity::Refused) -> ApiError {
+    ApiError::invalid(refused.field, refused.detail)
 }
 
 /// Registers a person.
@@ -95,23 +57,37 @@ pub(super) async fn create(
     body: web::Json<NewUser>,
 ) -> Result<HttpResponse, ApiError> {
     let NewUser { email, name } = body.into_inner();
-    check_email(&email)?;
-    check_name(&name)?;
-    // An email recorded in the clear (before sealing) is unique too; no new record adds
-    // one, so this check cannot race.
-    let taken = state
-        .ledger
-        .read(|s| state.people.user_by_email(s, &email).is_some());
+    let submitted = email;
+    let email = identity::email(&submitted).map_err(refused)?;
+    let name = name
+        .as_deref()
+        .map(identity::name)
+        .transpose()
+        .map_err(refused)?;
+    let people = &state.people;
+    let email_hash = people.compared_hash(&email);
+    let email_skeleton_hash = people.skeleton_hash(&email);
+    // Emails recorded in the clear (before sealing) or hashed before normalization, and
+    // skeletons of people registered before skeletons were recorded, are unique too; no
+    // new record adds one, so these checks cannot race. The sequencer checks the rest.
+    let (taken, looks_like) = state.ledger.read(|s| {
+        let taken = people.user_by_email(s, &submitted).is_some()
+            || people.user_by_email(s, &email.stored).is_some();
+        (taken, people.older_look_alike(s, &email_skeleton_hash))
+    });
     if taken {
         return Err(Refusal::EmailTaken.into());
     }
+    if let Some(existing) = looks_like {
+        return Err(Refusal::EmailLooksTaken(existing).into());
+    }
     let user_id = UserId(uuid::Uuid::new_v4().to_string());
-    let people = &state.people;
     let sealing = || -> Result<Command, PeopleError> {
         Ok(Command::RegisterUser {
             user_id: user_id.clone(),
-            email_sealed: people.seal(&user_id, Field::Email, &email)?,
-            email_hash: people.email_hash(&email),
+            email_sealed: people.seal(&user_id, Field::Email, &email.stored)?,
+            email_hash,
+            email_skeleton_hash,
             name_sealed: name
                 .as_deref()
                 .map(|name| people.seal(&user_id, Field::Name, name))
@@ -127,22 +103,21 @@ pub(super) async fn create(
         }
         return Err(err.into());
     }
-    let view = state
-        .ledger
-        .read(|s| s.user(&user_id).map(|user| UserView::of(user, people)));
-    let view = view.ok_or_else(|| {
+    let user = state.ledger.read(|s| s.user(&user_id).cloned());
+    let user = user.ok_or_else(|| {
         ApiError::Unavailable("the new user is not visible yet; retry the read".into())
     })?;
-    Ok(HttpResponse::Created().json(view))
+    Ok(HttpResponse::Created().json(UserView::of(&user, people)))
 }
 
 /// Lists people, by id.
 pub(super) async fn list(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
-    let users: Vec<UserView> = state.ledger.read(|s| {
-        s.users()
-            .map(|user| UserView::of(user, &state.people))
-            .collect()
-    });
+    // Copied out under the lock, opened after it: opening may read keys from a store.
+    let users: Vec<User> = state.ledger.read(|s| s.users().cloned().collect());
+    let users: Vec<UserView> = users
+        .iter()
+        .map(|user| UserView::of(user, &state.people))
+        .collect();
     HttpResponse::Ok().json(users)
 }
 

@@ -359,7 +359,14 @@ impl Ledger {
     }
 
     /// Reads the projections as of the last durable batch.
+    ///
+    /// The closure runs under the read lock the sequencer needs to publish a batch, so it
+    /// must do no I/O: copy out what is needed, and open people's data (a key read from a
+    /// file or PostgreSQL) after it returns. [`People`](crate::people::People) checks
+    /// this with [`assert_not_reading`] in debug builds, so a test that reaches such a
+    /// call fails.
     pub fn read<T>(&self, query: impl FnOnce(&State) -> T) -> T {
+        let _reading = Reading::enter();
         query(&self.shared.state.read())
     }
 
@@ -541,6 +548,50 @@ impl std::fmt::Debug for Ledger {
             .field("head", &self.head())
             .finish()
     }
+}
+
+thread_local! {
+    /// How many [`Ledger::read`] closures this thread is inside (nested reads count).
+    static READING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks a thread as inside a [`Ledger::read`] closure while alive, unwinding included.
+struct Reading;
+
+impl Reading {
+    fn enter() -> Reading {
+        READING.with(|reading| reading.set(reading.get().saturating_add(1)));
+        Reading
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        READING.with(|reading| reading.set(reading.get().saturating_sub(1)));
+    }
+}
+
+/// Whether this thread is inside a [`Ledger::read`] closure.
+pub fn reading() -> bool {
+    READING.with(|reading| reading.get() > 0)
+}
+
+/// Stops a debug build (every test) when `doing` is asked inside a [`Ledger::read`]
+/// closure: `doing` may wait on I/O, and every batch waits for the read lock to publish.
+/// Release builds only count it, in the log.
+#[track_caller]
+pub fn assert_not_reading(doing: &str) {
+    let inside = reading();
+    if inside {
+        tracing::error!(
+            doing,
+            "I/O inside Ledger::read: copy out under the lock, then do it"
+        );
+    }
+    debug_assert!(
+        !inside,
+        "{doing} inside Ledger::read: copy what is needed out of the closure and do it after"
+    );
 }
 
 #[cfg(test)]

@@ -538,7 +538,10 @@ fn block_on<T: Send + 'static>(
     })?
 }
 
-fn parse_url(url: &str) -> Result<tokio_postgres::Config, StorageError> {
+/// The connection settings `url` names, with its `schema=` (if any) as the session's
+/// `search_path`: how every connection writ makes to a ledger's database is configured,
+/// the ledger's and the people's key store's alike.
+pub(crate) fn parse_url(url: &str) -> Result<tokio_postgres::Config, StorageError> {
     let shape = "expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE";
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(StorageError::Unreachable(format!(
@@ -610,7 +613,7 @@ fn check_schema(name: &str) -> Result<String, StorageError> {
 }
 
 /// The schema the URL's `schema=` named, if any.
-fn schema_of(config: &tokio_postgres::Config) -> Option<&str> {
+pub(crate) fn schema_of(config: &tokio_postgres::Config) -> Option<&str> {
     config
         .get_options()?
         .split_whitespace()

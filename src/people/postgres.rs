@@ -1,12 +1,15 @@
 //! People's keys in PostgreSQL, for several nodes over one database: one row per person in
 //! `writ_person_keys`, beside the ledger's tables but never in `records`, so that deleting
-//! a row erases a person and leaves the ledger as it was.
+//! a row erases a person and leaves the ledger as it was. A tenant's ledger
+//! (`?schema=NAME`) has its own table, `NAME.writ_person_keys`, named with its schema in
+//! every statement: tenants on one database never read or delete each other's keys.
 //!
 //! Deleting a row leaves its bytes in the table's dead tuples and the write-ahead log
 //! until PostgreSQL recycles them; `destroy` runs `VACUUM` on the table afterwards so the
 //! dead row does not linger there, and README "Erasure" says what an operator does about
 //! WAL archives and backups.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -21,18 +24,55 @@ const POOL_CONNECTIONS_MAX: usize = 2;
 /// Longest wait for a connection or a statement, in seconds.
 const STATEMENT_SECONDS_MAX: u64 = 30;
 
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS writ_person_keys (
+/// The key table's name without a schema.
+const TABLE: &str = "writ_person_keys";
+
+/// The statements of one key table, named with its schema.
+#[derive(Debug)]
+struct Statements {
+    /// The table, `NAME.writ_person_keys` for a tenant's ledger (`?schema=NAME`).
+    table: String,
+    create: String,
+    get: String,
+    put_new: String,
+    destroy: String,
+    vacuum: String,
+}
+
+impl Statements {
+    /// The statements of the table beside the ledger: in the tenant's schema when the URL
+    /// names one, so tenants on one database never share keys; else unqualified, where
+    /// the ledger's own tables are (the database's default schema).
+    fn of(schema: Option<&str>) -> Statements {
+        let table = match schema {
+            Some(schema) => format!("{schema}.{TABLE}"),
+            None => TABLE.to_owned(),
+        };
+        let create_schema = match schema {
+            Some(schema) => format!("CREATE SCHEMA IF NOT EXISTS {schema};\n"),
+            None => String::new(),
+        };
+        Statements {
+            create: format!(
+                "{create_schema}CREATE TABLE IF NOT EXISTS {table} (
     user_id text PRIMARY KEY,
     key bytea NOT NULL CHECK (length(key) = 32)
-)";
-const GET: &str = "SELECT key FROM writ_person_keys WHERE user_id = $1";
-const PUT_NEW: &str = "WITH put AS (
-    INSERT INTO writ_person_keys (user_id, key) VALUES ($1, $2)
+)"
+            ),
+            get: format!("SELECT key FROM {table} WHERE user_id = $1"),
+            put_new: format!(
+                "WITH put AS (
+    INSERT INTO {table} (user_id, key) VALUES ($1, $2)
     ON CONFLICT (user_id) DO NOTHING RETURNING key
 )
-SELECT key FROM put UNION ALL SELECT key FROM writ_person_keys WHERE user_id = $1";
-const DESTROY: &str = "DELETE FROM writ_person_keys WHERE user_id = $1";
-const VACUUM: &str = "VACUUM writ_person_keys";
+SELECT key FROM put UNION ALL SELECT key FROM {table} WHERE user_id = $1"
+            ),
+            destroy: format!("DELETE FROM {table} WHERE user_id = $1"),
+            vacuum: format!("VACUUM {table}"),
+            table,
+        }
+    }
+}
 
 /// People's keys in the PostgreSQL database a URL names.
 pub struct PostgresKeys {
@@ -41,11 +81,16 @@ pub struct PostgresKeys {
     runtime: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,
     pool: Pool,
+    statements: Arc<Statements>,
 }
 
 impl std::fmt::Debug for PostgresKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PostgresKeys({})", self.target)
+        write!(
+            f,
+            "PostgresKeys({}, {})",
+            self.target, self.statements.table
+        )
     }
 }
 
@@ -58,11 +103,17 @@ impl Drop for PostgresKeys {
 }
 
 impl PostgresKeys {
-    /// Opens the store in the database `url` names, creating its table if missing.
+    /// Opens the store in the database `url` names, creating its table if missing: in
+    /// schema NAME for a URL with `?schema=NAME` (the tenant's, beside its ledger). The
+    /// URL is read as the ledger reads it, so any URL the ledger opens, this opens.
     pub fn open(url: &str) -> Result<PostgresKeys, StorageError> {
-        let config: tokio_postgres::Config = url.parse().map_err(|err| {
-            StorageError::Unreachable(format!("invalid PostgreSQL URL for people's keys ({err})"))
+        let config = crate::ledger::postgres::parse_url(url).map_err(|err| match err {
+            StorageError::Unreachable(why) => {
+                StorageError::Unreachable(format!("people's keys: {why}"))
+            }
+            other => other,
         })?;
+        let statements = Arc::new(Statements::of(crate::ledger::postgres::schema_of(&config)));
         let target = crate::ledger::postgres::describe_url(url);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -90,9 +141,11 @@ impl PostgresKeys {
             runtime: Some(runtime),
             handle,
             pool,
+            statements,
         };
+        let statements = Arc::clone(&store.statements);
         store.run("creating writ_person_keys", |client| async move {
-            client.batch_execute(SCHEMA).await.map(|_| ())
+            client.batch_execute(&statements.create).await.map(|_| ())
         })?;
         Ok(store)
     }
@@ -142,8 +195,9 @@ fn key_of(bytes: &[u8]) -> Result<PersonKey, StorageError> {
 impl PersonKeyStore for PostgresKeys {
     fn get(&self, user_id: &UserId) -> Result<Option<PersonKey>, StorageError> {
         let id = user_id.as_str().to_owned();
+        let statements = Arc::clone(&self.statements);
         let row = self.run("reading a person's key", |client| async move {
-            let row = client.query_opt(GET, &[&id]).await?;
+            let row = client.query_opt(&statements.get, &[&id]).await?;
             row.map(|row| row.try_get::<_, Vec<u8>>(0)).transpose()
         })?;
         row.map(|bytes| key_of(&zeroize::Zeroizing::new(bytes)))
@@ -153,8 +207,11 @@ impl PersonKeyStore for PostgresKeys {
     fn put_new(&self, user_id: &UserId, key: PersonKey) -> Result<PersonKey, StorageError> {
         let id = user_id.as_str().to_owned();
         let bytes = zeroize::Zeroizing::new(key.bytes().to_vec());
+        let statements = Arc::clone(&self.statements);
         let stored = self.run("storing a person's key", move |client| async move {
-            let row = client.query_one(PUT_NEW, &[&id, &*bytes]).await?;
+            let row = client
+                .query_one(&statements.put_new, &[&id, &*bytes])
+                .await?;
             row.try_get::<_, Vec<u8>>(0)
         })?;
         key_of(&zeroize::Zeroizing::new(stored))
@@ -162,12 +219,14 @@ impl PersonKeyStore for PostgresKeys {
 
     fn destroy(&self, user_id: &UserId) -> Result<bool, StorageError> {
         let id = user_id.as_str().to_owned();
+        let statements = Arc::clone(&self.statements);
         let deleted = self.run("deleting a person's key", |client| async move {
-            client.execute(DESTROY, &[&id]).await
+            client.execute(&statements.destroy, &[&id]).await
         })?;
+        let statements = Arc::clone(&self.statements);
         if deleted > 0
             && let Err(err) = self.run("vacuuming writ_person_keys", |client| async move {
-                client.batch_execute(VACUUM).await
+                client.batch_execute(&statements.vacuum).await
             })
         {
             // The row is deleted (committed); the vacuum only hastens its bytes' reuse.

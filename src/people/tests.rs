@@ -177,6 +177,31 @@ fn postgres_keys_are_kept_once_and_deleted() {
 }
 
 #[test]
+fn tenant_key_stores_on_one_database_keep_their_own_keys() {
+    // The README's tenant URL (`?schema=NAME`) was refused as "invalid PostgreSQL URL for
+    // people's keys", and the key table was not schema-qualified: tenants would share it.
+    let db = crate::ledger::postgres::ScratchDatabase::for_test().unwrap();
+    let acme = PostgresKeys::open(&format!("{}?schema=acme", db.url)).unwrap();
+    let globex = PostgresKeys::open(&format!("{}?schema=globex", db.url)).unwrap();
+    let bare = PostgresKeys::open(&db.url).unwrap();
+    let ada = UserId::from("5f0c6a4e-8d1b-4c1e-9a53-3f7e2b9d0c11");
+    let acme_key = acme.put_new(&ada, PersonKey::generate()).unwrap();
+    assert!(
+        globex.get(&ada).unwrap().is_none(),
+        "globex reads no acme key"
+    );
+    assert!(
+        bare.get(&ada).unwrap().is_none(),
+        "nor does the default schema"
+    );
+    let globex_key = globex.put_new(&ada, PersonKey::generate()).unwrap();
+    assert_ne!(acme_key.bytes(), globex_key.bytes());
+    assert!(globex.destroy(&ada).unwrap());
+    assert_eq!(acme.get(&ada).unwrap().unwrap().bytes(), acme_key.bytes());
+    drop((acme, globex, bare));
+}
+
+#[test]
 fn a_record_s_personal_field_renders_as_text_until_its_person_is_erased() {
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::new(dir.path());
@@ -204,6 +229,7 @@ fn a_record_s_personal_field_renders_as_text_until_its_person_is_erased() {
         email_sealed: None,
         email_hash: None,
         name_sealed: None,
+        email_skeleton_hash: None,
         by: Actor::System,
     };
     state.apply(head(1), &registered.into());
@@ -229,4 +255,90 @@ fn a_record_s_personal_field_renders_as_text_until_its_person_is_erased() {
         render(&state, Some("old text"), None).as_deref(),
         Some(ERASED)
     );
+}
+
+#[test]
+fn opening_a_person_s_datum_inside_ledger_read_stops_a_debug_build() {
+    // People::reveal ran inside ledger.read(..): on PostgreSQL an uncached key is a
+    // round trip while every batch waits for the lock to publish.
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path());
+    let secrets = SecretHasher::load_or_create(&data).unwrap();
+    let people = People::new(Arc::new(FileKeys::open(&data).unwrap()), &secrets);
+    let records = tempfile::tempdir().unwrap();
+    let (ledger, _) =
+        Ledger::open_embedded(records.path(), crate::ledger::LedgerOptions::default()).unwrap();
+    let ada = UserId::from("ada");
+    let value = Personal::Sealed(people.seal(&ada, Field::Email, "ada@example.com").unwrap());
+    // Copied out under the lock and opened after it: fine.
+    let copied = ledger.read(|_| value.clone());
+    assert_eq!(
+        people.reveal(&ada, Field::Email, &copied),
+        "ada@example.com"
+    );
+    let inside = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ledger.read(|_| people.reveal(&ada, Field::Email, &value))
+    }));
+    let message = inside
+        .err()
+        .and_then(|panic| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    assert_eq!(
+        message,
+        "reading a person's key inside Ledger::read: copy what is needed out of the closure and do it after"
+    );
+    assert!(
+        !crate::ledger::reading(),
+        "the mark is gone once the closure unwound"
+    );
+    ledger.shutdown();
+}
+
+#[test]
+fn a_look_alike_of_a_person_registered_before_skeletons_were_recorded_is_found() {
+    use crate::ledger::storage::Storage as _;
+    // A ledger from before: ada's registration has an email hash and no skeleton.
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path());
+    let (storage, _) = crate::ledger::embedded::Embedded::open(
+        &data,
+        crate::ledger::embedded::SEGMENT_BYTES_MAX_DEFAULT,
+    )
+    .unwrap();
+    let secrets = SecretHasher::load_or_create(&data).unwrap();
+    let people = People::new(Arc::new(FileKeys::open(&data).unwrap()), &secrets);
+    let ada = UserId::from("5f0c6a4e-8d1b-4c1e-9a53-3f7e2b9d0c11");
+    let registered = writ_schemas::UserRegistered {
+        user_id: ada.clone(),
+        email: None,
+        name: None,
+        email_sealed: Some(people.seal(&ada, Field::Email, "Ada@Example.com").unwrap()),
+        email_hash: Some(people.email_hash("Ada@Example.com")),
+        name_sealed: None,
+        email_skeleton_hash: None,
+        by: Actor::System,
+    };
+    let bytes = writ_schemas::Event::from(registered).encode().unwrap();
+    let at = writ_schemas::Timestamp::parse("2026-11-23T09:00:00.000000Z").unwrap();
+    let record = writ_schemas::Record::seal(1, at, writ_schemas::Hash([0; 32]), bytes);
+    storage.append(&[record]).unwrap();
+    drop(storage);
+    let (ledger, _) =
+        Ledger::open_embedded(dir.path(), crate::ledger::LedgerOptions::default()).unwrap();
+    let look_alike = identity::email("adá@example.com").unwrap();
+    let skeleton = people.skeleton_hash(&look_alike);
+    assert_eq!(ledger.read(|s| people.older_look_alike(s, &skeleton)), None);
+    assert_eq!(people.index_older_skeletons(&ledger), 1);
+    assert_eq!(
+        ledger.read(|s| people.older_look_alike(s, &skeleton)),
+        Some(ada.clone())
+    );
+    // The older email hash still finds her by any case of her email.
+    assert_eq!(
+        ledger.read(|s| people
+            .user_by_email(s, "ada@example.COM")
+            .map(|u| u.user_id.clone())),
+        Some(ada)
+    );
+    ledger.shutdown();
 }

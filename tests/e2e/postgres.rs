@@ -227,3 +227,135 @@ fn migrate_copies_an_embedded_ledger_verifies_it_resumes_a_prefix_and_refuses_an
     );
     assert_eq!(server.stop(), Some(0));
 }
+
+/// What psql answers to one query, unaligned and without headers.
+fn query(url: &str, statement: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args(["-v", "ON_ERROR_STOP=1", "-qAt", url, "-c", statement])
+        .output()
+        .unwrap_or_else(|err| panic!("running psql: {err}"));
+    assert!(out.status.success(), "psql {statement}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn two_tenants_on_one_database_start_with_their_own_admin_tokens_and_never_see_each_other() {
+    // The README's `?schema=acme` start exited 2 ("invalid PostgreSQL URL for people's
+    // keys") after recording its first admin token, which it never printed.
+    chooses_its_stores("it serves two tenants' ledgers from schemas of one database");
+    let db = scratch_database();
+    let tenant = |schema: &str| format!("{}?schema={schema}", db.url);
+    let (acme_dir, globex_dir) = (temp(), temp());
+    let acme = Server::start(acme_dir.path(), &["--store", &tenant("acme")]);
+    let globex = Server::start(globex_dir.path(), &["--store", &tenant("globex")]);
+    let (acme_admin, globex_admin) = (acme.admin_token(), globex.admin_token());
+    assert_ne!(acme_admin, globex_admin);
+    let ada = json!({ "email": "ada@example.com", "name": "Ada" });
+    let (status, acme_ada) = call(
+        &acme,
+        &acme_admin,
+        "POST",
+        "/api/v1/users",
+        Some(ada.clone()),
+    );
+    assert_eq!(status, 201, "{acme_ada}");
+    // The same email is free in the other tenant: its people are its own.
+    let (status, globex_ada) = call(&globex, &globex_admin, "POST", "/api/v1/users", Some(ada));
+    assert_eq!(status, 201, "{globex_ada}");
+    let grace = json!({ "email": "grace@example.com" });
+    let (status, _) = call(&globex, &globex_admin, "POST", "/api/v1/users", Some(grace));
+    assert_eq!(status, 201);
+    let (_, acme_people) = call(&acme, &acme_admin, "GET", "/api/v1/users", None);
+    let (_, globex_people) = call(&globex, &globex_admin, "GET", "/api/v1/users", None);
+    let ids = |people: &serde_json::Value| -> Vec<String> {
+        people
+            .as_array()
+            .unwrap_or_else(|| panic!("a list: {people}"))
+            .iter()
+            .map(|person| person["id"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        ids(&acme_people),
+        [acme_ada["id"].as_str().unwrap_or_default()]
+    );
+    assert_eq!(globex_people.as_array().map(Vec::len), Some(2));
+    assert!(!ids(&globex_people).contains(&acme_ada["id"].as_str().unwrap_or_default().to_owned()));
+    // One tenant's admin token is nobody at the other.
+    let (status, refused) = call(&globex, &acme_admin, "GET", "/api/v1/users", None);
+    assert_eq!(status, 401, "{refused}");
+    // Records, heads and people's keys are in each tenant's schema, and none in public.
+    let count = |table: &str| query(&db.url, &format!("SELECT count(*) FROM {table}"));
+    assert_eq!(count("acme.writ_person_keys"), "1");
+    assert_eq!(count("globex.writ_person_keys"), "2");
+    let key_of = |table: &str, id: &serde_json::Value| {
+        let id = id["id"].as_str().unwrap_or_default();
+        count(&format!("{table} WHERE user_id = '{id}'"))
+    };
+    assert_eq!(key_of("globex.writ_person_keys", &acme_ada), "0");
+    assert_eq!(key_of("acme.writ_person_keys", &globex_ada), "0");
+    let (_, acme_head) = call(&acme, &acme_admin, "GET", "/api/v1/ledger/head", None);
+    let (_, globex_head) = call(&globex, &globex_admin, "GET", "/api/v1/ledger/head", None);
+    assert_eq!(count("acme.records"), acme_head["seq"].to_string());
+    assert_eq!(count("globex.records"), globex_head["seq"].to_string());
+    assert_ne!(acme_head["hash"], globex_head["hash"]);
+    assert_eq!(
+        count("pg_tables WHERE schemaname = 'public'"),
+        "0",
+        "no table of writ's outside the tenants' schemas"
+    );
+    drop((acme, globex));
+    for schema in ["acme", "globex"] {
+        let verified = writ(&["verify", "--store", &tenant(schema)]);
+        assert_eq!(verified.code, Some(0), "{verified:?}");
+    }
+}
+
+#[test]
+fn a_first_start_that_fails_after_recording_its_admin_token_prints_the_token() {
+    // A first start that failed past its first record lost the generated admin token: the
+    // ledger had one, so no later start generated or showed another.
+    chooses_its_stores("it holds the port the server asks for");
+    let home = Home::postgres();
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|err| panic!("{err}"));
+    let port = held
+        .local_addr()
+        .map(|addr| addr.to_string())
+        .unwrap_or_default();
+    let dir = home.dir.path().display().to_string();
+    let url = database_url(&home);
+    let failed = writ(&[
+        "serve",
+        "--data-dir",
+        &dir,
+        "--store",
+        &url,
+        "--listen",
+        &port,
+    ]);
+    assert_eq!(failed.code, Some(2), "{failed:?}");
+    assert!(
+        failed.stderr.contains(&format!("cannot listen on {port}")),
+        "{}",
+        failed.stderr
+    );
+    let prefix = "the admin token this first start recorded (shown once, keep it): ";
+    let token = failed
+        .stderr
+        .lines()
+        .find_map(|line| line.trim().strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no admin token in {}", failed.stderr))
+        .to_owned();
+    drop(held);
+    let server = Server::start(home.dir.path(), &["--store", &url]);
+    assert!(
+        !server
+            .banner
+            .iter()
+            .any(|line| line.trim_start().starts_with("admin token")),
+        "the ledger has its admin token: {:?}",
+        server.banner
+    );
+    let (status, people) = call(&server, &token, "GET", "/api/v1/users", None);
+    assert_eq!(status, 200, "{people}");
+}

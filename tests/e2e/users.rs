@@ -268,3 +268,143 @@ fn bad_requests_get_a_precise_status_and_a_sentence() {
         run.stdout
     );
 }
+
+/// `POST /api/v1/users` with `email` (and `name`), as (status, error, detail).
+fn register(server: &Server, admin: &str, email: &str, name: Option<&str>) -> (u16, Value) {
+    let mut body = json!({ "email": email });
+    if let Some(name) = name {
+        body["name"] = json!(name);
+    }
+    post(server, admin, "/api/v1/users", &body)
+}
+
+#[test]
+fn look_alikes_of_a_registered_person_are_refused_with_the_character_named() {
+    // With ada@example.com registered, every one of these was accepted (201): two people
+    // who look the same on a consent page and in the trail.
+    let dir = temp();
+    let server = Server::start(dir.path(), &[]);
+    let admin = server.admin_token();
+    let (status, ada) = register(&server, &admin, "ada@example.com", Some("Ada"));
+    assert_eq!(status, 201, "{ada}");
+    let ada_id = ada["id"].as_str().unwrap_or_default();
+    let invalid = |detail: &str| json!({ "error": "invalid_request", "detail": detail });
+    let looks_like = json!({
+        "error": "conflict",
+        "detail": format!(
+            "the email looks like the email of user {ada_id} (the same Unicode TR39 skeleton: characters that can be mistaken for one another, such as Cyrillic and Latin letters, `rn` and `m`, or a letter with and without an accent); register an address that cannot be confused with theirs"
+        ),
+    });
+    let taken = json!({ "error": "conflict", "detail": "a user with that email already exists" });
+    let cases = [
+        (
+            "\u{0430}da@example.com",
+            400,
+            invalid(
+                "email: U+0430 in its local part is Cyrillic among Latin letters: mixing scripts makes look-alikes (Unicode TR39); write it in one script",
+            ),
+        ),
+        // NFKC makes the fullwidth form the very same email.
+        ("ａｄａ@ｅｘａｍｐｌｅ.ｃｏｍ", 409, taken.clone()),
+        ("ADA@Example.com", 409, taken),
+        (
+            "a\u{200D}da@example.com",
+            400,
+            invalid(
+                "email: U+200D is invisible (a default-ignorable code point, such as a zero-width joiner): two texts that differ by it look the same; remove it",
+            ),
+        ),
+        ("ada\u{0301}@example.com", 409, looks_like.clone()),
+        ("ad\u{0301}a@example.com", 409, looks_like.clone()),
+        (
+            "\u{202E}ada@example.com",
+            400,
+            invalid(
+                "email: U+202E is a bidirectional control character: it changes the order in which the text is shown, so what is shown is not what is kept; remove it",
+            ),
+        ),
+        (
+            "ada@ex\u{0430}mple.com",
+            400,
+            invalid(
+                "email: U+0430 in the domain label `ex\u{0430}mple` is Cyrillic among Latin letters: mixing scripts makes look-alikes (Unicode TR39); write it in one script",
+            ),
+        ),
+        // The same look-alike domain spelt in punycode.
+        (
+            "ada@xn--exmple-4nf.com",
+            400,
+            invalid(
+                "email: U+0430 in the domain label `ex\u{0430}mple` is Cyrillic among Latin letters: mixing scripts makes look-alikes (Unicode TR39); write it in one script",
+            ),
+        ),
+        // `rn` reads as `m`.
+        ("rnada@example.com", 201, Value::Null),
+        ("mada@example.com", 409, Value::Null),
+    ];
+    for (email, status, error) in cases {
+        let (got, body) = register(&server, &admin, email, None);
+        assert_eq!(got, status, "{email:?}: {body}");
+        if !error.is_null() {
+            assert_eq!(body, error, "{email:?}");
+        }
+    }
+    let (status, names) = register(&server, &admin, "grace@example.com", Some("Grace\u{202E}"));
+    assert_eq!(status, 400, "{names}");
+    assert_eq!(
+        names["detail"],
+        "name: U+202E is a bidirectional control character: it changes the order in which the text is shown, so what is shown is not what is kept; remove it"
+    );
+    let (_, listed) = call(&server, &admin, "GET", "/api/v1/users", None);
+    assert_eq!(
+        listed.as_array().map(Vec::len),
+        Some(2),
+        "ada and rnada: {listed}"
+    );
+}
+
+#[test]
+fn people_with_non_ascii_emails_and_names_are_registered_in_their_normal_form() {
+    let dir = temp();
+    let server = Server::start(dir.path(), &[]);
+    let admin = server.admin_token();
+    // A decomposed ë (e + U+0308) is kept composed (NFC within NFKC).
+    let (status, zoe) = register(
+        &server,
+        &admin,
+        "zoe\u{0308}@example.com",
+        Some("Zoe\u{0308} Ōkubo"),
+    );
+    assert_eq!(status, 201, "{zoe}");
+    assert_eq!(
+        (zoe["email"].as_str(), zoe["name"].as_str()),
+        (Some("zoë@example.com"), Some("Zoë Ōkubo"))
+    );
+    let (status, li) = register(&server, &admin, "李@例え.jp", Some("李小龍"));
+    assert_eq!(status, 201, "{li}");
+    assert_eq!(
+        li["email"], "李@xn--r8jz45g.jp",
+        "the domain kept in its ASCII form"
+    );
+    // The same person in another spelling is the same email.
+    let (status, again) = register(&server, &admin, "李@xn--r8jz45g.jp", None);
+    assert_eq!(
+        (status, again["detail"].as_str()),
+        (409, Some("a user with that email already exists"))
+    );
+    // Whole-script Cyrillic, each part in one script, still looks like a Latin person.
+    let (status, _) = register(&server, &admin, "aeop@example.com", None);
+    assert_eq!(status, 201);
+    let (status, cyrillic) = register(
+        &server,
+        &admin,
+        "\u{0430}\u{0435}\u{043E}\u{0440}@example.com",
+        None,
+    );
+    assert_eq!(status, 409, "{cyrillic}");
+    // A restart recomputes nothing and keeps refusing: the skeletons are in the ledger.
+    assert_eq!(server.stop(), Some(0));
+    let server = Server::start(dir.path(), &[]);
+    let (status, _) = register(&server, &admin, "zoe@example.com", None);
+    assert_eq!(status, 409, "zoe looks like zoë");
+}

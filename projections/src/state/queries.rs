@@ -63,6 +63,20 @@ impl State {
             .and_then(|id| self.user(id))
     }
 
+    /// The person whose email has this skeleton's keyed hash: one it could be mistaken
+    /// for (erased people are not found; people registered before skeletons were
+    /// recorded are not either).
+    pub fn user_by_email_skeleton(&self, skeleton_hash: &Digest) -> Option<&User> {
+        self.users_by_email_skeleton
+            .get(skeleton_hash)
+            .and_then(|id| self.user(id))
+    }
+
+    /// The people whose registration recorded their email's skeleton, by its keyed hash.
+    pub fn email_skeletons(&self) -> impl Iterator<Item = (&Digest, &UserId)> {
+        self.users_by_email_skeleton.iter()
+    }
+
     /// Every person, by id.
     pub fn users(&self) -> impl Iterator<Item = &User> {
         self.users.values()
