@@ -433,6 +433,11 @@ pub enum Refusal {
     /// audience, operations, or the person, delegation and chain it acts in).
     #[error("the token would exceed parent token {0}: {1}")]
     ExceedsParent(Jti, String),
+    /// A client revoking a token that was issued to another client (RFC 7009 §2.1).
+    #[error(
+        "the token was not issued to client {0}: a client may revoke only its own tokens (RFC 7009 §2.1); the token stays active"
+    )]
+    NotTokenHolder(ClientId),
     /// A token whose `act` chain does not begin with the agent that holds it.
     #[error("the token's act chain must begin with its holder {0}")]
     ChainNotHeld(ClientId),
@@ -849,6 +854,15 @@ pub fn decide(
         } => approvals::decide(state, approval_id, *decision, by, now),
         Command::RecordToolCall(call) => gateway::record_tool_call(state, call),
         Command::RevokeToken { jti, by } => {
+            // RFC 7009 §2.1: a client revokes only what was issued to it (or what it is in
+            // the chain of); an admin or the system may revoke any token.
+            if let Actor::Agent { client_id } = by
+                && state
+                    .token(jti)
+                    .is_some_and(|t| t.client_id != *client_id && !t.actors.contains(client_id))
+            {
+                return Err(Refusal::NotTokenHolder(client_id.clone()));
+            }
             let events = cascade(state, jti, RevocationCause::Requested { by: by.clone() });
             let tokens = events.len();
             Ok((events, Answer::Revoked { tokens }))
@@ -1781,6 +1795,43 @@ mod tests {
             decide(&state, &Command::RequestApproval(request), at()).err(),
             Some(Refusal::NoApprover("a1".into()))
         );
+    }
+
+    #[test]
+    fn revoking_another_client_s_token_is_refused_and_the_token_stays_live() {
+        let mut commands = people();
+        commands.push(chained("t1", &["a1"], None, None));
+        commands.push(chained("t2", &["a2", "a1"], None, Some("t1")));
+        let state = given(&commands, at());
+        let revoke = |jti: &str, client_id: &str| Command::RevokeToken {
+            jti: Jti::from(jti),
+            by: Actor::Agent {
+                client_id: ClientId::from(client_id),
+            },
+        };
+        assert_eq!(
+            decide(&state, &revoke("t1", "a3"), at()).err(),
+            Some(Refusal::NotTokenHolder(ClientId::from("a3")))
+        );
+        assert_eq!(
+            decide(&state, &revoke("t1", "a2"), at()).err(),
+            Some(Refusal::NotTokenHolder(ClientId::from("a2"))),
+            "a sub-agent may not revoke the token it was delegated from"
+        );
+        // Its holder, an agent in its chain, or an admin may.
+        for (jti, by) in [("t1", "a1"), ("t2", "a2"), ("t2", "a1")] {
+            assert!(
+                decide(&state, &revoke(jti, by), at()).is_ok(),
+                "{jti} by {by}"
+            );
+        }
+        let by_admin = Command::RevokeToken {
+            jti: Jti::from("t1"),
+            by: admin(),
+        };
+        assert!(decide(&state, &by_admin, at()).is_ok());
+        // An unknown token is no error (RFC 7009 §2.2): nothing to revoke.
+        assert!(decide(&state, &revoke("nope", "a3"), at()).is_ok());
     }
 
     fn people() -> Vec<Command> {

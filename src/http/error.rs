@@ -216,6 +216,10 @@ impl From<Refusal> for ApiError {
                 code: "invalid_client",
                 detail,
             },
+            Refusal::NotTokenHolder(_) => ApiError::BadRequest {
+                code: "unauthorized_client",
+                detail,
+            },
             Refusal::UnknownOwner(_)
             | Refusal::AgentDisabled(_)
             | Refusal::AgentExpired(..)

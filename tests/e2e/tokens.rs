@@ -603,3 +603,46 @@ fn es256_and_rs256_servers_sign_tokens_pyjwt_verifies_with_the_published_key() {
         assert_eq!(server.stop(), Some(0));
     }
 }
+
+/// RFC 7009 revocation of `token` by the client `client_id`; the status and the answer.
+fn revoke(s: &Setup, client_id: &str, secret: &str, token: &str) -> (u16, Value) {
+    let response = http()
+        .post(s.server.url("/oauth/revoke"))
+        .basic_auth(client_id, Some(secret))
+        .form(&[("token", token)])
+        .send()
+        .unwrap_or_else(|err| panic!("{err}"));
+    let status = response.status().as_u16();
+    (status, response.json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn revoking_another_client_s_token_is_refused_and_the_token_stays_active() {
+    let s = setup(agent());
+    let (other_id, other_secret) = register_agent(&s.server, &s.admin, agent());
+    let victim = client_credentials_token(&s.server, &s.client_id, &s.secret, &[]);
+    // The attack: another client revokes a token that is not its own.
+    let (status, refused) = revoke(&s, &other_id, &other_secret, &victim);
+    assert_eq!(
+        (status, &refused),
+        (
+            400,
+            &json!({
+                "error": "unauthorized_client",
+                "error_description": format!("the token was not issued to client {other_id}: a client may revoke only its own tokens (RFC 7009 §2.1); the token stays active"),
+            })
+        )
+    );
+    assert_eq!(
+        introspect(&s.server, &s.client_id, &s.secret, &victim)["active"],
+        true,
+        "the token stays active"
+    );
+    // An unknown token is no error (RFC 7009 §2.2), and the holder revokes its own.
+    assert_eq!(revoke(&s, &other_id, &other_secret, "not-a-token").0, 200);
+    assert_eq!(revoke(&s, &s.client_id, &s.secret, &victim).0, 200);
+    assert_eq!(
+        introspect(&s.server, &s.client_id, &s.secret, &victim)["active"],
+        false
+    );
+}
