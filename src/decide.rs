@@ -717,6 +717,9 @@ pub fn decide(
             if known_agent(state, &rotation.client_id)?.jwks.is_some() {
                 return Err(Refusal::AgentHoldsNoSecret(rotation.client_id.clone()));
             }
+            if let Some(end) = rotation.secret_expires_at.filter(|end| *end <= now) {
+                return Err(Refusal::NotInFuture(end));
+            }
             Ok((vec![rotation.clone().into()], Answer::Done))
         }
         Command::PublishCheckpointKey(key) => {
@@ -807,6 +810,9 @@ pub fn decide(
                 return Err(Refusal::UnknownOwner(owner.clone()));
             }
             agent_credentials_agree(agent)?;
+            if let Some(end) = agent.secret_expires_at.filter(|end| *end <= now) {
+                return Err(Refusal::NotInFuture(end));
+            }
             Ok((vec![agent.clone().into()], Answer::Done))
         }
         Command::IssueToken(token) => issue_token(state, token, now),
@@ -1547,6 +1553,7 @@ mod tests {
             redirect_uris: vec![],
             token_endpoint_auth_method: "client_secret_basic".into(),
             secret_hash: Some(Digest::of(b"secret")),
+            secret_expires_at: None,
             require_consent: false,
             agent_type: writ_schemas::AgentType::Autonomous,
             expires_at: None,
@@ -1832,6 +1839,35 @@ mod tests {
         assert!(decide(&state, &by_admin, at()).is_ok());
         // An unknown token is no error (RFC 7009 §2.2): nothing to revoke.
         assert!(decide(&state, &revoke("nope", "a3"), at()).is_ok());
+    }
+
+    #[test]
+    fn a_secret_expiry_must_be_in_the_future() {
+        let mut commands = people();
+        let state = given(&commands, at());
+        let rotation = |expires_at: Timestamp| {
+            Command::RotateAgentSecret(AgentSecretRotated {
+                client_id: ClientId::from("a1"),
+                secret_hash: Digest::of(b"new"),
+                previous_valid_until: at(),
+                secret_expires_at: Some(expires_at),
+                by: admin(),
+            })
+        };
+        assert_eq!(
+            decide(&state, &rotation(at()), at()).err(),
+            Some(Refusal::NotInFuture(at()))
+        );
+        assert!(decide(&state, &rotation(at().plus_seconds(1)), at()).is_ok());
+        let Some(Command::RegisterAgent(mut registered)) = commands.pop() else {
+            unreachable!("people() ends with an agent")
+        };
+        registered.client_id = ClientId::from("a9");
+        registered.secret_expires_at = Some(at());
+        assert_eq!(
+            decide(&state, &Command::RegisterAgent(registered), at()).err(),
+            Some(Refusal::NotInFuture(at()))
+        );
     }
 
     fn people() -> Vec<Command> {
