@@ -15,6 +15,7 @@ use writ_schemas::{
 use zeroize::Zeroizing;
 
 use super::AppState;
+use super::discovery::{AudienceFit, audience_fit, server_resource};
 use super::error::ApiError;
 use crate::connections::CredentialError;
 use crate::decide::{Answer, ApprovalUse, Command, Refusal};
@@ -214,26 +215,18 @@ async fn forward(
     };
     let digest = Digest::of(token.as_bytes());
     let now = state.clock.now();
-    let gateway = super::discovery::gateway_resource(&state.issuer);
-    let mut other_audience = false;
+    let mut fit = AudienceFit::Admitted;
     let (upstream, caller) = state.ledger.read(|s| {
         (
             upstream_of(s, &server_id),
             s.token_by_digest(&digest)
                 .filter(|t| matches!(t.status, TokenStatus::Live) && now < t.expires_at)
-                // A token for another resource is not for the gateway (RFC 8707 §2, the
+                // A token for another resource is not for this server (RFC 8707 §2, the
                 // MCP authorization spec's audience rule): writ's own audience, the
-                // gateway's, or one of its servers' is.
+                // gateway's, or this server's is; another server's is not.
                 .filter(|t| {
-                    let ours = t.audience.iter().any(|aud| {
-                        *aud == state.issuer
-                            || *aud == gateway
-                            || aud
-                                .strip_prefix(gateway.as_str())
-                                .is_some_and(|rest| rest.starts_with('/'))
-                    });
-                    other_audience = !ours;
-                    ours
+                    fit = audience_fit(&t.audience, &state.issuer, server_id.as_str());
+                    fit == AudienceFit::Admitted
                 })
                 .map(|t| {
                     let request = ToolCallRequest {
@@ -277,11 +270,15 @@ async fn forward(
         supervised,
         decision,
     } = caller.ok_or_else(|| {
-        ApiError::Unauthorized(match other_audience {
-            true => format!(
-                "the token was issued for another resource; ask for one with resource={gateway}"
+        let resource = server_resource(&state.issuer, server_id.as_str());
+        ApiError::Unauthorized(match fit {
+            AudienceFit::OtherServer => format!(
+                "the token was issued for another MCP server behind this gateway; ask for one with resource={resource}"
             ),
-            false => "the token is unknown, revoked or expired".into(),
+            AudienceFit::OtherResource => format!(
+                "the token was issued for another resource; ask for one with resource={resource}"
+            ),
+            AudienceFit::Admitted => "the token is unknown, revoked or expired".into(),
         })
     })?;
 
