@@ -227,6 +227,8 @@ impl From<Refusal> for ApiError {
             | Refusal::ParentInactive(_)
             | Refusal::TooDeep { .. }
             | Refusal::ExceedsParent(..)
+            | Refusal::LaxerThanAgent(..)
+            | Refusal::WrongApprover(..)
             | Refusal::ChainNotHeld(_)
             | Refusal::BadLifetime
             | Refusal::DelegationInactive(_)

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use writ_projections::{Approval, State, TokenStatus};
 use writ_schemas::{
-    AgentType, ApprovalRequested, ClientId, Digest, ServerAuth, ServerId, Timestamp,
-    ToolCallCompleted, ToolCallCredential, ToolCallOutcome, UserId,
+    ApprovalRequested, ClientId, Digest, ServerAuth, ServerId, Timestamp, ToolCallCompleted,
+    ToolCallCredential, ToolCallOutcome, UserId,
 };
 use zeroize::Zeroizing;
 
@@ -18,7 +18,7 @@ use super::AppState;
 use super::discovery::{AudienceFit, audience_fit, server_resource};
 use super::error::ApiError;
 use crate::connections::CredentialError;
-use crate::decide::{Answer, ApprovalUse, Command, Refusal};
+use crate::decide::{Answer, ApprovalUse, Command, Refusal, approvals};
 use crate::ledger::SubmitError;
 use crate::mcp::{McpClient, McpError};
 use crate::people::Field;
@@ -117,7 +117,7 @@ struct Caller {
     jti: writ_schemas::Jti,
     client_id: ClientId,
     user_id: Option<UserId>,
-    /// Who approves its critical calls: the person it acts for, else the agent's owner.
+    /// Who approves its critical calls (`decide::approvals::approver`).
     approver: Option<UserId>,
     supervised: bool,
     decision: crate::policy::PolicyDecision,
@@ -239,15 +239,13 @@ async fn forward(
                         delegation_depth: u32::try_from(t.actors.len()).unwrap_or(u32::MAX),
                         now,
                     };
-                    let supervised = t.agent_type == AgentType::Supervised;
+                    // The agent's registration as well as the token's type: a token
+                    // never makes its agent less supervised.
+                    let supervised = approvals::supervised(s, t);
                     let decision = crate::policy::decide_tool_call(s, &request);
                     // Looked up only for a call that will wait for one.
                     let approver = (supervised && decision.critical)
-                        .then(|| {
-                            t.user_id.clone().or_else(|| {
-                                s.agent(&t.client_id).and_then(|agent| agent.owner.clone())
-                            })
-                        })
+                        .then(|| approvals::approver(s, t))
                         .flatten();
                     Caller {
                         jti: t.jti.clone(),
