@@ -18,10 +18,11 @@ use writ_schemas::{
 };
 
 mod admin;
-mod approvals;
+pub mod approvals;
 mod authorization;
 mod connections;
 pub mod session_grants;
+pub mod strictness;
 
 pub use admin::{ADMIN_CREDENTIAL_NAME_CHARS_MAX, ADMIN_CREDENTIALS_MAX};
 pub use approvals::ApprovalUse;
@@ -487,6 +488,17 @@ pub enum Refusal {
     /// audience, operations, or the person, delegation and chain it acts in).
     #[error("the token would exceed parent token {0}: {1}")]
     ExceedsParent(Jti, String),
+    /// A token laxer than the agent it is issued to is registered (`strictness`).
+    #[error(
+        "agent {0} is registered {ty}, so its tokens are {ty}: ask for agent_type={ty} or leave agent_type out",
+        ty = strictness::name(*.1)
+    )]
+    LaxerThanAgent(ClientId, writ_schemas::AgentType),
+    /// A client revoking a token that was issued to another client (RFC 7009 §2.1).
+    #[error(
+        "the token was not issued to client {0}: a client may revoke only its own tokens (RFC 7009 §2.1); the token stays active"
+    )]
+    NotTokenHolder(ClientId),
     /// A token whose `act` chain does not begin with the agent that holds it.
     #[error("the token's act chain must begin with its holder {0}")]
     ChainNotHeld(ClientId),
@@ -599,6 +611,12 @@ pub enum Refusal {
         "agent {0} acts for no one and has no active owner, so nobody can approve its critical calls"
     )]
     NoApprover(String),
+    /// An approval asked of someone other than the person the token acts for (else its
+    /// agent's owner), or recorded for another agent or person than the token's.
+    #[error(
+        "approval {0} must be asked of user {1} for the token's own agent and person: the person it acts for, else the agent's owner"
+    )]
+    WrongApprover(String, UserId),
     /// An approval that does not exist, or is not this agent's for this person.
     #[error("approval {0} does not exist, or is not for this agent and person")]
     UnknownApproval(String),
@@ -783,6 +801,9 @@ pub fn decide(
             if known_agent(state, &rotation.client_id)?.jwks.is_some() {
                 return Err(Refusal::AgentHoldsNoSecret(rotation.client_id.clone()));
             }
+            if let Some(end) = rotation.secret_expires_at.filter(|end| *end <= now) {
+                return Err(Refusal::NotInFuture(end));
+            }
             Ok((vec![rotation.clone().into()], Answer::Done))
         }
         Command::PublishCheckpointKey(key) => {
@@ -873,6 +894,9 @@ pub fn decide(
                 return Err(Refusal::UnknownOwner(owner.clone()));
             }
             agent_credentials_agree(agent)?;
+            if let Some(end) = agent.secret_expires_at.filter(|end| *end <= now) {
+                return Err(Refusal::NotInFuture(end));
+            }
             Ok((vec![agent.clone().into()], Answer::Done))
         }
         Command::IssueToken(token) => issue_token(state, token, now),
@@ -920,6 +944,15 @@ pub fn decide(
         } => approvals::decide(state, approval_id, *decision, by, now),
         Command::RecordToolCall(call) => gateway::record_tool_call(state, call),
         Command::RevokeToken { jti, by } => {
+            // RFC 7009 §2.1: a client revokes only what was issued to it (or what it is in
+            // the chain of); an admin or the system may revoke any token.
+            if let Actor::Agent { client_id } = by
+                && state
+                    .token(jti)
+                    .is_some_and(|t| t.client_id != *client_id && !t.actors.contains(client_id))
+            {
+                return Err(Refusal::NotTokenHolder(client_id.clone()));
+            }
             let events = cascade(state, jti, RevocationCause::Requested { by: by.clone() });
             let tokens = events.len();
             Ok((events, Answer::Revoked { tokens }))
@@ -1178,6 +1211,14 @@ fn issue_token(
     now: Timestamp,
 ) -> Result<(Vec<Event>, Answer), Refusal> {
     let holder = usable_agent(state, &token.client_id, now)?;
+    // Supervision belongs to the agent: a request for a laxer token is refused here too,
+    // whatever the HTTP layer made of it.
+    if !strictness::within(token.agent_type, holder.agent_type) {
+        return Err(Refusal::LaxerThanAgent(
+            token.client_id.clone(),
+            holder.agent_type,
+        ));
+    }
     if let Some(end) = holder.expires_at.filter(|end| token.expires_at > *end) {
         return Err(Refusal::OutlivesAgent(token.client_id.clone(), end));
     }
@@ -1298,6 +1339,12 @@ fn within_parent(
     let exceeds = |why: String| Err(Refusal::ExceedsParent(parent_jti.clone(), why));
     if parent.user_id != token.user_id {
         return exceeds("it must act for the person the parent acts for".into());
+    }
+    if !strictness::within(token.agent_type, parent.agent_type) {
+        return exceeds(format!(
+            "it must be {} like the parent: a derived token is never laxer",
+            strictness::name(parent.agent_type)
+        ));
     }
     if !parent.actors.is_empty() {
         if parent.delegation_id != token.delegation_id
@@ -1795,6 +1842,7 @@ mod tests {
             redirect_uris: vec![],
             token_endpoint_auth_method: "client_secret_basic".into(),
             secret_hash: Some(Digest::of(b"secret")),
+            secret_expires_at: None,
             require_consent: false,
             agent_type: writ_schemas::AgentType::Autonomous,
             expires_at: None,
@@ -2032,16 +2080,223 @@ mod tests {
     }
 
     #[test]
-    fn an_approval_is_asked_of_a_registered_active_person_only() {
+    fn an_approval_is_asked_of_the_person_the_token_acts_for_only() {
         let (mut commands, _) = approval_asked();
         let Some(Command::RequestApproval(mut request)) = commands.pop() else {
             unreachable!("the last command asks for approval")
         };
         let state = given(&commands, at());
-        request.approver = UserId::from("nobody");
+        // The token acts for ada: asking anyone else, registered or not, is refused.
+        for other in ["bob", "nobody"] {
+            request.approver = UserId::from(other);
+            assert_eq!(
+                decide(&state, &Command::RequestApproval(request.clone()), at()).err(),
+                Some(Refusal::WrongApprover("apr_1".into(), UserId::from("ada")))
+            );
+        }
+    }
+
+    /// `command` (an agent's registration) with `agent_type` and `owner`.
+    fn typed(
+        command: Command,
+        agent_type: writ_schemas::AgentType,
+        owner: Option<&str>,
+    ) -> Command {
+        match command {
+            Command::RegisterAgent(mut agent) => {
+                agent.agent_type = agent_type;
+                agent.owner = owner.map(UserId::from);
+                Command::RegisterAgent(agent)
+            }
+            other => unreachable!("a registration, not {other:?}"),
+        }
+    }
+
+    /// `command` (a token) of `agent_type`.
+    fn of_type(command: Command, agent_type: writ_schemas::AgentType) -> Command {
+        let mut token = issued(command);
+        token.agent_type = agent_type;
+        Command::IssueToken(token)
+    }
+
+    #[test]
+    fn a_supervised_agent_asking_for_an_autonomous_token_is_refused_and_so_is_a_laxer_child() {
+        use writ_schemas::AgentType::{Autonomous, Ephemeral, Supervised};
+        let mut commands = vec![
+            register("ada"),
+            typed(agent("a1", &["files:read"]), Supervised, None),
+            agent("a2", &["files:read"]),
+        ];
+        let state = given(&commands, at());
+        for laxer in [Autonomous, Ephemeral] {
+            assert_eq!(
+                decide(
+                    &state,
+                    &of_type(chained("t1", &["a1"], None, None), laxer),
+                    at()
+                )
+                .err(),
+                Some(Refusal::LaxerThanAgent(ClientId::from("a1"), Supervised))
+            );
+        }
+        commands.push(of_type(chained("t1", &["a1"], None, None), Supervised));
+        let state = given(&commands, at());
+        // a2 is autonomous, but a token exchanged from a supervised one is supervised.
+        let child =
+            |agent_type| of_type(chained("t2", &["a2", "a1"], None, Some("t1")), agent_type);
+        for laxer in [Autonomous, Ephemeral] {
+            assert!(matches!(
+                decide(&state, &child(laxer), at()).err(),
+                Some(Refusal::ExceedsParent(parent, why))
+                    if parent == Jti::from("t1") && why.contains("supervised like the parent")
+            ));
+        }
+        assert!(decide(&state, &child(Supervised), at()).is_ok());
+        // An autonomous agent may hold a stricter token.
+        let ephemeral = of_type(chained("t3", &["a2"], None, None), Ephemeral);
+        assert!(decide(&state, &ephemeral, at()).is_ok());
+    }
+
+    #[test]
+    fn supervision_follows_the_registration_and_the_approver_is_the_person_else_the_owner() {
+        use writ_schemas::AgentType::{Autonomous, Supervised};
+        let commands = vec![
+            register("ada"),
+            register("bob"),
+            typed(agent("a1", &["files:read"]), Supervised, Some("bob")),
+            agent("a2", &["files:read"]),
+        ];
+        let mut state = given(&commands, at());
+        // An autonomous token of a supervised agent, as a ledger written before tokens
+        // were held to their agent's type may hold one: its calls still wait.
+        let mut own = issued(chained("t1", &["a1"], None, None));
+        own.user_id = None;
+        own.actors = vec![];
+        own.agent_type = Autonomous;
+        let for_ada = issued(chained("t2", &["a1"], None, None));
+        let unsupervised = issued(chained("t3", &["a2"], None, None));
+        for token in [&own, &for_ada, &unsupervised] {
+            let head = Head {
+                seq: state.head().seq + 1,
+                hash: Hash([7; 32]),
+                ts: Some(at()),
+            };
+            state.apply(head, &Event::from(token.clone()));
+        }
+        let token = |jti: &str| {
+            state
+                .token(&Jti::from(jti))
+                .unwrap_or_else(|| unreachable!("{jti} was applied"))
+        };
+        assert!(approvals::supervised(&state, token("t1")));
+        assert!(approvals::supervised(&state, token("t2")));
+        assert!(!approvals::supervised(&state, token("t3")));
         assert_eq!(
-            decide(&state, &Command::RequestApproval(request), at()).err(),
-            Some(Refusal::NoApprover("a1".into()))
+            approvals::approver(&state, token("t1")),
+            Some(UserId::from("bob"))
+        );
+        assert_eq!(
+            approvals::approver(&state, token("t2")),
+            Some(UserId::from("ada"))
+        );
+        assert_eq!(
+            approvals::approver(&state, token("t3")),
+            Some(UserId::from("ada"))
+        );
+        // The sequencer holds the request to the same rule: the owner approves the
+        // agent's own call, and nobody else may be asked.
+        let asked = |jti: &str, approver: &str| {
+            Command::RequestApproval(writ_schemas::ApprovalRequested {
+                approval_id: "apr_1".into(),
+                jti: Jti::from(jti),
+                client_id: ClientId::from("a1"),
+                user_id: token(jti).user_id.clone(),
+                approver: UserId::from(approver),
+                server_id: ServerId::from("srv"),
+                tool_name: "delete_records".into(),
+                arguments_digest: Digest::of(b"{}"),
+                arguments_sealed: Sealed {
+                    nonce: "AAAAAAAAAAAAAAAA".into(),
+                    ciphertext: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+                },
+                policy_ids: vec![],
+                expires_at: at().plus_seconds(300),
+            })
+        };
+        assert_eq!(
+            decide(&state, &asked("t1", "ada"), at()).err(),
+            Some(Refusal::WrongApprover("apr_1".into(), UserId::from("bob")))
+        );
+        assert!(decide(&state, &asked("t1", "bob"), at()).is_ok());
+        assert_eq!(
+            decide(&state, &asked("t2", "bob"), at()).err(),
+            Some(Refusal::WrongApprover("apr_1".into(), UserId::from("ada")))
+        );
+    }
+
+    #[test]
+    fn revoking_another_client_s_token_is_refused_and_the_token_stays_live() {
+        let mut commands = people();
+        commands.push(chained("t1", &["a1"], None, None));
+        commands.push(chained("t2", &["a2", "a1"], None, Some("t1")));
+        let state = given(&commands, at());
+        let revoke = |jti: &str, client_id: &str| Command::RevokeToken {
+            jti: Jti::from(jti),
+            by: Actor::Agent {
+                client_id: ClientId::from(client_id),
+            },
+        };
+        assert_eq!(
+            decide(&state, &revoke("t1", "a3"), at()).err(),
+            Some(Refusal::NotTokenHolder(ClientId::from("a3")))
+        );
+        assert_eq!(
+            decide(&state, &revoke("t1", "a2"), at()).err(),
+            Some(Refusal::NotTokenHolder(ClientId::from("a2"))),
+            "a sub-agent may not revoke the token it was delegated from"
+        );
+        // Its holder, an agent in its chain, or an admin may.
+        for (jti, by) in [("t1", "a1"), ("t2", "a2"), ("t2", "a1")] {
+            assert!(
+                decide(&state, &revoke(jti, by), at()).is_ok(),
+                "{jti} by {by}"
+            );
+        }
+        let by_admin = Command::RevokeToken {
+            jti: Jti::from("t1"),
+            by: admin(),
+        };
+        assert!(decide(&state, &by_admin, at()).is_ok());
+        // An unknown token is no error (RFC 7009 §2.2): nothing to revoke.
+        assert!(decide(&state, &revoke("nope", "a3"), at()).is_ok());
+    }
+
+    #[test]
+    fn a_secret_expiry_must_be_in_the_future() {
+        let mut commands = people();
+        let state = given(&commands, at());
+        let rotation = |expires_at: Timestamp| {
+            Command::RotateAgentSecret(AgentSecretRotated {
+                client_id: ClientId::from("a1"),
+                secret_hash: Digest::of(b"new"),
+                previous_valid_until: at(),
+                secret_expires_at: Some(expires_at),
+                by: admin(),
+            })
+        };
+        assert_eq!(
+            decide(&state, &rotation(at()), at()).err(),
+            Some(Refusal::NotInFuture(at()))
+        );
+        assert!(decide(&state, &rotation(at().plus_seconds(1)), at()).is_ok());
+        let Some(Command::RegisterAgent(mut registered)) = commands.pop() else {
+            unreachable!("people() ends with an agent")
+        };
+        registered.client_id = ClientId::from("a9");
+        registered.secret_expires_at = Some(at());
+        assert_eq!(
+            decide(&state, &Command::RegisterAgent(registered), at()).err(),
+            Some(Refusal::NotInFuture(at()))
         );
     }
 

@@ -104,6 +104,7 @@ fn setup(ledger: &Ledger, clock: &Clock) -> Result<(), SubmitError> {
             redirect_uris: vec![],
             token_endpoint_auth_method: "client_secret_basic".into(),
             secret_hash: Some(Digest::of(b"load-secret")),
+            secret_expires_at: None,
             require_consent: false,
             agent_type: AgentType::Autonomous,
             expires_at: None,

@@ -472,6 +472,7 @@ mod tests {
                 redirect_uris: vec![],
                 token_endpoint_auth_method: "client_secret_basic".into(),
                 secret_hash: Some(Digest::of(b"secret")),
+                secret_expires_at: None,
                 require_consent: false,
                 agent_type: AgentType::Supervised,
                 expires_at: None,

@@ -24,6 +24,7 @@ fn setup_events() -> Vec<Event> {
             redirect_uris: vec![],
             token_endpoint_auth_method: "client_secret_basic".into(),
             secret_hash: Some(Digest::of(b"s")),
+            secret_expires_at: None,
             require_consent: false,
             agent_type: AgentType::Autonomous,
             expires_at: None,

@@ -54,7 +54,10 @@ pub struct Agent {
     pub token_endpoint_auth_method: String,
     /// Keyed hash of the current secret.
     pub secret_hash: Option<Digest>,
-    /// The previous secret's hash and until when it is still accepted.
+    /// When the current secret stops being accepted (none: it does not expire).
+    pub secret_expires_at: Option<Timestamp>,
+    /// The previous secret's hash and until when it is still accepted: the rotation's
+    /// grace, never beyond that secret's own expiry.
     pub previous_secret: Option<(Digest, Timestamp)>,
     /// The public keys of a `private_key_jwt` client: its registered `ClientJwks` as
     /// JSON text. Text, because postcard (the snapshots) is not self-describing and

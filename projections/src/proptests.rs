@@ -135,6 +135,7 @@ fn event() -> impl Strategy<Value = Event> {
                     redirect_uris: vec![],
                     token_endpoint_auth_method: "client_secret_basic".into(),
                     secret_hash: Some(Digest::of(b"x")),
+                    secret_expires_at: None,
                     require_consent: false,
                     agent_type: AgentType::Autonomous,
                     expires_at,

@@ -121,9 +121,13 @@ impl State {
             }
             Event::AgentSecretRotated(e) => {
                 if let Some(agent) = self.agents.get_mut(&e.client_id) {
-                    agent.previous_secret =
-                        agent.secret_hash.map(|old| (old, e.previous_valid_until));
+                    let until = match agent.secret_expires_at {
+                        Some(expiry) => e.previous_valid_until.min(expiry),
+                        None => e.previous_valid_until,
+                    };
+                    agent.previous_secret = agent.secret_hash.map(|old| (old, until));
                     agent.secret_hash = Some(e.secret_hash);
+                    agent.secret_expires_at = e.secret_expires_at;
                 }
             }
             Event::AgentDisabled(e) => self.with_agent(&e.client_id, |agent| agent.enabled = false),
@@ -408,6 +412,7 @@ impl State {
             redirect_uris: e.redirect_uris.clone(),
             token_endpoint_auth_method: e.token_endpoint_auth_method.clone(),
             secret_hash: e.secret_hash,
+            secret_expires_at: e.secret_expires_at,
             previous_secret: None,
             jwks: e
                 .jwks

@@ -411,6 +411,7 @@ fn a_snapshot_keeps_a_keyed_agent_and_the_assertions_it_spent() {
         redirect_uris: vec![],
         token_endpoint_auth_method: "private_key_jwt".into(),
         secret_hash: None,
+        secret_expires_at: None,
         require_consent: false,
         agent_type: AgentType::Autonomous,
         expires_at: None,

@@ -56,6 +56,7 @@ pub(crate) fn sample(kind: EventKind) -> Event {
             redirect_uris: vec![],
             token_endpoint_auth_method: "client_secret_basic".into(),
             secret_hash: Some(digest),
+            secret_expires_at: None,
             require_consent: true,
             agent_type: AgentType::Autonomous,
             expires_at: Some(ts("2027-01-01T00:00:00.000000Z")),
@@ -72,6 +73,7 @@ pub(crate) fn sample(kind: EventKind) -> Event {
             client_id: agent,
             secret_hash: digest,
             previous_valid_until: ts("2026-11-24T00:00:00.000000Z"),
+            secret_expires_at: None,
             by: admin(),
         }),
         EventKind::AgentDisabled => Event::from(AgentDisabled {
@@ -385,8 +387,9 @@ pub(crate) fn sample(kind: EventKind) -> Event {
 
 /// Further shapes of a kind than its one sample shows, checked like the samples and
 /// appended to the vectors after them: a `SigningKeyRotated` for each key type, sealed
-/// personal data, a `private_key_jwt` agent, a token paid for by a client assertion and a
-/// named auditor credential with an expiry.
+/// personal data, a `private_key_jwt` agent, a token paid for by a client assertion, a
+/// named auditor credential with an expiry, and a secret rotation with no grace and an
+/// expiry.
 pub(crate) fn extra_samples() -> Vec<Event> {
     let ec = PublicJwk::Ec {
         crv: EcCurve::P256,
@@ -475,6 +478,7 @@ pub(crate) fn extra_samples() -> Vec<Event> {
             redirect_uris: vec![],
             token_endpoint_auth_method: "private_key_jwt".into(),
             secret_hash: None,
+            secret_expires_at: None,
             require_consent: false,
             agent_type: AgentType::Autonomous,
             expires_at: None,
@@ -529,6 +533,15 @@ pub(crate) fn extra_samples() -> Vec<Event> {
             name: Some("quarterly audit".into()),
             role: Some(AdminRole::Auditor),
             expires_at: Some(ts("2026-12-23T09:00:00.000000Z")),
+        }),
+        // A rotation that cuts the previous secret off at once (its grace ends at the
+        // rotation) and gives the new secret an expiry.
+        Event::from(AgentSecretRotated {
+            client_id: ClientId::from("agt_summarizer"),
+            secret_hash: Digest::of(b"rotated"),
+            previous_valid_until: ts("2026-11-23T09:03:00.000000Z"),
+            secret_expires_at: Some(ts("2027-02-01T00:00:00.000000Z")),
+            by: admin(),
         }),
     ]
 }

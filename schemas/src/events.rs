@@ -124,6 +124,9 @@ pub struct AgentRegistered {
     /// Keyed hash of its client secret (absent for `private_key_jwt` or public clients).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_hash: Option<Digest>,
+    /// When the secret stops being accepted (none: it does not expire).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_expires_at: Option<Timestamp>,
     /// The public keys its `private_key_jwt` assertions are signed with (RFC 7523 §2.2);
     /// absent for every other method.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -205,8 +208,12 @@ pub struct AgentSecretRotated {
     pub client_id: ClientId,
     /// Keyed hash of the new secret.
     pub secret_hash: Digest,
-    /// Until when the previous secret is still accepted.
+    /// Until when the previous secret is still accepted (the rotation's own time: refused
+    /// from then on).
     pub previous_valid_until: Timestamp,
+    /// When the new secret stops being accepted (none: it does not expire).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_expires_at: Option<Timestamp>,
     /// Who rotated it.
     pub by: Actor,
 }

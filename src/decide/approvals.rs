@@ -5,11 +5,15 @@
 //! arguments, before the approval lapses. Spending it is decided together with counting
 //! the call's operation (`ApprovalUse` in `RecordOperation`), so two retries racing each
 //! other cannot both use one approval.
+//!
+//! Who must approve is decided here ([`supervised`], [`approver`]) and checked again when
+//! the request is recorded: the gateway asks these functions, and the sequencer refuses
+//! an approval asked of anyone else or decided by anyone else.
 
 use writ_projections::{Approval, ApprovalStatus, State, Token};
 use writ_schemas::{
-    Actor, ApprovalDecided, ApprovalDecision, ApprovalRequested, ApprovalUsed, Digest, Event,
-    ServerId, Timestamp,
+    Actor, AgentType, ApprovalDecided, ApprovalDecision, ApprovalRequested, ApprovalUsed, Digest,
+    Event, ServerId, Timestamp, UserId,
 };
 
 use super::{Answer, Refusal};
@@ -27,6 +31,28 @@ pub struct ApprovalUse {
     pub arguments_digest: Digest,
 }
 
+/// Whether `token`'s critical calls wait for approval: the token is supervised, or an
+/// agent holding it or in its chain is registered supervised, whichever is stricter. The
+/// registration counts as well as the token, so a token recorded before issuance held
+/// agents to their type still waits.
+pub fn supervised(state: &State, token: &Token) -> bool {
+    token.agent_type == AgentType::Supervised
+        || std::iter::once(&token.client_id)
+            .chain(&token.actors)
+            .filter_map(|client_id| state.agent(client_id))
+            .any(|agent| agent.agent_type == AgentType::Supervised)
+}
+
+/// Who approves `token`'s critical calls: the person it acts for, else the owner of the
+/// agent holding it (none: nobody can).
+pub fn approver(state: &State, token: &Token) -> Option<UserId> {
+    token.user_id.clone().or_else(|| {
+        state
+            .agent(&token.client_id)
+            .and_then(|agent| agent.owner.clone())
+    })
+}
+
 pub(super) fn request(
     state: &State,
     request: &ApprovalRequested,
@@ -35,6 +61,18 @@ pub(super) fn request(
     let token = state.token(&request.jti).ok_or(Refusal::UnknownToken)?;
     if !token.is_active(now) {
         return Err(Refusal::TokenInactive);
+    }
+    let Some(approver) = approver(state, token) else {
+        return Err(Refusal::NoApprover(request.client_id.to_string()));
+    };
+    if request.client_id != token.client_id
+        || request.user_id != token.user_id
+        || request.approver != approver
+    {
+        return Err(Refusal::WrongApprover(
+            request.approval_id.clone(),
+            approver,
+        ));
     }
     if state.approval(&request.approval_id).is_some() {
         return Err(Refusal::ApprovalExists(request.approval_id.clone()));

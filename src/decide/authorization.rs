@@ -203,9 +203,15 @@ pub(super) fn revoke_refresh(
     digest: &Digest,
     client_id: &ClientId,
 ) -> Result<(Vec<Event>, Answer), Refusal> {
+    // RFC 7009 §2.1: another client's refresh token is refused, and stays usable.
+    if state
+        .refresh_token_by_digest(digest)
+        .is_some_and(|r| r.client_id != *client_id)
+    {
+        return Err(Refusal::NotTokenHolder(client_id.clone()));
+    }
     let Some(refresh) = state
         .refresh_token_by_digest(digest)
-        .filter(|r| r.client_id == *client_id)
         .filter(|r| !state.family(&r.family_id).is_some_and(|f| f.is_dead()))
     else {
         // RFC 7009 §2.2: an unknown (or already dead) token is not an error.

@@ -260,6 +260,7 @@ fn setup_commands(plan: &Plan) -> Vec<Command> {
             redirect_uris: vec![],
             token_endpoint_auth_method: "client_secret_basic".into(),
             secret_hash: Some(Digest::of(format!("secret {a}").as_bytes())),
+            secret_expires_at: None,
             require_consent: false,
             agent_type: AgentType::Autonomous,
             expires_at: None,

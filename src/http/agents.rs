@@ -17,8 +17,12 @@ use crate::decide::Command;
 use crate::people::{Datum, People};
 use crate::secrets::{new_id, new_secret};
 
-/// How long a rotated-out client secret is still accepted.
-pub const SECRET_GRACE_SECONDS: i64 = 24 * 3600;
+/// How long a rotated-out client secret is still accepted when the rotation names no
+/// `previous_secret_grace_seconds`: a day, for deployments to pick up the new one.
+pub const SECRET_GRACE_SECONDS_DEFAULT: u64 = 24 * 3600;
+/// Longest grace a rotation may give the previous secret: a leaked secret must not be
+/// kept alive for long by the very rotation that replaces it.
+pub const SECRET_GRACE_SECONDS_MAX: u64 = 7 * 24 * 3600;
 /// Most scopes an agent may hold.
 pub const SCOPES_MAX: usize = 100;
 /// Longest scope token.
@@ -65,6 +69,8 @@ pub(super) struct NewAgent {
     require_consent: bool,
     owner: Option<String>,
     expires_at: Option<String>,
+    /// When its client secret stops being accepted (RFC 3339).
+    secret_expires_at: Option<String>,
     agent_type: Option<AgentType>,
 }
 
@@ -83,6 +89,10 @@ struct AgentView {
     agent_type: AgentType,
     created_at: String,
     expires_at: Option<String>,
+    /// When the current client secret stops being accepted.
+    secret_expires_at: Option<String>,
+    /// Until when the previous secret is still accepted; none once it no longer is.
+    previous_secret_valid_until: Option<String>,
     last_used_at: Option<String>,
     status: &'static str,
     governed: bool,
@@ -135,6 +145,12 @@ fn view(state: &State, agent: &Agent, now: Timestamp) -> AgentView {
         agent_type: agent.agent_type,
         created_at: agent.registered_at.to_string(),
         expires_at: agent.expires_at.map(|t| t.to_string()),
+        secret_expires_at: agent.secret_expires_at.map(|t| t.to_string()),
+        previous_secret_valid_until: agent
+            .previous_secret
+            .map(|(_, until)| until)
+            .filter(|until| now < *until)
+            .map(|t| t.to_string()),
         last_used_at: agent.last_used_at.map(|t| t.to_string()),
         status: state.agent_status(agent, now).as_str(),
         // Governed: someone is accountable for it and it ends by itself.
@@ -323,6 +339,16 @@ pub(super) async fn create(
     let jwks = registered_jwks(&method, body.jwks.as_ref())?;
     // A key-authenticated agent gets no secret: there is nothing for it to hold.
     let secret = jwks.is_none().then(|| new_secret("wrt_cs_"));
+    let secret_expires_at = match (&secret, body.secret_expires_at.as_deref()) {
+        (_, None) => None,
+        (Some(_), Some(text)) => Some(parse_time("secret_expires_at", text, now)?),
+        (None, Some(_)) => {
+            return Err(ApiError::invalid(
+                "secret_expires_at",
+                format!("a {PRIVATE_KEY_JWT} agent holds no secret to expire"),
+            ));
+        }
+    };
     let event = AgentRegistered {
         client_id: client_id.clone(),
         name: body.name,
@@ -332,6 +358,7 @@ pub(super) async fn create(
         redirect_uris: body.redirect_uris,
         token_endpoint_auth_method: method,
         secret_hash: secret.as_deref().map(|secret| state.secrets.hash(secret)),
+        secret_expires_at,
         require_consent: body.require_consent,
         agent_type: body.agent_type.unwrap_or(AgentType::Autonomous),
         expires_at,
@@ -472,26 +499,66 @@ pub(super) async fn review(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Rotates the client secret; the previous one is accepted for `SECRET_GRACE_SECONDS`.
+/// What a rotation may say; an empty body takes the defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Rotation {
+    /// Seconds the previous secret is still accepted, 0 to `SECRET_GRACE_SECONDS_MAX`
+    /// (0: refused at once); `SECRET_GRACE_SECONDS_DEFAULT` when absent.
+    previous_secret_grace_seconds: Option<u64>,
+    /// When the new secret stops being accepted (RFC 3339); none: it does not expire.
+    secret_expires_at: Option<String>,
+}
+
+/// Rotates the client secret. The previous one is accepted for the grace the rotation
+/// names (a leaked one is cut off with 0), and never beyond its own expiry.
 pub(super) async fn rotate_secret(
     state: web::Data<AppState>,
     admin: Admin,
     id: web::Path<String>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let rotation: Rotation = super::error::optional_json(payload).await?;
+    let now = state.clock.now();
+    let grace = rotation
+        .previous_secret_grace_seconds
+        .unwrap_or(SECRET_GRACE_SECONDS_DEFAULT);
+    if grace > SECRET_GRACE_SECONDS_MAX {
+        return Err(ApiError::invalid(
+            "previous_secret_grace_seconds",
+            format!(
+                "at most {SECRET_GRACE_SECONDS_MAX} seconds (7 days); 0 refuses the previous secret at once"
+            ),
+        ));
+    }
+    let secret_expires_at = rotation
+        .secret_expires_at
+        .as_deref()
+        .map(|text| parse_time("secret_expires_at", text, now))
+        .transpose()?;
     let secret = new_secret("wrt_cs_");
-    let previous_valid_until = state.clock.now().plus_seconds(SECRET_GRACE_SECONDS);
+    // Within i64: the grace is at most SECRET_GRACE_SECONDS_MAX.
+    let previous_valid_until = now.plus_seconds(i64::try_from(grace).unwrap_or(i64::MAX));
+    let client_id = ClientId(id.into_inner());
     let event = AgentSecretRotated {
-        client_id: ClientId(id.into_inner()),
+        client_id: client_id.clone(),
         secret_hash: state.secrets.hash(&secret),
         previous_valid_until,
+        secret_expires_at,
         by: admin.0,
     };
     state
         .ledger
         .submit(Command::RotateAgentSecret(event))
         .await?;
+    // As the projection holds it: the grace never outlives the previous secret's expiry.
+    let previous_valid_until = state
+        .ledger
+        .read(|s| s.agent(&client_id).and_then(|agent| agent.previous_secret))
+        .map_or(previous_valid_until, |(_, until)| until);
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "client_secret": secret,
+        "secret_expires_at": secret_expires_at.map(|t| t.to_string()),
         "previous_valid_until": previous_valid_until.to_string(),
     })))
 }

@@ -334,6 +334,7 @@ async fn described(
             redirect_uris: document.redirect_uris.clone(),
             token_endpoint_auth_method: "none".into(),
             secret_hash: None,
+            secret_expires_at: None,
             jwks: None,
             require_consent: true,
             agent_type: AgentType::Supervised,

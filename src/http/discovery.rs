@@ -69,6 +69,46 @@ pub fn gateway_resource(issuer: &str) -> String {
     format!("{}{GATEWAY_PATH}", issuer.trim_end_matches('/'))
 }
 
+/// The resource identifier of one MCP server behind the gateway: the prefix of its
+/// `POST /api/v1/proxy/{server_id}/tools`.
+pub fn server_resource(issuer: &str, server_id: &str) -> String {
+    format!("{}/{server_id}", gateway_resource(issuer))
+}
+
+/// Whether a token addressed to `audience` may be used at the gateway for `server_id`
+/// (RFC 8707): writ itself or the gateway as a whole admit every server; a server's own
+/// resource (or a path under it) admits that server only. A list admits a server when
+/// one of its members does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudienceFit {
+    /// The token is for this server (or for all of them).
+    Admitted,
+    /// The token is for other servers behind the gateway only.
+    OtherServer,
+    /// The token is for some other resource altogether.
+    OtherResource,
+}
+
+/// How `audience` fits a call to `server_id` at the gateway of `issuer`.
+pub fn audience_fit(audience: &[String], issuer: &str, server_id: &str) -> AudienceFit {
+    let gateway = gateway_resource(issuer);
+    let server = server_resource(issuer, server_id);
+    let under = |aud: &str, prefix: &str| {
+        aud == prefix
+            || aud
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('/'))
+    };
+    let admits = |aud: &String| *aud == issuer || *aud == gateway || under(aud, &server);
+    if audience.iter().any(admits) {
+        AudienceFit::Admitted
+    } else if audience.iter().any(|aud| under(aud, &gateway)) {
+        AudienceFit::OtherServer
+    } else {
+        AudienceFit::OtherResource
+    }
+}
+
 /// RFC 9728 metadata of the tool-call gateway: the resource is the prefix every
 /// `POST /api/v1/proxy/{server_id}/tools` shares, writ is its authorization server, and
 /// its token goes in the `Authorization` header. No `scopes_supported`: which scopes a
@@ -92,4 +132,59 @@ pub(super) async fn jwks(state: web::Data<AppState>) -> actix_web::HttpResponse 
     actix_web::HttpResponse::Ok()
         .content_type("application/jwk-set+json")
         .json(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ISSUER: &str = "https://writ.example";
+
+    fn fit(audience: &[&str], server_id: &str) -> AudienceFit {
+        let audience: Vec<String> = audience.iter().map(|a| (*a).to_owned()).collect();
+        audience_fit(&audience, ISSUER, server_id)
+    }
+
+    #[test]
+    fn writ_and_the_gateway_admit_every_server() {
+        assert_eq!(fit(&[ISSUER], "files"), AudienceFit::Admitted);
+        assert_eq!(
+            fit(&["https://writ.example/api/v1/proxy"], "files"),
+            AudienceFit::Admitted
+        );
+    }
+
+    #[test]
+    fn a_servers_resource_admits_that_server_only() {
+        let files = "https://writ.example/api/v1/proxy/files";
+        assert_eq!(fit(&[files], "files"), AudienceFit::Admitted);
+        assert_eq!(
+            fit(&["https://writ.example/api/v1/proxy/files/tools"], "files"),
+            AudienceFit::Admitted
+        );
+        assert_eq!(fit(&[files], "mail"), AudienceFit::OtherServer);
+        // A server whose id starts with another's is not under it.
+        assert_eq!(fit(&[files], "file"), AudienceFit::OtherServer);
+        assert_eq!(
+            fit(&["https://writ.example/api/v1/proxy/filesystem"], "files"),
+            AudienceFit::OtherServer
+        );
+    }
+
+    #[test]
+    fn a_list_admits_a_server_when_one_member_does() {
+        let files = "https://writ.example/api/v1/proxy/files";
+        let mail = "https://writ.example/api/v1/proxy/mail";
+        assert_eq!(fit(&[files, mail], "mail"), AudienceFit::Admitted);
+        assert_eq!(fit(&[files, mail], "calendar"), AudienceFit::OtherServer);
+        assert_eq!(
+            fit(&["https://elsewhere.example", files], "calendar"),
+            AudienceFit::OtherServer
+        );
+        assert_eq!(
+            fit(&["https://elsewhere.example"], "calendar"),
+            AudienceFit::OtherResource
+        );
+        assert_eq!(fit(&[], "calendar"), AudienceFit::OtherResource);
+    }
 }

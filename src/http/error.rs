@@ -230,6 +230,10 @@ impl From<Refusal> for ApiError {
                 code: "invalid_client",
                 detail,
             },
+            Refusal::NotTokenHolder(_) => ApiError::BadRequest {
+                code: "unauthorized_client",
+                detail,
+            },
             Refusal::UnknownOwner(_)
             | Refusal::AgentDisabled(_)
             | Refusal::AgentExpired(..)
@@ -237,6 +241,8 @@ impl From<Refusal> for ApiError {
             | Refusal::ParentInactive(_)
             | Refusal::TooDeep { .. }
             | Refusal::ExceedsParent(..)
+            | Refusal::LaxerThanAgent(..)
+            | Refusal::WrongApprover(..)
             | Refusal::ChainNotHeld(_)
             | Refusal::BadLifetime
             | Refusal::DelegationInactive(_)

@@ -9,15 +9,16 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use writ_projections::{Approval, State, TokenStatus};
 use writ_schemas::{
-    AgentType, ApprovalRequested, ClientId, Digest, ServerAuth, ServerId, Timestamp,
-    ToolCallCompleted, ToolCallCredential, ToolCallOutcome, UserId,
+    ApprovalRequested, ClientId, Digest, ServerAuth, ServerId, Timestamp, ToolCallCompleted,
+    ToolCallCredential, ToolCallOutcome, UserId,
 };
 use zeroize::Zeroizing;
 
 use super::AppState;
+use super::discovery::{AudienceFit, audience_fit, server_resource};
 use super::error::ApiError;
 use crate::connections::CredentialError;
-use crate::decide::{Answer, ApprovalUse, Command, Refusal};
+use crate::decide::{Answer, ApprovalUse, Command, Refusal, approvals};
 use crate::ledger::SubmitError;
 use crate::mcp::{McpClient, McpError};
 use crate::people::Field;
@@ -116,7 +117,7 @@ struct Caller {
     jti: writ_schemas::Jti,
     client_id: ClientId,
     user_id: Option<UserId>,
-    /// Who approves its critical calls: the person it acts for, else the agent's owner.
+    /// Who approves its critical calls (`decide::approvals::approver`).
     approver: Option<UserId>,
     supervised: bool,
     decision: crate::policy::PolicyDecision,
@@ -214,26 +215,18 @@ async fn forward(
     };
     let digest = Digest::of(token.as_bytes());
     let now = state.clock.now();
-    let gateway = super::discovery::gateway_resource(&state.issuer);
-    let mut other_audience = false;
+    let mut fit = AudienceFit::Admitted;
     let (upstream, caller) = state.ledger.read(|s| {
         (
             upstream_of(s, &server_id),
             s.token_by_digest(&digest)
                 .filter(|t| matches!(t.status, TokenStatus::Live) && now < t.expires_at)
-                // A token for another resource is not for the gateway (RFC 8707 §2, the
+                // A token for another resource is not for this server (RFC 8707 §2, the
                 // MCP authorization spec's audience rule): writ's own audience, the
-                // gateway's, or one of its servers' is.
+                // gateway's, or this server's is; another server's is not.
                 .filter(|t| {
-                    let ours = t.audience.iter().any(|aud| {
-                        *aud == state.issuer
-                            || *aud == gateway
-                            || aud
-                                .strip_prefix(gateway.as_str())
-                                .is_some_and(|rest| rest.starts_with('/'))
-                    });
-                    other_audience = !ours;
-                    ours
+                    fit = audience_fit(&t.audience, &state.issuer, server_id.as_str());
+                    fit == AudienceFit::Admitted
                 })
                 .map(|t| {
                     let request = ToolCallRequest {
@@ -246,15 +239,13 @@ async fn forward(
                         delegation_depth: u32::try_from(t.actors.len()).unwrap_or(u32::MAX),
                         now,
                     };
-                    let supervised = t.agent_type == AgentType::Supervised;
+                    // The agent's registration as well as the token's type: a token
+                    // never makes its agent less supervised.
+                    let supervised = approvals::supervised(s, t);
                     let decision = crate::policy::decide_tool_call(s, &request);
                     // Looked up only for a call that will wait for one.
                     let approver = (supervised && decision.critical)
-                        .then(|| {
-                            t.user_id.clone().or_else(|| {
-                                s.agent(&t.client_id).and_then(|agent| agent.owner.clone())
-                            })
-                        })
+                        .then(|| approvals::approver(s, t))
                         .flatten();
                     Caller {
                         jti: t.jti.clone(),
@@ -277,11 +268,15 @@ async fn forward(
         supervised,
         decision,
     } = caller.ok_or_else(|| {
-        ApiError::Unauthorized(match other_audience {
-            true => format!(
-                "the token was issued for another resource; ask for one with resource={gateway}"
+        let resource = server_resource(&state.issuer, server_id.as_str());
+        ApiError::Unauthorized(match fit {
+            AudienceFit::OtherServer => format!(
+                "the token was issued for another MCP server behind this gateway; ask for one with resource={resource}"
             ),
-            false => "the token is unknown, revoked or expired".into(),
+            AudienceFit::OtherResource => format!(
+                "the token was issued for another resource; ask for one with resource={resource}"
+            ),
+            AudienceFit::Admitted => "the token is unknown, revoked or expired".into(),
         })
     })?;
 

@@ -9,7 +9,7 @@ use writ_schemas::{Actor, Digest, Timestamp};
 
 use super::AppState;
 use super::oauth_error::{OAuthError, client_form, no_store, read_form_body};
-use crate::decide::Command;
+use crate::decide::{Command, Refusal};
 use crate::ledger::SubmitError;
 use crate::oauth::authenticate;
 use crate::people::{Intent, People};
@@ -141,21 +141,19 @@ pub(super) async fn revoke(
     let body = read_form_body(payload).await?;
     let (client, token, _) = authenticated_form(&state, &request, &body)?;
     let digest = Digest::of(token.as_bytes());
-    // An access token it holds, or else one of its refresh tokens (RFC 7009 §2.1), whose
-    // whole family then ends.
+    // An access token, or else a refresh token (RFC 7009 §2.1), whose whole family then
+    // ends. One issued to another client is refused by the sequencer, and stays active; an
+    // unknown token is no error (§2.2).
+    let by = Actor::Agent {
+        client_id: client.clone(),
+    };
     let command = state.ledger.read(|s| {
-        let access = s
-            .token_by_digest(&digest)
-            .filter(|t| t.client_id == client || t.actors.contains(&client))
-            .map(|t| Command::RevokeToken {
-                jti: t.jti.clone(),
-                by: Actor::Agent {
-                    client_id: client.clone(),
-                },
-            });
+        let access = s.token_by_digest(&digest).map(|t| Command::RevokeToken {
+            jti: t.jti.clone(),
+            by: by.clone(),
+        });
         access.or_else(|| {
             s.refresh_token_by_digest(&digest)
-                .filter(|r| r.client_id == client)
                 .map(|_| Command::RevokeRefreshToken {
                     digest,
                     client_id: client.clone(),
@@ -168,6 +166,9 @@ pub(super) async fn revoke(
             .submit(command)
             .await
             .map_err(|err| match err {
+                SubmitError::Refused(refused @ Refusal::NotTokenHolder(_)) => {
+                    OAuthError::unauthorized_client(refused.to_string())
+                }
                 SubmitError::Overloaded(_) => OAuthError::overloaded(err.to_string()),
                 _ => OAuthError::unavailable(err.to_string()),
             })?;

@@ -178,6 +178,7 @@ pub(super) async fn register(
         redirect_uris: checked.redirect_uris.clone(),
         token_endpoint_auth_method: checked.token_endpoint_auth_method.clone(),
         secret_hash: secret.as_deref().map(|s| state.secrets.hash(s)),
+        secret_expires_at: None,
         jwks: checked.jwks.clone(),
         require_consent: false,
         agent_type: AgentType::Autonomous,

@@ -27,7 +27,9 @@
 //! **What narrows.** A chained token starts from the new actor's own terms (its scopes and
 //! policy ceilings) and is narrowed to the subject token: scopes (asking for more is
 //! `invalid_scope`), audience (`invalid_target`), expiry (capped at the subject token's)
-//! and operations (capped at what the subject token has left); it keeps the subject
+//! and operations (capped at what the subject token has left), and it is never laxer than
+//! the subject token (`decide::strictness`: a supervised token's children are
+//! supervised); it keeps the subject
 //! token's person and delegation, and its `act` chain is the new actor outside the subject
 //! token's chain. The chain may be no deeper than the `max_delegation_depth` of any agent
 //! in it ([`crate::decide::DELEGATION_DEPTH_DEFAULT`] when unset). A person's own token
@@ -40,11 +42,12 @@
 use std::collections::BTreeMap;
 
 use writ_projections::{Agent, State, Token};
-use writ_schemas::{ClientId, Digest, Timestamp};
+use writ_schemas::{AgentType, ClientId, Digest, Timestamp};
 
 use super::on_behalf::{self, ActingFor, NO_DELEGATION, USER_ID_TOKEN_TYPE};
 use super::terms::within_agent_expiry;
 use super::{Terms, agent_terms};
+use crate::decide::strictness;
 use crate::http::oauth_error::OAuthError;
 
 /// The RFC 8693 grant type.
@@ -343,6 +346,7 @@ fn narrow_to(
     if audience {
         terms.audience = narrow_audience(parent, actor, form, terms.audience)?;
     }
+    terms.agent_type = agent_type_within(parent, actor, form, terms.agent_type)?;
     let left = parent.expires_at.unix_seconds() - now.unix_seconds();
     let left = u64::try_from(left)
         .ok()
@@ -368,6 +372,35 @@ fn narrow_to(
             .clone_from(&parent.intent_description);
     }
     Ok(terms)
+}
+
+/// The type of a token exchanged from `parent`: as strict as the parent and as the new
+/// actor's registration (`decide::strictness`). Asked for, it must be; unasked, it is the
+/// stricter of the two. A child of a supervised token is supervised.
+fn agent_type_within(
+    parent: &Token,
+    actor: &Agent,
+    form: &Form,
+    terms: AgentType,
+) -> Result<AgentType, OAuthError> {
+    let floor = parent.agent_type;
+    if form.contains_key("agent_type") {
+        if !strictness::within(terms, floor) {
+            return Err(OAuthError::invalid_request(format!(
+                "subject_token is {floor}, so a token exchanged from it is {floor} too: ask for agent_type={floor} or leave agent_type out",
+                floor = strictness::name(floor)
+            )));
+        }
+        return Ok(terms);
+    }
+    strictness::stricter(terms, floor).ok_or_else(|| {
+        OAuthError::invalid_request(format!(
+            "agent {} is registered {} and subject_token is {}: no token can be both, so it cannot be exchanged to this agent",
+            actor.client_id,
+            strictness::name(actor.agent_type),
+            strictness::name(floor)
+        ))
+    })
 }
 
 /// The requested audience if it lies within the parent's, else the parent's own (within

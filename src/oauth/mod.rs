@@ -266,6 +266,13 @@ pub fn authenticate<'s>(
     if !(current || previous) {
         return Err(unknown());
     }
+    // The expiry is in the ledger; whether it has passed is decided against `now`.
+    if let Some(expired) = agent.secret_expires_at.filter(|end| current && now >= *end) {
+        return Err(OAuthError::invalid_client(format!(
+            "the client secret expired at {expired}; an admin rotates it (POST /api/v1/agents/{}/secret)",
+            agent.client_id
+        )));
+    }
     if !presented.method.fits(&agent.token_endpoint_auth_method) {
         return Err(OAuthError::invalid_client(format!(
             "this client authenticates with {}",

@@ -80,6 +80,12 @@ pub fn agent_terms(agent: &Agent, form: &Form, issuer: &str) -> Result<Terms, OA
             )));
         }
     };
+    // A supervised agent asking for an autonomous token would skip its approvals.
+    if !crate::decide::strictness::within(agent_type, agent.agent_type) {
+        return Err(OAuthError::invalid_request(
+            Refusal::LaxerThanAgent(agent.client_id.clone(), agent.agent_type).to_string(),
+        ));
+    }
     let ephemeral = agent_type == AgentType::Ephemeral;
     let max_operations = operations(agent, form, ephemeral)?;
     let expires_on_completion = match form.get("expires_on_completion").map(String::as_str) {

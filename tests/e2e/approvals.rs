@@ -309,3 +309,61 @@ fn the_agent_s_own_critical_call_is_its_owner_s_to_approve_and_without_one_nobod
     assert_eq!(status, 200, "{done}");
     assert_eq!(s.mcp.calls(), vec!["delete_records anonymous".to_owned()]);
 }
+
+/// `/oauth/token` as the agent with `form` after `grant_type=client_credentials`; the
+/// status and the answer.
+fn token_answer(s: &Setup, form: &[(&str, &str)]) -> (u16, Value) {
+    let mut full = vec![("grant_type", "client_credentials")];
+    full.extend_from_slice(form);
+    let response = http()
+        .post(s.server.url("/oauth/token"))
+        .basic_auth(&s.client_id, Some(&s.secret))
+        .form(&full)
+        .send()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = response.status().as_u16();
+    (status, response.json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn a_supervised_agent_asking_for_an_autonomous_token_is_refused_and_its_critical_call_still_waits()
+{
+    let s = setup(Some("cleo@example.com"));
+    // The attack: a supervised agent asks for a token of a laxer type, to make its
+    // critical call without anyone's approval. Ephemeral skips approvals too.
+    for laxer in ["autonomous", "ephemeral"] {
+        let (status, refused) = token_answer(&s, &[("agent_type", laxer)]);
+        assert_eq!(
+            (status, refused["error"].as_str()),
+            (400, Some("invalid_request")),
+            "{refused}"
+        );
+        assert_eq!(
+            refused["error_description"],
+            format!(
+                "agent {} is registered supervised, so its tokens are supervised: ask for agent_type=supervised or leave agent_type out",
+                s.client_id
+            ),
+            "{refused}"
+        );
+    }
+    // What it may have is supervised, asked or not, and its critical call waits.
+    let delete = json!({"tool_name": "delete_records", "arguments": {"table": "t"}});
+    for form in [vec![], vec![("agent_type", "supervised")]] {
+        let (status, issued) = token_answer(&s, &form);
+        assert_eq!(status, 200, "{issued}");
+        assert_eq!(issued["agent_type"], "supervised", "{issued}");
+        let token = issued["access_token"].as_str().unwrap_or_default();
+        let (status, asked) = s.call_tool(token, delete.clone());
+        assert_eq!(
+            (status, asked["error"].as_str()),
+            (202, Some("approval_required")),
+            "{asked}"
+        );
+    }
+    assert_eq!(
+        s.mcp.calls(),
+        Vec::<String>::new(),
+        "nothing reached the tool"
+    );
+}

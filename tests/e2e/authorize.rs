@@ -744,3 +744,36 @@ fn revoking_a_refresh_token_ends_its_family() {
         "a revocation is no anomaly: {agent}"
     );
 }
+
+#[test]
+fn revoking_another_client_s_refresh_token_is_refused_and_the_family_lives_on() {
+    let f = flow();
+    let browser = browser();
+    let page = f.to_consent(&browser);
+    let back = f.answer(&browser, &page, "approve", &["files:read"]);
+    let (_, issued) = f.redeem(&param(&back, "code").unwrap_or_default(), VERIFIER);
+    let refresh = text(&issued["refresh_token"]);
+    let body = json!({"name": "stranger", "scopes": ["files:read"],
+                      "grant_types": ["client_credentials"]});
+    let (stranger, secret) = register_agent(&f.server, &f.admin, body);
+    // The attack: another client revokes the person's refresh token.
+    let response = http()
+        .post(f.server.url("/oauth/revoke"))
+        .basic_auth(&stranger, Some(&secret))
+        .form(&[
+            ("token", refresh.as_str()),
+            ("token_type_hint", "refresh_token"),
+        ])
+        .send()
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(response.status().as_u16(), 400);
+    let refused: Value = response.json().unwrap_or(Value::Null);
+    assert_eq!(refused["error"], "unauthorized_client", "{refused}");
+    assert!(
+        f.active(&text(&issued["access_token"])),
+        "its access token lives on"
+    );
+    let (status, refreshed) =
+        f.token(&[("grant_type", "refresh_token"), ("refresh_token", &refresh)]);
+    assert_eq!(status, 200, "the refresh token still works: {refreshed}");
+}

@@ -965,3 +965,37 @@ fn a_trusted_issuer_s_keys_may_be_a_file_and_a_bad_one_stops_the_start() {
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(run.stderr.contains("missing.jwks"), "{}", run.stderr);
 }
+
+#[test]
+fn a_token_exchanged_from_a_supervised_one_is_supervised_and_cannot_be_asked_autonomous() {
+    let s = setup();
+    // a is autonomous and may hold a stricter token: a supervised one for ada.
+    let t1 = s.exchanged(&s.a, &s.ada, USER_ID, &[("agent_type", "supervised")]);
+    assert_eq!(t1["agent_type"], "supervised", "{t1}");
+    let t1 = text(&t1["access_token"]);
+    // The attack: b, handed T1, asks for an autonomous child to shed the supervision.
+    let laxer = s.exchange(&s.b, &t1, ACCESS_TOKEN, &[("agent_type", "autonomous")]);
+    assert_eq!(refused(&laxer), (400, "invalid_request"), "{laxer:?}");
+    assert!(
+        says(
+            &laxer,
+            "subject_token is supervised, so a token exchanged from it is supervised too"
+        ),
+        "{laxer:?}"
+    );
+    // Unasked, the child inherits the supervision, and so does its own child.
+    let t2 = s.exchanged(&s.b, &t1, ACCESS_TOKEN, &[]);
+    assert_eq!(t2["agent_type"], "supervised", "{t2}");
+    let c_own = s.own_token(&s.c);
+    let t3 = s.exchanged(
+        &s.b,
+        &text(&t2["access_token"]),
+        ACCESS_TOKEN,
+        &[("actor_token", &c_own), ("actor_token_type", ACCESS_TOKEN)],
+    );
+    assert_eq!(t3["agent_type"], "supervised", "{t3}");
+    assert_eq!(
+        s.introspect(&text(&t3["access_token"]))["agent_type"],
+        "supervised"
+    );
+}

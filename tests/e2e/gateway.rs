@@ -441,3 +441,86 @@ fn a_token_for_another_resource_is_refused_and_one_for_the_gateway_is_taken() {
         "only the gateway's token reached the tool"
     );
 }
+
+/// The store this pass runs on: embedded, or PostgreSQL in the PostgreSQL pass.
+fn home_of_the_pass() -> Home {
+    if crate::kit::postgres_pass() {
+        Home::postgres()
+    } else {
+        Home::embedded()
+    }
+}
+
+#[test]
+fn a_token_for_one_mcp_server_is_refused_at_another() {
+    let mcp = McpServer::start("none", "");
+    let (agent, files) = gateway(home_of_the_pass(), &mcp);
+    let admin = agent.server.admin_token();
+    let register = |name: &str| {
+        register_server(
+            &agent.server,
+            &admin,
+            name,
+            &mcp.url,
+            json!({"auth": "none"}),
+        )
+    };
+    let (mail, calendar) = (register("mail"), register("calendar"));
+    let resource = |server: &str| agent.server.url(&format!("/api/v1/proxy/{server}"));
+    let echo = json!({"tool_name": "echo", "arguments": {"text": "aud"}});
+
+    // The attack: a token asked for the files server, presented at the mail server.
+    let for_files = agent.token(&[("resource", resource(&files).as_str())]);
+    let response = http()
+        .post(agent.server.url(&format!("/api/v1/proxy/{mail}/tools")))
+        .bearer_auth(&for_files)
+        .json(&echo)
+        .send()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status().as_u16(), 401);
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let metadata = agent
+        .server
+        .url("/.well-known/oauth-protected-resource/api/v1/proxy");
+    assert_eq!(
+        challenge,
+        format!("Bearer realm=\"writ\", resource_metadata=\"{metadata}\"")
+    );
+    let refused: Value = response.json().unwrap_or(Value::Null);
+    assert_eq!(
+        refused["detail"],
+        format!(
+            "the token was issued for another MCP server behind this gateway; ask for one with resource={}",
+            resource(&mail)
+        ),
+        "{refused}"
+    );
+    assert!(mcp.calls().is_empty(), "the refused call reached the tool");
+    // At its own server it is taken.
+    let (status, answer) = call_tool(&agent, &for_files, &files, echo.clone());
+    assert_eq!(status, 200, "{answer}");
+
+    // A token for two servers is taken at either, and at no third.
+    let files_and_mail = agent.token(&[
+        ("resource", resource(&files).as_str()),
+        ("audience", resource(&mail).as_str()),
+    ]);
+    for server in [&files, &mail] {
+        let (status, answer) = call_tool(&agent, &files_and_mail, server, echo.clone());
+        assert_eq!(status, 200, "at {server}: {answer}");
+    }
+    let (status, refused) = call_tool(&agent, &files_and_mail, &calendar, echo.clone());
+    assert_eq!(status, 401, "{refused}");
+    // writ's own audience and the gateway's are for every server.
+    let for_gateway = agent.token(&[("resource", agent.server.url("/api/v1/proxy").as_str())]);
+    for token in [agent.token(&[]), for_gateway] {
+        let (status, answer) = call_tool(&agent, &token, &calendar, echo.clone());
+        assert_eq!(status, 200, "{answer}");
+    }
+    assert_eq!(mcp.calls().len(), 5, "{:?}", mcp.calls());
+}

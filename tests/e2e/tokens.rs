@@ -603,3 +603,233 @@ fn es256_and_rs256_servers_sign_tokens_pyjwt_verifies_with_the_published_key() {
         assert_eq!(server.stop(), Some(0));
     }
 }
+
+/// RFC 7009 revocation of `token` by the client `client_id`; the status and the answer.
+fn revoke(s: &Setup, client_id: &str, secret: &str, token: &str) -> (u16, Value) {
+    let response = http()
+        .post(s.server.url("/oauth/revoke"))
+        .basic_auth(client_id, Some(secret))
+        .form(&[("token", token)])
+        .send()
+        .unwrap_or_else(|err| panic!("{err}"));
+    let status = response.status().as_u16();
+    (status, response.json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn revoking_another_client_s_token_is_refused_and_the_token_stays_active() {
+    let s = setup(agent());
+    let (other_id, other_secret) = register_agent(&s.server, &s.admin, agent());
+    let victim = client_credentials_token(&s.server, &s.client_id, &s.secret, &[]);
+    // The attack: another client revokes a token that is not its own.
+    let (status, refused) = revoke(&s, &other_id, &other_secret, &victim);
+    assert_eq!(
+        (status, &refused),
+        (
+            400,
+            &json!({
+                "error": "unauthorized_client",
+                "error_description": format!("the token was not issued to client {other_id}: a client may revoke only its own tokens (RFC 7009 §2.1); the token stays active"),
+            })
+        )
+    );
+    assert_eq!(
+        introspect(&s.server, &s.client_id, &s.secret, &victim)["active"],
+        true,
+        "the token stays active"
+    );
+    // An unknown token is no error (RFC 7009 §2.2), and the holder revokes its own.
+    assert_eq!(revoke(&s, &other_id, &other_secret, "not-a-token").0, 200);
+    assert_eq!(revoke(&s, &s.client_id, &s.secret, &victim).0, 200);
+    assert_eq!(
+        introspect(&s.server, &s.client_id, &s.secret, &victim)["active"],
+        false
+    );
+}
+
+/// `POST /api/v1/agents/{id}/secret` with `body` (none: an empty body), as the admin.
+fn rotate(server: &Server, admin: &str, client_id: &str, body: Option<Value>) -> (u16, Value) {
+    call(
+        server,
+        admin,
+        "POST",
+        &format!("/api/v1/agents/{client_id}/secret"),
+        body,
+    )
+}
+
+/// Whether `secret` gets `client_id` a token, and the refusal's description if not.
+fn secret_works(server: &Server, client_id: &str, secret: &str) -> Result<(), String> {
+    let response = http()
+        .post(server.url("/oauth/token"))
+        .basic_auth(client_id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .unwrap_or_else(|err| panic!("{err}"));
+    let status = response.status().as_u16();
+    let body: Value = response.json().unwrap_or(Value::Null);
+    match status {
+        200 => Ok(()),
+        _ => {
+            assert_eq!((status, &body["error"]), (401, &json!("invalid_client")));
+            Err(body["error_description"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned())
+        }
+    }
+}
+
+fn instant(value: &Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(value.as_str().unwrap_or_default())
+        .unwrap_or_else(|err| panic!("{value}: {err}"))
+        .with_timezone(&chrono::Utc)
+}
+
+#[test]
+fn a_leaked_secret_is_cut_off_at_once_and_a_rotation_s_grace_and_expiry_are_bounded() {
+    let s = setup(agent());
+    // The attack: a leaked secret stays valid for a day after the rotation meant to end it.
+    let (status, rotated) = rotate(
+        &s.server,
+        &s.admin,
+        &s.client_id,
+        Some(json!({"previous_secret_grace_seconds": 0})),
+    );
+    assert_eq!(status, 200, "{rotated}");
+    assert_eq!(
+        secret_works(&s.server, &s.client_id, &s.secret),
+        Err("unknown client or wrong secret".into()),
+        "the leaked secret is refused at once"
+    );
+    let fresh = rotated["client_secret"].as_str().unwrap_or_default();
+    assert_eq!(secret_works(&s.server, &s.client_id, fresh), Ok(()));
+    let path = format!("/api/v1/agents/{}", s.client_id);
+    let (_, view) = call(&s.server, &s.admin, "GET", &path, None);
+    assert_eq!(view["previous_secret_valid_until"], Value::Null, "{view}");
+    assert_eq!(view["secret_expires_at"], Value::Null, "{view}");
+
+    // Each bound, refused with the field named.
+    for (body, field) in [
+        (
+            json!({"previous_secret_grace_seconds": 604_801}),
+            "previous_secret_grace_seconds",
+        ),
+        (
+            json!({"secret_expires_at": "2001-01-01T00:00:00Z"}),
+            "secret_expires_at",
+        ),
+        (
+            json!({"secret_expires_at": "tomorrow"}),
+            "secret_expires_at",
+        ),
+        (json!({"grace": 5}), "grace"),
+    ] {
+        let (status, refused) = rotate(&s.server, &s.admin, &s.client_id, Some(body));
+        assert_eq!(
+            (status, &refused["error"]),
+            (400, &json!("invalid_request")),
+            "{refused}"
+        );
+        assert!(
+            refused["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains(field)),
+            "{refused}"
+        );
+    }
+    assert_eq!(
+        secret_works(&s.server, &s.client_id, fresh),
+        Ok(()),
+        "refused rotations change nothing"
+    );
+}
+
+#[test]
+fn an_expired_client_secret_is_refused_and_outlives_no_grace() {
+    let dir = temp();
+    let server = Server::start(dir.path(), &[]);
+    let admin = server.admin_token();
+    let in_five_minutes = (chrono::Utc::now() + chrono::Duration::seconds(300)).to_rfc3339();
+    let mut body = agent();
+    body["secret_expires_at"] = json!(in_five_minutes);
+    let (status, created) = call(&server, &admin, "POST", "/api/v1/agents", Some(body));
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        instant(&created["agent"]["secret_expires_at"]).timestamp(),
+        instant(&json!(in_five_minutes)).timestamp(),
+        "{created}"
+    );
+    let client_id = created["agent"]["client_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let first = created["client_secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(secret_works(&server, &client_id, &first), Ok(()));
+
+    // Rotated with a day's grace and an expiry of its own in an hour: the previous
+    // secret's grace ends when that secret itself expires, not a day later.
+    let in_an_hour = (chrono::Utc::now() + chrono::Duration::seconds(3600)).to_rfc3339();
+    let (status, rotated) = rotate(
+        &server,
+        &admin,
+        &client_id,
+        Some(json!({"secret_expires_at": in_an_hour})),
+    );
+    assert_eq!(status, 200, "{rotated}");
+    assert_eq!(
+        instant(&rotated["previous_valid_until"]).timestamp(),
+        instant(&json!(in_five_minutes)).timestamp(),
+        "{rotated}"
+    );
+    let second = rotated["client_secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (_, view) = call(
+        &server,
+        &admin,
+        "GET",
+        &format!("/api/v1/agents/{client_id}"),
+        None,
+    );
+    assert_eq!(
+        view["previous_secret_valid_until"], rotated["previous_valid_until"],
+        "{view}"
+    );
+    assert_eq!(
+        view["secret_expires_at"], rotated["secret_expires_at"],
+        "{view}"
+    );
+    assert_eq!(
+        secret_works(&server, &client_id, &first),
+        Ok(()),
+        "within its grace"
+    );
+    assert_eq!(server.stop(), Some(0));
+
+    // Ten minutes on, as far as the server can tell: the first secret is past its expiry.
+    let server = Server::start(dir.path(), &["--clock-offset-seconds", "600"]);
+    assert_eq!(
+        secret_works(&server, &client_id, &first),
+        Err("unknown client or wrong secret".into())
+    );
+    assert_eq!(secret_works(&server, &client_id, &second), Ok(()));
+    assert_eq!(server.stop(), Some(0));
+
+    // Two hours on, the second is too, and the refusal says so.
+    let server = Server::start(dir.path(), &["--clock-offset-seconds", "7200"]);
+    let expired = secret_works(&server, &client_id, &second)
+        .err()
+        .unwrap_or_default();
+    assert!(
+        expired.starts_with("the client secret expired at ")
+            && expired.ends_with(&format!(
+                "an admin rotates it (POST /api/v1/agents/{client_id}/secret)"
+            )),
+        "{expired}"
+    );
+}
