@@ -169,6 +169,33 @@ pub enum Command {
         /// Who.
         by: Actor,
     },
+    /// End one of a person's sign-in sessions (they signed out).
+    EndSession {
+        /// The person.
+        user_id: UserId,
+        /// The session's id, from its cookie.
+        session_id: String,
+        /// When its cookie lapses by itself.
+        expires_at: Timestamp,
+    },
+    /// End every sign-in session of a person ("sign out everywhere"): the person or an
+    /// admin.
+    EndSessions {
+        /// The person.
+        user_id: UserId,
+        /// Who.
+        by: Actor,
+    },
+    /// Record that sign-ins to a person's account kept failing (the sign-in throttle's
+    /// threshold was reached).
+    RecordSignInFailures {
+        /// The person.
+        user_id: UserId,
+        /// Failures counted.
+        failures: u32,
+        /// When the first of them failed.
+        first_failure_at: Timestamp,
+    },
     /// Issue an authorization code under the person's delegation (their consent).
     IssueCode(writ_schemas::AuthorizationCodeIssued),
     /// Redeem an authorization code for an access token and a refresh token.
@@ -828,6 +855,22 @@ pub fn decide(
             password_hash,
             by,
         } => authorization::set_password(state, user_id, password_hash, by),
+        Command::EndSession {
+            user_id,
+            session_id,
+            expires_at,
+        } => authorization::end_session(state, user_id, session_id, *expires_at, now),
+        Command::EndSessions { user_id, by } => authorization::end_sessions(
+            state,
+            user_id,
+            writ_schemas::SessionsEndedReason::SignOutEverywhere,
+            by,
+        ),
+        Command::RecordSignInFailures {
+            user_id,
+            failures,
+            first_failure_at,
+        } => authorization::sign_in_failures(state, user_id, *failures, *first_failure_at),
         Command::IssueCode(code) => authorization::issue_code(state, code, now),
         Command::RevokeRefreshToken { digest, client_id } => {
             authorization::revoke_refresh(state, digest, client_id)
