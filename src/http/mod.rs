@@ -28,6 +28,7 @@ pub mod registration;
 pub mod servers;
 mod session_grants;
 mod signin;
+pub mod throttle;
 #[cfg(test)]
 mod tests;
 mod token;
@@ -73,6 +74,12 @@ pub struct AppState {
     pub registration: Arc<registration::Registration>,
     /// Fetches and caches client metadata documents (a `client_id` that is a URL).
     pub client_metadata: Arc<crate::client_metadata::ClientMetadata>,
+    /// Failed sign-ins per account and per address.
+    pub throttle: Arc<throttle::SignInThrottle>,
+    /// The memory budget argon2 runs under.
+    pub hashing: Arc<throttle::PasswordHashing>,
+    /// Count sign-ins under the `X-Forwarded-For` address rather than the peer's.
+    pub trust_forwarded_for: bool,
 }
 
 /// One endpoint: what a request must look like to reach a handler.
@@ -126,6 +133,9 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(M::POST, "/account/revoke", || {
             web::post().to(account::revoke)
         }),
+        endpoint(M::POST, "/account/sessions/end", || {
+            web::post().to(account::end_sessions)
+        }),
         endpoint(M::POST, "/login", || web::post().to(signin::login)),
         endpoint(M::GET, "/.well-known/oauth-protected-resource", || {
             web::get().to(discovery::protected_resource)
@@ -164,6 +174,9 @@ pub fn endpoints() -> Vec<Endpoint> {
         }),
         endpoint(M::PUT, "/api/v1/users/{id}/password", || {
             web::put().to(signin::set_password)
+        }),
+        endpoint(M::POST, "/api/v1/users/{id}/sessions/end", || {
+            web::post().to(users::end_sessions)
         }),
         endpoint(M::POST, "/api/v1/users/{id}/api-keys", || {
             web::post().to(users::issue_api_key)
