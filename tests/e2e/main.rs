@@ -28,6 +28,7 @@ mod postgres;
 mod registration;
 mod server;
 mod session_grants;
+mod signin;
 mod spec;
 mod tamper;
 mod tokens;
