@@ -11,11 +11,11 @@
 
 use std::collections::BTreeMap;
 
+use actix_web::ResponseError as _;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use maud::html;
 use serde::Deserialize;
-use actix_web::ResponseError as _;
 use writ_schemas::{Actor, DelegationId, Timestamp};
 
 use super::AppState;

@@ -26,9 +26,7 @@ use writ_schemas::{
 };
 
 use super::AppState;
-use super::signin::{
-    html_response, html_response_posting_to, mac, mac_matches, page, session,
-};
+use super::signin::{html_response, html_response_posting_to, mac, mac_matches, page, session};
 use crate::client_metadata::{ClientMetadata, Document};
 use crate::decide::{Command, Refusal};
 use crate::ledger::SubmitError;

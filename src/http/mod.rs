@@ -28,9 +28,9 @@ pub mod registration;
 pub mod servers;
 mod session_grants;
 mod signin;
-pub mod throttle;
 #[cfg(test)]
 mod tests;
+pub mod throttle;
 mod token;
 mod user_tokens;
 mod users;

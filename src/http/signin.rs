@@ -26,7 +26,7 @@ use writ_schemas::{Timestamp, UserId};
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
-use super::throttle::{Crossed, client_address};
+use super::throttle::{Crossed, HashingBusy, client_address};
 use crate::decide::Command;
 
 /// The session cookie's name.
@@ -86,7 +86,8 @@ pub fn session(state: &AppState, request: &HttpRequest, now: Timestamp) -> Optio
     if !mac_matches(state, SESSION_CONTEXT, payload.as_bytes(), tag) {
         return None;
     }
-    let expires_at = Timestamp::from_unix_micros(expires.parse::<i64>().ok()?.checked_mul(1_000_000)?)?;
+    let expires_at =
+        Timestamp::from_unix_micros(expires.parse::<i64>().ok()?.checked_mul(1_000_000)?)?;
     if now >= expires_at {
         return None;
     }
@@ -316,6 +317,13 @@ fn refused_for_now(
     response
 }
 
+fn throttled(state: &AppState, wait: u64, return_to: &str) -> HttpResponse {
+    let why = format!(
+        "Too many failed sign-ins for this account from here, or from your address. Wait {wait} seconds, then try again."
+    );
+    refused_for_now(state, StatusCode::TOO_MANY_REQUESTS, wait, return_to, &why)
+}
+
 /// Checks the email and password; on success sets the session and returns to where the
 /// person was going. Throttled attempts are answered 429 before any hashing, and hashing
 /// beyond the memory budget 503 (see `throttle`).
@@ -338,10 +346,7 @@ pub(super) async fn login(
     let account = state.people.email_hash(email.trim());
     let address = client_address(&request, state.trust_forwarded_for);
     if let Err(wait) = state.throttle.check(account, address, now) {
-        let why = format!(
-            "Too many failed sign-ins for this account from here, or from your address. Wait {wait} seconds, then try again."
-        );
-        return refused_for_now(&state, StatusCode::TOO_MANY_REQUESTS, wait, &return_to, &why);
+        return throttled(&state, wait, &return_to);
     }
     let found = state.ledger.read(|s| {
         state
@@ -357,16 +362,25 @@ pub(super) async fn login(
     let memory_kib = hash
         .as_deref()
         .map_or(argon2::Params::DEFAULT_M_COST, memory_kib_of);
-    let verified = state
-        .hashing
-        .run(memory_kib, move || verify_password(&password, hash.as_deref()))
-        .await;
-    let verified = match verified {
+    let busy = |busy: HashingBusy| {
+        let why = format!("{busy}.");
+        refused_for_now(&state, StatusCode::SERVICE_UNAVAILABLE, 1, &return_to, &why)
+    };
+    let room = match state.hashing.room(memory_kib).await {
+        Ok(room) => room,
+        Err(err) => return busy(err),
+    };
+    // Asked again with room in hand: guesses sent together all passed the first check
+    // before any of them failed, and those that waited must not run once they did.
+    if let Err(wait) = state.throttle.check(account, address, state.clock.now()) {
+        return throttled(&state, wait, &return_to);
+    }
+    let verified = match room
+        .run(move || verify_password(&password, hash.as_deref()))
+        .await
+    {
         Ok(verified) => verified,
-        Err(busy) => {
-            let why = format!("{busy}.");
-            return refused_for_now(&state, StatusCode::SERVICE_UNAVAILABLE, 1, &return_to, &why);
-        }
+        Err(err) => return busy(err),
     };
     let now = state.clock.now();
     match user_id.clone().filter(|_| verified) {
@@ -388,7 +402,9 @@ pub(super) async fn login(
                 &state,
                 StatusCode::UNAUTHORIZED,
                 &return_to,
-                Some("The email or the password is wrong, or no password is set for this person yet."),
+                Some(
+                    "The email or the password is wrong, or no password is set for this person yet.",
+                ),
             )
         }
     }
@@ -430,7 +446,9 @@ pub(super) async fn set_password(
     }
     let password_hash = state
         .hashing
-        .run(argon2::Params::DEFAULT_M_COST, move || hash_password(&password))
+        .run(argon2::Params::DEFAULT_M_COST, move || {
+            hash_password(&password)
+        })
         .await
         .map_err(|busy| ApiError::Overloaded(busy.to_string()))?
         .map_err(|err| ApiError::Unavailable(format!("hashing failed: {err}")))?;

@@ -296,7 +296,9 @@ pub struct PasswordHashing {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum HashingBusy {
     /// Others' hashes hold the budget.
-    #[error("writ is checking as many passwords as its memory budget allows; try again in a second")]
+    #[error(
+        "writ is checking as many passwords as its memory budget allows; try again in a second"
+    )]
     Busy,
     /// This hash alone needs more than the whole budget.
     #[error("this password hash needs {0} MiB, more than the server's whole hashing budget")]
@@ -313,14 +315,8 @@ impl PasswordHashing {
         }
     }
 
-    /// Runs `work`, which takes `memory_kib` of argon2 memory, on the blocking pool once
-    /// the budget has room for it. The share is held until `work` ends, even if the
-    /// request that asked is dropped meanwhile.
-    pub async fn run<T: Send + 'static>(
-        &self,
-        memory_kib: u32,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, HashingBusy> {
+    /// Waits for room for a hash of `memory_kib` of argon2 memory in the budget.
+    pub async fn room(&self, memory_kib: u32) -> Result<HashRoom, HashingBusy> {
         let mib = memory_kib.div_ceil(1024).max(1);
         if mib > self.permits_max {
             return Err(HashingBusy::TooLarge(mib));
@@ -330,6 +326,30 @@ impl PasswordHashing {
             .await
             .map_err(|_| HashingBusy::Busy)?
             .map_err(|_| HashingBusy::Busy)?;
+        Ok(HashRoom(permit))
+    }
+
+    /// Runs `work`, which takes `memory_kib` of argon2 memory, once there is room for it.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        memory_kib: u32,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashingBusy> {
+        self.room(memory_kib).await?.run(work).await
+    }
+}
+
+/// Room in the hashing budget for one hash.
+pub struct HashRoom(tokio::sync::OwnedSemaphorePermit);
+
+impl HashRoom {
+    /// Runs `work` on the blocking pool. The room is held until `work` ends, even if the
+    /// request that asked is dropped meanwhile.
+    pub async fn run<T: Send + 'static>(
+        self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashingBusy> {
+        let permit = self.0;
         tokio::task::spawn_blocking(move || {
             let _held = permit;
             work()
@@ -424,7 +444,11 @@ mod tests {
         for _ in 0..5 {
             throttle.failed(ada, STRANGER, at(0));
         }
-        assert_eq!(throttle.check(ada, STRANGER, at(39)), Err(1), "5 failures: 40 s");
+        assert_eq!(
+            throttle.check(ada, STRANGER, at(39)),
+            Err(1),
+            "5 failures: 40 s"
+        );
         assert_eq!(throttle.check(ada, STRANGER, at(120)), Ok(()));
         let again = throttle.failed(ada, STRANGER, at(120));
         assert_eq!(again, None, "a new run starts at one failure");

@@ -195,7 +195,10 @@ fn many_wrong_passwords_then_the_right_one_is_answered_429_with_retry_after_not_
     assert!(ada["sign_in_anomaly_last_at"].is_string(), "{ada}");
     let Site { _home, server, .. } = site;
     drop(server);
-    assert_eq!(events_in_ledger(_home.dir.path(), "SignInFailuresDetected"), 1);
+    assert_eq!(
+        events_in_ledger(_home.dir.path(), "SignInFailuresDetected"),
+        1
+    );
 }
 
 #[test]
@@ -288,10 +291,18 @@ fn concurrent_sign_ins_beyond_the_hashing_memory_budget_are_refused_503_with_ret
     assert!(checked >= 1 && !refused.is_empty(), "{answers:?}");
     for (_, wait, page) in refused {
         assert_eq!(wait, "1");
-        assert!(page.contains("memory budget allows; try again in a second"), "{page}");
+        assert!(
+            page.contains("memory budget allows; try again in a second"),
+            "{page}"
+        );
     }
     // A password change waits for the same budget; alone, it gets it.
-    set_password(&site.server, &site.admin, &site.ada, "another long passphrase");
+    set_password(
+        &site.server,
+        &site.admin,
+        &site.ada,
+        "another long passphrase",
+    );
 }
 
 #[test]
@@ -322,7 +333,12 @@ fn a_password_change_ends_every_session_signed_in_before_it() {
     let site = site(&[]);
     let (one, two) = (session(&site, 2), session(&site, 3));
     assert!(opens_account(&site, &one) && opens_account(&site, &two));
-    set_password(&site.server, &site.admin, &site.ada, "a brand new passphrase");
+    set_password(
+        &site.server,
+        &site.admin,
+        &site.ada,
+        "a brand new passphrase",
+    );
     assert!(!opens_account(&site, &one));
     assert!(!opens_account(&site, &two));
     assert_eq!(
@@ -381,7 +397,11 @@ fn sign_out_everywhere_ends_every_session_by_the_account_button_and_by_the_api()
     assert_eq!(refused["error"], json!("forbidden"), "{refused}");
     let unknown = "/api/v1/users/00000000-0000-4000-8000-000000000000/sessions/end";
     let (status, body) = call(&site.server, &site.admin, "POST", unknown, None);
-    assert_eq!((status, &body["error"]), (404, &json!("not_found")), "{body}");
+    assert_eq!(
+        (status, &body["error"]),
+        (404, &json!("not_found")),
+        "{body}"
+    );
 }
 
 #[test]
