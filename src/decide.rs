@@ -1550,6 +1550,56 @@ mod tests {
         Timestamp::from_unix_micros(1_800_000_000_000_000).unwrap_or_else(|| unreachable!())
     }
 
+    /// Sign-outs are kept one by one up to the bound; the next ends every session, so a
+    /// person's read model never holds more than `SESSIONS_ENDED_KEPT_MAX` of them.
+    #[test]
+    fn signin_sign_outs_beyond_the_kept_bound_end_every_session() {
+        let ada = UserId::from("ada");
+        let mut state = given(
+            &[Command::test_registration(ada.clone(), "ada@example.com")],
+            at(),
+        );
+        let expires_at = at().plus_seconds(3600);
+        let sign_out = |n: usize| Command::EndSession {
+            user_id: ada.clone(),
+            session_id: format!("s{n}"),
+            expires_at,
+        };
+        for n in 0..writ_projections::SESSIONS_ENDED_KEPT_MAX {
+            let (events, _) = decide(&state, &sign_out(n), at())
+                .unwrap_or_else(|refusal| unreachable!("{refusal}"));
+            assert!(matches!(events.as_slice(), [Event::SessionEnded(_)]));
+            for event in events {
+                let head = Head {
+                    seq: state.head().seq + 1,
+                    hash: Hash([7; 32]),
+                    ts: Some(at()),
+                };
+                state.apply(head, &event);
+            }
+        }
+        // Ending one already ended, or one already lapsed, records nothing.
+        let again = decide(&state, &sign_out(0), at()).map(|(events, _)| events.len());
+        assert_eq!(again, Ok(0));
+        let (events, _) =
+            decide(&state, &sign_out(99), at()).unwrap_or_else(|refusal| unreachable!("{refusal}"));
+        match events.as_slice() {
+            [Event::SessionsEnded(ended)] => {
+                assert_eq!(ended.generation, 1);
+                assert_eq!(ended.reason, writ_schemas::SessionsEndedReason::SignOut);
+            }
+            other => panic!("{other:?}"),
+        }
+        let stranger = Command::EndSessions {
+            user_id: ada.clone(),
+            by: person("bob"),
+        };
+        assert_eq!(
+            decide(&state, &stranger, at()).err(),
+            Some(Refusal::NotAPerson)
+        );
+    }
+
     fn person(id: &str) -> Actor {
         Actor::User {
             user_id: UserId::from(id),
