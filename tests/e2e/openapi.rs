@@ -1136,7 +1136,13 @@ fn interactive(s: &mut Sweep) {
     });
     let ended = "/api/v1/users/{id}/sessions/end";
     s.admin(204, "POST", ended, &erin, None);
-    s.admin(404, "POST", ended, "00000000-0000-4000-8000-000000000000", None);
+    s.admin(
+        404,
+        "POST",
+        ended,
+        "00000000-0000-4000-8000-000000000000",
+        None,
+    );
     s.client = plain;
 }
 
