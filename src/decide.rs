@@ -187,6 +187,33 @@ pub enum Command {
         /// Who.
         by: Actor,
     },
+    /// End one of a person's sign-in sessions (they signed out).
+    EndSession {
+        /// The person.
+        user_id: UserId,
+        /// The session's id, from its cookie.
+        session_id: String,
+        /// When its cookie lapses by itself.
+        expires_at: Timestamp,
+    },
+    /// End every sign-in session of a person ("sign out everywhere"): the person or an
+    /// admin.
+    EndSessions {
+        /// The person.
+        user_id: UserId,
+        /// Who.
+        by: Actor,
+    },
+    /// Record that sign-ins to a person's account kept failing (the sign-in throttle's
+    /// threshold was reached).
+    RecordSignInFailures {
+        /// The person.
+        user_id: UserId,
+        /// Failures counted.
+        failures: u32,
+        /// When the first of them failed.
+        first_failure_at: Timestamp,
+    },
     /// Issue an authorization code under the person's delegation (their consent).
     IssueCode(writ_schemas::AuthorizationCodeIssued),
     /// Redeem an authorization code for an access token and a refresh token.
@@ -923,6 +950,22 @@ pub fn decide(
             password_hash,
             by,
         } => authorization::set_password(state, user_id, password_hash, by),
+        Command::EndSession {
+            user_id,
+            session_id,
+            expires_at,
+        } => authorization::end_session(state, user_id, session_id, *expires_at, now),
+        Command::EndSessions { user_id, by } => authorization::end_sessions(
+            state,
+            user_id,
+            writ_schemas::SessionsEndedReason::SignOutEverywhere,
+            by,
+        ),
+        Command::RecordSignInFailures {
+            user_id,
+            failures,
+            first_failure_at,
+        } => authorization::sign_in_failures(state, user_id, *failures, *first_failure_at),
         Command::IssueCode(code) => authorization::issue_code(state, code, now),
         Command::RevokeRefreshToken { digest, client_id } => {
             authorization::revoke_refresh(state, digest, client_id)
@@ -1814,6 +1857,56 @@ mod tests {
 
     fn at() -> Timestamp {
         Timestamp::from_unix_micros(1_800_000_000_000_000).unwrap_or_else(|| unreachable!())
+    }
+
+    /// Sign-outs are kept one by one up to the bound; the next ends every session, so a
+    /// person's read model never holds more than `SESSIONS_ENDED_KEPT_MAX` of them.
+    #[test]
+    fn signin_sign_outs_beyond_the_kept_bound_end_every_session() {
+        let ada = UserId::from("ada");
+        let mut state = given(
+            &[Command::test_registration(ada.clone(), "ada@example.com")],
+            at(),
+        );
+        let expires_at = at().plus_seconds(3600);
+        let sign_out = |n: usize| Command::EndSession {
+            user_id: ada.clone(),
+            session_id: format!("s{n}"),
+            expires_at,
+        };
+        for n in 0..writ_projections::SESSIONS_ENDED_KEPT_MAX {
+            let (events, _) = decide(&state, &sign_out(n), at())
+                .unwrap_or_else(|refusal| unreachable!("{refusal}"));
+            assert!(matches!(events.as_slice(), [Event::SessionEnded(_)]));
+            for event in events {
+                let head = Head {
+                    seq: state.head().seq + 1,
+                    hash: Hash([7; 32]),
+                    ts: Some(at()),
+                };
+                state.apply(head, &event);
+            }
+        }
+        // Ending one already ended, or one already lapsed, records nothing.
+        let again = decide(&state, &sign_out(0), at()).map(|(events, _)| events.len());
+        assert_eq!(again, Ok(0));
+        let (events, _) =
+            decide(&state, &sign_out(99), at()).unwrap_or_else(|refusal| unreachable!("{refusal}"));
+        match events.as_slice() {
+            [Event::SessionsEnded(ended)] => {
+                assert_eq!(ended.generation, 1);
+                assert_eq!(ended.reason, writ_schemas::SessionsEndedReason::SignOut);
+            }
+            other => panic!("{other:?}"),
+        }
+        let stranger = Command::EndSessions {
+            user_id: ada.clone(),
+            by: person("bob"),
+        };
+        assert_eq!(
+            decide(&state, &stranger, at()).err(),
+            Some(Refusal::NotAPerson)
+        );
     }
 
     fn person(id: &str) -> Actor {

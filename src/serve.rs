@@ -180,6 +180,39 @@ pub struct ServeArgs {
     /// its share of --connections-max, or busy); beyond it, new ones are refused.
     #[arg(long, env = "WRIT_LISTEN_BACKLOG_MAX", default_value_t = crate::listener::LISTEN_BACKLOG_MAX_DEFAULT, value_parser = clap::value_parser!(u32).range(1..=65_535))]
     pub listen_backlog_max: u32,
+    /// Memory, in MiB, that all argon2 password hashes and verifications running at once
+    /// may take (each takes 19 MiB: the default lets 13 run). A sign-in or password change
+    /// that finds no room within --password-hash-wait-ms-max is answered 503 with
+    /// Retry-After.
+    #[arg(long, env = "WRIT_PASSWORD_HASH_MEMORY_MIB_MAX", default_value_t = crate::http::throttle::PASSWORD_HASH_MEMORY_MIB_MAX_DEFAULT, value_parser = clap::value_parser!(u32).range(19..=1_048_576))]
+    pub password_hash_memory_mib_max: u32,
+    /// Milliseconds a password hash waits for room in the hashing memory budget.
+    #[arg(long, env = "WRIT_PASSWORD_HASH_WAIT_MS_MAX", default_value_t = crate::http::throttle::PASSWORD_HASH_WAIT_MS_MAX_DEFAULT, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub password_hash_wait_ms_max: u64,
+    /// Failed sign-ins to one account before its sign-ins are delayed (429 with
+    /// Retry-After, no password checked); the threshold also records a
+    /// SignInFailuresDetected anomaly on the person.
+    #[arg(long, env = "WRIT_SIGN_IN_FAILURES_FREE", default_value_t = crate::http::throttle::SIGN_IN_FAILURES_FREE_DEFAULT, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub sign_in_failures_free: u32,
+    /// Failed sign-ins from one client address, over all accounts, before its sign-ins
+    /// are delayed.
+    #[arg(long, env = "WRIT_SIGN_IN_ADDRESS_FAILURES_FREE", default_value_t = crate::http::throttle::SIGN_IN_ADDRESS_FAILURES_FREE_DEFAULT, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub sign_in_address_failures_free: u32,
+    /// The first sign-in delay, in seconds; it doubles with each further failure.
+    #[arg(long, env = "WRIT_SIGN_IN_DELAY_SECONDS_FIRST", default_value_t = crate::http::throttle::SIGN_IN_DELAY_SECONDS_FIRST_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub sign_in_delay_seconds_first: u64,
+    /// The longest sign-in delay, in seconds (failures are forgotten after twice this
+    /// without one).
+    #[arg(long, env = "WRIT_SIGN_IN_DELAY_SECONDS_MAX", default_value_t = crate::http::throttle::SIGN_IN_DELAY_SECONDS_MAX_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub sign_in_delay_seconds_max: u64,
+    /// Entries each sign-in throttle table (accounts, addresses, account and address
+    /// pairs) holds at most; a full table drops the oldest.
+    #[arg(long, env = "WRIT_SIGN_IN_THROTTLE_ENTRIES_MAX", default_value_t = crate::http::throttle::SIGN_IN_THROTTLE_ENTRIES_MAX_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub sign_in_throttle_entries_max: u64,
+    /// Count sign-ins under the last address of X-Forwarded-For instead of the peer's:
+    /// only behind a proxy that sets it (anyone else could name any address).
+    #[arg(long, env = "WRIT_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
 }
 
 /// Why the server could not start or run.
@@ -578,6 +611,20 @@ async fn serve(
     }
     let (workers, connections_per_worker) = crate::listener::per_worker(connections_max);
     let body_deadline = crate::listener::ms(args.request_body_timeout_ms);
+    let throttle = Arc::new(crate::http::throttle::SignInThrottle::new(
+        crate::http::throttle::ThrottleLimits {
+            failures_free: args.sign_in_failures_free,
+            address_failures_free: args.sign_in_address_failures_free,
+            delay_seconds_first: args.sign_in_delay_seconds_first,
+            delay_seconds_max: args.sign_in_delay_seconds_max,
+            entries_max: usize::try_from(args.sign_in_throttle_entries_max).unwrap_or(usize::MAX),
+        },
+    ));
+    let hashing = Arc::new(crate::http::throttle::PasswordHashing::new(
+        args.password_hash_memory_mib_max,
+        std::time::Duration::from_millis(args.password_hash_wait_ms_max),
+    ));
+    let trust_forwarded_for = args.trust_forwarded_for;
     let server = HttpServer::new({
         let issuer = issuer.clone();
         move || {
@@ -597,6 +644,9 @@ async fn serve(
                 gateway: Arc::clone(&gateway),
                 registration: Arc::clone(&registration),
                 client_metadata: Arc::clone(&client_metadata),
+                throttle: Arc::clone(&throttle),
+                hashing: Arc::clone(&hashing),
+                trust_forwarded_for,
             };
             App::new()
                 .wrap(actix_web::middleware::from_fn(move |request, next| {

@@ -342,6 +342,37 @@ fn parts_of(state: &State, event: &Event) -> Parts {
             );
             parts
         }
+        Event::SessionEnded(e) => {
+            let mut parts = with_user(
+                Parts::by(
+                    &Actor::User {
+                        user_id: e.user_id.clone(),
+                    },
+                    &e.session_id,
+                ),
+                &e.user_id,
+            );
+            parts.outcome = "signed out".into();
+            parts
+        }
+        Event::SessionsEnded(e) => {
+            let mut parts = with_user(Parts::by(&e.by, &e.user_id), &e.user_id);
+            let why = match e.reason {
+                writ_schemas::SessionsEndedReason::SignOutEverywhere => "signed out everywhere",
+                writ_schemas::SessionsEndedReason::PasswordChanged => "password changed",
+                writ_schemas::SessionsEndedReason::SignOut => "signed out",
+            };
+            parts.outcome = format!("every session ended ({why}); generation {}", e.generation);
+            parts
+        }
+        Event::SignInFailuresDetected(e) => {
+            let mut parts = with_user(Parts::by(&Actor::System, &e.user_id), &e.user_id);
+            parts.outcome = format!(
+                "{} failed sign-ins since {}",
+                e.failures, e.first_failure_at
+            );
+            parts
+        }
         Event::UserPasswordSet(e) => {
             let mut parts = with_user(Parts::by(&e.by, &e.user_id), &e.user_id);
             parts.outcome = "password set".into();

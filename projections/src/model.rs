@@ -1,6 +1,8 @@
 //! The read models' rows: what the folds keep about each agent, person, key, delegation,
 //! session grant, token, refresh token and signing key.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use writ_schemas::{
     AdminRole, AgentType, ApiKeyId, ClientId, DelegationId, Digest, FamilyId, GrantId, Jti, KeyId,
@@ -138,7 +140,21 @@ pub struct User {
     /// Their sign-in password's argon2id hash (PHC string), once one is set.
     #[serde(default)]
     pub password_hash: Option<String>,
+    /// Their session generation: a session cookie of an older one is refused. Starts at
+    /// 0; each `SessionsEnded` sets it.
+    pub session_generation: u64,
+    /// Sessions of the current generation ended one by one (signed out), by session id,
+    /// with when each would have lapsed anyway; at most [`SESSIONS_ENDED_KEPT_MAX`].
+    pub sessions_ended: BTreeMap<String, Timestamp>,
+    /// Runs of failed sign-ins recorded against them (`SignInFailuresDetected`).
+    pub sign_in_anomalies: u32,
+    /// When the last such run began.
+    pub sign_in_anomaly_last_at: Option<Timestamp>,
 }
+
+/// Ended sessions a person's read model keeps one by one; a sign-out beyond it ends all
+/// their sessions instead (a new generation), so the set stays bounded.
+pub const SESSIONS_ENDED_KEPT_MAX: usize = 16;
 
 /// A user API key (its hash only).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,7 +11,7 @@ use writ_schemas::Hash;
 const MAGIC: &[u8; 8] = b"WRITSNAP";
 /// The snapshot format this build writes and reads. Bump it when `State`'s shape changes:
 /// an older snapshot is then refused and the state rebuilt from the ledger.
-pub const SNAPSHOT_FORMAT: u32 = 16;
+pub const SNAPSHOT_FORMAT: u32 = 17;
 const HEADER_LEN: usize = 8 + 4 + 8 + 32 + 8;
 const CHECKSUM_LEN: usize = 32;
 

@@ -271,6 +271,20 @@ impl State {
             Event::UserPasswordSet(e) => self.with_user(&e.user_id, |user| {
                 user.password_hash = Some(e.password_hash.clone());
             }),
+            Event::SessionEnded(e) => self.with_user(&e.user_id, |user| {
+                // Lapsed ones go first: the record's time decides, so replays agree.
+                user.sessions_ended.retain(|_, expires_at| *expires_at > at);
+                user.sessions_ended
+                    .insert(e.session_id.clone(), e.expires_at);
+            }),
+            Event::SessionsEnded(e) => self.with_user(&e.user_id, |user| {
+                user.session_generation = e.generation;
+                user.sessions_ended.clear();
+            }),
+            Event::SignInFailuresDetected(e) => self.with_user(&e.user_id, |user| {
+                user.sign_in_anomalies = user.sign_in_anomalies.saturating_add(1);
+                user.sign_in_anomaly_last_at = Some(e.first_failure_at);
+            }),
             Event::AuthorizationCodeIssued(e) => {
                 self.codes_by_digest.insert(e.digest, e.code_id.clone());
                 self.codes.insert(
@@ -461,6 +475,10 @@ impl State {
             erased: false,
             registered_at: at,
             password_hash: None,
+            session_generation: 0,
+            sessions_ended: BTreeMap::new(),
+            sign_in_anomalies: 0,
+            sign_in_anomaly_last_at: None,
         };
         self.users.insert(e.user_id.clone(), user);
     }

@@ -125,6 +125,22 @@ pub(crate) fn sample(kind: EventKind) -> Event {
             family_id: FamilyId::from("fam_1"),
             by: Actor::Agent { client_id: agent },
         }),
+        EventKind::SessionEnded => Event::from(SessionEnded {
+            user_id: user,
+            session_id: "s_3q2-7wEvYI0dxS1pVx5n9g".into(),
+            expires_at: ts("2026-12-01T18:00:00.000000Z"),
+        }),
+        EventKind::SessionsEnded => Event::from(SessionsEnded {
+            user_id: user.clone(),
+            generation: 2,
+            reason: SessionsEndedReason::SignOutEverywhere,
+            by: Actor::User { user_id: user },
+        }),
+        EventKind::SignInFailuresDetected => Event::from(SignInFailuresDetected {
+            user_id: user,
+            failures: 5,
+            first_failure_at: ts("2026-12-01T10:00:00.000000Z"),
+        }),
         EventKind::AuthorizationCodeReplayed => Event::from(AuthorizationCodeReplayed {
             code_id: "code_1a2b3c4d".into(),
             client_id: agent,

@@ -1143,6 +1143,61 @@ pub struct RefreshTokenRevoked {
     pub by: Actor,
 }
 
+/// A person's one sign-in session ended (they signed out): a cookie naming it is refused
+/// from now on, on every node. The read models keep it until `expires_at`, when the
+/// cookie would lapse anyway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionEnded {
+    /// The person.
+    pub user_id: UserId,
+    /// The session's random id, as its cookie carries it.
+    pub session_id: String,
+    /// When the session's cookie lapses by itself.
+    pub expires_at: Timestamp,
+}
+
+/// Why all of a person's sessions were ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionsEndedReason {
+    /// "Sign out everywhere", by the person or an admin.
+    SignOutEverywhere,
+    /// The person's password was set again.
+    PasswordChanged,
+    /// They signed out while holding more ended sessions than are kept one by one.
+    SignOut,
+}
+
+/// Every session a person signed in before this record ended: their session generation
+/// becomes `generation`, and a cookie of an older generation is refused on every node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsEnded {
+    /// The person.
+    pub user_id: UserId,
+    /// Their new session generation (one more than the last).
+    pub generation: u64,
+    /// Why.
+    pub reason: SessionsEndedReason,
+    /// Who ended them.
+    pub by: Actor,
+}
+
+/// Sign-ins to a person's account failed `failures` times in a row within the sign-in
+/// throttle's window, as one node counted them: recorded once as the count reaches the
+/// throttle's threshold, not once per guess, and counted on the person for admins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignInFailuresDetected {
+    /// The person whose account was guessed at.
+    pub user_id: UserId,
+    /// Failed attempts counted when it was recorded.
+    pub failures: u32,
+    /// When the first of them failed.
+    pub first_failure_at: Timestamp,
+}
+
 /// What an administrator credential may do.
 #[derive(
     Debug,
@@ -1545,6 +1600,9 @@ events! {
     RefreshTokenRevoked = 1,
     AdminTokenRevoked = 1,
     UpstreamRevocationCompleted = 1,
+    SessionEnded = 1,
+    SessionsEnded = 1,
+    SignInFailuresDetected = 1,
 }
 
 /// Event bytes that are not a valid event.

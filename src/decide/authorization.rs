@@ -1,16 +1,21 @@
-//! Interactive delegation: a person's password, the authorization codes their consent
-//! issues, and the refresh tokens that keep an agent acting for them.
+//! Interactive delegation: a person's password and sign-in sessions, the authorization
+//! codes their consent issues, and the refresh tokens that keep an agent acting for them.
+//!
+//! Sessions are ended in the ledger so every node refuses the same cookies: one by its
+//! id (a sign-out), or all at once by moving the person's session generation on (sign out
+//! everywhere, and every password change).
 //!
 //! A code is redeemed once. Presented again, it is not refused quietly: the tokens issued
 //! from it are revoked and the replay recorded (RFC 6749 §4.1.2, RFC 9700 §4.5.3).
 //! A refresh token rotates on every use; a spent one presented again revokes its whole
 //! family and records the reuse on the agent (RFC 9700 §4.14.2).
 
-use writ_projections::{State, TokenStatus};
+use writ_projections::{SESSIONS_ENDED_KEPT_MAX, State, TokenStatus, User};
 use writ_schemas::{
     Actor, AuthorizationCodeIssued, AuthorizationCodeRedeemed, AuthorizationCodeReplayed, ClientId,
     Digest, Event, FamilyId, RefreshTokenIssued, RefreshTokenReuseDetected, RefreshTokenRotated,
-    RevocationCause, Timestamp, TokenIssued, UserId, UserPasswordSet,
+    RevocationCause, SessionEnded, SessionsEnded, SessionsEndedReason, SignInFailuresDetected,
+    Timestamp, TokenIssued, UserId, UserPasswordSet,
 };
 
 use super::{Answer, Refusal};
@@ -42,7 +47,92 @@ pub(super) fn set_password(
         password_hash: password_hash.to_owned(),
         by: by.clone(),
     };
-    Ok((vec![set.into()], Answer::Done))
+    // A new password ends every session signed in with the old one, on every node.
+    let ended = SessionsEnded {
+        user_id: user_id.clone(),
+        generation: user.session_generation.saturating_add(1),
+        reason: SessionsEndedReason::PasswordChanged,
+        by: by.clone(),
+    };
+    Ok((vec![set.into(), ended.into()], Answer::Done))
+}
+
+/// The person, known and not erased.
+fn person<'s>(state: &'s State, user_id: &UserId) -> Result<&'s User, Refusal> {
+    let user = state
+        .user(user_id)
+        .ok_or_else(|| Refusal::UnknownUser(user_id.clone()))?;
+    if user.erased {
+        return Err(Refusal::UserErased(user_id.clone()));
+    }
+    Ok(user)
+}
+
+/// One session ended by its id; ending one already ended or lapsed records nothing. A
+/// person holding [`SESSIONS_ENDED_KEPT_MAX`] ended sessions still live has all their
+/// sessions ended instead, so what every node keeps per person stays bounded.
+pub(super) fn end_session(
+    state: &State,
+    user_id: &UserId,
+    session_id: &str,
+    expires_at: Timestamp,
+    now: Timestamp,
+) -> Result<(Vec<Event>, Answer), Refusal> {
+    let user = person(state, user_id)?;
+    if expires_at <= now || user.sessions_ended.contains_key(session_id) {
+        return Ok((Vec::new(), Answer::Done));
+    }
+    let live = user.sessions_ended.values().filter(|at| **at > now).count();
+    if live >= SESSIONS_ENDED_KEPT_MAX {
+        let by = Actor::User {
+            user_id: user_id.clone(),
+        };
+        return end_sessions(state, user_id, SessionsEndedReason::SignOut, &by);
+    }
+    let ended = SessionEnded {
+        user_id: user_id.clone(),
+        session_id: session_id.to_owned(),
+        expires_at,
+    };
+    Ok((vec![ended.into()], Answer::Done))
+}
+
+/// Every session of the person ended: their generation moves on.
+pub(super) fn end_sessions(
+    state: &State,
+    user_id: &UserId,
+    reason: SessionsEndedReason,
+    by: &Actor,
+) -> Result<(Vec<Event>, Answer), Refusal> {
+    let user = person(state, user_id)?;
+    match by {
+        Actor::Admin { .. } => {}
+        Actor::User { user_id: who } if who == user_id => {}
+        _ => return Err(Refusal::NotAPerson),
+    }
+    let ended = SessionsEnded {
+        user_id: user_id.clone(),
+        generation: user.session_generation.saturating_add(1),
+        reason,
+        by: by.clone(),
+    };
+    Ok((vec![ended.into()], Answer::Done))
+}
+
+/// A run of failed sign-ins, recorded on the person.
+pub(super) fn sign_in_failures(
+    state: &State,
+    user_id: &UserId,
+    failures: u32,
+    first_failure_at: Timestamp,
+) -> Result<(Vec<Event>, Answer), Refusal> {
+    person(state, user_id)?;
+    let detected = SignInFailuresDetected {
+        user_id: user_id.clone(),
+        failures,
+        first_failure_at,
+    };
+    Ok((vec![detected.into()], Answer::Done))
 }
 
 pub(super) fn issue_code(

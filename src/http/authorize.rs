@@ -26,9 +26,7 @@ use writ_schemas::{
 };
 
 use super::AppState;
-use super::signin::{
-    html_response, html_response_posting_to, mac, mac_matches, page, session_user,
-};
+use super::signin::{html_response, html_response_posting_to, mac, mac_matches, page, session};
 use crate::client_metadata::{ClientMetadata, Document};
 use crate::decide::{Command, Refusal};
 use crate::ledger::SubmitError;
@@ -51,6 +49,10 @@ struct Asked {
     scopes: Vec<String>,
     resource: Option<String>,
     user_id: UserId,
+    /// The session the consent page was shown in: the answer must come from it, so a
+    /// page left open in a session that ended since cannot consent.
+    #[serde(default)]
+    session_id: String,
     expires: i64,
 }
 
@@ -245,6 +247,7 @@ fn check(
         scopes,
         resource,
         user_id: user_id.cloned().unwrap_or_else(|| UserId(String::new())),
+        session_id: String::new(),
         expires: now.unix_seconds().saturating_add(CONSENT_TTL_SECONDS),
     };
     let prompt_consent = params
@@ -393,7 +396,8 @@ fn to_login(request: &HttpRequest) -> HttpResponse {
 /// `GET /oauth/authorize`.
 pub(super) async fn authorize(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
     let now = state.clock.now();
-    let user = session_user(&state, &request, now);
+    let signed_in = session(&state, &request, now);
+    let user = signed_in.as_ref().map(|s| s.user_id.clone());
     let params = match parameters(request.query_string()) {
         Ok(params) => params,
         Err(why) => return refused(&state.issuer, why),
@@ -428,13 +432,14 @@ pub(super) async fn authorize(state: web::Data<AppState>, request: HttpRequest) 
     let checked = state
         .ledger
         .read(|s| check(s, &params, user.as_ref(), document.as_deref(), now));
-    let (asked, prompt_consent) = match checked {
+    let (mut asked, prompt_consent) = match checked {
         Ok(checked) => checked,
         Err(why) => return refused(&state.issuer, why),
     };
-    if user.is_none() {
+    let Some(signed_in) = signed_in else {
         return to_login(&request);
-    }
+    };
+    asked.session_id = signed_in.session_id;
     let delegation = state.ledger.read(|s| remembered(s, &asked, now));
     match delegation {
         Some(delegation) if !prompt_consent => issue_code(&state, asked, delegation, now).await,
@@ -550,7 +555,7 @@ pub(super) async fn decide(
     body: web::Bytes,
 ) -> HttpResponse {
     let now = state.clock.now();
-    let Some(user) = session_user(&state, &request, now) else {
+    let Some(signed_in) = session(&state, &request, now) else {
         return error_page(
             StatusCode::UNAUTHORIZED,
             "You are not signed in (or your sign-in lapsed). Go back to the application and start again.",
@@ -570,8 +575,10 @@ pub(super) async fn decide(
             .then(|| serde_json::from_slice::<Asked>(&payload).ok())
             .flatten()
     });
-    let Some(mut asked) = asked.filter(|a| a.user_id == user && now.unix_seconds() < a.expires)
-    else {
+    let user = signed_in.user_id;
+    let Some(mut asked) = asked.filter(|a| {
+        a.user_id == user && a.session_id == signed_in.session_id && now.unix_seconds() < a.expires
+    }) else {
         return error_page(
             StatusCode::BAD_REQUEST,
             "This consent form is not one writ showed you, or it waited too long. Go back to the application and start again.",

@@ -32,6 +32,7 @@ mod session_grants;
 mod signin;
 #[cfg(test)]
 mod tests;
+pub mod throttle;
 mod token;
 mod user_tokens;
 mod users;
@@ -77,6 +78,12 @@ pub struct AppState {
     pub registration: Arc<registration::Registration>,
     /// Fetches and caches client metadata documents (a `client_id` that is a URL).
     pub client_metadata: Arc<crate::client_metadata::ClientMetadata>,
+    /// Failed sign-ins per account and per address.
+    pub throttle: Arc<throttle::SignInThrottle>,
+    /// The memory budget argon2 runs under.
+    pub hashing: Arc<throttle::PasswordHashing>,
+    /// Count sign-ins under the `X-Forwarded-For` address rather than the peer's.
+    pub trust_forwarded_for: bool,
 }
 
 /// One endpoint: what a request must look like to reach a handler.
@@ -154,6 +161,9 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(M::POST, "/account/revoke", Admin, || {
             web::post().to(account::revoke)
         }),
+        endpoint(M::POST, "/account/sessions/end", Admin, || {
+            web::post().to(account::end_sessions)
+        }),
         endpoint(M::POST, "/login", Admin, || web::post().to(signin::login)),
         endpoint(
             M::GET,
@@ -211,6 +221,9 @@ pub fn endpoints() -> Vec<Endpoint> {
         }),
         endpoint(M::PUT, "/api/v1/users/{id}/password", Admin, || {
             web::put().to(signin::set_password)
+        }),
+        endpoint(M::POST, "/api/v1/users/{id}/sessions/end", Admin, || {
+            web::post().to(users::end_sessions)
         }),
         endpoint(M::POST, "/api/v1/users/{id}/api-keys", Admin, || {
             web::post().to(users::issue_api_key)

@@ -3,13 +3,18 @@
 //! sign-in page (`GET`/`POST /login`), and the session cookie the authorization and
 //! consent pages read.
 //!
-//! The session is self-contained: `<user id>.<expiry>.<MAC>`, the MAC a BLAKE3 keyed hash
-//! under a key derived from the deployment's secret key, so any node reads it and nothing
-//! waits in memory. It is `HttpOnly`, `SameSite=Lax` (a cross-site form post carries no
+//! The session cookie is `<user id>.<generation>.<session id>.<expiry>.<MAC>`, the MAC a
+//! BLAKE3 keyed hash under a key derived from the deployment's secret key, so any node
+//! reads it. Every read checks it against the ledger: the person's session generation
+//! (moved on by "sign out everywhere" and by every password change) and the sessions they
+//! ended one by one (a sign-out), so an ended session opens nothing again, on any node,
+//! even replayed. It is `HttpOnly`, `SameSite=Lax` (a cross-site form post carries no
 //! session), and `Secure` when the issuer is https.
+//!
+//! Sign-in goes through the throttle and the hashing budget of `throttle`.
 
 use actix_web::cookie::{Cookie, SameSite};
-use actix_web::http::header;
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine as _;
@@ -21,6 +26,7 @@ use writ_schemas::{Timestamp, UserId};
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
+use super::throttle::{Crossed, HashingBusy, client_address};
 use crate::decide::Command;
 
 /// The session cookie's name.
@@ -32,7 +38,8 @@ pub const PASSWORD_CHARS_MIN: usize = 8;
 /// Longest password accepted (argon2 reads all of it).
 pub const PASSWORD_BYTES_MAX: usize = 1024;
 
-const SESSION_CONTEXT: &str = "writ session v1";
+// v2: the cookie names the session's generation and id (v1 cookies are refused).
+const SESSION_CONTEXT: &str = "writ session v2";
 
 /// A keyed BLAKE3 MAC of `payload` under the deployment key derived for `context`, as
 /// unpadded base64url.
@@ -51,29 +58,66 @@ pub fn mac_matches(state: &AppState, context: &str, payload: &[u8], tag: &str) -
     <[u8; 32]>::try_from(given.as_slice()).is_ok_and(|given| blake3::Hash::from(given) == expected)
 }
 
-/// The signed-in person, if the request carries a valid, unexpired session of an active
-/// person.
-pub fn session_user(state: &AppState, request: &HttpRequest, now: Timestamp) -> Option<UserId> {
+/// A signed-in session, as its cookie names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The person.
+    pub user_id: UserId,
+    /// The session's random id: what a sign-out ends, and what the pages' form tokens
+    /// are bound to.
+    pub session_id: String,
+    /// When the cookie lapses by itself.
+    pub expires_at: Timestamp,
+}
+
+/// The session the request carries, if its cookie is writ's, unexpired, of an active
+/// person, of their current session generation, and not signed out.
+pub fn session(state: &AppState, request: &HttpRequest, now: Timestamp) -> Option<Session> {
     let cookie = request.cookie(SESSION_COOKIE)?;
-    let mut parts = cookie.value().rsplitn(3, '.');
-    let (tag, expires, user) = (parts.next()?, parts.next()?, parts.next()?);
-    let payload = format!("{user}.{expires}");
+    let mut parts = cookie.value().rsplitn(5, '.');
+    let (tag, expires, session_id, generation, user) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    let payload = format!("{user}.{generation}.{session_id}.{expires}");
     if !mac_matches(state, SESSION_CONTEXT, payload.as_bytes(), tag) {
         return None;
     }
-    if now.unix_seconds() >= expires.parse::<i64>().ok()? {
+    let expires_at =
+        Timestamp::from_unix_micros(expires.parse::<i64>().ok()?.checked_mul(1_000_000)?)?;
+    if now >= expires_at {
         return None;
     }
+    let generation = generation.parse::<u64>().ok()?;
     let user_id = UserId::from(user);
-    state
-        .ledger
-        .read(|s| s.user(&user_id).is_some_and(|u| u.active))
-        .then_some(user_id)
+    let current = state.ledger.read(|s| {
+        s.user(&user_id).is_some_and(|u| {
+            u.active
+                && u.session_generation == generation
+                && !u.sessions_ended.contains_key(session_id)
+        })
+    });
+    current.then(|| Session {
+        user_id,
+        session_id: session_id.to_owned(),
+        expires_at,
+    })
 }
 
+/// A new session of `user_id` at their current generation:
+/// `<user id>.<generation>.<session id>.<expiry>.<MAC>`.
 fn session_cookie(state: &AppState, user_id: &UserId, now: Timestamp) -> Cookie<'static> {
+    let generation = state
+        .ledger
+        .read(|s| s.user(user_id).map_or(0, |u| u.session_generation));
+    let mut id = [0u8; 16];
+    rand::fill(&mut id);
+    let session_id = URL_SAFE_NO_PAD.encode(id);
     let expires = now.unix_seconds().saturating_add(SESSION_SECONDS);
-    let payload = format!("{user_id}.{expires}");
+    let payload = format!("{user_id}.{generation}.{session_id}.{expires}");
     let tag = mac(state, SESSION_CONTEXT, payload.as_bytes());
     Cookie::build(SESSION_COOKIE, format!("{payload}.{tag}"))
         .path("/")
@@ -82,6 +126,13 @@ fn session_cookie(state: &AppState, user_id: &UserId, now: Timestamp) -> Cookie<
         .secure(state.issuer.starts_with("https://"))
         .max_age(actix_web::cookie::time::Duration::seconds(SESSION_SECONDS))
         .finish()
+}
+
+/// A cookie that removes the session cookie.
+pub fn session_removal() -> Cookie<'static> {
+    let mut gone = Cookie::build(SESSION_COOKIE, "").path("/").finish();
+    gone.make_removal();
+    gone
 }
 
 /// The only places a sign-in returns to: the authorization endpoint (with its query) and
@@ -222,7 +273,8 @@ pub(super) struct Login {
 }
 
 /// A stand-in hash verified when no person has the email (or they have no password), so
-/// a wrong email takes as long as a wrong password.
+/// a wrong email takes as long as a wrong password. Made on first use, on the blocking
+/// pool, under the hashing budget like any other hash.
 static DUMMY_HASH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| hash_password(&crate::secrets::new_secret("")).unwrap_or_default());
 
@@ -233,9 +285,53 @@ fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error>
         .map(|hash| hash.to_string())
 }
 
+/// The argon2 memory, in KiB, that verifying against `hash` takes (the PHC string's `m`).
+fn memory_kib_of(hash: &str) -> u32 {
+    PasswordHash::new(hash)
+        .ok()
+        .and_then(|parsed| argon2::Params::try_from(&parsed).ok())
+        .map_or(argon2::Params::DEFAULT_M_COST, |params| params.m_cost())
+}
+
+fn verify_password(password: &str, hash: Option<&str>) -> bool {
+    let hash = hash.unwrap_or(DUMMY_HASH.as_str());
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+/// The sign-in page again with `status`, `Retry-After` and a sentence saying when to try.
+fn refused_for_now(
+    state: &AppState,
+    status: actix_web::http::StatusCode,
+    retry_after_seconds: u64,
+    return_to: &str,
+    why: &str,
+) -> HttpResponse {
+    let mut response = login_response(state, status, return_to, Some(why));
+    if let Ok(value) = header::HeaderValue::from_str(&retry_after_seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+fn throttled(state: &AppState, wait: u64, return_to: &str) -> HttpResponse {
+    let why = format!(
+        "Too many failed sign-ins for this account from here, or from your address. Wait {wait} seconds, then try again."
+    );
+    refused_for_now(state, StatusCode::TOO_MANY_REQUESTS, wait, return_to, &why)
+}
+
 /// Checks the email and password; on success sets the session and returns to where the
-/// person was going.
-pub(super) async fn login(state: web::Data<AppState>, form: web::Form<Login>) -> HttpResponse {
+/// person was going. Throttled attempts are answered 429 before any hashing, and hashing
+/// beyond the memory budget 503 (see `throttle`).
+pub(super) async fn login(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    form: web::Form<Login>,
+) -> HttpResponse {
     let Login {
         email,
         password,
@@ -246,6 +342,12 @@ pub(super) async fn login(state: web::Data<AppState>, form: web::Form<Login>) ->
         .and_then(safe_return)
         .unwrap_or("/account")
         .to_owned();
+    let now = state.clock.now();
+    let account = state.people.email_hash(email.trim());
+    let address = client_address(&request, state.trust_forwarded_for);
+    if let Err(wait) = state.throttle.check(account, address, now) {
+        return throttled(&state, wait, &return_to);
+    }
     let found = state.ledger.read(|s| {
         state
             .people
@@ -254,33 +356,70 @@ pub(super) async fn login(state: web::Data<AppState>, form: web::Form<Login>) ->
             .map(|u| (u.user_id.clone(), u.password_hash.clone()))
     });
     let (user_id, hash) = match found {
-        Some((user_id, Some(hash))) => (Some(user_id), hash),
-        _ => (None, DUMMY_HASH.clone()),
+        Some((user_id, hash)) => (Some(user_id), hash),
+        None => (None, None),
     };
-    let verified = web::block(move || {
-        PasswordHash::new(&hash).is_ok_and(|parsed| {
-            argon2::Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-    })
-    .await
-    .unwrap_or(false);
-    match user_id.filter(|_| verified) {
+    let memory_kib = hash
+        .as_deref()
+        .map_or(argon2::Params::DEFAULT_M_COST, memory_kib_of);
+    let busy = |busy: HashingBusy| {
+        let why = format!("{busy}.");
+        refused_for_now(&state, StatusCode::SERVICE_UNAVAILABLE, 1, &return_to, &why)
+    };
+    let room = match state.hashing.room(memory_kib).await {
+        Ok(room) => room,
+        Err(err) => return busy(err),
+    };
+    // Asked again with room in hand: guesses sent together all passed the first check
+    // before any of them failed, and those that waited must not run once they did.
+    if let Err(wait) = state.throttle.check(account, address, state.clock.now()) {
+        return throttled(&state, wait, &return_to);
+    }
+    let verified = match room
+        .run(move || verify_password(&password, hash.as_deref()))
+        .await
+    {
+        Ok(verified) => verified,
+        Err(err) => return busy(err),
+    };
+    let now = state.clock.now();
+    match user_id.clone().filter(|_| verified) {
         Some(user_id) => {
-            let now = state.clock.now();
+            state.throttle.succeeded(account, address);
             HttpResponse::SeeOther()
                 .cookie(session_cookie(&state, &user_id, now))
                 .insert_header((header::LOCATION, return_to))
                 .insert_header((header::CACHE_CONTROL, "no-store"))
                 .finish()
         }
-        None => login_response(
-            &state,
-            actix_web::http::StatusCode::UNAUTHORIZED,
-            &return_to,
-            Some("The email or the password is wrong, or no password is set for this person yet."),
-        ),
+        None => {
+            if let (Some(crossed), Some(user_id)) =
+                (state.throttle.failed(account, address, now), user_id)
+            {
+                record_failures(&state, user_id, crossed).await;
+            }
+            login_response(
+                &state,
+                StatusCode::UNAUTHORIZED,
+                &return_to,
+                Some(
+                    "The email or the password is wrong, or no password is set for this person yet.",
+                ),
+            )
+        }
+    }
+}
+
+/// Records a run of failures on the person. The guess is answered 401 either way: a
+/// ledger that takes no writes must not turn a wrong password into a different answer.
+async fn record_failures(state: &AppState, user_id: UserId, crossed: Crossed) {
+    let command = Command::RecordSignInFailures {
+        user_id,
+        failures: crossed.failures,
+        first_failure_at: crossed.first_failure_at,
+    };
+    if let Err(err) = state.ledger.submit(command).await {
+        tracing::warn!(%err, "failed sign-ins could not be recorded");
     }
 }
 
@@ -305,9 +444,13 @@ pub(super) async fn set_password(
             format!("{PASSWORD_CHARS_MIN} characters at least, {PASSWORD_BYTES_MAX} bytes at most"),
         ));
     }
-    let password_hash = web::block(move || hash_password(&password))
+    let password_hash = state
+        .hashing
+        .run(argon2::Params::DEFAULT_M_COST, move || {
+            hash_password(&password)
+        })
         .await
-        .map_err(|err| ApiError::Unavailable(format!("hashing failed: {err}")))?
+        .map_err(|busy| ApiError::Overloaded(busy.to_string()))?
         .map_err(|err| ApiError::Unavailable(format!("hashing failed: {err}")))?;
     state
         .ledger

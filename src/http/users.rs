@@ -1,6 +1,7 @@
 //! People: `POST /api/v1/users`, `GET /api/v1/users`, deactivate and reactivate (admin),
-//! and their API keys: issued by an admin (the key shown once), revoked by an admin or
-//! by the key's own person.
+//! their API keys: issued by an admin (the key shown once), revoked by an admin or by the
+//! key's own person; and "sign out everywhere" (`POST /api/v1/users/{id}/sessions/end`),
+//! by the person or an admin.
 
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,12 @@ struct UserView {
     active: bool,
     erased: bool,
     created_at: String,
+    /// Runs of failed sign-ins recorded against the person.
+    sign_in_anomalies: u32,
+    /// When the last such run began.
+    sign_in_anomaly_last_at: Option<String>,
+    /// Their session generation: how many times all their sessions were ended.
+    session_generation: u64,
 }
 
 impl UserView {
@@ -42,6 +49,9 @@ impl UserView {
             active: user.active,
             erased: user.erased,
             created_at: user.registered_at.to_string(),
+            sign_in_anomalies: user.sign_in_anomalies,
+            sign_in_anomaly_last_at: user.sign_in_anomaly_last_at.map(|at| at.to_string()),
+            session_generation: user.session_generation,
         }
     }
 }
@@ -212,6 +222,21 @@ pub(super) async fn revoke_api_key(
 ) -> Result<HttpResponse, ApiError> {
     let command = Command::RevokeApiKey {
         key_id: ApiKeyId(id.into_inner()),
+        by: caller.actor(),
+    };
+    state.ledger.submit(command).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Ends every sign-in session of the person ("sign out everywhere"): the person
+/// themselves or an admin.
+pub(super) async fn end_sessions(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let command = Command::EndSessions {
+        user_id: UserId(id.into_inner()),
         by: caller.actor(),
     };
     state.ledger.submit(command).await?;

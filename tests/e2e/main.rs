@@ -31,6 +31,7 @@ mod postgres;
 mod registration;
 mod server;
 mod session_grants;
+mod signin;
 mod slow_clients;
 mod spec;
 mod tamper;

@@ -440,3 +440,89 @@ fn an_admin_credential_revoked_on_one_node_is_refused_by_the_other() {
         "B still takes the revoked credential"
     );
 }
+
+/// Ada's session cookie from signing in on `server`.
+fn signed_in(server: &Server) -> String {
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|err| panic!("{err}"));
+    let response = client
+        .post(server.url("/login"))
+        .form(&[
+            ("email", "ada@example.com"),
+            ("password", "correct horse battery staple"),
+            ("return_to", "/account"),
+        ])
+        .send()
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(response.status().as_u16(), 303);
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("writ_session=").map(|_| v))
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_else(|| panic!("no session cookie"))
+        .to_owned()
+}
+
+/// `GET /account` on `server` with `cookie`: the status and the page.
+fn account_page(server: &Server, cookie: &str) -> (u16, String) {
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|err| panic!("{err}"));
+    let response = client
+        .get(server.url("/account"))
+        .header("cookie", cookie)
+        .send()
+        .unwrap_or_else(|err| panic!("{err}"));
+    (
+        response.status().as_u16(),
+        response.text().unwrap_or_default(),
+    )
+}
+
+#[test]
+fn a_session_ended_on_one_node_is_refused_on_the_other() {
+    let mut cluster = Cluster::new();
+    let a = cluster.node();
+    let b = cluster.node();
+    let admin = a.admin_token();
+    let ada = crate::delegation::person(&a, &admin, "ada@example.com");
+    let path = format!("/api/v1/users/{ada}/password");
+    let body = json!({"password": "correct horse battery staple"});
+    let (status, answer) = call(&a, &admin, "PUT", &path, Some(body));
+    assert_eq!(status, 204, "{answer}");
+
+    // Signed in on A, the cookie opens B's page too; signed out on A, neither's.
+    let cookie = signed_in(&a);
+    assert!(eventually(|| account_page(&b, &cookie).0 == 200));
+    let (_, page) = account_page(&a, &cookie);
+    let token = hidden_input(&page, "form_token");
+    let out = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .and_then(|client| {
+            client
+                .post(a.url("/logout"))
+                .header("cookie", &cookie)
+                .form(&[("form_token", token.as_str())])
+                .send()
+        })
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(out.status().as_u16(), 303);
+    assert_eq!(account_page(&a, &cookie).0, 303);
+    assert!(eventually(|| account_page(&b, &cookie).0 == 303));
+
+    // "Sign out everywhere" asked of B ends a session signed in on A, on A.
+    let again = signed_in(&a);
+    assert!(eventually(|| account_page(&b, &again).0 == 200));
+    let ended = format!("/api/v1/users/{ada}/sessions/end");
+    let (status, answer) = call(&b, &admin, "POST", &ended, None);
+    assert_eq!(status, 204, "{answer}");
+    assert_eq!(account_page(&b, &again).0, 303);
+    assert!(eventually(|| account_page(&a, &again).0 == 303));
+}

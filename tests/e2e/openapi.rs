@@ -1147,6 +1147,36 @@ fn interactive(s: &mut Sweep) {
     s.send(303, "POST", "/logout", "", |r| {
         r.form(&[("form_token", token.as_str())])
     });
+    // Signed in again, to sign out everywhere from the page and by the API.
+    s.send(303, "POST", "/login", "", |r| {
+        r.form(&[email, ("password", password)])
+    });
+    let page = s
+        .client
+        .get(s.server.url("/account"))
+        .send()
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    let token = hidden_input(&page, "form_token");
+    let everywhere = "/account/sessions/end";
+    s.send(403, "POST", everywhere, "", |r| {
+        r.form(&[("form_token", "forged")])
+    });
+    s.send(400, "POST", everywhere, "", |r| {
+        r.form(&[("nothing", "here")])
+    });
+    s.send(303, "POST", everywhere, "", |r| {
+        r.form(&[("form_token", token.as_str())])
+    });
+    let ended = "/api/v1/users/{id}/sessions/end";
+    s.admin(204, "POST", ended, &erin, None);
+    s.admin(
+        404,
+        "POST",
+        ended,
+        "00000000-0000-4000-8000-000000000000",
+        None,
+    );
     s.client = plain;
 }
 
