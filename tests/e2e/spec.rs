@@ -43,7 +43,10 @@ fn the_reference_verifier_in_ledger_md_verifies_a_real_export_and_catches_tamper
         .unwrap_or_else(|err| panic!("{err}"))
         .lines()
         .count();
-    assert!(ok && said.contains(&format!("ok: {records} records")), "{said}");
+    assert!(
+        ok && said.contains(&format!("ok: {records} records")),
+        "{said}"
+    );
 
     let data = dir.path().join("data");
     make_ledger(&data, 30);
