@@ -383,7 +383,13 @@ pub fn endpoints() -> Vec<Endpoint> {
 
 /// The pages a person's browser opens or posts to: their malformed queries and forms are
 /// answered with a page, everything else's with JSON.
-const PAGES: [&str; 4] = ["/login", "/logout", "/account", "/account/revoke"];
+const PAGES: [&str; 5] = [
+    "/login",
+    "/logout",
+    "/account",
+    "/account/revoke",
+    "/account/sessions/end",
+];
 
 /// Registers every endpoint; anything else is a JSON 404. Every extractor's refusal (a
 /// body, a query string, a path segment, a form) goes through `error`, so none is

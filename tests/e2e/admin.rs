@@ -87,7 +87,7 @@ fn id_of(server: &Server, token: &str, name: &str) -> String {
 
 /// Endpoints that no admin credential reaches: an agent's or a person's own, and the
 /// OAuth client endpoints. An auditor's credential is simply not theirs (401 or 400).
-const NOT_FOR_ADMIN_CREDENTIALS: [&str; 11] = [
+const NOT_FOR_ADMIN_CREDENTIALS: [&str; 12] = [
     "/oauth/authorize",
     "/oauth/token",
     "/oauth/agent-token",
@@ -95,6 +95,7 @@ const NOT_FOR_ADMIN_CREDENTIALS: [&str; 11] = [
     "/login",
     "/logout",
     "/account/revoke",
+    "/account/sessions/end",
     "/api/v1/operations",
     "/api/v1/proxy/{server_id}/tools",
     "/api/v1/connections/callback",

@@ -136,7 +136,7 @@ const toClient = (url) => url.href.startsWith(redirectUri);
 async function again(page, url) {
   step = 'signing out';
   await page.goto(`${origin}/account`);
-  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('button', { name: 'Sign out', exact: true }).click();
   await page.waitForURL((u) => u.pathname === '/login');
   redirected = null;
   await signIn(page, url, (u) => toClient(u) || u.pathname === '/oauth/authorize');
